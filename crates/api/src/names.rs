@@ -1,0 +1,56 @@
+//! Kubernetes name rules (DNS-1123 labels) and Nimbus/Knative naming conventions.
+
+/// Check a DNS-1123 label: 1–63 chars of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn check_dns_label(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > 63 {
+        return Err(format!("{value:?} is {} characters long; at most 63 are allowed", value.len()));
+    }
+    let ok_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !(ok_chars && ok_ends) {
+        return Err(format!(
+            "{value:?} is not a valid DNS label: use lower-case letters, digits and '-', \
+             starting and ending with a letter or digit (e.g. \"my-name\")"
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the `n`th revision of a configuration (`hello-00001`).
+pub fn revision_name(configuration: &str, n: i64) -> String {
+    format!("{configuration}-{n:05}")
+}
+
+/// `<service>.<namespace>.<domain>`
+pub fn route_host(name: &str, namespace: &str, domain: &str) -> String {
+    format!("{name}.{namespace}.{domain}")
+}
+
+/// `<tag>-<service>.<namespace>.<domain>`
+pub fn tag_host(tag: &str, name: &str, namespace: &str, domain: &str) -> String {
+    format!("{tag}-{name}.{namespace}.{domain}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(check_dns_label("hello-1").is_ok());
+        for bad in ["", "Hello", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(check_dns_label(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn revision_names_are_zero_padded() {
+        assert_eq!(revision_name("hello", 1), "hello-00001");
+        assert_eq!(route_host("hello", "default", "localhost"), "hello.default.localhost");
+        assert_eq!(tag_host("v1", "hello", "default", "localhost"), "v1-hello.default.localhost");
+    }
+}

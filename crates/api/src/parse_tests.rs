@@ -1,0 +1,204 @@
+use super::*;
+use crate::serving::Service;
+
+const KNATIVE_SERVICE: &str = r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+  labels:
+    app: hello
+spec:
+  template:
+    metadata:
+      name: hello-world
+      annotations:
+        autoscaling.knative.dev/min-scale: "1"
+    spec:
+      containerConcurrency: 10
+      timeoutSeconds: 30
+      serviceAccountName: default
+      containers:
+        - image: ghcr.io/knative/helloworld-go:latest
+          ports:
+            - containerPort: 8080
+          env:
+            - name: TARGET
+              value: "World"
+          resources:
+            limits:
+              memory: 128Mi
+              cpu: "1"
+          readinessProbe:
+            httpGet:
+              path: /healthz
+  traffic:
+    - latestRevision: true
+      percent: 80
+    - revisionName: hello-world
+      percent: 20
+      tag: old
+"#;
+
+fn one(text: &str) -> Object {
+    let mut objs = parse_manifests("svc.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(objs.len(), 1);
+    objs.remove(0)
+}
+
+fn errors(text: &str) -> Vec<FieldError> {
+    match parse_manifests("svc.yaml", text) {
+        Err(ParseError::Invalid { errors, .. }) => errors,
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn knative_service_parses_unchanged() {
+    let Object::Service(s) = one(KNATIVE_SERVICE) else { panic!("not a service") };
+    assert_eq!(s.name(), "hello");
+    let c = &s.spec.template.spec.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/knative/helloworld-go:latest"));
+    assert_eq!(c.name, "user-container", "defaulted");
+    assert_eq!(s.spec.template.spec.container_concurrency, Some(10));
+    assert_eq!(s.spec.traffic[1].tag.as_deref(), Some("old"));
+    assert_eq!(s.spec.traffic[1].latest_revision, Some(false), "defaulted");
+}
+
+#[test]
+fn multi_document_and_json() {
+    let text = format!("{KNATIVE_SERVICE}\n---\n{}", KNATIVE_SERVICE.replace("name: hello\n", "name: hello2\n").replace("hello-world", "hello2-world"));
+    assert_eq!(parse_manifests("x", &text).unwrap().len(), 2);
+    let json = r#"{"apiVersion":"serving.knative.dev/v1","kind":"Service","metadata":{"name":"j"},
+      "spec":{"template":{"spec":{"runtimeClassName":"process","containers":[{"command":["/bin/true"]}]}}}}"#;
+    let Object::Service(s) = one(json) else { panic!() };
+    assert_eq!(s.spec.traffic.len(), 1, "default traffic: latest 100%");
+}
+
+#[test]
+fn malformed_yaml_has_line_and_column() {
+    let err = parse_manifests("bad.yaml", "apiVersion: v1\nkind: [Service\nmetadata: {}\n").unwrap_err();
+    match &err {
+        ParseError::Syntax { line, .. } => assert!(*line >= 2, "{err}"),
+        other => panic!("expected syntax error, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with("bad.yaml:"), "{err}");
+}
+
+#[test]
+fn wrong_type_reports_path_and_line() {
+    let text = KNATIVE_SERVICE.replace("containerPort: 8080", "containerPort: eighty");
+    let errs = errors(&text);
+    assert_eq!(errs[0].path, "spec.template.spec.containers[0].ports[0].containerPort");
+    assert_eq!(errs[0].location.unwrap().line, 22, "{errs:?}");
+}
+
+#[test]
+fn unknown_fields_are_reported_with_path_and_line() {
+    let text = KNATIVE_SERVICE.replace("          env:", "          imagePullPolicyy: Always\n          env:");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "spec.template.spec.containers[0].imagePullPolicyy");
+    assert!(errs[0].message.contains("unknown field"));
+    assert_eq!(errs[0].location.unwrap().line, 23);
+    let text = KNATIVE_SERVICE.replace("  traffic:", "  trafic: []\n  traffic:");
+    // empty unknown values are tolerated (kubectl emits `foo: {}`), non-empty are not
+    assert!(parse_manifests("x", &text).is_ok());
+    let text = KNATIVE_SERVICE.replace("  traffic:", "  trafic: [1]\n  traffic:");
+    assert_eq!(errors(&text)[0].path, "spec.trafic");
+}
+
+#[test]
+fn traffic_rules() {
+    let text = KNATIVE_SERVICE.replace("percent: 20", "percent: 30");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.path == "spec.traffic" && e.message.contains("sum to 110")), "{errs:?}");
+
+    let text = KNATIVE_SERVICE.replace("      percent: 80", "      percent: 80\n      tag: old");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.path == "spec.traffic[1].tag" && e.message.contains("unique")), "{errs:?}");
+
+    let text = KNATIVE_SERVICE.replace("tag: old", "tag: Old_tag");
+    assert_eq!(errors(&text)[0].path, "spec.traffic[1].tag");
+
+    let text = KNATIVE_SERVICE.replace("percent: 20", "percent: 120");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.path == "spec.traffic[1].percent"), "{errs:?}");
+}
+
+#[test]
+fn revision_name_prefix_and_ports() {
+    let text = KNATIVE_SERVICE.replace("name: hello-world", "name: other-world");
+    let errs = errors(&text);
+    assert_eq!(errs[0].path, "spec.template.metadata.name");
+    assert!(errs[0].message.contains("must start with \"hello-\""));
+
+    let text = KNATIVE_SERVICE.replace(
+        "            - containerPort: 8080",
+        "            - containerPort: 8080\n            - containerPort: 8081",
+    );
+    assert_eq!(errors(&text)[0].path, "spec.template.spec.containers[0].ports");
+
+    let text = KNATIVE_SERVICE.replace("- containerPort: 8080", "- containerPort: 8080\n              name: grpc");
+    assert_eq!(errors(&text)[0].path, "spec.template.spec.containers[0].ports[0].name");
+}
+
+#[test]
+fn api_version_and_kind_are_checked() {
+    let errs = errors(&KNATIVE_SERVICE.replace("serving.knative.dev/v1", "apps/v1"));
+    assert_eq!(errs[0].path, "apiVersion");
+    let errs = errors(&KNATIVE_SERVICE.replace("kind: Service", "kind: Deployment"));
+    assert_eq!(errs[0].path, "kind");
+}
+
+#[test]
+fn process_runtime_needs_a_command() {
+    let text = r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: p}
+spec:
+  template:
+    spec:
+      runtimeClassName: process
+      containers:
+        - env: [{name: A, value: b}]
+"#;
+    let errs = errors(text);
+    assert_eq!(errs[0].path, "spec.template.spec.containers[0].command");
+}
+
+#[test]
+fn decode_object_checks_url_kind() {
+    let v: serde_json::Value = serde_json::json!({"kind": "Route", "metadata": {"name": "r"}});
+    let errs = decode_object(Some(Kind::Service), v).unwrap_err();
+    assert_eq!(errs[0].path, "kind");
+}
+
+#[test]
+fn list_documents_expand() {
+    let text = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}",
+        KNATIVE_SERVICE.trim_start().lines().enumerate().map(|(i, l)| if i == 0 { format!("- {l}\n") } else { format!("  {l}\n") }).collect::<String>()
+    );
+    let objs = parse_manifests("list.yaml", &text).unwrap();
+    assert!(matches!(&objs[0], Object::Service(Service { .. })));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+        let _ = parse_manifests("fuzz", &s);
+    }
+
+    #[test]
+    fn mutated_manifests_never_panic(cut in 0usize..900, insert in "[ :\\-\\[\\]{}a-z0-9\n]{0,12}") {
+        let mut text = KNATIVE_SERVICE.to_string();
+        let at = cut.min(text.len());
+        let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.insert_str(at, &insert);
+        let _ = parse_manifests("fuzz", &text);
+    }
+}

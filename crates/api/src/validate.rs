@@ -1,0 +1,232 @@
+//! Knative's validation rules, as pure functions returning every problem found (not just the
+//! first), each with its field path and the allowed values.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::constants::*;
+use crate::duration::parse_duration;
+use crate::error::FieldError;
+use crate::names::check_dns_label;
+use crate::object::Object;
+use crate::serving::{RevisionSpec, RevisionTemplateSpec, TrafficTarget};
+
+/// Ports Knative reserves for its own components; a user container may not listen on them.
+pub const RESERVED_PORTS: [i32; 5] = [8012, 8013, 8022, 9090, 9091];
+
+/// Validate any object. Empty when valid.
+pub fn validate(obj: &Object) -> Vec<FieldError> {
+    let mut v = Errors::default();
+    validate_meta(&mut v, obj.metadata());
+    let parent = obj.metadata().name.as_deref();
+    match obj {
+        Object::Service(s) => {
+            validate_template(&mut v, "spec.template", &s.spec.template, parent);
+            validate_traffic(&mut v, "spec.traffic", &s.spec.traffic, parent, false);
+        }
+        Object::Configuration(c) => validate_template(&mut v, "spec.template", &c.spec.template, parent),
+        Object::Revision(r) => validate_revision_spec(&mut v, "spec", &r.spec),
+        Object::Route(r) => validate_traffic(&mut v, "spec.traffic", &r.spec.traffic, parent, true),
+    }
+    v.0
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(path, message));
+    }
+}
+
+fn validate_meta(v: &mut Errors, meta: &ObjectMeta) {
+    match (&meta.name, &meta.generate_name) {
+        (Some(name), _) => {
+            if let Err(e) = check_dns_label(name) {
+                v.add("metadata.name", e);
+            }
+        }
+        (None, Some(prefix)) => {
+            let probe = format!("{prefix}x");
+            if let Err(e) = check_dns_label(&probe) {
+                v.add("metadata.generateName", e);
+            }
+        }
+        (None, None) => v.add("metadata.name", "is required (or set metadata.generateName)"),
+    }
+    if let Some(ns) = &meta.namespace
+        && let Err(e) = check_dns_label(ns)
+    {
+        v.add("metadata.namespace", e);
+    }
+}
+
+fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, parent: Option<&str>) {
+    if let (Some(name), Some(parent)) = (&t.metadata.name, parent) {
+        if !name.starts_with(&format!("{parent}-")) {
+            v.add(
+                format!("{path}.metadata.name"),
+                format!("{name:?} must start with \"{parent}-\" (revision names are prefixed by their service)"),
+            );
+        } else if let Err(e) = check_dns_label(name) {
+            v.add(format!("{path}.metadata.name"), e);
+        }
+    }
+    if let Some(annotations) = &t.metadata.annotations
+        && let Some(d) = annotations.get(ANNOTATION_PROGRESS_DEADLINE)
+        && let Err(e) = parse_duration(d)
+    {
+        v.add(format!("{path}.metadata.annotations[{ANNOTATION_PROGRESS_DEADLINE}]"), e);
+    }
+    validate_revision_spec(v, &format!("{path}.spec"), &t.spec);
+}
+
+/// Validate a revision spec found at `path`.
+fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec) {
+    let runtime = spec.runtime_class_name.as_deref();
+    if let Some(rc) = runtime
+        && ![RUNTIME_PROCESS, RUNTIME_OCI, RUNTIME_WASM].contains(&rc)
+    {
+        v.add(
+            format!("{path}.runtimeClassName"),
+            format!("{rc:?} is not a runtime Nimbus has; use \"{RUNTIME_PROCESS}\", \"{RUNTIME_OCI}\" or \"{RUNTIME_WASM}\""),
+        );
+    }
+    match spec.containers.len() {
+        0 => v.add(format!("{path}.containers"), "exactly one container is required"),
+        1 => validate_container(v, &format!("{path}.containers[0]"), &spec.containers[0], runtime),
+        n => v.add(format!("{path}.containers"), format!("has {n} containers; Nimbus supports exactly one")),
+    }
+    if let Some(cc) = spec.container_concurrency
+        && !(0..=MAX_CONTAINER_CONCURRENCY).contains(&cc)
+    {
+        v.add(
+            format!("{path}.containerConcurrency"),
+            format!("{cc} is out of range; allowed 0 (unlimited) to {MAX_CONTAINER_CONCURRENCY}"),
+        );
+    }
+    for (field, value) in [
+        ("timeoutSeconds", spec.timeout_seconds),
+        ("responseStartTimeoutSeconds", spec.response_start_timeout_seconds),
+        ("idleTimeoutSeconds", spec.idle_timeout_seconds),
+    ] {
+        if let Some(t) = value
+            && !(0..=MAX_TIMEOUT_SECONDS).contains(&t)
+        {
+            v.add(format!("{path}.{field}"), format!("{t} is out of range; allowed 0 to {MAX_TIMEOUT_SECONDS} seconds"));
+        }
+    }
+}
+
+fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option<&str>) {
+    let has_command = c.command.as_ref().is_some_and(|cmd| !cmd.is_empty());
+    match runtime {
+        Some(RUNTIME_PROCESS) if !has_command => v.add(
+            format!("{path}.command"),
+            "is required for runtimeClassName \"process\": give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
+        ),
+        Some(RUNTIME_PROCESS) => {}
+        _ if c.image.as_deref().unwrap_or("").is_empty() => v.add(
+            format!("{path}.image"),
+            "is required (or set spec.runtimeClassName: process and a command to run a host process)",
+        ),
+        _ => {}
+    }
+    let ports = c.ports.as_deref().unwrap_or_default();
+    if ports.len() > 1 {
+        v.add(format!("{path}.ports"), format!("has {} ports; at most one is allowed", ports.len()));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        let pp = format!("{path}.ports[{i}]");
+        if let Some(name) = p.name.as_deref()
+            && !["", "http1", "h2c"].contains(&name)
+        {
+            v.add(format!("{pp}.name"), format!("{name:?} is not allowed; use \"http1\" or \"h2c\""));
+        }
+        if !(1..=65535).contains(&p.container_port) {
+            v.add(format!("{pp}.containerPort"), format!("{} is out of range 1-65535", p.container_port));
+        } else if RESERVED_PORTS.contains(&p.container_port) {
+            v.add(format!("{pp}.containerPort"), format!("{} is reserved by Knative; pick another port", p.container_port));
+        }
+        if let Some(proto) = p.protocol.as_deref()
+            && proto != "TCP"
+        {
+            v.add(format!("{pp}.protocol"), format!("{proto:?} is not allowed; only \"TCP\""));
+        }
+    }
+    for (i, e) in c.env.as_deref().unwrap_or_default().iter().enumerate() {
+        if e.name.is_empty() {
+            v.add(format!("{path}.env[{i}].name"), "must not be empty");
+        }
+        if e.value_from.is_some() {
+            v.add(
+                format!("{path}.env[{i}].valueFrom"),
+                "is not supported in embedded mode (there are no Secrets or ConfigMaps); use value",
+            );
+        }
+    }
+}
+
+fn validate_traffic(v: &mut Errors, path: &str, traffic: &[TrafficTarget], parent: Option<&str>, is_route: bool) {
+    if traffic.is_empty() {
+        return;
+    }
+    let mut sum: i64 = 0;
+    let mut tags = HashSet::new();
+    for (i, t) in traffic.iter().enumerate() {
+        let tp = format!("{path}[{i}]");
+        validate_target_ref(v, &tp, t, is_route);
+        match t.percent {
+            Some(p) if !(0..=100).contains(&p) => v.add(format!("{tp}.percent"), format!("{p} is out of range 0-100")),
+            Some(p) => sum += p,
+            None => {}
+        }
+        if let Some(tag) = &t.tag {
+            if !tags.insert(tag.as_str()) {
+                v.add(format!("{tp}.tag"), format!("{tag:?} is used by more than one traffic target; tags must be unique"));
+            } else if let Err(e) = check_dns_label(tag) {
+                v.add(format!("{tp}.tag"), e);
+            } else if let Some(name) = parent
+                && tag.len() + name.len() + 1 > 63
+            {
+                v.add(format!("{tp}.tag"), format!("\"{tag}-{name}\" (the tag's host label) is longer than 63 characters"));
+            }
+        }
+        if t.url.is_some() {
+            v.add(format!("{tp}.url"), "is set by Nimbus in status.traffic; remove it from spec");
+        }
+    }
+    if sum != 100 {
+        v.add(path, format!("traffic percents sum to {sum}; they must sum to 100"));
+    }
+}
+
+fn validate_target_ref(v: &mut Errors, tp: &str, t: &TrafficTarget, is_route: bool) {
+    let latest = t.latest_revision == Some(true);
+    match (&t.revision_name, &t.configuration_name, latest) {
+        (Some(_), _, true) => v.add(format!("{tp}.revisionName"), "may not be set when latestRevision is true"),
+        (Some(_), Some(_), false) => {
+            v.add(format!("{tp}.configurationName"), "may not be set together with revisionName")
+        }
+        (None, Some(_), _) if !is_route => v.add(
+            format!("{tp}.configurationName"),
+            "is not allowed on a Service; use latestRevision: true",
+        ),
+        (None, Some(_), false) if t.latest_revision == Some(false) => {
+            v.add(format!("{tp}.latestRevision"), "must be true (or unset) with configurationName")
+        }
+        (None, None, false) if t.latest_revision == Some(false) => {
+            v.add(format!("{tp}.revisionName"), "is required when latestRevision is false")
+        }
+        (None, None, false) => v.add(tp, "names no revision: set revisionName or latestRevision: true"),
+        _ => {}
+    }
+    if let Some(name) = &t.revision_name
+        && let Err(e) = check_dns_label(name)
+    {
+        v.add(format!("{tp}.revisionName"), e);
+    }
+}

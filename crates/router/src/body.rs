@@ -1,0 +1,144 @@
+//! The one body type that flows through the router, in both directions.
+//!
+//! A [`Body`] is either nothing, one in-memory chunk (error pages, tests), or a hyper
+//! [`Incoming`] stream passed through frame by frame — the router never buffers a whole body.
+//! A response body also carries the revision's in-flight guard, so a request counts as in flight
+//! until its response body is finished or dropped.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::stats::InFlight;
+
+/// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body.
+pub struct Body {
+    kind: Kind,
+    in_flight: Option<InFlight>,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(Incoming),
+}
+
+// === impl Body ===
+
+impl Body {
+    /// A body with no data.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Empty, in_flight: None }
+    }
+
+    /// Keeps the request counted as in flight until this body ends or is dropped.
+    pub(crate) fn with_in_flight(mut self, guard: InFlight) -> Self {
+        self.in_flight = Some(guard);
+        self
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Empty => "empty",
+            Kind::Full(_) => "full",
+            Kind::Incoming(_) => "streaming",
+        };
+        f.debug_struct("Body").field("kind", &kind).finish()
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(body: Incoming) -> Self {
+        Self { kind: Kind::Incoming(body), in_flight: None }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        let kind = if bytes.is_empty() { Kind::Empty } else { Kind::Full(Some(bytes)) };
+        Self { kind, in_flight: None }
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Bytes::from(text).into()
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Self {
+        Bytes::from_static(text.as_bytes()).into()
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Incoming(body) => Pin::new(body).poll_frame(cx),
+        };
+        if let Poll::Ready(None) = polled {
+            // The exchange is over: stop counting it even if the connection keeps the body.
+            this.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(chunk) => chunk.is_none(),
+            Kind::Incoming(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(chunk) => SizeHint::with_exact(chunk.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Incoming(body) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn full_body_yields_its_bytes_once() {
+        let body = Body::from("hello");
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, "hello");
+    }
+
+    #[test]
+    fn empty_body_is_at_its_end() {
+        assert!(Body::empty().is_end_stream());
+        assert!(Body::from(Bytes::new()).is_end_stream());
+    }
+}

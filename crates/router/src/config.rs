@@ -1,0 +1,44 @@
+//! The router's tuning knobs: limits on what clients may send and how instance connections are
+//! pooled. Owns only the values and their defaults; it never opens sockets.
+
+use std::time::Duration;
+
+/// How the router serves clients and talks to instances. `RouterConfig::default()` is what
+/// production uses; tests shorten the timeouts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Largest HTTP/1 request head (request line plus headers) accepted, in bytes. Larger heads
+    /// are answered with `431 Request Header Fields Too Large` and the connection is closed.
+    /// hyper enforces a floor of 8 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields accepted in one HTTP/1 request (more ⇒ 431).
+    pub max_headers: usize,
+    /// Largest HTTP/2 header list accepted from clients, in bytes (HPACK-decoded size).
+    pub max_h2_header_list_bytes: u32,
+    /// How long a client may take to send a complete HTTP/1 request head.
+    pub header_read_timeout: Duration,
+    /// How long opening a TCP connection to an instance may take before the request fails
+    /// with 502.
+    pub connect_timeout: Duration,
+    /// How long an idle keep-alive connection to an instance is kept in the pool.
+    pub pool_idle_timeout: Duration,
+    /// Most idle keep-alive connections kept per instance.
+    pub pool_max_idle_per_instance: usize,
+    /// How long `serve` waits, after its shutdown future fired, for open connections to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 128,
+            max_h2_header_list_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_instance: 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}

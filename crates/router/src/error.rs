@@ -1,0 +1,145 @@
+//! What can go wrong on the data path, who is to blame, and what the client is told.
+//!
+//! Every [`ProxyError`] answers three questions: which side failed ([`Side`]), whether the
+//! request could be retried safely (it never reached an instance), and which plain-text response
+//! the client gets. This module never logs and never performs I/O.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use nimbus_runtime::RevisionKey;
+
+use crate::body::Body;
+
+/// Which party caused a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something the router cannot serve.
+    Client,
+    /// The instance (the user's code) failed or was too slow.
+    Instance,
+    /// Nimbus itself cannot serve the request right now (no capacity, misconfiguration).
+    Nimbus,
+}
+
+/// A request the router could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request carried neither a `Host` header nor an absolute URI.
+    #[error("the request has no Host header")]
+    MissingHost,
+    /// The request's host or path cannot be turned into an upstream URI.
+    #[error("invalid request target: {0}")]
+    InvalidTarget(String),
+    /// No Route serves this host.
+    #[error(
+        "no service for host {host:?}: check the Host header against the URLs in the services' status"
+    )]
+    UnknownHost { host: String },
+    /// The chosen revision has no ready instance.
+    #[error("revision {revision} has no ready instance")]
+    NoReadyInstance { revision: RevisionKey },
+    /// Opening a connection to the instance failed; the request was not sent.
+    #[error("revision {revision}: cannot connect to instance at {addr}: {source}")]
+    Connect {
+        revision: RevisionKey,
+        addr: SocketAddr,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The instance closed the connection or sent an invalid response.
+    #[error("revision {revision}: instance at {addr} failed: {source}")]
+    Instance {
+        revision: RevisionKey,
+        addr: SocketAddr,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The instance did not send response headers within the revision's timeout.
+    #[error("revision {revision}: no response from the instance within {timeout:?}")]
+    Timeout { revision: RevisionKey, timeout: Duration },
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    /// Who caused this failure.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => Side::Client,
+            Self::NoReadyInstance { .. } => Side::Nimbus,
+            Self::Connect { .. } | Self::Instance { .. } | Self::Timeout { .. } => Side::Instance,
+        }
+    }
+
+    /// Whether the request never reached an instance, so sending it again cannot repeat a
+    /// side effect.
+    pub fn is_retry_safe(&self) -> bool {
+        match self {
+            Self::NoReadyInstance { .. } | Self::Connect { .. } => true,
+            Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => false,
+            Self::Instance { .. } | Self::Timeout { .. } => false,
+        }
+    }
+
+    /// The status code the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost | Self::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownHost { .. } => StatusCode::NOT_FOUND,
+            Self::NoReadyInstance { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect { .. } | Self::Instance { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The plain-text response for the client.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut resp = Response::new(Body::from(format!("{self}\n")));
+        *resp.status_mut() = self.status();
+        let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+        resp.headers_mut().insert(header::CONTENT_TYPE, plain);
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev() -> RevisionKey {
+        RevisionKey::new("default", "hello-00001")
+    }
+
+    #[test]
+    fn unknown_host_names_the_host_and_is_the_clients_fault() {
+        let err = ProxyError::UnknownHost { host: "nope.example".into() };
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(err.side(), Side::Client);
+        assert!(err.to_string().contains(r#"no service for host "nope.example""#));
+    }
+
+    #[test]
+    fn no_ready_instance_is_retry_safe_and_names_the_revision() {
+        let err = ProxyError::NoReadyInstance { revision: rev() };
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.is_retry_safe());
+        assert!(err.to_string().contains("default/hello-00001"));
+    }
+
+    #[test]
+    fn timeout_is_the_instances_fault_and_not_retry_safe() {
+        let err = ProxyError::Timeout { revision: rev(), timeout: Duration::from_secs(1) };
+        assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(err.side(), Side::Instance);
+        assert!(!err.is_retry_safe());
+    }
+
+    #[test]
+    fn responses_are_plain_text() {
+        let resp = ProxyError::MissingHost.to_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
+}

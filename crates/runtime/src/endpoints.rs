@@ -1,0 +1,107 @@
+//! The ready-endpoint registry: written by runtimes, read by the router on every request.
+//!
+//! Reads are lock-free (`arc-swap`); writes copy the map, which is fine because endpoints change
+//! orders of magnitude less often than requests arrive.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::RevisionKey;
+
+/// The protocol an instance speaks on its port (Knative: port name `h2c` or `http1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    #[default]
+    Http1,
+    H2c,
+}
+
+/// One ready instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Unique within the revision (for example `hello-00001-7`).
+    pub id: String,
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+}
+
+/// The ready instances of one revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevisionEndpoints {
+    pub ready: Vec<Endpoint>,
+}
+
+type Map = HashMap<RevisionKey, Arc<RevisionEndpoints>>;
+
+/// Shared map from revision to its ready endpoints. Cheap to clone (it is a handle).
+#[derive(Clone)]
+pub struct EndpointRegistry {
+    map: Arc<ArcSwap<Map>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for EndpointRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EndpointRegistry {
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(0);
+        Self { map: Arc::new(ArcSwap::from_pointee(HashMap::new())), changed: Arc::new(tx) }
+    }
+
+    /// The ready endpoints of a revision (empty when it has none or is unknown).
+    pub fn get(&self, revision: &RevisionKey) -> Option<Arc<RevisionEndpoints>> {
+        self.map.load().get(revision).cloned()
+    }
+
+    /// Replace the ready endpoints of a revision.
+    pub fn set(&self, revision: &RevisionKey, endpoints: RevisionEndpoints) {
+        self.map.rcu(|old| {
+            let mut next = Map::clone(old);
+            if endpoints.ready.is_empty() {
+                next.remove(revision);
+            } else {
+                next.insert(revision.clone(), Arc::new(endpoints.clone()));
+            }
+            next
+        });
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that changes every time any revision's endpoints change. Used by waiters that
+    /// want to know when an endpoint appears (the activator).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint { id: format!("i{port}"), addr: ([127, 0, 0, 1], port).into(), protocol: Protocol::Http1 }
+    }
+
+    #[test]
+    fn set_get_and_clear() {
+        let reg = EndpointRegistry::new();
+        let key = RevisionKey::new("default", "hello-00001");
+        assert!(reg.get(&key).is_none());
+        let mut w = reg.watch();
+        reg.set(&key, RevisionEndpoints { ready: vec![ep(1), ep(2)] });
+        assert!(w.has_changed().unwrap());
+        assert_eq!(reg.get(&key).unwrap().ready.len(), 2);
+        w.mark_unchanged();
+        reg.set(&key, RevisionEndpoints::default());
+        assert!(reg.get(&key).is_none());
+        assert!(w.has_changed().unwrap());
+    }
+}
