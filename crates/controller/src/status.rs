@@ -1,0 +1,72 @@
+//! Small helpers shared by the reconcilers: conditions, owner references, child metadata.
+
+use std::collections::BTreeMap;
+
+use nimbus_api::ObjectMeta;
+use nimbus_api::conditions::{Condition, ConditionStatus, get_condition};
+use nimbus_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+/// A condition with reason and message (reason/message omitted when empty).
+pub(crate) fn cond(type_: &str, status: ConditionStatus, reason: &str, message: &str) -> Condition {
+    let mut c = Condition::new(type_, status);
+    if !reason.is_empty() {
+        c.reason = Some(reason.to_string());
+    }
+    if !message.is_empty() {
+        c.message = Some(message.to_string());
+    }
+    c
+}
+
+/// The `Ready` condition of a child as (status, reason, message), `Unknown` when absent.
+pub(crate) fn ready_of(conditions: &[Condition]) -> (ConditionStatus, String, String) {
+    match get_condition(conditions, "Ready") {
+        Some(c) => (c.status, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()),
+        None => (ConditionStatus::Unknown, String::new(), String::new()),
+    }
+}
+
+/// Set every condition in `new` on `conditions` with transition-time bookkeeping.
+pub(crate) fn set_all(conditions: &mut Vec<Condition>, new: Vec<Condition>, now: &str) {
+    for c in new {
+        nimbus_api::conditions::set_condition(conditions, c, now);
+    }
+}
+
+/// An owner reference to `meta` of the given kind, marked as the controller.
+pub(crate) fn owner_ref(kind: &str, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: nimbus_api::API_VERSION.to_string(),
+        kind: kind.to_string(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Annotations never copied from a parent to its children.
+const NOT_PROPAGATED: [&str; 1] = ["kubectl.kubernetes.io/last-applied-configuration"];
+
+/// Parent labels plus `extra`, for a child object.
+pub(crate) fn child_labels(parent: &ObjectMeta, extra: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+    let mut labels = parent.labels.clone().unwrap_or_default();
+    for (k, v) in extra {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    (!labels.is_empty()).then_some(labels)
+}
+
+/// Parent annotations minus the ones that must not propagate.
+pub(crate) fn child_annotations(parent: &ObjectMeta) -> Option<BTreeMap<String, String>> {
+    let mut annotations = parent.annotations.clone().unwrap_or_default();
+    for k in NOT_PROPAGATED {
+        annotations.remove(k);
+    }
+    (!annotations.is_empty()).then_some(annotations)
+}
+
+/// The value of a label.
+pub(crate) fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}
