@@ -32,7 +32,10 @@ enum Kind {
 impl Body {
     /// A body with no data.
     pub fn empty() -> Self {
-        Self { kind: Kind::Empty, in_flight: None }
+        Self {
+            kind: Kind::Empty,
+            in_flight: None,
+        }
     }
 
     /// Keeps the request counted as in flight until this body ends or is dropped.
@@ -61,14 +64,24 @@ impl fmt::Debug for Body {
 
 impl From<Incoming> for Body {
     fn from(body: Incoming) -> Self {
-        Self { kind: Kind::Incoming(body), in_flight: None }
+        Self {
+            kind: Kind::Incoming(body),
+            in_flight: None,
+        }
     }
 }
 
 impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Self {
-        let kind = if bytes.is_empty() { Kind::Empty } else { Kind::Full(Some(bytes)) };
-        Self { kind, in_flight: None }
+        let kind = if bytes.is_empty() {
+            Kind::Empty
+        } else {
+            Kind::Full(Some(bytes))
+        };
+        Self {
+            kind,
+            in_flight: None,
+        }
     }
 }
 

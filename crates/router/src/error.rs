@@ -58,7 +58,10 @@ pub enum ProxyError {
     },
     /// The instance did not send response headers within the revision's timeout.
     #[error("revision {revision}: no response from the instance within {timeout:?}")]
-    Timeout { revision: RevisionKey, timeout: Duration },
+    Timeout {
+        revision: RevisionKey,
+        timeout: Duration,
+    },
 }
 
 // === impl ProxyError ===
@@ -114,10 +117,15 @@ mod tests {
 
     #[test]
     fn unknown_host_names_the_host_and_is_the_clients_fault() {
-        let err = ProxyError::UnknownHost { host: "nope.example".into() };
+        let err = ProxyError::UnknownHost {
+            host: "nope.example".into(),
+        };
         assert_eq!(err.status(), StatusCode::NOT_FOUND);
         assert_eq!(err.side(), Side::Client);
-        assert!(err.to_string().contains(r#"no service for host "nope.example""#));
+        assert!(
+            err.to_string()
+                .contains(r#"no service for host "nope.example""#)
+        );
     }
 
     #[test]
@@ -130,7 +138,10 @@ mod tests {
 
     #[test]
     fn timeout_is_the_instances_fault_and_not_retry_safe() {
-        let err = ProxyError::Timeout { revision: rev(), timeout: Duration::from_secs(1) };
+        let err = ProxyError::Timeout {
+            revision: rev(),
+            timeout: Duration::from_secs(1),
+        };
         assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(err.side(), Side::Instance);
         assert!(!err.is_retry_safe());
@@ -140,6 +151,9 @@ mod tests {
     fn responses_are_plain_text() {
         let resp = ProxyError::MissingHost.to_response();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
     }
 }

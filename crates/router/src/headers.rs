@@ -17,7 +17,13 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Hop-by-hop headers always removed (RFC 9110 §7.6.1 plus the legacy ones). `TE` and
 /// `Upgrade` are handled separately.
 fn fixed_hop_by_hop() -> [&'static HeaderName; 5] {
-    [&header::CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &header::TRAILER, &header::TRANSFER_ENCODING]
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+    ]
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade` plus `Upgrade`).
@@ -70,10 +76,13 @@ fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 fn strip_te(headers: &mut HeaderMap) {
-    let Some(te) = headers.remove(header::TE) else { return };
-    let wants_trailers = te
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.split(';').next().unwrap_or("").trim() == "trailers"));
+    let Some(te) = headers.remove(header::TE) else {
+        return;
+    };
+    let wants_trailers = te.to_str().is_ok_and(|v| {
+        v.split(',')
+            .any(|t| t.split(';').next().unwrap_or("").trim() == "trailers")
+    });
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -121,7 +130,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -153,7 +165,11 @@ mod tests {
 
     #[test]
     fn upgrade_is_kept_when_asked() {
-        let mut h = map(&[("connection", "Upgrade, x-hop"), ("upgrade", "websocket"), ("x-hop", "1")]);
+        let mut h = map(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+        ]);
         assert!(is_upgrade_request(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
@@ -185,7 +201,10 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         add_forwarding(&mut h, "::1".parse().unwrap());
-        assert_eq!(h["forwarded"], r#"for=1.1.1.1, for=2.2.2.2, for="[::1]";proto=http"#);
+        assert_eq!(
+            h["forwarded"],
+            r#"for=1.1.1.1, for=2.2.2.2, for="[::1]";proto=http"#
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

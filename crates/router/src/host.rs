@@ -37,7 +37,11 @@ fn strip_port(host: &str) -> &str {
     match host.split_once(':') {
         // Exactly one colon: `name:port`. More colons: a bare IPv6 address, left alone.
         Some((name, port)) if !port.contains(':') => {
-            if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
         }
         _ => host,
     }
@@ -50,8 +54,14 @@ mod tests {
 
     #[test]
     fn strips_port_and_lowercases() {
-        assert_eq!(normalize_host("Hello.Default.localhost:8080"), "hello.default.localhost");
-        assert_eq!(normalize_host("hello.default.localhost"), "hello.default.localhost");
+        assert_eq!(
+            normalize_host("Hello.Default.localhost:8080"),
+            "hello.default.localhost"
+        );
+        assert_eq!(
+            normalize_host("hello.default.localhost"),
+            "hello.default.localhost"
+        );
         assert_eq!(normalize_host("example.com."), "example.com");
         assert_eq!(normalize_host("EXAMPLE.com.:80"), "example.com");
     }
@@ -75,7 +85,10 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req), Some("from-uri.example"));
-        let req = Request::get("/x").header(header::HOST, "h.example:1").body(()).unwrap();
+        let req = Request::get("/x")
+            .header(header::HOST, "h.example:1")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req), Some("h.example:1"));
         assert_eq!(request_host(&Request::get("/x").body(()).unwrap()), None);
     }

@@ -32,7 +32,11 @@ pub fn total_weight(weights: &[u32]) -> u32 {
 
 /// A uniformly random roll in `0..total` (0 when `total` is 0).
 pub(crate) fn random_roll(total: u32) -> u32 {
-    if total <= 1 { 0 } else { rand::random_range(0..total) }
+    if total <= 1 {
+        0
+    } else {
+        rand::random_range(0..total)
+    }
 }
 
 #[cfg(test)]

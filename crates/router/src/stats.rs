@@ -45,7 +45,10 @@ impl RevisionStats {
 
     /// Both counters at once.
     pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot { in_flight: self.in_flight(), requests: self.requests() }
+        StatsSnapshot {
+            in_flight: self.in_flight(),
+            requests: self.requests(),
+        }
     }
 
     /// Counts a new request; it stays in flight until the returned guard is dropped.
@@ -73,9 +76,21 @@ mod tests {
         let stats = Arc::new(RevisionStats::default());
         let a = stats.start();
         let b = stats.start();
-        assert_eq!(stats.snapshot(), StatsSnapshot { in_flight: 2, requests: 2 });
+        assert_eq!(
+            stats.snapshot(),
+            StatsSnapshot {
+                in_flight: 2,
+                requests: 2
+            }
+        );
         drop(a);
         drop(b);
-        assert_eq!(stats.snapshot(), StatsSnapshot { in_flight: 0, requests: 2 });
+        assert_eq!(
+            stats.snapshot(),
+            StatsSnapshot {
+                in_flight: 0,
+                requests: 2
+            }
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! keeps each revision's [`RevisionStats`] alive across rebuilds.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub(crate) struct Table {
     stats: HashMap<RevisionKey, Arc<RevisionStats>>,
 }
 
-/// One ingress rule: the revisions its hosts' traffic splits over.
+/// One ingress rule: the revisions its hosts' traffic splits over (never empty).
 #[derive(Debug)]
 pub(crate) struct Route {
     targets: Vec<Target>,
@@ -54,14 +55,15 @@ impl Table {
         let mut table = Table::default();
         let mut conflicts = Vec::new();
         for ingress in ingresses {
-            for rule in &ingress.rules {
+            // Validation guarantees splits; a rule without any could never be served.
+            for rule in ingress.rules.iter().filter(|r| !r.splits.is_empty()) {
                 let route = Arc::new(table.route_for(&ingress.namespace, rule, previous));
                 for host in &rule.hosts {
-                    let host = normalize_host(host).into_owned();
-                    if table.hosts.contains_key(&host) {
-                        conflicts.push(host);
-                    } else {
-                        table.hosts.insert(host, Arc::clone(&route));
+                    match table.hosts.entry(normalize_host(host).into_owned()) {
+                        Entry::Occupied(taken) => conflicts.push(taken.key().clone()),
+                        Entry::Vacant(free) => {
+                            free.insert(Arc::clone(&route));
+                        }
                     }
                 }
             }
@@ -76,12 +78,21 @@ impl Table {
             .map(|split| {
                 let revision = RevisionKey::new(namespace, split.revision.as_str());
                 let stats = self.stats_for(&revision, previous);
-                Target { revision, timeout: split.timeout, stats, next_instance: AtomicUsize::new(0) }
+                Target {
+                    revision,
+                    timeout: split.timeout,
+                    stats,
+                    next_instance: AtomicUsize::new(0),
+                }
             })
             .collect();
         let weights: Vec<u32> = rule.splits.iter().map(|s| s.percent).collect();
         let total = total_weight(&weights);
-        Route { targets, weights, total }
+        Route {
+            targets,
+            weights,
+            total,
+        }
     }
 
     fn stats_for(&mut self, revision: &RevisionKey, previous: &Table) -> Arc<RevisionStats> {
@@ -114,13 +125,13 @@ impl Table {
 // === impl Route ===
 
 impl Route {
-    /// Picks the target for one request, at random by the split's percents. `None` only for a
-    /// rule without splits (which validation forbids).
-    pub fn pick_target(&self) -> Option<&Target> {
+    /// Picks the target for one request, at random by the split's percents.
+    pub fn pick_target(&self) -> &Target {
         if self.targets.len() == 1 {
-            return self.targets.first();
+            return &self.targets[0];
         }
-        self.targets.get(pick_weighted(&self.weights, random_roll(self.total)))
+        // `pick_weighted` returns an index below `weights.len()`, which is `targets.len()`.
+        &self.targets[pick_weighted(&self.weights, random_roll(self.total))]
     }
 }
 
@@ -175,7 +186,7 @@ mod tests {
         let b = ingress("b", &["x.localhost"], &[("b-1", 100)]);
         let (table, conflicts) = Table::build([&a, &b], &Table::default());
         assert_eq!(conflicts, vec!["x.localhost".to_string()]);
-        let target = table.route("x.localhost").unwrap().pick_target().unwrap();
+        let target = table.route("x.localhost").unwrap().pick_target();
         assert_eq!(target.revision.name, "a-1");
     }
 
@@ -195,7 +206,7 @@ mod tests {
     fn instances_are_picked_round_robin() {
         let ing = ingress("hello", &["h.localhost"], &[("hello-1", 100)]);
         let (table, _) = Table::build([&ing], &Table::default());
-        let target = table.route("h.localhost").unwrap().pick_target().unwrap();
+        let target = table.route("h.localhost").unwrap().pick_target();
         let ready: Vec<Endpoint> = (1..=3)
             .map(|p| Endpoint {
                 id: format!("i{p}"),
@@ -203,8 +214,9 @@ mod tests {
                 protocol: Protocol::Http1,
             })
             .collect();
-        let picked: Vec<u16> =
-            (0..6).map(|_| target.pick_instance(&ready).unwrap().addr.port()).collect();
+        let picked: Vec<u16> = (0..6)
+            .map(|_| target.pick_instance(&ready).unwrap().addr.port())
+            .collect();
         assert_eq!(picked, vec![1, 2, 3, 1, 2, 3]);
         assert!(target.pick_instance(&[]).is_none());
     }

@@ -1,0 +1,110 @@
+//! Nimbus's control-plane API: the Knative Serving resources (`services`, `configurations`,
+//! `revisions`, `routes` in `serving.knative.dev/v1`) served over HTTP with Kubernetes API
+//! conventions, so that kubectl and kube-rs can talk to it as to a cluster.
+//!
+//! This crate owns the HTTP shape only: paths, verbs, query parameters, `Status` errors, list and
+//! watch encodings. What is valid is decided by `nimbus-api`; what is stored, and every
+//! `resourceVersion`, by `nimbus-store`. It never reconciles anything: after each successful write
+//! it calls the [`WriteHook`] so the controller can be poked.
+//!
+//! | Path (under `/apis/serving.knative.dev/v1`) | Verbs |
+//! |---|---|
+//! | `/{plural}` | GET list / watch across namespaces |
+//! | `/namespaces/{ns}/{plural}` | GET list / watch, POST create |
+//! | `/namespaces/{ns}/{plural}/{name}` | GET, PUT replace, DELETE (answers with the deleted object) |
+//! | `/namespaces/{ns}/{plural}/{name}/status` | GET, PUT replace status only |
+
+mod body;
+mod list;
+mod resources;
+mod selector;
+mod stamp;
+mod state;
+mod status;
+mod watch;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use body::MAX_BODY_BYTES;
+pub use list::ListParams;
+pub use selector::{LabelSelector, SelectorError};
+pub use state::{ApiState, Caller, WriteHook};
+pub use status::{ApiError, Cause, Details};
+
+/// The path prefix of every resource: `/apis/serving.knative.dev/v1`.
+pub const API_PREFIX: &str = "/apis/serving.knative.dev/v1";
+
+/// How long [`serve`] lets open requests (watches above all) finish after shutdown is asked.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The API as a service; test it with `tower::ServiceExt::oneshot`.
+pub fn app(state: ApiState) -> Router {
+    let p = API_PREFIX;
+    Router::new()
+        .route(&format!("{p}/{{plural}}"), get(list::list_all))
+        .route(
+            &format!("{p}/namespaces/{{ns}}/{{plural}}"),
+            get(list::list_namespaced).post(resources::create),
+        )
+        .route(
+            &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}"),
+            get(resources::get)
+                .put(resources::replace)
+                .delete(resources::delete),
+        )
+        .route(
+            &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}/status"),
+            get(resources::get).put(resources::replace_status),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            state::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then give open requests
+/// [`SHUTDOWN_GRACE`] to finish (watch streams never finish on their own) and return.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        notify.notify_one();
+    });
+    tokio::select! {
+        result = server => result,
+        () = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::no_such_path()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("the API server failed while handling this request".into()).into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,285 @@
+//! Errors as Kubernetes `Status` objects.
+//!
+//! Every failure the API server reports goes through [`ApiError`], which renders as a
+//! `{"kind":"Status","apiVersion":"v1",...}` JSON body with the matching HTTP code and `reason`,
+//! so kubectl prints `Error from server (NotFound): ...` and kube-rs decodes an `ErrorResponse`.
+//! This module never decides *whether* something failed; it only says how a failure looks.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use nimbus_api::{FieldError, GROUP, Kind};
+use nimbus_store::StoreError;
+use serde_json::{Value, json};
+
+/// Why a request failed, carrying what the client needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The path names no resource we serve, or the object does not exist.
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        details: Option<Details>,
+    },
+    /// Create of an object whose name is taken.
+    #[error("{}.{GROUP} \"{}\" already exists", .details.kind, .details.name)]
+    AlreadyExists { details: Details },
+    /// Optimistic concurrency: the given `resourceVersion` is stale.
+    #[error("{message}")]
+    Conflict { message: String, details: Details },
+    /// The request itself is malformed (body syntax, namespace or name mismatch).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The object is well-formed but fails validation.
+    #[error("{}", invalid_message(.kind, .details, .causes))]
+    Invalid {
+        kind: Kind,
+        details: Details,
+        causes: Vec<Cause>,
+    },
+    /// The body is larger than the server accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Missing or wrong bearer token.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// The path exists but not with this method.
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    /// Watch history needed to resume is gone; the client must list again.
+    #[error("too old resource version: {0}")]
+    Expired(String),
+    /// A fault in Nimbus (storage, corrupt data, a bug); the client did nothing wrong.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// `details` of a Status: which object, and for validation errors, which fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Details {
+    pub name: String,
+    /// The resource (plural), e.g. `services`.
+    pub kind: String,
+}
+
+/// One entry of `details.causes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub field: String,
+    pub message: String,
+}
+
+// === impl ApiError ===
+
+impl ApiError {
+    /// The HTTP status code.
+    pub fn code(&self) -> StatusCode {
+        match self {
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::AlreadyExists { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Expired(_) => StatusCode::GONE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Kubernetes `reason` (`NotFound`, `Invalid`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "NotFound",
+            Self::AlreadyExists { .. } => "AlreadyExists",
+            Self::Conflict { .. } => "Conflict",
+            Self::BadRequest(_) => "BadRequest",
+            Self::Invalid { .. } => "Invalid",
+            Self::TooLarge(_) => "RequestEntityTooLarge",
+            Self::Unauthorized => "Unauthorized",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::Expired(_) => "Expired",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The path names no resource: `the server could not find the requested resource`.
+    pub fn no_such_path() -> Self {
+        Self::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: None,
+        }
+    }
+
+    /// A validation failure of `name` (a `kind`), with one cause per field error. `input` is
+    /// the submitted object, used to quote the offending values as Kubernetes does.
+    pub fn invalid(kind: Kind, name: &str, errors: &[FieldError], input: &Value) -> Self {
+        let causes = errors
+            .iter()
+            .map(|e| Cause::from_field_error(e, input))
+            .collect();
+        Self::Invalid {
+            kind,
+            details: Details::new(kind, name),
+            causes,
+        }
+    }
+
+    /// The Status object.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code().as_u16(),
+        });
+        if let Some(details) = self.details_json() {
+            status["details"] = details;
+        }
+        status
+    }
+
+    fn details_json(&self) -> Option<Value> {
+        let (details, causes) = match self {
+            Self::NotFound {
+                details: Some(d), ..
+            } => (d, None),
+            Self::AlreadyExists { details } | Self::Conflict { details, .. } => (details, None),
+            Self::Invalid {
+                details, causes, ..
+            } => (details, Some(causes)),
+            _ => return None,
+        };
+        let mut out = json!({ "name": details.name, "group": GROUP, "kind": details.kind });
+        if let Some(causes) = causes {
+            out["causes"] = causes.iter().map(Cause::to_json).collect();
+        }
+        Some(out)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, Self::Internal(_)) {
+            tracing::error!(error = %self, "internal error serving API request");
+        }
+        (self.code(), Json(self.to_status())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind, ref name, .. } => {
+                let details = Details::new(kind, name);
+                let message = format!("{}.{GROUP} \"{name}\" not found", kind.plural());
+                Self::NotFound {
+                    message,
+                    details: Some(details),
+                }
+            }
+            StoreError::AlreadyExists { kind, ref name, .. } => Self::AlreadyExists {
+                details: Details::new(kind, name),
+            },
+            StoreError::Conflict { kind, ref name, .. } => Self::Conflict {
+                details: Details::new(kind, name),
+                message: e.to_string(),
+            },
+            StoreError::Invalid { .. } => Self::BadRequest(e.to_string()),
+            StoreError::Gone { .. } => Self::Expired(e.to_string()),
+            StoreError::Corrupt { .. } | StoreError::Sqlite(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+// === impl Details ===
+
+impl Details {
+    pub fn new(kind: Kind, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: kind.plural().to_string(),
+        }
+    }
+}
+
+// === impl Cause ===
+
+impl Cause {
+    fn from_field_error(e: &FieldError, input: &Value) -> Self {
+        let message = match value_at(input, &e.path) {
+            Some(v) => format!("Invalid value: {}: {}", show_value(v), e.message),
+            None => e.message.clone(),
+        };
+        Self {
+            field: e.path.clone(),
+            message,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "reason": "FieldValueInvalid", "message": self.message, "field": self.field })
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// `Service.serving.knative.dev "hello" is invalid: <cause>` or `...: [<cause>, <cause>]`.
+fn invalid_message(kind: &Kind, details: &Details, causes: &[Cause]) -> String {
+    let head = format!("{kind}.{GROUP} \"{}\" is invalid", details.name);
+    match causes {
+        [] => head,
+        [one] => format!("{head}: {one}"),
+        many => {
+            let all: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("{head}: [{}]", all.join(", "))
+        }
+    }
+}
+
+/// The value at a field path like `spec.traffic[1].percent`, if present.
+fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut v = root;
+    for segment in path.split('.') {
+        let (key, indices) = segment
+            .split_once('[')
+            .map_or((segment, ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            v = v.get(key)?;
+        }
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            v = v.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
+/// The value as compact JSON, cut short past [`MAX_SHOWN`] characters.
+fn show_value(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(MAX_SHOWN) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// How much of an invalid value a message quotes.
+const MAX_SHOWN: usize = 120;
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! `nimbus get` and `nimbus delete`: kubectl-like tables, YAML and JSON.
+
+use anyhow::bail;
+use nimbus_api::conditions::get_condition;
+use nimbus_api::{Kind, Object};
+
+use crate::ClientOpts;
+use crate::client::{Client, display_name};
+
+pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
+    match Kind::parse(s) {
+        Some(k) => Ok(k),
+        None => bail!(
+            "the server doesn't have a resource type \"{s}\"; use services (ksvc), configurations, revisions (rev) or routes"
+        ),
+    }
+}
+
+pub async fn run(opts: &ClientOpts, kind: &str, name: Option<&str>, output: Option<&str>, all: bool) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let client = Client::new(opts)?;
+    let objects = match name {
+        Some(name) => match client.get(kind, name).await? {
+            Some(o) => vec![o],
+            None => bail!("{} \"{name}\" not found in namespace \"{}\"", display_name(kind, "").trim_end_matches('/'), opts.namespace),
+        },
+        None => client.list(kind, all).await?,
+    };
+    match output {
+        None | Some("wide") => {
+            if objects.is_empty() {
+                eprintln!("No resources found in {} namespace.", opts.namespace);
+                return Ok(());
+            }
+            print!("{}", table(kind, &objects, all));
+        }
+        Some("yaml") => print!("{}", to_yaml(&objects, name.is_some())?),
+        Some("json") => println!("{}", to_json(&objects, name.is_some())?),
+        Some(other) => bail!("unknown output format {other:?}; use yaml or json (or leave -o out for a table)"),
+    }
+    Ok(())
+}
+
+pub async fn delete(opts: &ClientOpts, kind: &str, name: &str) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    Client::new(opts)?.delete(kind, name).await?;
+    println!("{} \"{name}\" deleted", display_name(kind, "").trim_end_matches('/'));
+    Ok(())
+}
+
+fn list_value(objects: &[Object], single: bool) -> serde_json::Value {
+    if single {
+        return objects[0].to_json();
+    }
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects.iter().map(Object::to_json).collect::<Vec<_>>()})
+}
+
+fn to_yaml(objects: &[Object], single: bool) -> anyhow::Result<String> {
+    Ok(serde_saphyr::to_string(&list_value(objects, single))?)
+}
+
+fn to_json(objects: &[Object], single: bool) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(&list_value(objects, single))?)
+}
+
+/// Columns as Knative's printer columns define them.
+fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
+    let header: &[&str] = match kind {
+        Kind::Service => &["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        Kind::Configuration => &["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        Kind::Revision => &["NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS", "DESIRED REPLICAS"],
+        Kind::Route => &["NAME", "URL", "READY", "REASON"],
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    if all_namespaces {
+        head.insert(0, "NAMESPACE".into());
+    }
+    rows.push(head);
+    for o in objects {
+        let mut row = row(o);
+        if all_namespaces {
+            row.insert(0, o.namespace().to_string());
+        }
+        rows.push(row);
+    }
+    render(&rows)
+}
+
+fn row(o: &Object) -> Vec<String> {
+    let s = |v: Option<&String>| v.cloned().unwrap_or_default();
+    match o {
+        Object::Service(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            vec![o.name().into(), s(st.url.as_ref()), s(st.latest_created_revision_name.as_ref()), s(st.latest_ready_revision_name.as_ref()), r, reason]
+        }
+        Object::Configuration(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            vec![o.name().into(), s(st.latest_created_revision_name.as_ref()), s(st.latest_ready_revision_name.as_ref()), r, reason]
+        }
+        Object::Revision(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            let labels = x.metadata.labels.clone().unwrap_or_default();
+            vec![
+                o.name().into(),
+                s(labels.get(nimbus_api::constants::LABEL_CONFIGURATION)),
+                s(labels.get(nimbus_api::constants::LABEL_CONFIGURATION_GENERATION)),
+                r,
+                reason,
+                st.actual_replicas.map(|v| v.to_string()).unwrap_or_default(),
+                st.desired_replicas.map(|v| v.to_string()).unwrap_or_default(),
+            ]
+        }
+        Object::Route(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            vec![o.name().into(), s(st.url.as_ref()), r, reason]
+        }
+    }
+}
+
+fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {
+    match get_condition(conditions, "Ready") {
+        Some(c) => (c.status.as_str().to_string(), c.reason.clone().unwrap_or_default()),
+        None => ("Unknown".into(), String::new()),
+    }
+}
+
+/// Left-aligned columns separated by three spaces, like kubectl.
+fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, s)| format!("{s:<w$}", w = widths[i])).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_like_kubectl() {
+        let rows = vec![vec!["NAME".into(), "READY".into()], vec!["hello-world".into(), "True".into()]];
+        assert_eq!(render(&rows), "NAME          READY\nhello-world   True\n");
+    }
+}

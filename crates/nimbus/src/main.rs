@@ -1,0 +1,101 @@
+//! `nimbus`: the one binary. `serve` runs the embedded platform; every other command is a client
+//! of its API. This file only parses the command line and dispatches.
+
+mod client;
+mod cmd_apply;
+mod cmd_deploy;
+mod cmd_get;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nimbus", version, about = "A serverless platform in one binary (Knative Serving API)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by client commands.
+#[derive(clap::Args, Clone)]
+pub struct ClientOpts {
+    /// API server URL (as printed by `nimbus serve`).
+    #[arg(long, env = "NIMBUS_SERVER", default_value = "http://127.0.0.1:8081", global = true)]
+    pub server: String,
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default", global = true)]
+    pub namespace: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded platform: API server, controller, router and runtimes in one process.
+    Serve(serve::ServeArgs),
+    /// Create or update resources from a YAML/JSON file (`-` for standard input).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show resources as a table, or one resource as YAML/JSON.
+    Get {
+        /// services (ksvc), configurations, revisions (rev) or routes.
+        kind: String,
+        name: Option<String>,
+        /// Output format: yaml or json (default: a table).
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        /// List across all namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a resource (deleting a service deletes its revisions and stops its instances).
+    Delete {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Create or update a host-process service from a command line (like `kn service create`).
+    Deploy(cmd_deploy::DeployArgs),
+    /// Run the sample function (used by `serve --sample`, tests and benchmarks).
+    #[command(hide = true)]
+    SampleFunction,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Apply { file, client } => cmd_apply::run(&client, &file).await,
+        Command::Get { kind, name, output, all_namespaces, client } => {
+            cmd_get::run(&client, &kind, name.as_deref(), output.as_deref(), all_namespaces).await
+        }
+        Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
+        Command::Deploy(args) => cmd_deploy::run(args).await,
+        Command::SampleFunction => Ok(nimbus_hello::run().await?),
+    }
+}

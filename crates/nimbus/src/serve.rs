@@ -1,0 +1,183 @@
+//! `nimbus serve`: the embedded platform. Opens the store, binds the router and API ports,
+//! wires controller ⇄ runtime ⇄ router, and runs until SIGINT/SIGTERM, then stops every instance.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nimbus_api::conditions::is_ready;
+use nimbus_api::constants::RUNTIME_PROCESS;
+use nimbus_api::networking::Ingress;
+use nimbus_api::{Kind, Object};
+use nimbus_controller::{Context, Controller, ControllerConfig, IngressSink, StoreResources};
+use nimbus_router::{Router, RouterConfig};
+use nimbus_runtime::Runtime;
+use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
+use nimbus_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where state (nimbus.db) and instance logs live.
+    #[arg(long, default_value = ".nimbus")]
+    pub data_dir: PathBuf,
+    /// Router (data plane) address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Control-plane API address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
+    /// Domain of route hosts: <service>.<namespace>.<domain>.
+    #[arg(long, default_value = nimbus_api::constants::DEFAULT_DOMAIN)]
+    pub domain: String,
+    /// Deploy the sample function as service "hello" and print its URL.
+    #[arg(long)]
+    pub sample: bool,
+}
+
+/// The router as the controller's ingress sink.
+struct RouterIngress(Router);
+
+impl IngressSink for RouterIngress {
+    fn apply(&self, ingress: Ingress) {
+        self.0.apply(ingress);
+    }
+    fn remove(&self, namespace: &str, name: &str) {
+        self.0.remove(namespace, name);
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let db = args.data_dir.join("nimbus.db");
+    let store = Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
+    let http = bind(args.http_addr, "--http-addr").await?;
+    let api = bind(args.api_addr, "--api-addr").await?;
+    let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
+
+    let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
+        data_dir: Some(args.data_dir.clone()),
+        ..Default::default()
+    });
+    let router = Router::new(runtime.endpoints(), RouterConfig::default());
+    let runtimes: HashMap<String, Arc<dyn Runtime>> =
+        [(RUNTIME_PROCESS.to_string(), runtime.clone() as Arc<dyn Runtime>)].into();
+    let ctx = Context::new(
+        Arc::new(StoreResources(store.clone())),
+        runtimes,
+        Arc::new(RouterIngress(router.clone())),
+        ControllerConfig { domain: args.domain.clone(), url_port: Some(http_addr.port()) },
+    );
+    let controller = Controller::new(ctx);
+    let app = nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let router_task = tokio::spawn({
+        let router = router.clone();
+        let stop = stopped(stop_rx.clone());
+        async move { router.serve(http, stop).await }
+    });
+    let api_task = tokio::spawn(nimbus_apiserver::serve(api, app, stopped(stop_rx.clone())));
+    let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
+
+    println!("nimbus: router listening on http://{http_addr}");
+    println!("nimbus: API listening on http://{api_addr}");
+    println!("nimbus: data in {}", args.data_dir.display());
+    if args.sample {
+        deploy_sample(&store).await?;
+        wait_and_print(&store, "hello").await;
+    }
+    println!("nimbus: ready (Ctrl-C to stop)");
+
+    wait_for_signal().await;
+    println!("nimbus: shutting down");
+    let _ = stop_tx.send(true);
+    let _ = controller_task.await;
+    runtime.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = router_task.await;
+        let _ = api_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({flag}); is another nimbus running? use port 0 to pick a free one"))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// The sample function as a Knative Service: this very binary, run as `nimbus sample-function`.
+fn sample_service() -> anyhow::Result<Object> {
+    let exe = std::env::current_exe().context("finding the nimbus binary for the sample function")?;
+    let yaml = format!(
+        r#"apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+spec:
+  template:
+    spec:
+      runtimeClassName: process
+      containers:
+        - command: [{exe:?}]
+          args: [sample-function]
+          env:
+            - name: TARGET
+              value: Nimbus
+"#
+    );
+    Ok(nimbus_api::parse::parse_manifests("sample", &yaml)?.remove(0))
+}
+
+async fn deploy_sample(store: &Store) -> anyhow::Result<()> {
+    let svc = sample_service()?;
+    match store.get(Kind::Service, "default", "hello")? {
+        Some(_) => store.update(svc)?,
+        None => store.create(svc)?,
+    };
+    Ok(())
+}
+
+async fn wait_and_print(store: &Store, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Object::Service(svc))) = store.get(Kind::Service, "default", name)
+            && let Some(status) = &svc.status
+            && status.observed_generation == svc.metadata.generation
+            && is_ready(&status.conditions)
+        {
+            let url = status.url.clone().unwrap_or_default();
+            println!("nimbus: sample function \"{name}\" is ready at {url}");
+            println!("nimbus: try: curl {url}/");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("nimbus: sample function \"{name}\" is not ready yet; see `nimbus get revisions`");
+}

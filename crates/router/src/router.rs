@@ -1,0 +1,113 @@
+//! The [`Router`] handle: programming the routing table and answering one request.
+//!
+//! Programming (`apply` / `remove`) is the control path: it takes a mutex and rebuilds the
+//! table. Answering (`handle`) is the data path: it only loads the published table and touches
+//! atomics.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use nimbus_api::networking::Ingress;
+use nimbus_runtime::{EndpointRegistry, RevisionKey};
+
+use crate::body::Body;
+use crate::config::RouterConfig;
+use crate::stats::{RevisionStats, StatsSnapshot};
+use crate::table::Table;
+use crate::upstream::Upstream;
+
+/// The HTTP data path. Cheap to clone: clones share the table, pools and statistics.
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub table: ArcSwap<Table>,
+    ingresses: Mutex<BTreeMap<(String, String), Ingress>>,
+    pub endpoints: EndpointRegistry,
+    pub upstream: Upstream,
+    pub config: RouterConfig,
+}
+
+// === impl Router ===
+
+impl Router {
+    /// A router serving nothing yet, sending traffic to the instances published in `endpoints`.
+    pub fn new(endpoints: EndpointRegistry, config: RouterConfig) -> Self {
+        let inner = Inner {
+            table: ArcSwap::default(),
+            ingresses: Mutex::default(),
+            endpoints,
+            upstream: Upstream::new(&config),
+            config,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Serves `ingress`, replacing an earlier one with the same namespace and name. When two
+    /// ingresses claim a host, the one first in (namespace, name) order keeps it.
+    pub fn apply(&self, ingress: Ingress) {
+        let key = (ingress.namespace.clone(), ingress.name.clone());
+        self.reprogram(|all| {
+            all.insert(key, ingress);
+        });
+    }
+
+    /// Stops serving the ingress `namespace/name` (no-op when unknown).
+    pub fn remove(&self, namespace: &str, name: &str) {
+        self.reprogram(|all| {
+            all.remove(&(namespace.to_owned(), name.to_owned()));
+        });
+    }
+
+    fn reprogram(&self, change: impl FnOnce(&mut BTreeMap<(String, String), Ingress>)) {
+        let mut all = self
+            .inner
+            .ingresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut all);
+        let (table, conflicts) = Table::build(all.values(), &self.inner.table.load());
+        for host in conflicts {
+            tracing::warn!(%host, "host is claimed by more than one route; the first one keeps it");
+        }
+        self.inner.table.store(Arc::new(table));
+    }
+
+    /// The live counters of a revision that some route sends traffic to.
+    pub fn stats(&self, revision: &RevisionKey) -> Option<Arc<RevisionStats>> {
+        self.inner.table.load().stats(revision).cloned()
+    }
+
+    /// A snapshot of every routed revision's counters.
+    pub fn all_stats(&self) -> Vec<(RevisionKey, StatsSnapshot)> {
+        let table = self.inner.table.load();
+        table
+            .all_stats()
+            .map(|(k, s)| (k.clone(), s.snapshot()))
+            .collect()
+    }
+
+    /// The configuration this router was built with.
+    pub fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
+    /// Answers one request from `client` (the peer address of the client connection): the whole
+    /// data path, without a server around it. Failures become plain-text error responses.
+    pub async fn handle(&self, req: Request<Body>, client: SocketAddr) -> Response<Body> {
+        match self.inner.proxy(req, client).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                tracing::debug!(error = %err, side = ?err.side(), "request failed");
+                err.to_response()
+            }
+        }
+    }
+}

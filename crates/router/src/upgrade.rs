@@ -1,0 +1,42 @@
+//! Protocol switches (HTTP/1.1 `Upgrade`, e.g. WebSocket): once the instance answers
+//! `101 Switching Protocols`, the client's and the instance's connections are spliced together
+//! and bytes are copied both ways until either side closes.
+//!
+//! The splice runs in its own task and keeps the request counted as in flight until it ends.
+
+use http::Response;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::Body;
+use crate::headers::strip_hop_by_hop;
+use crate::stats::InFlight;
+
+/// Turns the instance's `101` into the client's `101` and starts splicing the two connections.
+pub(crate) fn splice_response(
+    mut resp: Response<Incoming>,
+    client: OnUpgrade,
+    in_flight: InFlight,
+) -> Response<Body> {
+    let instance = hyper::upgrade::on(&mut resp);
+    strip_hop_by_hop(resp.headers_mut(), true);
+    tokio::spawn(splice(client, instance, in_flight));
+    resp.map(|_| Body::empty())
+}
+
+async fn splice(client: OnUpgrade, instance: OnUpgrade, in_flight: InFlight) {
+    let (client, instance) = match tokio::try_join!(client, instance) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol switch failed before splicing");
+            return;
+        }
+    };
+    let (mut client, mut instance) = (TokioIo::new(client), TokioIo::new(instance));
+    match tokio::io::copy_bidirectional(&mut client, &mut instance).await {
+        Ok((up, down)) => tracing::trace!(up, down, "upgraded connection closed"),
+        Err(e) => tracing::debug!(error = %e, "upgraded connection failed"),
+    }
+    drop(in_flight);
+}

@@ -1,0 +1,159 @@
+//! The data path tested at the service level: `Router::handle` called directly, like axum's
+//! `oneshot`, against tiny backends on loopback.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use nimbus_router::{Body, Router, RouterConfig};
+use nimbus_runtime::{EndpointRegistry, Protocol, RevisionKey};
+use support::*;
+
+const HOST: &str = "hello.default.localhost";
+
+fn client() -> SocketAddr {
+    ([192, 0, 2, 10], 40000).into()
+}
+
+fn router() -> (Router, EndpointRegistry) {
+    let endpoints = EndpointRegistry::new();
+    let config = RouterConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..RouterConfig::default()
+    };
+    (Router::new(endpoints.clone(), config), endpoints)
+}
+
+fn get(host: &str) -> Request<Body> {
+    Request::get("/")
+        .header("host", host)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn call(router: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = within(router.handle(req, client())).await;
+    let status = resp.status();
+    (status, body_text(resp.into_body()).await)
+}
+
+#[tokio::test]
+async fn unknown_host_is_404_naming_the_host() {
+    let (router, _) = router();
+    let (status, body) = call(&router, get("Nope.Example:8080")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains(r#"no service for host "nope.example""#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn missing_host_is_400() {
+    let (router, _) = router();
+    let (status, _) = call(&router, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn revision_without_ready_instance_is_503_naming_it() {
+    let (router, _) = router();
+    router.apply(ingress(
+        "hello",
+        HOST,
+        &[("hello-00001", 100)],
+        Duration::from_secs(5),
+    ));
+    let (status, body) = call(&router, get(HOST)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("default/hello-00001"), "{body}");
+}
+
+#[tokio::test]
+async fn dead_instance_is_502() {
+    let (router, endpoints) = router();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }; // closed again: connections are refused
+    router.apply(ingress(
+        "hello",
+        HOST,
+        &[("hello-00001", 100)],
+        Duration::from_secs(5),
+    ));
+    publish(&endpoints, "hello-00001", dead, Protocol::Http1);
+    let (status, body) = call(&router, get(HOST)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("cannot connect"), "{body}");
+}
+
+#[tokio::test]
+async fn slow_instance_is_504_after_the_revision_timeout() {
+    let (router, endpoints) = router();
+    let never = backend(Protocol::Http1, |_req| std::future::pending()).await;
+    let timeout = Duration::from_millis(200);
+    router.apply(ingress("hello", HOST, &[("hello-00001", 100)], timeout));
+    publish(&endpoints, "hello-00001", never, Protocol::Http1);
+    let started = Instant::now();
+    let (status, body) = call(&router, get(HOST)).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("200ms"), "{body}");
+    assert!(started.elapsed() >= timeout);
+}
+
+#[tokio::test]
+async fn traffic_splits_80_20() {
+    let (router, endpoints) = router();
+    let a = backend(Protocol::Http1, |_req| async {
+        http::Response::new(text("a"))
+    })
+    .await;
+    let b = backend(Protocol::Http1, |_req| async {
+        http::Response::new(text("b"))
+    })
+    .await;
+    let splits = [("hello-00001", 80), ("hello-00002", 20)];
+    router.apply(ingress("hello", HOST, &splits, Duration::from_secs(5)));
+    publish(&endpoints, "hello-00001", a, Protocol::Http1);
+    publish(&endpoints, "hello-00002", b, Protocol::Http1);
+    let mut to_a = 0;
+    for _ in 0..1000 {
+        let (status, body) = call(&router, get(HOST)).await;
+        assert_eq!(status, StatusCode::OK);
+        to_a += usize::from(body == "a");
+    }
+    assert!(
+        (750..=850).contains(&to_a),
+        "{to_a} of 1000 went to the 80% revision"
+    );
+    let stats = |rev| router.stats(&RevisionKey::new(NS, rev)).unwrap().snapshot();
+    assert_eq!(stats("hello-00001").requests, to_a as u64);
+    assert_eq!(
+        stats("hello-00001").requests + stats("hello-00002").requests,
+        1000
+    );
+    assert_eq!(stats("hello-00001").in_flight, 0);
+}
+
+#[tokio::test]
+async fn removed_ingress_is_no_longer_served() {
+    let (router, endpoints) = router();
+    let a = backend(Protocol::Http1, |_req| async {
+        http::Response::new(text("a"))
+    })
+    .await;
+    router.apply(ingress(
+        "hello",
+        HOST,
+        &[("hello-00001", 100)],
+        Duration::from_secs(5),
+    ));
+    publish(&endpoints, "hello-00001", a, Protocol::Http1);
+    assert_eq!(call(&router, get(HOST)).await.0, StatusCode::OK);
+    router.remove(NS, "hello");
+    assert_eq!(call(&router, get(HOST)).await.0, StatusCode::NOT_FOUND);
+    assert!(router.all_stats().is_empty());
+}

@@ -1,0 +1,228 @@
+//! Test support for the router's integration tests: tiny hyper backends on 127.0.0.1:0, a
+//! router served on 127.0.0.1:0, raw HTTP/1 and h2 clients, and deadline helpers.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use nimbus_api::networking::{Ingress, IngressRule, IngressSplit};
+use nimbus_router::{Router, RouterConfig};
+use nimbus_runtime::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, RevisionKey};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long any single step of a test may take before it is declared hung.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub const NS: &str = "default";
+
+/// Awaits `fut`, failing the test if it takes longer than [`DEADLINE`].
+pub async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, fut)
+        .await
+        .expect("step did not finish before the deadline")
+}
+
+/// Polls `cond` until it holds, failing the test at the deadline.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never became true: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+pub fn text(body: impl Into<String>) -> TestBody {
+    Full::new(Bytes::from(body.into()))
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
+}
+
+/// Starts a backend speaking `protocol` that answers every request with `handler`.
+pub async fn backend<F, Fut>(protocol: Protocol, handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_backend_connection(stream, protocol, handler.clone()));
+        }
+    });
+    addr
+}
+
+async fn serve_backend_connection<F, Fut>(stream: TcpStream, protocol: Protocol, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let io = TokioIo::new(stream);
+    let _ = match protocol {
+        Protocol::Http1 => {
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+        }
+        Protocol::H2c => {
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, svc)
+                .await
+        }
+    };
+}
+
+/// A backend handler that answers with the request line and headers as text, one per line,
+/// and adds hop-by-hop response headers the router must remove.
+pub async fn echo_headers(req: Request<Incoming>) -> Response<TestBody> {
+    let mut out = format!("{} {}\n", req.method(), req.uri());
+    for (name, value) in req.headers() {
+        out.push_str(&format!(
+            "{}: {}\n",
+            name,
+            value.to_str().unwrap_or("<binary>")
+        ));
+    }
+    Response::builder()
+        .header("x-backend", "echo")
+        .header("x-resp-hop", "1")
+        .header("connection", "x-resp-hop")
+        .header("keep-alive", "timeout=5")
+        .body(text(out))
+        .unwrap()
+}
+
+/// The values of header `name` in an [`echo_headers`] body.
+pub fn echoed<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
+    body.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// An ingress named `name` serving `host` with the given (revision, percent) splits.
+pub fn ingress(name: &str, host: &str, splits: &[(&str, u32)], timeout: Duration) -> Ingress {
+    let splits = splits
+        .iter()
+        .map(|(revision, percent)| IngressSplit {
+            revision: revision.to_string(),
+            percent: *percent,
+            timeout,
+        })
+        .collect();
+    Ingress {
+        namespace: NS.into(),
+        name: name.into(),
+        rules: vec![IngressRule {
+            hosts: vec![host.into()],
+            splits,
+        }],
+    }
+}
+
+/// Publishes `addr` as the only ready instance of `revision`.
+pub fn publish(endpoints: &EndpointRegistry, revision: &str, addr: SocketAddr, protocol: Protocol) {
+    let ready = vec![Endpoint {
+        id: format!("{revision}-1"),
+        addr,
+        protocol,
+    }];
+    endpoints.set(&RevisionKey::new(NS, revision), RevisionEndpoints { ready });
+}
+
+/// A router served on 127.0.0.1:0 until dropped.
+pub struct TestRouter {
+    pub router: Router,
+    pub endpoints: EndpointRegistry,
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestRouter {
+    /// Fires the shutdown future and waits (bounded) for `serve` to return.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        within(self.serving).await.expect("serve panicked")
+    }
+}
+
+pub async fn start_router() -> TestRouter {
+    let endpoints = EndpointRegistry::new();
+    let config = RouterConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..RouterConfig::default()
+    };
+    let router = Router::new(endpoints.clone(), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = router.clone();
+    let serving = tokio::spawn(async move {
+        server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    TestRouter {
+        router,
+        endpoints,
+        addr,
+        stop,
+        serving,
+    }
+}
+
+/// An HTTP/1.1 client connection to `addr`.
+pub async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// An HTTP/2 prior-knowledge client connection to `addr`.
+pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Collects a body into a string.
+pub async fn body_text<B>(body: B) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let bytes = within(body.collect()).await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}

@@ -1,0 +1,113 @@
+//! Why an instance is not running, worded for the user: a CamelCase `reason` (Kubernetes style:
+//! `ExitCode3`, `Signal9`, `StartupTimeout`, `CommandNotFound`, `CrashLoopBackOff`) and a message
+//! that names the revision or port and ends with the process's last output lines.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nimbus_runtime::{RevisionKey, RevisionPhase};
+
+use crate::process::StartError;
+
+/// A failed instance, as reported in [`RevisionPhase::Failed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub reason: String,
+    pub message: String,
+}
+
+impl Failure {
+    /// The process could not be started at all.
+    pub fn start(revision: &RevisionKey, error: &StartError) -> Self {
+        Self { reason: error.reason().to_owned(), message: format!("revision {revision}: {error}") }
+    }
+
+    /// The process exited before anything listened on its port.
+    pub fn exited_before_ready(status: ExitStatus, port: u16, output: &[String]) -> Self {
+        let message =
+            format!("process {} before listening on port {port}{}", describe(status), tail(output));
+        Self { reason: exit_reason(status), message }
+    }
+
+    /// Nothing listened on the port within the startup timeout.
+    pub fn startup_timeout(revision: &RevisionKey, port: u16, timeout: Duration, output: &[String]) -> Self {
+        let message = format!(
+            "revision {revision} did not listen on port {port} within {timeout:?}{}",
+            tail(output)
+        );
+        Self { reason: "StartupTimeout".to_owned(), message }
+    }
+
+    /// A ready process exited.
+    pub fn crashed(instance: &str, status: ExitStatus, output: &[String]) -> Self {
+        let message = format!("instance {instance}: process {} after becoming ready{}", describe(status), tail(output));
+        Self { reason: exit_reason(status), message }
+    }
+
+    /// This failure, while waiting `delay` to restart a crashed instance.
+    pub fn backing_off(&self, delay: Duration) -> Self {
+        let message = format!("{} ({}); restarting in {delay:?}", self.message, self.reason);
+        Self { reason: "CrashLoopBackOff".to_owned(), message }
+    }
+
+    /// As a revision phase.
+    pub fn phase(&self) -> RevisionPhase {
+        RevisionPhase::Failed { reason: self.reason.clone(), message: self.message.clone() }
+    }
+}
+
+/// `ExitCode<N>` or `Signal<N>`.
+pub(crate) fn exit_reason(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("ExitCode{code}"),
+        (None, Some(signal)) => format!("Signal{signal}"),
+        (None, None) => "Exited".to_owned(),
+    }
+}
+
+/// `exited with code N` or `was killed by signal N`.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "exited".to_owned(),
+    }
+}
+
+/// `; last output:\n<lines>` or `; no output`.
+fn tail(output: &[String]) -> String {
+    if output.is_empty() {
+        "; no output".to_owned()
+    } else {
+        format!("; last output:\n{}", output.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn reasons_name_code_or_signal() {
+        assert_eq!(exit_reason(ExitStatus::from_raw(3 << 8)), "ExitCode3");
+        assert_eq!(exit_reason(ExitStatus::from_raw(9)), "Signal9");
+    }
+
+    #[test]
+    fn early_exit_message_has_code_port_and_output() {
+        let f = Failure::exited_before_ready(ExitStatus::from_raw(3 << 8), 4000, &["boom".into(), "bye".into()]);
+        assert_eq!(f.reason, "ExitCode3");
+        assert_eq!(f.message, "process exited with code 3 before listening on port 4000; last output:\nboom\nbye");
+    }
+
+    #[test]
+    fn backing_off_keeps_the_cause() {
+        let f = Failure::crashed("r-1", ExitStatus::from_raw(1 << 8), &[]).backing_off(Duration::from_secs(2));
+        assert_eq!(f.reason, "CrashLoopBackOff");
+        assert_eq!(f.message, "instance r-1: process exited with code 1 after becoming ready; no output (ExitCode1); restarting in 2s");
+    }
+}

@@ -1,0 +1,119 @@
+//! [`ProcessRuntime`]: the [`Runtime`] implementation. Reconciles each revision's instance slots
+//! to the desired count (starting supervisors, stopping the surplus) and answers status queries.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nimbus_runtime::{
+    EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError, RuntimeEvent,
+};
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::ProcessRuntimeConfig;
+use crate::state::{RevisionState, Shared, Slot};
+use crate::status;
+use crate::supervisor::Supervisor;
+
+/// Runs each revision instance as a local process group, listening on a loopback port.
+///
+/// Dropping the runtime kills every instance's process group at once (SIGKILL); call
+/// [`Runtime::shutdown`] first for a graceful stop.
+pub struct ProcessRuntime {
+    shared: Arc<Shared>,
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessRuntimeConfig) -> Arc<Self> {
+        Arc::new(Self { shared: Arc::new(Shared::new(config)) })
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
+        validate(spec)?;
+        let shared = Arc::clone(&self.shared);
+        let surplus = self.shared.upsert(spec, |revision| {
+            revision.desired = replicas;
+            reconcile(&shared, revision)
+        });
+        // The surplus's endpoints are unpublished by now; only then are they told to stop.
+        surplus.ok_or(RuntimeError::ShuttingDown)?.into_iter().for_each(begin_stop);
+        Ok(())
+    }
+
+    async fn remove(&self, revision: &RevisionKey) {
+        stop_and_wait(self.shared.take(Some(revision))).await;
+    }
+
+    fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus> {
+        self.shared.status(revision)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn endpoints(&self) -> EndpointRegistry {
+        self.shared.registry.clone()
+    }
+
+    async fn shutdown(&self) {
+        stop_and_wait(self.shared.take(None)).await;
+    }
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        self.shared.abort_all();
+    }
+}
+
+fn validate(spec: &InstanceSpec) -> Result<(), RuntimeError> {
+    if spec.command.first().is_none_or(|argv0| argv0.is_empty()) {
+        let message = "the process runtime needs a command (argv[0])".to_owned();
+        return Err(RuntimeError::InvalidSpec { revision: spec.revision.clone(), message });
+    }
+    Ok(())
+}
+
+/// Start missing instances and take surplus ones out of the revision (their supervisors move to
+/// `stopping`). Returns the surplus's stop senders, to be used once their endpoints are gone.
+fn reconcile(shared: &Arc<Shared>, revision: &mut RevisionState) -> Vec<oneshot::Sender<()>> {
+    revision.stopping.retain(|task| !task.is_finished());
+    let (live, desired) = (revision.instances.len(), revision.desired as usize);
+    for _ in live..desired {
+        start_instance(shared, revision);
+    }
+    let surplus = status::victims(&revision.readiness(), live.saturating_sub(desired));
+    let mut stops = Vec::with_capacity(surplus.len());
+    for slot in surplus.into_iter().filter_map(|ordinal| revision.instances.remove(&ordinal)) {
+        revision.stopping.push(slot.task);
+        stops.push(slot.stop);
+    }
+    stops
+}
+
+fn start_instance(shared: &Arc<Shared>, revision: &mut RevisionState) {
+    let ordinal = revision.next_ordinal;
+    revision.next_ordinal += 1;
+    let (stop, task) = Supervisor::spawn(Arc::clone(shared), Arc::clone(&revision.spec), ordinal);
+    revision.instances.insert(ordinal, Slot { endpoint: None, stop, task });
+}
+
+/// Tell an unpublished instance to stop.
+///
+/// Seam for draining: once the router reports in-flight requests per endpoint, wait here for
+/// them to finish (bounded by the revision's request timeout) before signalling.
+fn begin_stop(stop: oneshot::Sender<()>) {
+    let _ = stop.send(());
+}
+
+/// Stop every instance of the taken revisions and wait until their processes are gone.
+async fn stop_and_wait(taken: Vec<(RevisionKey, RevisionState)>) {
+    let tasks: Vec<JoinHandle<()>> = taken.into_iter().flat_map(|(_, mut revision)| revision.stop_all()).collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,275 @@
+//! Helpers for integration tests that drive the real `nimbus` binary: start `nimbus serve` on
+//! OS-chosen loopback ports with a fresh data directory, run CLI commands against it, send
+//! requests through its router with a chosen `Host`, and wait for conditions with deadlines
+//! (never fixed sleeps). Shared here so test files do not copy them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// A running `nimbus serve`. Stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Nimbus {
+    bin: PathBuf,
+    child: Option<Child>,
+    data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub http_addr: String,
+    pub api_addr: String,
+    /// Lines nimbus printed on stdout during start-up.
+    pub startup_output: Vec<String>,
+}
+
+impl Nimbus {
+    /// Start `bin serve` on ports 0 with a new temporary data directory.
+    pub fn start(bin: &Path) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().to_path_buf();
+        let mut n = Self::start_in(bin, &data_dir, &[])?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
+    /// Start with extra `serve` arguments (for example `--sample`).
+    pub fn start_with(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut n = Self::start_in(bin, tmp.path(), extra)?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
+    fn start_in(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[nimbus] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let mut n = Self {
+            bin: bin.to_path_buf(),
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            http_addr: String::new(),
+            api_addr: String::new(),
+            startup_output: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).context("nimbus did not report ready in time")?;
+            if let Some(a) = line.strip_prefix("nimbus: router listening on http://") {
+                n.http_addr = a.trim().to_string();
+            }
+            if let Some(a) = line.strip_prefix("nimbus: API listening on http://") {
+                n.api_addr = a.trim().to_string();
+            }
+            let done = line.starts_with("nimbus: ready");
+            n.startup_output.push(line);
+            if done {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stop (SIGTERM and wait) and start again on the same data directory (new ports).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let tmp = self._tmp.take();
+        let mut next = Self::start_in(&self.bin, &self.data_dir, &[])?;
+        next._tmp = tmp;
+        *self = next;
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http_addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    }
+
+    /// Run a client command (`nimbus <args>`) against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("NIMBUS_SERVER", self.api_url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the nimbus CLI")
+    }
+
+    /// Run a client command and fail with its output unless it succeeds; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "nimbus {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// `nimbus apply -f -` with `yaml` on standard input.
+    pub fn apply(&self, yaml: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .args(["apply", "-f", "-"])
+            .env("NIMBUS_SERVER", self.api_url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running nimbus apply");
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// GET a resource from the API as JSON (None on 404).
+    pub async fn api_get(&self, path: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let resp = reqwest::get(format!("{}{path}", self.api_url())).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(resp.json().await?))
+    }
+
+    /// A Knative Service's JSON from the API.
+    pub async fn service(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        self.api_get(&format!("/apis/serving.knative.dev/v1/namespaces/default/services/{name}"))
+            .await?
+            .with_context(|| format!("service {name} not found"))
+    }
+
+    /// Wait until the service has observed its generation and is Ready=True (or fail with its
+    /// last status once the deadline passes or it turns Ready=False).
+    pub async fn wait_service_ready(&self, name: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let svc = self.service(name).await?;
+            let generation = svc["metadata"]["generation"].clone();
+            let status = &svc["status"];
+            let ready = ready_status(status);
+            if status["observedGeneration"] == generation && ready == "True" {
+                return Ok(svc);
+            }
+            if Instant::now() > deadline {
+                bail!("service {name} not ready in {timeout:?}; status: {status:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Nimbus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `Ready` condition's status (`True`/`False`/`Unknown`, or empty) of a status JSON.
+pub fn ready_status(status: &serde_json::Value) -> String {
+    condition(status, "Ready").0
+}
+
+/// (status, reason, message) of a condition in a status JSON.
+pub fn condition(status: &serde_json::Value, type_: &str) -> (String, String, String) {
+    let empty = vec![];
+    let conds = status["conditions"].as_array().unwrap_or(&empty);
+    match conds.iter().find(|c| c["type"] == type_) {
+        Some(c) => (
+            c["status"].as_str().unwrap_or("").to_string(),
+            c["reason"].as_str().unwrap_or("").to_string(),
+            c["message"].as_str().unwrap_or("").to_string(),
+        ),
+        None => Default::default(),
+    }
+}
+
+/// An HTTP client for the router: sends requests with a chosen Host header to `addr`.
+#[derive(Clone)]
+pub struct RouterClient {
+    http: reqwest::Client,
+    addr: String,
+}
+
+/// A response as tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl RouterClient {
+    pub fn new(addr: &str) -> Self {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+        Self { http, addr: addr.to_string() }
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<Reply> {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .header(reqwest::header::HOST, host)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await?;
+        Ok(Reply { status, headers, body })
+    }
+
+    /// Retry GET until `ok(reply)` or the deadline; returns the last reply.
+    pub async fn get_until(
+        &self,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+        ok: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Reply> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reply = self.get(host, path).await;
+            match reply {
+                Ok(r) if ok(&r) => return Ok(r),
+                Ok(r) if Instant::now() > deadline => bail!("condition not met before deadline; last reply: {r:?}"),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+    }
+}
