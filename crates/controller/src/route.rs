@@ -31,10 +31,10 @@ pub(crate) async fn reconcile(ctx: &Context, route: Route) -> Result<(), Control
         resolved.push(resolve(ctx, &ns, t).await?);
     }
     let problem = resolved.iter().find_map(|r| r.problem.clone());
-    if problem.is_none() || !ctx.is_programmed(&ns, route.name()) {
-        if let Some(ingress) = ingress_for(ctx, &route, &resolved) {
-            ctx.program(ingress);
-        }
+    if (problem.is_none() || !ctx.is_programmed(&ns, route.name()))
+        && let Some(ingress) = ingress_for(ctx, &route, &resolved)
+    {
+        ctx.program(ingress);
     }
     let host = route_host(route.name(), &ns, &ctx.config.domain);
     let mut status = route.status.clone().unwrap_or_default();

@@ -56,13 +56,17 @@ impl Client {
     }
 
     pub async fn create(&self, obj: &Object) -> anyhow::Result<Object> {
-        let req = self.http.post(self.url(obj.kind(), Some(obj.namespace()), None)).json(obj);
+        let mut obj = obj.clone();
+        obj.set_type_meta();
+        let req = self.http.post(self.url(obj.kind(), Some(obj.namespace()), None)).json(&obj);
         let value = self.json(self.send(req).await?).await?;
         Ok(Object::from_json(obj.kind(), value)?)
     }
 
     pub async fn replace(&self, obj: &Object) -> anyhow::Result<Object> {
-        let req = self.http.put(self.url(obj.kind(), Some(obj.namespace()), Some(obj.name()))).json(obj);
+        let mut obj = obj.clone();
+        obj.set_type_meta();
+        let req = self.http.put(self.url(obj.kind(), Some(obj.namespace()), Some(obj.name()))).json(&obj);
         let value = self.json(self.send(req).await?).await?;
         Ok(Object::from_json(obj.kind(), value)?)
     }

@@ -19,40 +19,73 @@ pub(crate) struct Failure {
 impl Failure {
     /// The process could not be started at all.
     pub fn start(revision: &RevisionKey, error: &StartError) -> Self {
-        Self { reason: error.reason().to_owned(), message: format!("revision {revision}: {error}") }
+        Self {
+            reason: error.reason().to_owned(),
+            message: format!("revision {revision}: {error}"),
+        }
     }
 
     /// The process exited before anything listened on its port.
     pub fn exited_before_ready(status: ExitStatus, port: u16, output: &[String]) -> Self {
-        let message =
-            format!("process {} before listening on port {port}{}", describe(status), tail(output));
-        Self { reason: exit_reason(status), message }
+        let message = format!(
+            "process {} before listening on port {port}{}",
+            describe(status),
+            tail(output)
+        );
+        Self {
+            reason: exit_reason(status),
+            message,
+        }
     }
 
     /// Nothing listened on the port within the startup timeout.
-    pub fn startup_timeout(revision: &RevisionKey, port: u16, timeout: Duration, output: &[String]) -> Self {
+    pub fn startup_timeout(
+        revision: &RevisionKey,
+        port: u16,
+        timeout: Duration,
+        output: &[String],
+    ) -> Self {
         let message = format!(
             "revision {revision} did not listen on port {port} within {timeout:?}{}",
             tail(output)
         );
-        Self { reason: "StartupTimeout".to_owned(), message }
+        Self {
+            reason: "StartupTimeout".to_owned(),
+            message,
+        }
     }
 
     /// A ready process exited.
     pub fn crashed(instance: &str, status: ExitStatus, output: &[String]) -> Self {
-        let message = format!("instance {instance}: process {} after becoming ready{}", describe(status), tail(output));
-        Self { reason: exit_reason(status), message }
+        let message = format!(
+            "instance {instance}: process {} after becoming ready{}",
+            describe(status),
+            tail(output)
+        );
+        Self {
+            reason: exit_reason(status),
+            message,
+        }
     }
 
     /// This failure, while waiting `delay` to restart a crashed instance.
     pub fn backing_off(&self, delay: Duration) -> Self {
-        let message = format!("{} ({}); restarting in {delay:?}", self.message, self.reason);
-        Self { reason: "CrashLoopBackOff".to_owned(), message }
+        let message = format!(
+            "{} ({}); restarting in {delay:?}",
+            self.message, self.reason
+        );
+        Self {
+            reason: "CrashLoopBackOff".to_owned(),
+            message,
+        }
     }
 
     /// As a revision phase.
     pub fn phase(&self) -> RevisionPhase {
-        RevisionPhase::Failed { reason: self.reason.clone(), message: self.message.clone() }
+        RevisionPhase::Failed {
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -99,15 +132,26 @@ mod tests {
 
     #[test]
     fn early_exit_message_has_code_port_and_output() {
-        let f = Failure::exited_before_ready(ExitStatus::from_raw(3 << 8), 4000, &["boom".into(), "bye".into()]);
+        let f = Failure::exited_before_ready(
+            ExitStatus::from_raw(3 << 8),
+            4000,
+            &["boom".into(), "bye".into()],
+        );
         assert_eq!(f.reason, "ExitCode3");
-        assert_eq!(f.message, "process exited with code 3 before listening on port 4000; last output:\nboom\nbye");
+        assert_eq!(
+            f.message,
+            "process exited with code 3 before listening on port 4000; last output:\nboom\nbye"
+        );
     }
 
     #[test]
     fn backing_off_keeps_the_cause() {
-        let f = Failure::crashed("r-1", ExitStatus::from_raw(1 << 8), &[]).backing_off(Duration::from_secs(2));
+        let f = Failure::crashed("r-1", ExitStatus::from_raw(1 << 8), &[])
+            .backing_off(Duration::from_secs(2));
         assert_eq!(f.reason, "CrashLoopBackOff");
-        assert_eq!(f.message, "instance r-1: process exited with code 1 after becoming ready; no output (ExitCode1); restarting in 2s");
+        assert_eq!(
+            f.message,
+            "instance r-1: process exited with code 1 after becoming ready; no output (ExitCode1); restarting in 2s"
+        );
     }
 }

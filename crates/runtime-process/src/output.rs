@@ -23,7 +23,10 @@ pub(crate) struct OutputTail {
 
 impl OutputTail {
     pub fn new(capacity: usize) -> Self {
-        Self { lines: Arc::default(), capacity }
+        Self {
+            lines: Arc::default(),
+            capacity,
+        }
     }
 
     fn push(&self, line: String) {
@@ -38,7 +41,12 @@ impl OutputTail {
 
     /// A copy of the kept lines, oldest first.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("output tail poisoned").iter().cloned().collect()
+        self.lines
+            .lock()
+            .expect("output tail poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -90,7 +98,9 @@ async fn pump(stream: impl AsyncRead + Unpin, name: &'static str, sink: OutputSi
     while let Some(line) = read_line(&mut reader).await {
         tracing::debug!(instance = %sink.instance, stream = name, "{line}");
         if let Some(file) = log.as_mut() {
-            let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+            // tokio writes in the background; flushing makes the line visible before the next.
+            let written = file.write_all(format!("{line}\n").as_bytes()).await;
+            let _ = written.and(file.flush().await);
         }
         sink.tail.push(line);
     }
@@ -101,8 +111,13 @@ async fn open_log(sink: &OutputSink) -> Option<tokio::fs::File> {
     if let Some(dir) = path.parent() {
         let _ = tokio::fs::create_dir_all(dir).await;
     }
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await;
-    file.inspect_err(|e| tracing::warn!(path = %path.display(), "cannot open instance log: {e}")).ok()
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await;
+    file.inspect_err(|e| tracing::warn!(path = %path.display(), "cannot open instance log: {e}"))
+        .ok()
 }
 
 /// The next line without its newline (lossy UTF-8, at most [`MAX_LINE`] bytes kept), or `None`
@@ -144,7 +159,11 @@ mod tests {
         let long = "x".repeat(MAX_LINE + 10);
         let input = format!("a\r\nb\n{long}\nlast");
         let tail = OutputTail::new(3);
-        let sink = OutputSink { instance: "i".into(), log_file: None, tail: tail.clone() };
+        let sink = OutputSink {
+            instance: "i".into(),
+            log_file: None,
+            tail: tail.clone(),
+        };
         pump(input.as_bytes(), "stdout", sink).await;
         let lines = tail.lines();
         assert_eq!(lines.len(), 3);
@@ -157,7 +176,11 @@ mod tests {
     async fn log_file_gets_every_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ns/rev/i.log");
-        let sink = OutputSink { instance: "i".into(), log_file: Some(path.clone()), tail: OutputTail::new(1) };
+        let sink = OutputSink {
+            instance: "i".into(),
+            log_file: Some(path.clone()),
+            tail: OutputTail::new(1),
+        };
         pump(&b"one\ntwo\n"[..], "stdout", sink).await;
         assert_eq!(std::fs::read_to_string(path).unwrap(), "one\ntwo\n");
     }

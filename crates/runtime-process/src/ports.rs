@@ -33,12 +33,20 @@ impl PortAllocator {
     /// Lease a currently free loopback port.
     pub fn lease(self: &Arc<Self>) -> io::Result<PortLease> {
         for _ in 0..ATTEMPTS {
-            let port = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+            let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+                .local_addr()?
+                .port();
             if self.leased.lock().expect("port set poisoned").insert(port) {
-                return Ok(PortLease { port, allocator: Arc::clone(self) });
+                return Ok(PortLease {
+                    port,
+                    allocator: Arc::clone(self),
+                });
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "the kernel kept offering leased ports"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "the kernel kept offering leased ports",
+        ))
     }
 }
 
@@ -50,7 +58,11 @@ impl PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        self.allocator.leased.lock().expect("port set poisoned").remove(&self.port);
+        self.allocator
+            .leased
+            .lock()
+            .expect("port set poisoned")
+            .remove(&self.port);
     }
 }
 

@@ -16,7 +16,12 @@ use tokio::process::{Child, Command};
 use crate::output::{OutputSink, Pumps};
 
 /// Variables a parent's own socket activation or service manager set; never inherited.
-const NOT_INHERITED: [&str; 4] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"];
+const NOT_INHERITED: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
 
 /// How long to wait for the output readers after a process exited.
 const DRAIN_LIMIT: Duration = Duration::from_millis(200);
@@ -58,20 +63,40 @@ pub(crate) struct RunningProcess {
 }
 
 /// Start one process for `spec`, told to listen on `port`.
-pub(crate) fn spawn(spec: &InstanceSpec, port: u16, sink: &OutputSink) -> Result<RunningProcess, StartError> {
+pub(crate) fn spawn(
+    spec: &InstanceSpec,
+    port: u16,
+    sink: &OutputSink,
+) -> Result<RunningProcess, StartError> {
     let argv0 = spec.command.first().cloned().unwrap_or_default();
     if let Some(dir) = spec.working_dir.as_ref().filter(|d| !d.is_dir()) {
         return Err(StartError::WorkingDir { dir: dir.clone() });
     }
-    let mut child = command(spec, port).spawn().map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => StartError::CommandNotFound { command: argv0.clone(), source },
-        _ => StartError::Spawn { command: argv0.clone(), source },
-    })?;
+    let mut child = command(spec, port)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => StartError::CommandNotFound {
+                command: argv0.clone(),
+                source,
+            },
+            _ => StartError::Spawn {
+                command: argv0.clone(),
+                source,
+            },
+        })?;
     let pid = child.id().expect("a just-spawned child has a pid");
-    let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (stdout, stderr) = (
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
     let pumps = Pumps::start(stdout, stderr, sink);
     let group = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
-    Ok(RunningProcess { child, group, pumps, reaped: false })
+    Ok(RunningProcess {
+        child,
+        group,
+        pumps,
+        reaped: false,
+    })
 }
 
 /// argv = command + args exactly; environment = ours (minus [`NOT_INHERITED`]), then `PORT` and
@@ -91,7 +116,9 @@ fn command(spec: &InstanceSpec, port: u16) -> Command {
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.process_group(0);
     cmd
 }
@@ -121,7 +148,10 @@ impl RunningProcess {
     pub async fn wait(&mut self) -> ExitStatus {
         let status = self.child.wait().await.unwrap_or_else(|error| {
             // Only possible if something else reaped our child; report it as killed.
-            tracing::warn!(pid = self.pid(), "cannot wait for instance process: {error}");
+            tracing::warn!(
+                pid = self.pid(),
+                "cannot wait for instance process: {error}"
+            );
             std::os::unix::process::ExitStatusExt::from_raw(Signal::SIGKILL as i32)
         });
         if !self.reaped {
@@ -189,18 +219,33 @@ mod tests {
     #[test]
     fn contract_env_comes_from_labels() {
         let mut s = spec();
-        assert_eq!(contract_env(&s, 9), [("PORT", "9".into()), ("K_REVISION", "hello-00001".into())]);
-        s.labels.insert("serving.knative.dev/service".into(), "hello".into());
-        s.labels.insert("serving.knative.dev/configuration".into(), "hello-cfg".into());
+        assert_eq!(
+            contract_env(&s, 9),
+            [("PORT", "9".into()), ("K_REVISION", "hello-00001".into())]
+        );
+        s.labels
+            .insert("serving.knative.dev/service".into(), "hello".into());
+        s.labels.insert(
+            "serving.knative.dev/configuration".into(),
+            "hello-cfg".into(),
+        );
         let names: Vec<_> = contract_env(&s, 9).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(names, ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"]);
+        assert_eq!(
+            names,
+            ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"]
+        );
     }
 
     #[test]
     fn start_errors_have_reasons() {
-        let e = StartError::WorkingDir { dir: "/nope".into() };
+        let e = StartError::WorkingDir {
+            dir: "/nope".into(),
+        };
         assert_eq!(e.reason(), "StartFailed");
-        let e = StartError::CommandNotFound { command: "x".into(), source: io::ErrorKind::NotFound.into() };
+        let e = StartError::CommandNotFound {
+            command: "x".into(),
+            source: io::ErrorKind::NotFound.into(),
+        };
         assert_eq!(e.reason(), "CommandNotFound");
     }
 }

@@ -23,7 +23,11 @@ pub(crate) enum NotReady {
 }
 
 /// Wait until `addr` accepts connections, the process exits, or `timeout` passes.
-pub(crate) async fn wait_ready(addr: SocketAddr, process: &mut RunningProcess, timeout: Duration) -> Result<(), NotReady> {
+pub(crate) async fn wait_ready(
+    addr: SocketAddr,
+    process: &mut RunningProcess,
+    timeout: Duration,
+) -> Result<(), NotReady> {
     tokio::select! {
         () = listening(addr) => Ok(()),
         status = process.wait() => Err(NotReady::Exited(status)),
@@ -62,6 +66,9 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use nimbus_runtime::{
-    EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError, RuntimeEvent,
+    EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError,
+    RuntimeEvent,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -25,7 +26,9 @@ pub struct ProcessRuntime {
 
 impl ProcessRuntime {
     pub fn new(config: ProcessRuntimeConfig) -> Arc<Self> {
-        Arc::new(Self { shared: Arc::new(Shared::new(config)) })
+        Arc::new(Self {
+            shared: Arc::new(Shared::new(config)),
+        })
     }
 }
 
@@ -39,7 +42,10 @@ impl Runtime for ProcessRuntime {
             reconcile(&shared, revision)
         });
         // The surplus's endpoints are unpublished by now; only then are they told to stop.
-        surplus.ok_or(RuntimeError::ShuttingDown)?.into_iter().for_each(begin_stop);
+        surplus
+            .ok_or(RuntimeError::ShuttingDown)?
+            .into_iter()
+            .for_each(begin_stop);
         Ok(())
     }
 
@@ -73,7 +79,10 @@ impl Drop for ProcessRuntime {
 fn validate(spec: &InstanceSpec) -> Result<(), RuntimeError> {
     if spec.command.first().is_none_or(|argv0| argv0.is_empty()) {
         let message = "the process runtime needs a command (argv[0])".to_owned();
-        return Err(RuntimeError::InvalidSpec { revision: spec.revision.clone(), message });
+        return Err(RuntimeError::InvalidSpec {
+            revision: spec.revision.clone(),
+            message,
+        });
     }
     Ok(())
 }
@@ -88,7 +97,10 @@ fn reconcile(shared: &Arc<Shared>, revision: &mut RevisionState) -> Vec<oneshot:
     }
     let surplus = status::victims(&revision.readiness(), live.saturating_sub(desired));
     let mut stops = Vec::with_capacity(surplus.len());
-    for slot in surplus.into_iter().filter_map(|ordinal| revision.instances.remove(&ordinal)) {
+    for slot in surplus
+        .into_iter()
+        .filter_map(|ordinal| revision.instances.remove(&ordinal))
+    {
         revision.stopping.push(slot.task);
         stops.push(slot.stop);
     }
@@ -99,7 +111,14 @@ fn start_instance(shared: &Arc<Shared>, revision: &mut RevisionState) {
     let ordinal = revision.next_ordinal;
     revision.next_ordinal += 1;
     let (stop, task) = Supervisor::spawn(Arc::clone(shared), Arc::clone(&revision.spec), ordinal);
-    revision.instances.insert(ordinal, Slot { endpoint: None, stop, task });
+    revision.instances.insert(
+        ordinal,
+        Slot {
+            endpoint: None,
+            stop,
+            task,
+        },
+    );
 }
 
 /// Tell an unpublished instance to stop.
@@ -112,7 +131,10 @@ fn begin_stop(stop: oneshot::Sender<()>) {
 
 /// Stop every instance of the taken revisions and wait until their processes are gone.
 async fn stop_and_wait(taken: Vec<(RevisionKey, RevisionState)>) {
-    let tasks: Vec<JoinHandle<()>> = taken.into_iter().flat_map(|(_, mut revision)| revision.stop_all()).collect();
+    let tasks: Vec<JoinHandle<()>> = taken
+        .into_iter()
+        .flat_map(|(_, mut revision)| revision.stop_all())
+        .collect();
     for task in tasks {
         let _ = task.await;
     }

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nimbus_runtime::{
-    Endpoint, EndpointRegistry, InstanceSpec, RevisionEndpoints, RevisionKey, RevisionRuntimeStatus, RuntimeEvent,
+    Endpoint, EndpointRegistry, InstanceSpec, RevisionEndpoints, RevisionKey,
+    RevisionRuntimeStatus, RuntimeEvent,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -73,8 +74,17 @@ impl RevisionState {
     }
 
     pub fn readiness(&self) -> Vec<(u64, Readiness)> {
-        let of = |slot: &Slot| if slot.endpoint.is_some() { Readiness::Ready } else { Readiness::NotReady };
-        self.instances.iter().map(|(ordinal, slot)| (*ordinal, of(slot))).collect()
+        let of = |slot: &Slot| {
+            if slot.endpoint.is_some() {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady
+            }
+        };
+        self.instances
+            .iter()
+            .map(|(ordinal, slot)| (*ordinal, of(slot)))
+            .collect()
     }
 
     pub fn status(&self) -> RevisionRuntimeStatus {
@@ -88,14 +98,24 @@ impl RevisionState {
     }
 
     pub fn endpoints(&self) -> RevisionEndpoints {
-        RevisionEndpoints { ready: self.instances.values().filter_map(|s| s.endpoint.clone()).collect() }
+        RevisionEndpoints {
+            ready: self
+                .instances
+                .values()
+                .filter_map(|s| s.endpoint.clone())
+                .collect(),
+        }
     }
 
     /// Take every instance out and return their supervisors, ready to be awaited. Dropping the
     /// slots' stop senders tells the supervisors to stop.
     pub fn stop_all(&mut self) -> Vec<JoinHandle<()>> {
         let mut tasks = std::mem::take(&mut self.stopping);
-        tasks.extend(std::mem::take(&mut self.instances).into_values().map(|slot| slot.task));
+        tasks.extend(
+            std::mem::take(&mut self.instances)
+                .into_values()
+                .map(|slot| slot.task),
+        );
         tasks
     }
 }
@@ -121,18 +141,29 @@ impl Shared {
 
     /// Apply `change` to the revision (created from `spec` if unknown), then publish. `None`
     /// once the runtime is shut down.
-    pub fn upsert<R>(&self, spec: &InstanceSpec, change: impl FnOnce(&mut RevisionState) -> R) -> Option<R> {
+    pub fn upsert<R>(
+        &self,
+        spec: &InstanceSpec,
+        change: impl FnOnce(&mut RevisionState) -> R,
+    ) -> Option<R> {
         let mut revisions = self.lock();
         if revisions.closed {
             return None;
         }
         let created = !revisions.map.contains_key(&spec.revision);
-        let revision = revisions.map.entry(spec.revision.clone()).or_insert_with(|| RevisionState::new(spec.clone()));
+        let revision = revisions
+            .map
+            .entry(spec.revision.clone())
+            .or_insert_with(|| RevisionState::new(spec.clone()));
         Some(self.publish_after(&spec.revision, revision, change, created))
     }
 
     /// Apply `change` to a known revision, then publish. `None` if the revision is unknown.
-    pub fn update<R>(&self, key: &RevisionKey, change: impl FnOnce(&mut RevisionState) -> R) -> Option<R> {
+    pub fn update<R>(
+        &self,
+        key: &RevisionKey,
+        change: impl FnOnce(&mut RevisionState) -> R,
+    ) -> Option<R> {
         let mut revisions = self.lock();
         let revision = revisions.map.get_mut(key)?;
         Some(self.publish_after(key, revision, change, false))
@@ -143,16 +174,26 @@ impl Shared {
     pub fn take(&self, key: Option<&RevisionKey>) -> Vec<(RevisionKey, RevisionState)> {
         let mut revisions = self.lock();
         let keys: Vec<RevisionKey> = match key {
-            Some(key) => revisions.map.contains_key(key).then(|| key.clone()).into_iter().collect(),
+            Some(key) => revisions
+                .map
+                .contains_key(key)
+                .then(|| key.clone())
+                .into_iter()
+                .collect(),
             None => {
                 revisions.closed = true;
                 revisions.map.keys().cloned().collect()
             }
         };
-        let taken: Vec<_> = keys.into_iter().filter_map(|k| revisions.map.remove_entry(&k)).collect();
+        let taken: Vec<_> = keys
+            .into_iter()
+            .filter_map(|k| revisions.map.remove_entry(&k))
+            .collect();
         for (key, _) in &taken {
             self.registry.set(key, RevisionEndpoints::default());
-            let _ = self.events.send(RuntimeEvent { revision: key.clone() });
+            let _ = self.events.send(RuntimeEvent {
+                revision: key.clone(),
+            });
         }
         taken
     }
@@ -177,7 +218,9 @@ impl Shared {
             self.registry.set(key, revision.endpoints());
         }
         if created || revision.status() != status {
-            let _ = self.events.send(RuntimeEvent { revision: key.clone() });
+            let _ = self.events.send(RuntimeEvent {
+                revision: key.clone(),
+            });
         }
         result
     }

@@ -50,8 +50,14 @@ fn count(instances: &[Readiness], which: Readiness) -> u32 {
 /// ready first (they serve nothing), then the newest.
 pub(crate) fn victims(instances: &[(u64, Readiness)], excess: usize) -> Vec<u64> {
     let mut order: Vec<_> = instances.to_vec();
-    order.sort_by_key(|&(ordinal, readiness)| (readiness == Readiness::Ready, std::cmp::Reverse(ordinal)));
-    order.into_iter().take(excess).map(|(ordinal, _)| ordinal).collect()
+    order.sort_by_key(|&(ordinal, readiness)| {
+        (readiness == Readiness::Ready, std::cmp::Reverse(ordinal))
+    });
+    order
+        .into_iter()
+        .take(excess)
+        .map(|(ordinal, _)| ordinal)
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,12 +66,25 @@ mod tests {
     use super::*;
 
     fn failure() -> Failure {
-        Failure { reason: "ExitCode1".into(), message: "m".into() }
+        Failure {
+            reason: "ExitCode1".into(),
+            message: "m".into(),
+        }
     }
 
-    fn phase(desired: u32, instances: &[Readiness], ever_ready: bool, failed: bool) -> RevisionPhase {
+    fn phase(
+        desired: u32,
+        instances: &[Readiness],
+        ever_ready: bool,
+        failed: bool,
+    ) -> RevisionPhase {
         let f = failure();
-        let observed = Observed { desired, instances, ever_ready, last_failure: failed.then_some(&f) };
+        let observed = Observed {
+            desired,
+            instances,
+            ever_ready,
+            last_failure: failed.then_some(&f),
+        };
         status(&observed).phase
     }
 
@@ -73,7 +92,10 @@ mod tests {
     fn phases() {
         assert_eq!(phase(1, &[NotReady], false, false), RevisionPhase::Starting);
         assert_eq!(phase(1, &[Ready], true, false), RevisionPhase::Ready);
-        assert_eq!(phase(2, &[Ready, NotReady], true, true), RevisionPhase::Ready);
+        assert_eq!(
+            phase(2, &[Ready, NotReady], true, true),
+            RevisionPhase::Ready
+        );
         assert_eq!(phase(1, &[NotReady], true, true), failure().phase());
         assert_eq!(phase(0, &[], true, false), RevisionPhase::Ready);
         assert_eq!(phase(0, &[], false, false), RevisionPhase::Starting);
@@ -82,9 +104,17 @@ mod tests {
 
     #[test]
     fn counts() {
-        let observed = Observed { desired: 3, instances: &[Ready, NotReady], ever_ready: true, last_failure: None };
+        let observed = Observed {
+            desired: 3,
+            instances: &[Ready, NotReady],
+            ever_ready: true,
+            last_failure: None,
+        };
         let s = status(&observed);
-        assert_eq!((s.desired, s.actual, s.ready, s.ever_ready), (3, 2, 1, true));
+        assert_eq!(
+            (s.desired, s.actual, s.ready, s.ever_ready),
+            (3, 2, 1, true)
+        );
     }
 
     #[test]

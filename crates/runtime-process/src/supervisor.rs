@@ -33,17 +33,29 @@ enum Outcome {
     /// Told to stop; the process is gone.
     Stopped,
     /// The process failed; `ready_for` is how long it had been ready, if it ever was.
-    Failed { failure: Failure, ready_for: Option<Duration> },
+    Failed {
+        failure: Failure,
+        ready_for: Option<Duration>,
+    },
 }
 
 type StopSignal = oneshot::Receiver<()>;
 
 impl Supervisor {
     /// Start supervising; the instance stops when the returned sender is used or dropped.
-    pub fn spawn(shared: Arc<Shared>, spec: Arc<InstanceSpec>, ordinal: u64) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    pub fn spawn(
+        shared: Arc<Shared>,
+        spec: Arc<InstanceSpec>,
+        ordinal: u64,
+    ) -> (oneshot::Sender<()>, JoinHandle<()>) {
         let id = format!("{}-{ordinal}", spec.revision.name);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let supervisor = Self { shared, spec, ordinal, id };
+        let supervisor = Self {
+            shared,
+            spec,
+            ordinal,
+            id,
+        };
         (stop_tx, tokio::spawn(supervisor.run(stop_rx)))
     }
 
@@ -60,7 +72,11 @@ impl Supervisor {
             failures += 1;
             let delay = backoff.delay(failures);
             // A crash after being ready shows as CrashLoopBackOff; a failed start keeps its cause.
-            self.report_failed(if ready_for.is_some() { failure.backing_off(delay) } else { failure });
+            self.report_failed(if ready_for.is_some() {
+                failure.backing_off(delay)
+            } else {
+                failure
+            });
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 _ = &mut stop => return,
@@ -85,11 +101,17 @@ impl Supervisor {
         match started {
             None => self.stop(process).await,
             Some(Ok(())) => self.serve(process, addr, &tail, stop).await,
-            Some(Err(NotReady::Exited(status))) => {
-                failed(Failure::exited_before_ready(status, lease.port(), &tail.lines()), None)
-            }
+            Some(Err(NotReady::Exited(status))) => failed(
+                Failure::exited_before_ready(status, lease.port(), &tail.lines()),
+                None,
+            ),
             Some(Err(NotReady::TimedOut)) => {
-                let failure = Failure::startup_timeout(&self.spec.revision, lease.port(), timeout, &tail.lines());
+                let failure = Failure::startup_timeout(
+                    &self.spec.revision,
+                    lease.port(),
+                    timeout,
+                    &tail.lines(),
+                );
                 self.report_failed(failure.clone());
                 self.stop(process).await;
                 failed(failure, None)
@@ -99,15 +121,29 @@ impl Supervisor {
 
     fn launch(&self, tail: &OutputTail) -> Result<(RunningProcess, PortLease), StartError> {
         let lease = self.shared.ports.lease().map_err(StartError::NoPort)?;
-        let sink = OutputSink { instance: self.id.clone(), log_file: self.log_file(), tail: tail.clone() };
+        let sink = OutputSink {
+            instance: self.id.clone(),
+            log_file: self.log_file(),
+            tail: tail.clone(),
+        };
         let process = process::spawn(&self.spec, lease.port(), &sink)?;
         tracing::debug!(instance = %self.id, pid = process.pid(), port = lease.port(), "instance started");
         Ok((process, lease))
     }
 
     /// Publish the ready process and wait until it exits or the stop signal comes.
-    async fn serve(&self, mut process: RunningProcess, addr: SocketAddr, tail: &OutputTail, stop: &mut StopSignal) -> Outcome {
-        let endpoint = Endpoint { id: self.id.clone(), addr, protocol: self.spec.protocol };
+    async fn serve(
+        &self,
+        mut process: RunningProcess,
+        addr: SocketAddr,
+        tail: &OutputTail,
+        stop: &mut StopSignal,
+    ) -> Outcome {
+        let endpoint = Endpoint {
+            id: self.id.clone(),
+            addr,
+            protocol: self.spec.protocol,
+        };
         if !self.report_ready(endpoint) {
             return self.stop(process).await; // removed while starting
         }
@@ -134,7 +170,12 @@ impl Supervisor {
     fn log_file(&self) -> Option<std::path::PathBuf> {
         let dir = self.shared.config.data_dir.as_ref()?;
         let revision = &self.spec.revision;
-        Some(dir.join("logs").join(&revision.namespace).join(&revision.name).join(format!("{}.log", self.id)))
+        Some(
+            dir.join("logs")
+                .join(&revision.namespace)
+                .join(&revision.name)
+                .join(format!("{}.log", self.id)),
+        )
     }
 
     /// Mark this instance ready. `false` if it was removed meanwhile (it must then stop).

@@ -339,7 +339,7 @@ fn record_event(tx: &Transaction<'_>, type_: EventType, rv: u64, kind: Kind, bod
         "INSERT INTO events (resource_version, type, kind, body) VALUES (?1, ?2, ?3, ?4)",
         params![rv as i64, type_.as_str(), kind.as_str(), body],
     )?;
-    if rv % 1000 == 0 {
+    if rv.is_multiple_of(1000) {
         tx.execute("DELETE FROM events WHERE resource_version <= ?1", params![rv.saturating_sub(EVENT_HISTORY) as i64])?;
     }
     Ok(())

@@ -33,7 +33,11 @@ pub(crate) fn stream(uri: &Uri) -> Response<Body> {
             if i > 0 {
                 tokio::time::sleep(interval).await;
             }
-            if tx.send_data(Bytes::from(format!("chunk {i}\n"))).await.is_err() {
+            if tx
+                .send_data(Bytes::from(format!("chunk {i}\n")))
+                .await
+                .is_err()
+            {
                 return; // the client went away
             }
         }
@@ -43,9 +47,16 @@ pub(crate) fn stream(uri: &Uri) -> Response<Body> {
 
 /// `/status/NNN`: answer with that status code.
 pub(crate) fn status(code: &str) -> Response<Body> {
-    match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+    match code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
         Some(status) => text(status, format!("status {}\n", status.as_u16())),
-        None => text(StatusCode::BAD_REQUEST, format!("not a status code: {code}\n")),
+        None => text(
+            StatusCode::BAD_REQUEST,
+            format!("not a status code: {code}\n"),
+        ),
     }
 }
 
@@ -67,7 +78,8 @@ pub(crate) async fn overlap(app: &App, uri: &Uri) -> Response<Body> {
     let ticket = inner.overlap_entries.fetch_add(1, Ordering::SeqCst) + 1;
     let guard = Inside::enter(app);
     tokio::time::sleep(Duration::from_millis(query_number(uri, "ms", 50))).await;
-    let overlapped = guard.others_at_entry > 0 || inner.overlap_entries.load(Ordering::SeqCst) != ticket;
+    let overlapped =
+        guard.others_at_entry > 0 || inner.overlap_entries.load(Ordering::SeqCst) != ticket;
     drop(guard);
     if overlapped {
         text(StatusCode::INTERNAL_SERVER_ERROR, "overlap\n")
@@ -85,7 +97,10 @@ struct Inside<'a> {
 impl<'a> Inside<'a> {
     fn enter(app: &'a App) -> Self {
         let others_at_entry = app.inner.overlap_inside.fetch_add(1, Ordering::SeqCst);
-        Self { app, others_at_entry }
+        Self {
+            app,
+            others_at_entry,
+        }
     }
 }
 

@@ -22,20 +22,32 @@ struct Facts {
 impl Facts {
     fn of<B>(app: &App, request: &Request<B>) -> Self {
         let settings = &app.inner.settings;
-        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
         let host = host.or(request.uri().authority().map(|a| a.as_str()));
         Self {
             greeting: format!("Hello {}!", settings.target),
             revision: settings.revision.clone(),
             service: settings.service.clone(),
             method: request.method().to_string(),
-            path: request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            path: request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
             version: format!("{:?}", request.version()),
             host: host.unwrap_or_default().to_owned(),
             headers: request
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -43,7 +55,13 @@ impl Facts {
     fn to_text(&self) -> String {
         let mut out = format!(
             "{}\nrevision: {}\nservice: {}\nmethod: {}\npath: {}\nversion: {}\nhost: {}\n",
-            self.greeting, self.revision, self.service, self.method, self.path, self.version, self.host
+            self.greeting,
+            self.revision,
+            self.service,
+            self.method,
+            self.path,
+            self.version,
+            self.host
         );
         for (name, value) in &self.headers {
             out.push_str(&format!("{name}: {value}\n"));
@@ -52,8 +70,11 @@ impl Facts {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        let headers: serde_json::Map<_, _> =
-            self.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let headers: serde_json::Map<_, _> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
         json!({
             "greeting": self.greeting, "revision": self.revision, "service": self.service,
             "method": self.method, "path": self.path, "version": self.version,

@@ -26,7 +26,9 @@ pub(crate) fn cwd() -> Response<Body> {
 
 /// `/argv`: the arguments, one per line, starting with argv\[0\].
 pub(crate) fn argv() -> Response<Body> {
-    let lines: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let lines: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     text(StatusCode::OK, format!("{}\n", lines.join("\n")))
 }
 
@@ -35,11 +37,20 @@ pub(crate) fn argv() -> Response<Body> {
 pub(crate) async fn stdin() -> Response<Body> {
     let read = tokio::task::spawn_blocking(|| {
         let mut buf = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut buf).map(|_| buf.len())
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .map(|_| buf.len())
     });
     match read.await {
         Ok(Ok(n)) => text(StatusCode::OK, format!("stdin: {n} bytes\n")),
-        Ok(Err(error)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("stdin: {error}\n")),
-        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("stdin: {error}\n")),
+        Ok(Err(error)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stdin: {error}\n"),
+        ),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stdin: {error}\n"),
+        ),
     }
 }

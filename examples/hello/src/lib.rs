@@ -35,7 +35,11 @@ pub async fn run() -> std::io::Result<()> {
         tokio::time::sleep(delay).await;
     }
     let listener = listen::listener(settings.port)?;
-    let how = if listener.activated { " (socket activation)" } else { "" };
+    let how = if listener.activated {
+        " (socket activation)"
+    } else {
+        ""
+    };
     println!("listening on {}{how}", listener.listener.local_addr()?);
     serve(listener.listener, App::new(settings)).await
 }

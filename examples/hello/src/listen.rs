@@ -28,11 +28,17 @@ pub(crate) fn listener(port: u16) -> io::Result<Listening> {
     let fds = std::env::var("LISTEN_FDS").ok();
     let pid = std::env::var("LISTEN_PID").ok();
     if activation_requested(fds.as_deref(), pid.as_deref(), std::process::id()) {
-        return Ok(Listening { listener: adopt_fd3()?, activated: true });
+        return Ok(Listening {
+            listener: adopt_fd3()?,
+            activated: true,
+        });
     }
     let std = std::net::TcpListener::bind(("0.0.0.0", port))?;
     std.set_nonblocking(true)?;
-    Ok(Listening { listener: TcpListener::from_std(std)?, activated: false })
+    Ok(Listening {
+        listener: TcpListener::from_std(std)?,
+        activated: false,
+    })
 }
 
 /// Whether the socket-activation variables hand exactly one socket to the process `my_pid`.
@@ -44,7 +50,9 @@ fn activation_requested(listen_fds: Option<&str>, listen_pid: Option<&str>, my_p
 /// Take ownership of fd 3 as a TCP listener.
 fn adopt_fd3() -> io::Result<TcpListener> {
     if ADOPTED.swap(true, Ordering::SeqCst) {
-        return Err(io::Error::other("the socket-activation fd 3 was already adopted"));
+        return Err(io::Error::other(
+            "the socket-activation fd 3 was already adopted",
+        ));
     }
     // SAFETY: `OwnedFd::from_raw_fd` requires that fd 3 is open and owned by nobody else.
     // The socket-activation protocol (`LISTEN_PID` equal to our pid, `LISTEN_FDS=1`, checked by

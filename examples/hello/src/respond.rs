@@ -9,7 +9,9 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A complete body from bytes.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A `text/plain` response.
@@ -23,10 +25,16 @@ pub(crate) fn json(value: &serde_json::Value) -> Response<Body> {
 }
 
 /// A response with the given status, content type and body.
-pub(crate) fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+pub(crate) fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Body,
+) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -40,7 +48,9 @@ pub(crate) fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str>
 
 /// Query parameter `name` parsed as a number, or `default` when absent or malformed.
 pub(crate) fn query_number(uri: &http::Uri, name: &str, default: u64) -> u64 {
-    query_param(uri, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    query_param(uri, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ impl App {
             overlap_inside: AtomicUsize::new(0),
             overlap_entries: AtomicU64::new(0),
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 }
 
@@ -67,5 +69,7 @@ async fn serve_connection(stream: TcpStream, app: App) {
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     // Errors here are client disconnects and protocol errors: nothing to do but drop the connection.
-    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await;
 }

@@ -30,7 +30,9 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let number = |name: &str| lookup(name).and_then(|v| v.trim().parse::<u64>().ok());
         Self {
-            port: number("PORT").and_then(|p| u16::try_from(p).ok()).unwrap_or(8080),
+            port: number("PORT")
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(8080),
             target: lookup("TARGET").unwrap_or_else(|| "World".to_owned()),
             revision: lookup("K_REVISION").unwrap_or_default(),
             service: lookup("K_SERVICE").unwrap_or_default(),
@@ -46,7 +48,10 @@ mod tests {
 
     fn from(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_lookup(|name| {
-            pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
         })
     }
 

@@ -26,7 +26,9 @@ pub(crate) fn echo_body(request: Request<Incoming>) -> Response<Body> {
 pub(crate) fn echo_upgrade(mut request: Request<Incoming>) -> Response<Body> {
     if !asks_for_echo(&request) {
         let mut response = text(StatusCode::UPGRADE_REQUIRED, "send Upgrade: echo\n");
-        response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
         return response;
     }
     let upgrade = hyper::upgrade::on(&mut request);
@@ -45,6 +47,12 @@ pub(crate) fn echo_upgrade(mut request: Request<Incoming>) -> Response<Body> {
 }
 
 fn asks_for_echo<B>(request: &Request<B>) -> bool {
-    let upgrade = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
-    upgrade.is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(PROTOCOL)))
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    upgrade.is_some_and(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(PROTOCOL))
+    })
 }

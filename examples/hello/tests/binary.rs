@@ -33,19 +33,30 @@ fn start(command: &mut Command) -> (Running, String) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
 async fn listens_on_port_and_reads_contract_env() {
     let port = free_port();
     let mut command = Command::new(BIN);
-    command.env("PORT", port.to_string()).env("K_REVISION", "r-1").env("TARGET", "Test");
+    command
+        .env("PORT", port.to_string())
+        .env("K_REVISION", "r-1")
+        .env("TARGET", "Test");
     let (_child, line) = start(&mut command);
     assert_eq!(line, format!("listening on 0.0.0.0:{port}\n"));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let answer = get(addr, "/").await;
-    assert!(answer.body.starts_with("Hello Test!\nrevision: r-1\n"), "{}", answer.body);
+    assert!(
+        answer.body.starts_with("Hello Test!\nrevision: r-1\n"),
+        "{}",
+        answer.body
+    );
     assert_eq!(get(addr, "/stdin").await.body, "stdin: 0 bytes\n");
 }
 
@@ -56,7 +67,9 @@ async fn adopts_a_socket_activated_listener() {
     let fd = listener.as_raw_fd();
     let mut command = Command::new("sh");
     // `exec` keeps the shell's pid, so `$$` is the pid nimbus-hello will have.
-    command.args(["-c", "LISTEN_PID=$$ exec \"$0\"", BIN]).env("LISTEN_FDS", "1");
+    command
+        .args(["-c", "LISTEN_PID=$$ exec \"$0\"", BIN])
+        .env("LISTEN_FDS", "1");
     command.env("PORT", "1"); // would fail to bind: proves the handed-over socket is used
     // SAFETY: the closure runs in the forked child before exec and only calls `dup2` and `fcntl`,
     // which are async-signal-safe; `fd` stays open in the parent until after spawn returns.
@@ -78,7 +91,10 @@ async fn adopts_a_socket_activated_listener() {
 
 #[test]
 fn exit_immediately_exits_with_code_and_says_why() {
-    let output = Command::new(BIN).env("EXIT_IMMEDIATELY", "3").output().unwrap();
+    let output = Command::new(BIN)
+        .env("EXIT_IMMEDIATELY", "3")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stderr).contains("EXIT_IMMEDIATELY"));
 }
@@ -91,6 +107,8 @@ async fn exit_endpoint_answers_then_exits() {
     let (mut child, _) = start(&mut command);
     let answer = get(([127, 0, 0, 1], port).into(), "/exit?code=7").await;
     assert_eq!(answer.body, "exiting with code 7\n");
-    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(7));
 }

@@ -46,7 +46,10 @@ async fn root_echoes_request_facts() {
         "host: hello.default.example.com",
         "x-test: yes",
     ] {
-        assert!(body.lines().any(|l| l == line), "missing {line:?} in {body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in {body}"
+        );
     }
 }
 
@@ -108,7 +111,10 @@ async fn stream_sends_chunks_apart() {
 async fn echo_streams_the_body_back_before_it_ends() {
     let addr = start().await;
     let (mut tx, request_body) = Channel::<Bytes, std::io::Error>::new(1);
-    let req = Request::post("/echo").header("host", "h").body(request_body).unwrap();
+    let req = Request::post("/echo")
+        .header("host", "h")
+        .body(request_body)
+        .unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let io = hyper_util::rt::TokioIo::new(tcp);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
@@ -144,7 +150,10 @@ async fn upgrade_echoes_raw_bytes() {
     tcp.write_all(hello.as_bytes()).await.unwrap();
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: echo"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
     tcp.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
     tcp.read_exact(&mut buf).await.unwrap();

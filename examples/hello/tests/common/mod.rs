@@ -21,8 +21,9 @@ pub struct Answer {
 /// Send one HTTP/1.1 request on a fresh connection and return the unread response.
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<Incoming> {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn.with_upgrades());
     sender.send_request(request).await.expect("send")
 }
@@ -31,8 +32,17 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<I
 pub async fn collect(response: Response<Incoming>) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
 }
 
 /// `GET path` over HTTP/1.1.
