@@ -40,7 +40,11 @@ pub struct Condition {
 
 impl Condition {
     pub fn new(type_: &str, status: ConditionStatus) -> Self {
-        Self { type_: type_.to_string(), status, ..Default::default() }
+        Self {
+            type_: type_.to_string(),
+            status,
+            ..Default::default()
+        }
     }
 
     pub fn with_reason(mut self, reason: impl Into<String>, message: impl Into<String>) -> Self {
@@ -90,10 +94,22 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_status_change() {
         let mut cs = Vec::new();
-        assert!(set_condition(&mut cs, Condition::new("Ready", ConditionStatus::Unknown), "t1"));
-        assert!(!set_condition(&mut cs, Condition::new("Ready", ConditionStatus::Unknown), "t2"));
+        assert!(set_condition(
+            &mut cs,
+            Condition::new("Ready", ConditionStatus::Unknown),
+            "t1"
+        ));
+        assert!(!set_condition(
+            &mut cs,
+            Condition::new("Ready", ConditionStatus::Unknown),
+            "t2"
+        ));
         assert_eq!(cs[0].last_transition_time.as_deref(), Some("t1"));
-        assert!(set_condition(&mut cs, Condition::new("Ready", ConditionStatus::True), "t3"));
+        assert!(set_condition(
+            &mut cs,
+            Condition::new("Ready", ConditionStatus::True),
+            "t3"
+        ));
         assert_eq!(cs[0].last_transition_time.as_deref(), Some("t3"));
         assert!(is_ready(&cs));
     }

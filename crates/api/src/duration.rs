@@ -17,14 +17,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s.strip_prefix('+').unwrap_or(s);
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("{s:?} is not a duration: expected a number at {rest:?}"));
+            return Err(format!(
+                "{s:?} is not a duration: expected a number at {rest:?}"
+            ));
         }
-        let value: f64 =
-            rest[..num_len].parse().map_err(|_| format!("{s:?}: bad number {:?}", &rest[..num_len]))?;
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("{s:?}: bad number {:?}", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -32,8 +39,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("{s:?} has a number without a unit; add one of ns, us, ms, s, m, h")),
-            u => return Err(format!("{s:?} has unknown unit {u:?}; use ns, us, ms, s, m or h")),
+            "" => {
+                return Err(format!(
+                    "{s:?} has a number without a unit; add one of ns, us, ms, s, m, h"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "{s:?} has unknown unit {u:?}; use ns, us, ms, s, m or h"
+                ));
+            }
         };
         total += value * factor;
         rest = &rest[unit_len..];

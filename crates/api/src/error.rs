@@ -23,7 +23,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into(), location: None }
+        Self {
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        }
     }
 }
 
@@ -63,10 +67,19 @@ impl fmt::Display for FieldErrorsDisplay<'_> {
 pub enum ParseError {
     /// The text is not well-formed YAML/JSON.
     #[error("{source_name}:{line}:{column}: malformed YAML/JSON: {message}")]
-    Syntax { source_name: String, line: usize, column: usize, message: String },
+    Syntax {
+        source_name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// A document is well-formed but has wrong fields or values.
     #[error("{}", FieldErrorsDisplay { source: &format!("{source_name} (document {})", document + 1), errors })]
-    Invalid { source_name: String, document: usize, errors: Vec<FieldError> },
+    Invalid {
+        source_name: String,
+        document: usize,
+        errors: Vec<FieldError>,
+    },
 }
 
 impl ParseError {

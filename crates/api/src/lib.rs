@@ -6,9 +6,10 @@
 //! pure function of its input, which is what lets the CLI, the API server and the controller share
 //! one definition of "valid".
 
+pub mod autoscaling;
 pub mod conditions;
-pub mod defaults;
 pub mod constants;
+pub mod defaults;
 pub mod duration;
 pub mod error;
 pub mod names;

@@ -6,9 +6,14 @@ pub fn check_dns_label(value: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if value.len() > 63 {
-        return Err(format!("{value:?} is {} characters long; at most 63 are allowed", value.len()));
+        return Err(format!(
+            "{value:?} is {} characters long; at most 63 are allowed",
+            value.len()
+        ));
     }
-    let ok_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric())
         && value.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !(ok_chars && ok_ends) {
@@ -50,7 +55,13 @@ mod tests {
     #[test]
     fn revision_names_are_zero_padded() {
         assert_eq!(revision_name("hello", 1), "hello-00001");
-        assert_eq!(route_host("hello", "default", "localhost"), "hello.default.localhost");
-        assert_eq!(tag_host("v1", "hello", "default", "localhost"), "v1-hello.default.localhost");
+        assert_eq!(
+            route_host("hello", "default", "localhost"),
+            "hello.default.localhost"
+        );
+        assert_eq!(
+            tag_host("v1", "hello", "default", "localhost"),
+            "v1-hello.default.localhost"
+        );
     }
 }

@@ -16,7 +16,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Service, Kind::Configuration, Kind::Revision, Kind::Route];
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::Configuration,
+        Kind::Revision,
+        Kind::Route,
+    ];
 
     /// `Service`, `Configuration`, ...
     pub fn as_str(self) -> &'static str {

@@ -21,7 +21,10 @@ use crate::validate::validate;
 /// name, or `-` for standard input) is used in error messages.
 pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<Object>, ParseError> {
     let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((0, 0));
         ParseError::Syntax {
             source_name: source_name.to_string(),
             line,
@@ -32,7 +35,9 @@ pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<Object>, Par
     let mut objects = Vec::new();
     for (document, doc) in docs.into_iter().enumerate() {
         let mut index = HashMap::new();
-        let value = doc.value.into_json(String::new(), loc(&doc.referenced), &mut index);
+        let value = doc
+            .value
+            .into_json(String::new(), loc(&doc.referenced), &mut index);
         if value.is_null() {
             continue; // empty document (e.g. a trailing `---`)
         }
@@ -67,12 +72,19 @@ pub fn decode_object(expected: Option<Kind>, value: Value) -> Result<Object, Vec
     unknown_fields(&value, &obj.to_json(), "", &mut errors);
     crate::defaults::apply_defaults(&mut obj);
     errors.extend(validate(&obj));
-    if errors.is_empty() { Ok(obj) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(obj)
+    } else {
+        Err(errors)
+    }
 }
 
 fn check_type_meta(expected: Option<Kind>, value: &Value) -> Result<Kind, Vec<FieldError>> {
     let Some(map) = value.as_object() else {
-        return Err(vec![FieldError::new("", "expected a mapping with apiVersion, kind, metadata and spec")]);
+        return Err(vec![FieldError::new(
+            "",
+            "expected a mapping with apiVersion, kind, metadata and spec",
+        )]);
     };
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind_str = map.get("kind").and_then(Value::as_str);
@@ -82,7 +94,11 @@ fn check_type_meta(expected: Option<Kind>, value: &Value) -> Result<Kind, Vec<Fi
         None if expected.is_some() => {}
         other => errors.push(FieldError::new(
             "apiVersion",
-            format!("{} is not served; use \"{}\"", show(other), crate::API_VERSION),
+            format!(
+                "{} is not served; use \"{}\"",
+                show(other),
+                crate::API_VERSION
+            ),
         )),
     }
     let kind = match (kind_str, expected) {
@@ -97,7 +113,10 @@ fn check_type_meta(expected: Option<Kind>, value: &Value) -> Result<Kind, Vec<Fi
         )),
         (None, _) => errors.push(FieldError::new(
             "kind",
-            format!("{} is not served; use one of Service, Configuration, Revision, Route", show(kind_str)),
+            format!(
+                "{} is not served; use one of Service, Configuration, Revision, Route",
+                show(kind_str)
+            ),
         )),
         _ => {}
     }
@@ -124,11 +143,16 @@ fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<Fiel
     match (input, decoded) {
         (Value::Object(inp), Value::Object(dec)) => {
             for (k, v) in inp {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match dec.get(k) {
-                    None if !is_empty_value(v) => {
-                        out.push(FieldError::new(p, "unknown field; check its spelling and indentation"))
-                    }
+                    None if !is_empty_value(v) => out.push(FieldError::new(
+                        p,
+                        "unknown field; check its spelling and indentation",
+                    )),
                     Some(d) => unknown_fields(v, d, &p, out),
                     None => {}
                 }
@@ -158,16 +182,22 @@ fn expand_list(value: Value) -> Result<Vec<(String, Value)>, FieldError> {
         return Ok(vec![(String::new(), value)]);
     }
     match value.get("items") {
-        Some(Value::Array(items)) => {
-            Ok(items.iter().enumerate().map(|(i, v)| (format!("items[{i}]"), v.clone())).collect())
-        }
+        Some(Value::Array(items)) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("items[{i}]"), v.clone()))
+            .collect()),
         _ => Err(FieldError::new("items", "a List must have an items array")),
     }
 }
 
 fn prefix_path(prefix: &str, mut e: FieldError) -> FieldError {
     if !prefix.is_empty() {
-        e.path = if e.path.is_empty() { prefix.to_string() } else { format!("{prefix}.{}", e.path) };
+        e.path = if e.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", e.path)
+        };
     }
     e
 }
@@ -194,7 +224,10 @@ fn first_line(s: &str) -> String {
 }
 
 fn loc(l: &serde_saphyr::Location) -> Location {
-    Location { line: l.line() as usize, column: l.column() as usize }
+    Location {
+        line: l.line() as usize,
+        column: l.column() as usize,
+    }
 }
 
 // === Node: a YAML tree that remembers locations ===
@@ -226,13 +259,20 @@ impl Node {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, n)| n.value.into_json(format!("{path}[{i}]"), loc(&n.referenced), index))
+                    .map(|(i, n)| {
+                        n.value
+                            .into_json(format!("{path}[{i}]"), loc(&n.referenced), index)
+                    })
                     .collect(),
             ),
             Node::Map(entries) => {
                 let mut map = serde_json::Map::new();
                 for (k, v) in entries {
-                    let p = if path.is_empty() { k.value.0.clone() } else { format!("{path}.{}", k.value.0) };
+                    let p = if path.is_empty() {
+                        k.value.0.clone()
+                    } else {
+                        format!("{path}.{}", k.value.0)
+                    };
                     let value = v.value.into_json(p, loc(&k.referenced), index);
                     map.insert(k.value.0, value);
                 }

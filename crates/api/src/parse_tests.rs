@@ -56,10 +56,15 @@ fn errors(text: &str) -> Vec<FieldError> {
 
 #[test]
 fn knative_service_parses_unchanged() {
-    let Object::Service(s) = one(KNATIVE_SERVICE) else { panic!("not a service") };
+    let Object::Service(s) = one(KNATIVE_SERVICE) else {
+        panic!("not a service")
+    };
     assert_eq!(s.name(), "hello");
     let c = &s.spec.template.spec.containers[0];
-    assert_eq!(c.image.as_deref(), Some("ghcr.io/knative/helloworld-go:latest"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("ghcr.io/knative/helloworld-go:latest")
+    );
     assert_eq!(c.name, "user-container", "defaulted");
     assert_eq!(s.spec.template.spec.container_concurrency, Some(10));
     assert_eq!(s.spec.traffic[1].tag.as_deref(), Some("old"));
@@ -68,17 +73,25 @@ fn knative_service_parses_unchanged() {
 
 #[test]
 fn multi_document_and_json() {
-    let text = format!("{KNATIVE_SERVICE}\n---\n{}", KNATIVE_SERVICE.replace("name: hello\n", "name: hello2\n").replace("hello-world", "hello2-world"));
+    let text = format!(
+        "{KNATIVE_SERVICE}\n---\n{}",
+        KNATIVE_SERVICE
+            .replace("name: hello\n", "name: hello2\n")
+            .replace("hello-world", "hello2-world")
+    );
     assert_eq!(parse_manifests("x", &text).unwrap().len(), 2);
     let json = r#"{"apiVersion":"serving.knative.dev/v1","kind":"Service","metadata":{"name":"j"},
       "spec":{"template":{"spec":{"runtimeClassName":"process","containers":[{"command":["/bin/true"]}]}}}}"#;
-    let Object::Service(s) = one(json) else { panic!() };
+    let Object::Service(s) = one(json) else {
+        panic!()
+    };
     assert_eq!(s.spec.traffic.len(), 1, "default traffic: latest 100%");
 }
 
 #[test]
 fn malformed_yaml_has_line_and_column() {
-    let err = parse_manifests("bad.yaml", "apiVersion: v1\nkind: [Service\nmetadata: {}\n").unwrap_err();
+    let err =
+        parse_manifests("bad.yaml", "apiVersion: v1\nkind: [Service\nmetadata: {}\n").unwrap_err();
     match &err {
         ParseError::Syntax { line, .. } => assert!(*line >= 2, "{err}"),
         other => panic!("expected syntax error, got {other:?}"),
@@ -90,16 +103,25 @@ fn malformed_yaml_has_line_and_column() {
 fn wrong_type_reports_path_and_line() {
     let text = KNATIVE_SERVICE.replace("containerPort: 8080", "containerPort: eighty");
     let errs = errors(&text);
-    assert_eq!(errs[0].path, "spec.template.spec.containers[0].ports[0].containerPort");
+    assert_eq!(
+        errs[0].path,
+        "spec.template.spec.containers[0].ports[0].containerPort"
+    );
     assert_eq!(errs[0].location.unwrap().line, 22, "{errs:?}");
 }
 
 #[test]
 fn unknown_fields_are_reported_with_path_and_line() {
-    let text = KNATIVE_SERVICE.replace("          env:", "          imagePullPolicyy: Always\n          env:");
+    let text = KNATIVE_SERVICE.replace(
+        "          env:",
+        "          imagePullPolicyy: Always\n          env:",
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(errs[0].path, "spec.template.spec.containers[0].imagePullPolicyy");
+    assert_eq!(
+        errs[0].path,
+        "spec.template.spec.containers[0].imagePullPolicyy"
+    );
     assert!(errs[0].message.contains("unknown field"));
     assert_eq!(errs[0].location.unwrap().line, 23);
     let text = KNATIVE_SERVICE.replace("  traffic:", "  trafic: []\n  traffic:");
@@ -113,18 +135,29 @@ fn unknown_fields_are_reported_with_path_and_line() {
 fn traffic_rules() {
     let text = KNATIVE_SERVICE.replace("percent: 20", "percent: 30");
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.path == "spec.traffic" && e.message.contains("sum to 110")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "spec.traffic" && e.message.contains("sum to 110")),
+        "{errs:?}"
+    );
 
     let text = KNATIVE_SERVICE.replace("      percent: 80", "      percent: 80\n      tag: old");
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.path == "spec.traffic[1].tag" && e.message.contains("unique")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "spec.traffic[1].tag" && e.message.contains("unique")),
+        "{errs:?}"
+    );
 
     let text = KNATIVE_SERVICE.replace("tag: old", "tag: Old_tag");
     assert_eq!(errors(&text)[0].path, "spec.traffic[1].tag");
 
     let text = KNATIVE_SERVICE.replace("percent: 20", "percent: 120");
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.path == "spec.traffic[1].percent"), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.path == "spec.traffic[1].percent"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -138,10 +171,19 @@ fn revision_name_prefix_and_ports() {
         "            - containerPort: 8080",
         "            - containerPort: 8080\n            - containerPort: 8081",
     );
-    assert_eq!(errors(&text)[0].path, "spec.template.spec.containers[0].ports");
+    assert_eq!(
+        errors(&text)[0].path,
+        "spec.template.spec.containers[0].ports"
+    );
 
-    let text = KNATIVE_SERVICE.replace("- containerPort: 8080", "- containerPort: 8080\n              name: grpc");
-    assert_eq!(errors(&text)[0].path, "spec.template.spec.containers[0].ports[0].name");
+    let text = KNATIVE_SERVICE.replace(
+        "- containerPort: 8080",
+        "- containerPort: 8080\n              name: grpc",
+    );
+    assert_eq!(
+        errors(&text)[0].path,
+        "spec.template.spec.containers[0].ports[0].name"
+    );
 }
 
 #[test]
@@ -180,7 +222,16 @@ fn decode_object_checks_url_kind() {
 fn list_documents_expand() {
     let text = format!(
         "apiVersion: v1\nkind: List\nitems:\n{}",
-        KNATIVE_SERVICE.trim_start().lines().enumerate().map(|(i, l)| if i == 0 { format!("- {l}\n") } else { format!("  {l}\n") }).collect::<String>()
+        KNATIVE_SERVICE
+            .trim_start()
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if i == 0 {
+                format!("- {l}\n")
+            } else {
+                format!("  {l}\n")
+            })
+            .collect::<String>()
     );
     let objs = parse_manifests("list.yaml", &text).unwrap();
     assert!(matches!(&objs[0], Object::Service(Service { .. })));

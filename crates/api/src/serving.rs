@@ -297,6 +297,7 @@ impl RevisionSpec {
 
     /// `timeoutSeconds` with Knative's default applied.
     pub fn timeout_seconds_or_default(&self) -> i64 {
-        self.timeout_seconds.unwrap_or(crate::constants::DEFAULT_TIMEOUT_SECONDS)
+        self.timeout_seconds
+            .unwrap_or(crate::constants::DEFAULT_TIMEOUT_SECONDS)
     }
 }

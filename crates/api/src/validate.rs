@@ -26,7 +26,9 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
             validate_template(&mut v, "spec.template", &s.spec.template, parent);
             validate_traffic(&mut v, "spec.traffic", &s.spec.traffic, parent, false);
         }
-        Object::Configuration(c) => validate_template(&mut v, "spec.template", &c.spec.template, parent),
+        Object::Configuration(c) => {
+            validate_template(&mut v, "spec.template", &c.spec.template, parent)
+        }
         Object::Revision(r) => validate_revision_spec(&mut v, "spec", &r.spec),
         Object::Route(r) => validate_traffic(&mut v, "spec.traffic", &r.spec.traffic, parent, true),
     }
@@ -55,7 +57,10 @@ fn validate_meta(v: &mut Errors, meta: &ObjectMeta) {
                 v.add("metadata.generateName", e);
             }
         }
-        (None, None) => v.add("metadata.name", "is required (or set metadata.generateName)"),
+        (None, None) => v.add(
+            "metadata.name",
+            "is required (or set metadata.generateName)",
+        ),
     }
     if let Some(ns) = &meta.namespace
         && let Err(e) = check_dns_label(ns)
@@ -79,9 +84,21 @@ fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, paren
         && let Some(d) = annotations.get(ANNOTATION_PROGRESS_DEADLINE)
         && let Err(e) = parse_duration(d)
     {
-        v.add(format!("{path}.metadata.annotations[{ANNOTATION_PROGRESS_DEADLINE}]"), e);
+        v.add(
+            format!("{path}.metadata.annotations[{ANNOTATION_PROGRESS_DEADLINE}]"),
+            e,
+        );
     }
     validate_revision_spec(v, &format!("{path}.spec"), &t.spec);
+    let annotations_path = format!("{path}.metadata.annotations");
+    let cc = t.spec.container_concurrency.unwrap_or(0);
+    if let Err(errs) = crate::autoscaling::ScalingSpec::from_annotations(
+        t.metadata.annotations.as_ref(),
+        cc,
+        &annotations_path,
+    ) {
+        v.0.extend(errs);
+    }
 }
 
 /// Validate a revision spec found at `path`.
@@ -96,9 +113,20 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec) {
         );
     }
     match spec.containers.len() {
-        0 => v.add(format!("{path}.containers"), "exactly one container is required"),
-        1 => validate_container(v, &format!("{path}.containers[0]"), &spec.containers[0], runtime),
-        n => v.add(format!("{path}.containers"), format!("has {n} containers; Nimbus supports exactly one")),
+        0 => v.add(
+            format!("{path}.containers"),
+            "exactly one container is required",
+        ),
+        1 => validate_container(
+            v,
+            &format!("{path}.containers[0]"),
+            &spec.containers[0],
+            runtime,
+        ),
+        n => v.add(
+            format!("{path}.containers"),
+            format!("has {n} containers; Nimbus supports exactly one"),
+        ),
     }
     if let Some(cc) = spec.container_concurrency
         && !(0..=MAX_CONTAINER_CONCURRENCY).contains(&cc)
@@ -110,13 +138,19 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec) {
     }
     for (field, value) in [
         ("timeoutSeconds", spec.timeout_seconds),
-        ("responseStartTimeoutSeconds", spec.response_start_timeout_seconds),
+        (
+            "responseStartTimeoutSeconds",
+            spec.response_start_timeout_seconds,
+        ),
         ("idleTimeoutSeconds", spec.idle_timeout_seconds),
     ] {
         if let Some(t) = value
             && !(0..=MAX_TIMEOUT_SECONDS).contains(&t)
         {
-            v.add(format!("{path}.{field}"), format!("{t} is out of range; allowed 0 to {MAX_TIMEOUT_SECONDS} seconds"));
+            v.add(
+                format!("{path}.{field}"),
+                format!("{t} is out of range; allowed 0 to {MAX_TIMEOUT_SECONDS} seconds"),
+            );
         }
     }
 }
@@ -137,24 +171,42 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
     }
     let ports = c.ports.as_deref().unwrap_or_default();
     if ports.len() > 1 {
-        v.add(format!("{path}.ports"), format!("has {} ports; at most one is allowed", ports.len()));
+        v.add(
+            format!("{path}.ports"),
+            format!("has {} ports; at most one is allowed", ports.len()),
+        );
     }
     for (i, p) in ports.iter().enumerate() {
         let pp = format!("{path}.ports[{i}]");
         if let Some(name) = p.name.as_deref()
             && !["", "http1", "h2c"].contains(&name)
         {
-            v.add(format!("{pp}.name"), format!("{name:?} is not allowed; use \"http1\" or \"h2c\""));
+            v.add(
+                format!("{pp}.name"),
+                format!("{name:?} is not allowed; use \"http1\" or \"h2c\""),
+            );
         }
         if !(1..=65535).contains(&p.container_port) {
-            v.add(format!("{pp}.containerPort"), format!("{} is out of range 1-65535", p.container_port));
+            v.add(
+                format!("{pp}.containerPort"),
+                format!("{} is out of range 1-65535", p.container_port),
+            );
         } else if RESERVED_PORTS.contains(&p.container_port) {
-            v.add(format!("{pp}.containerPort"), format!("{} is reserved by Knative; pick another port", p.container_port));
+            v.add(
+                format!("{pp}.containerPort"),
+                format!(
+                    "{} is reserved by Knative; pick another port",
+                    p.container_port
+                ),
+            );
         }
         if let Some(proto) = p.protocol.as_deref()
             && proto != "TCP"
         {
-            v.add(format!("{pp}.protocol"), format!("{proto:?} is not allowed; only \"TCP\""));
+            v.add(
+                format!("{pp}.protocol"),
+                format!("{proto:?} is not allowed; only \"TCP\""),
+            );
         }
     }
     for (i, e) in c.env.as_deref().unwrap_or_default().iter().enumerate() {
@@ -170,7 +222,13 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
     }
 }
 
-fn validate_traffic(v: &mut Errors, path: &str, traffic: &[TrafficTarget], parent: Option<&str>, is_route: bool) {
+fn validate_traffic(
+    v: &mut Errors,
+    path: &str,
+    traffic: &[TrafficTarget],
+    parent: Option<&str>,
+    is_route: bool,
+) {
     if traffic.is_empty() {
         return;
     }
@@ -180,48 +238,72 @@ fn validate_traffic(v: &mut Errors, path: &str, traffic: &[TrafficTarget], paren
         let tp = format!("{path}[{i}]");
         validate_target_ref(v, &tp, t, is_route);
         match t.percent {
-            Some(p) if !(0..=100).contains(&p) => v.add(format!("{tp}.percent"), format!("{p} is out of range 0-100")),
+            Some(p) if !(0..=100).contains(&p) => v.add(
+                format!("{tp}.percent"),
+                format!("{p} is out of range 0-100"),
+            ),
             Some(p) => sum += p,
             None => {}
         }
         if let Some(tag) = &t.tag {
             if !tags.insert(tag.as_str()) {
-                v.add(format!("{tp}.tag"), format!("{tag:?} is used by more than one traffic target; tags must be unique"));
+                v.add(
+                    format!("{tp}.tag"),
+                    format!("{tag:?} is used by more than one traffic target; tags must be unique"),
+                );
             } else if let Err(e) = check_dns_label(tag) {
                 v.add(format!("{tp}.tag"), e);
             } else if let Some(name) = parent
                 && tag.len() + name.len() + 1 > 63
             {
-                v.add(format!("{tp}.tag"), format!("\"{tag}-{name}\" (the tag's host label) is longer than 63 characters"));
+                v.add(
+                    format!("{tp}.tag"),
+                    format!("\"{tag}-{name}\" (the tag's host label) is longer than 63 characters"),
+                );
             }
         }
         if t.url.is_some() {
-            v.add(format!("{tp}.url"), "is set by Nimbus in status.traffic; remove it from spec");
+            v.add(
+                format!("{tp}.url"),
+                "is set by Nimbus in status.traffic; remove it from spec",
+            );
         }
     }
     if sum != 100 {
-        v.add(path, format!("traffic percents sum to {sum}; they must sum to 100"));
+        v.add(
+            path,
+            format!("traffic percents sum to {sum}; they must sum to 100"),
+        );
     }
 }
 
 fn validate_target_ref(v: &mut Errors, tp: &str, t: &TrafficTarget, is_route: bool) {
     let latest = t.latest_revision == Some(true);
     match (&t.revision_name, &t.configuration_name, latest) {
-        (Some(_), _, true) => v.add(format!("{tp}.revisionName"), "may not be set when latestRevision is true"),
-        (Some(_), Some(_), false) => {
-            v.add(format!("{tp}.configurationName"), "may not be set together with revisionName")
-        }
+        (Some(_), _, true) => v.add(
+            format!("{tp}.revisionName"),
+            "may not be set when latestRevision is true",
+        ),
+        (Some(_), Some(_), false) => v.add(
+            format!("{tp}.configurationName"),
+            "may not be set together with revisionName",
+        ),
         (None, Some(_), _) if !is_route => v.add(
             format!("{tp}.configurationName"),
             "is not allowed on a Service; use latestRevision: true",
         ),
-        (None, Some(_), false) if t.latest_revision == Some(false) => {
-            v.add(format!("{tp}.latestRevision"), "must be true (or unset) with configurationName")
-        }
-        (None, None, false) if t.latest_revision == Some(false) => {
-            v.add(format!("{tp}.revisionName"), "is required when latestRevision is false")
-        }
-        (None, None, false) => v.add(tp, "names no revision: set revisionName or latestRevision: true"),
+        (None, Some(_), false) if t.latest_revision == Some(false) => v.add(
+            format!("{tp}.latestRevision"),
+            "must be true (or unset) with configurationName",
+        ),
+        (None, None, false) if t.latest_revision == Some(false) => v.add(
+            format!("{tp}.revisionName"),
+            "is required when latestRevision is false",
+        ),
+        (None, None, false) => v.add(
+            tp,
+            "names no revision: set revisionName or latestRevision: true",
+        ),
         _ => {}
     }
     if let Some(name) = &t.revision_name
