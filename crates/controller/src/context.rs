@@ -20,7 +20,10 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { domain: nimbus_api::constants::DEFAULT_DOMAIN.to_string(), url_port: None }
+        Self {
+            domain: nimbus_api::constants::DEFAULT_DOMAIN.to_string(),
+            url_port: None,
+        }
     }
 }
 
@@ -43,7 +46,13 @@ impl Context {
         ingress: Arc<dyn IngressSink>,
         config: ControllerConfig,
     ) -> Self {
-        Self { resources, runtimes, ingress, config, programmed: Mutex::new(HashMap::new()) }
+        Self {
+            resources,
+            runtimes,
+            ingress,
+            config,
+            programmed: Mutex::new(HashMap::new()),
+        }
     }
 
     /// RFC 3339 timestamp for condition transitions.
@@ -75,7 +84,10 @@ impl Context {
 
     pub(crate) fn unprogram(&self, namespace: &str, name: &str) {
         let mut programmed = self.programmed.lock().unwrap_or_else(|p| p.into_inner());
-        if programmed.remove(&(namespace.to_string(), name.to_string())).is_some() {
+        if programmed
+            .remove(&(namespace.to_string(), name.to_string()))
+            .is_some()
+        {
             self.ingress.remove(namespace, name);
         }
     }

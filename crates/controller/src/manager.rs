@@ -30,7 +30,12 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
-        Self { kind, namespace: namespace.to_string(), name: name.to_string(), owner: None }
+        Self {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            owner: None,
+        }
     }
 
     pub fn of(obj: &Object) -> Self {
@@ -40,11 +45,17 @@ impl ObjectKey {
             Kind::Service => None,
         };
         let owner = label.and_then(|l| obj.metadata().labels.as_ref()?.get(l).cloned());
-        Self { owner, ..Self::new(obj.kind(), obj.namespace(), obj.name()) }
+        Self {
+            owner,
+            ..Self::new(obj.kind(), obj.namespace(), obj.name())
+        }
     }
 
     fn plain(&self) -> Self {
-        Self { owner: None, ..self.clone() }
+        Self {
+            owner: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -91,12 +102,19 @@ impl Controller {
     /// Reconcile one object (or clean up after it if it no longer exists).
     pub async fn reconcile(&self, key: &ObjectKey) -> Result<(), ControllerError> {
         let ctx = &*self.ctx;
-        let obj = ctx.resources.get(key.kind, &key.namespace, &key.name).await?;
+        let obj = ctx
+            .resources
+            .get(key.kind, &key.namespace, &key.name)
+            .await?;
         match (key.kind, obj) {
             (Kind::Service, Some(Object::Service(s))) => service::reconcile(ctx, s).await,
             (Kind::Service, _) => service::cleanup(ctx, &key.namespace, &key.name).await,
-            (Kind::Configuration, Some(Object::Configuration(c))) => configuration::reconcile(ctx, c).await,
-            (Kind::Configuration, _) => configuration::cleanup(ctx, &key.namespace, &key.name).await,
+            (Kind::Configuration, Some(Object::Configuration(c))) => {
+                configuration::reconcile(ctx, c).await
+            }
+            (Kind::Configuration, _) => {
+                configuration::cleanup(ctx, &key.namespace, &key.name).await
+            }
             (Kind::Revision, Some(Object::Revision(r))) => revision::reconcile(ctx, r).await,
             (Kind::Revision, _) => revision::cleanup(ctx, &key.namespace, &key.name).await,
             (Kind::Route, Some(Object::Route(r))) => route::reconcile(ctx, r).await,
@@ -156,7 +174,12 @@ impl Controller {
         }
     }
 
-    async fn work(&self, key: ObjectKey, failures: &mut HashMap<ObjectKey, u32>, retry: &mpsc::UnboundedSender<ObjectKey>) {
+    async fn work(
+        &self,
+        key: ObjectKey,
+        failures: &mut HashMap<ObjectKey, u32>,
+        retry: &mpsc::UnboundedSender<ObjectKey>,
+    ) {
         match self.reconcile(&key).await {
             Ok(()) => {
                 failures.remove(&key);
@@ -183,7 +206,11 @@ impl Controller {
                 loop {
                     match rx.recv().await {
                         Ok(ev) => {
-                            let key = ObjectKey::new(Kind::Revision, &ev.revision.namespace, &ev.revision.name);
+                            let key = ObjectKey::new(
+                                Kind::Revision,
+                                &ev.revision.namespace,
+                                &ev.revision.name,
+                            );
                             if tx.send(key).is_err() {
                                 return;
                             }
@@ -200,8 +227,12 @@ impl Controller {
     async fn enqueue_related(&self, queue: &mut Queue, key: ObjectKey) {
         let ns = key.namespace.clone();
         match (key.kind, &key.owner) {
-            (Kind::Revision, Some(cfg)) => queue.push(ObjectKey::new(Kind::Configuration, &ns, cfg)),
-            (Kind::Configuration | Kind::Route, Some(svc)) => queue.push(ObjectKey::new(Kind::Service, &ns, svc)),
+            (Kind::Revision, Some(cfg)) => {
+                queue.push(ObjectKey::new(Kind::Configuration, &ns, cfg))
+            }
+            (Kind::Configuration | Kind::Route, Some(svc)) => {
+                queue.push(ObjectKey::new(Kind::Service, &ns, svc))
+            }
             _ => {}
         }
         let dependents = match key.kind {
@@ -220,7 +251,12 @@ impl Controller {
     }
 
     async fn enqueue_all(&self, queue: &mut Queue) -> Result<(), ControllerError> {
-        for kind in [Kind::Service, Kind::Configuration, Kind::Revision, Kind::Route] {
+        for kind in [
+            Kind::Service,
+            Kind::Configuration,
+            Kind::Revision,
+            Kind::Route,
+        ] {
             for o in self.ctx.resources.list(kind, None).await? {
                 queue.push(ObjectKey::of(&o));
             }
@@ -234,7 +270,10 @@ async fn ctx_version(ctx: &Context) -> Vec<String> {
     let mut out = Vec::new();
     for kind in Kind::ALL {
         if let Ok(objs) = ctx.resources.list(kind, None).await {
-            out.extend(objs.iter().map(|o| o.metadata().resource_version.clone().unwrap_or_default()));
+            out.extend(
+                objs.iter()
+                    .map(|o| o.metadata().resource_version.clone().unwrap_or_default()),
+            );
         }
     }
     out

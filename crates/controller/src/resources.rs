@@ -13,7 +13,12 @@ use crate::manager::ObjectKey;
 
 #[async_trait]
 pub trait Resources: Send + Sync + 'static {
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>, StoreError>;
+    async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Object>, StoreError>;
     async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError>;
     async fn create(&self, obj: Object) -> Result<Object, StoreError>;
     /// Replace spec and metadata (no resourceVersion precondition unless the object carries one).
@@ -29,7 +34,12 @@ pub struct StoreResources(pub Arc<Store>);
 
 #[async_trait]
 impl Resources for StoreResources {
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
+    async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Object>, StoreError> {
         self.0.get(kind, namespace, name)
     }
     async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError> {

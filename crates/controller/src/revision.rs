@@ -27,19 +27,30 @@ pub(crate) async fn reconcile(ctx: &Context, rev: Revision) -> Result<(), Contro
             available(ctx)
         );
         let c = vec![
-            cond("ResourcesAvailable", ConditionStatus::False, "RuntimeUnavailable", &msg),
+            cond(
+                "ResourcesAvailable",
+                ConditionStatus::False,
+                "RuntimeUnavailable",
+                &msg,
+            ),
             cond("Ready", ConditionStatus::False, "RuntimeUnavailable", &msg),
         ];
         return write_status(ctx, rev, c, None, desired).await;
     };
-    runtime.set_desired(&instance_spec(&rev, &class), desired).await?;
+    runtime
+        .set_desired(&instance_spec(&rev, &class), desired)
+        .await?;
     let observed = runtime.status(&key);
     let conditions = conditions_from(observed.as_ref(), desired, &rev);
     write_status(ctx, rev, conditions, observed, desired).await
 }
 
 /// The revision is gone: stop its instances everywhere.
-pub(crate) async fn cleanup(ctx: &Context, namespace: &str, name: &str) -> Result<(), ControllerError> {
+pub(crate) async fn cleanup(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
     let key = RevisionKey::new(namespace, name);
     for runtime in ctx.runtimes.values() {
         runtime.remove(&key).await;
@@ -55,7 +66,10 @@ fn available(ctx: &Context) -> String {
 
 /// `runtimeClassName`, defaulting to OCI (an image) as Knative would.
 pub(crate) fn runtime_class(rev: &Revision) -> String {
-    rev.spec.runtime_class_name.clone().unwrap_or_else(|| RUNTIME_OCI.to_string())
+    rev.spec
+        .runtime_class_name
+        .clone()
+        .unwrap_or_else(|| RUNTIME_OCI.to_string())
 }
 
 async fn desired_scale(ctx: &Context, rev: &Revision) -> Result<u32, ControllerError> {
@@ -66,10 +80,17 @@ async fn desired_scale(ctx: &Context, rev: &Revision) -> Result<u32, ControllerE
             return Ok(1);
         }
     }
-    for route in ctx.resources.list(Kind::Route, Some(rev.namespace())).await? {
-        let Object::Route(route) = route else { continue };
+    for route in ctx
+        .resources
+        .list(Kind::Route, Some(rev.namespace()))
+        .await?
+    {
+        let Object::Route(route) = route else {
+            continue;
+        };
         let routed = route.status.iter().flat_map(|s| &s.traffic).any(|t| {
-            t.revision_name.as_deref() == Some(rev.name()) && (t.percent.unwrap_or(0) > 0 || t.tag.is_some())
+            t.revision_name.as_deref() == Some(rev.name())
+                && (t.percent.unwrap_or(0) > 0 || t.tag.is_some())
         });
         if routed {
             return Ok(1);
@@ -81,7 +102,12 @@ async fn desired_scale(ctx: &Context, rev: &Revision) -> Result<u32, ControllerE
 /// What a runtime needs to start an instance of `rev`.
 pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
     let c = rev.spec.containers.first().cloned().unwrap_or_default();
-    let protocol = match c.ports.as_deref().and_then(|p| p.first()).and_then(|p| p.name.as_deref()) {
+    let protocol = match c
+        .ports
+        .as_deref()
+        .and_then(|p| p.first())
+        .and_then(|p| p.name.as_deref())
+    {
         Some("h2c") => Protocol::H2c,
         _ => Protocol::Http1,
     };
@@ -100,7 +126,12 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         image: c.image.clone(),
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
-        env: c.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect(),
         working_dir: c.working_dir.clone().map(Into::into),
         protocol,
         startup_timeout,
@@ -108,10 +139,19 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
     }
 }
 
-fn conditions_from(observed: Option<&RevisionRuntimeStatus>, desired: u32, rev: &Revision) -> Vec<nimbus_api::Condition> {
+fn conditions_from(
+    observed: Option<&RevisionRuntimeStatus>,
+    desired: u32,
+    rev: &Revision,
+) -> Vec<nimbus_api::Condition> {
     use ConditionStatus::{False, True, Unknown};
     let active = if desired == 0 {
-        cond("Active", False, "NoTraffic", "The target is not receiving traffic.")
+        cond(
+            "Active",
+            False,
+            "NoTraffic",
+            "The target is not receiving traffic.",
+        )
     } else {
         match observed {
             Some(s) if s.ready > 0 => cond("Active", True, "", ""),
@@ -120,7 +160,11 @@ fn conditions_from(observed: Option<&RevisionRuntimeStatus>, desired: u32, rev: 
     };
     let health = match observed.map(|s| &s.phase) {
         Some(RevisionPhase::Ready) => {
-            vec![cond("ResourcesAvailable", True, "", ""), cond("ContainerHealthy", True, "", ""), cond("Ready", True, "", "")]
+            vec![
+                cond("ResourcesAvailable", True, "", ""),
+                cond("ContainerHealthy", True, "", ""),
+                cond("Ready", True, "", ""),
+            ]
         }
         Some(RevisionPhase::Failed { reason, message }) => vec![
             cond("ContainerHealthy", False, reason, message),
@@ -141,7 +185,9 @@ fn conditions_from(observed: Option<&RevisionRuntimeStatus>, desired: u32, rev: 
 }
 
 fn has_ready(rev: &Revision) -> bool {
-    rev.status.as_ref().is_some_and(|s| get_condition(&s.conditions, "Ready").is_some())
+    rev.status
+        .as_ref()
+        .is_some_and(|s| get_condition(&s.conditions, "Ready").is_some())
 }
 
 fn previously_ready(rev: &Revision) -> bool {

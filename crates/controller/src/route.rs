@@ -39,9 +39,14 @@ pub(crate) async fn reconcile(ctx: &Context, route: Route) -> Result<(), Control
     let host = route_host(route.name(), &ns, &ctx.config.domain);
     let mut status = route.status.clone().unwrap_or_default();
     status.url = Some(ctx.url_for(&host));
-    status.address = Some(Addressable { url: status.url.clone() });
+    status.address = Some(Addressable {
+        url: status.url.clone(),
+    });
     if problem.is_none() || status.traffic.is_empty() {
-        status.traffic = resolved.iter().map(|r| status_target(ctx, &route, r)).collect();
+        status.traffic = resolved
+            .iter()
+            .map(|r| status_target(ctx, &route, r))
+            .collect();
     }
     status.observed_generation = Some(route.generation());
     let conditions = match problem {
@@ -51,7 +56,10 @@ pub(crate) async fn reconcile(ctx: &Context, route: Route) -> Result<(), Control
             cond("Ready", ConditionStatus::True, "", ""),
         ],
         Some((s, reason, message)) => {
-            vec![cond("AllTrafficAssigned", s, &reason, &message), cond("Ready", s, &reason, &message)]
+            vec![
+                cond("AllTrafficAssigned", s, &reason, &message),
+                cond("Ready", s, &reason, &message),
+            ]
         }
     };
     set_all(&mut status.conditions, conditions, &ctx.now());
@@ -64,42 +72,76 @@ pub(crate) async fn reconcile(ctx: &Context, route: Route) -> Result<(), Control
     Ok(())
 }
 
-pub(crate) async fn cleanup(ctx: &Context, namespace: &str, name: &str) -> Result<(), ControllerError> {
+pub(crate) async fn cleanup(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
     ctx.unprogram(namespace, name);
     Ok(())
 }
 
 async fn resolve(ctx: &Context, ns: &str, t: &TrafficTarget) -> Result<Resolved, ControllerError> {
     use ConditionStatus::{False, Unknown};
-    let mut out = Resolved { target: t.clone(), revision: None, problem: None };
+    let mut out = Resolved {
+        target: t.clone(),
+        revision: None,
+        problem: None,
+    };
     let rev_name = match (&t.revision_name, &t.configuration_name) {
         (Some(r), _) => Some(r.clone()),
         (None, Some(c)) => match ctx.resources.get(Kind::Configuration, ns, c).await? {
             Some(Object::Configuration(cfg)) => {
                 latest_for(&cfg, &mut out);
-                cfg.status.as_ref().and_then(|s| s.latest_ready_revision_name.clone().or(s.latest_created_revision_name.clone()))
+                cfg.status.as_ref().and_then(|s| {
+                    s.latest_ready_revision_name
+                        .clone()
+                        .or(s.latest_created_revision_name.clone())
+                })
             }
             _ => {
-                out.problem = Some((False, "ConfigurationMissing".into(), format!("Configuration \"{c}\" referenced in traffic not found.")));
+                out.problem = Some((
+                    False,
+                    "ConfigurationMissing".into(),
+                    format!("Configuration \"{c}\" referenced in traffic not found."),
+                ));
                 None
             }
         },
         (None, None) => None,
     };
-    let Some(rev_name) = rev_name else { return Ok(out) };
+    let Some(rev_name) = rev_name else {
+        return Ok(out);
+    };
     match ctx.resources.get(Kind::Revision, ns, &rev_name).await? {
         Some(Object::Revision(rev)) => {
-            let conds = rev.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            let conds = rev
+                .status
+                .as_ref()
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default();
             if out.problem.is_none() && !is_ready(&conds) {
                 let (s, _, msg) = crate::status::ready_of(&conds);
                 let s = if s == False { False } else { Unknown };
-                let detail = if msg.is_empty() { String::new() } else { format!(": {msg}") };
-                out.problem = Some((s, "RevisionMissing".into(), format!("Revision \"{rev_name}\" is not ready{detail}")));
+                let detail = if msg.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {msg}")
+                };
+                out.problem = Some((
+                    s,
+                    "RevisionMissing".into(),
+                    format!("Revision \"{rev_name}\" is not ready{detail}"),
+                ));
             }
             out.revision = Some(rev);
         }
         _ => {
-            out.problem = Some((False, "RevisionMissing".into(), format!("Revision \"{rev_name}\" referenced in traffic not found.")));
+            out.problem = Some((
+                False,
+                "RevisionMissing".into(),
+                format!("Revision \"{rev_name}\" referenced in traffic not found."),
+            ));
         }
     }
     Ok(out)
@@ -107,15 +149,24 @@ async fn resolve(ctx: &Context, ns: &str, t: &TrafficTarget) -> Result<Resolved,
 
 /// For `latestRevision` targets: a configuration with no ready revision yet is a problem.
 fn latest_for(cfg: &Configuration, out: &mut Resolved) {
-    let ready = cfg.status.as_ref().and_then(|s| s.latest_ready_revision_name.as_ref());
+    let ready = cfg
+        .status
+        .as_ref()
+        .and_then(|s| s.latest_ready_revision_name.as_ref());
     if ready.is_none() {
         out.problem = Some((
             ConditionStatus::Unknown,
             "RevisionMissing".into(),
-            format!("Configuration \"{}\" does not have any ready Revision.", cfg.name()),
+            format!(
+                "Configuration \"{}\" does not have any ready Revision.",
+                cfg.name()
+            ),
         ));
         if let Some(status) = &cfg.status
-            && let Some(c) = status.conditions.iter().find(|c| c.type_ == "Ready" && c.status == ConditionStatus::False)
+            && let Some(c) = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status == ConditionStatus::False)
         {
             out.problem = Some((
                 ConditionStatus::False,
@@ -130,11 +181,22 @@ fn status_target(ctx: &Context, route: &Route, r: &Resolved) -> TrafficTarget {
     let t = &r.target;
     TrafficTarget {
         tag: t.tag.clone(),
-        revision_name: r.revision.as_ref().map(|rev| rev.name().to_string()).or(t.revision_name.clone()),
+        revision_name: r
+            .revision
+            .as_ref()
+            .map(|rev| rev.name().to_string())
+            .or(t.revision_name.clone()),
         configuration_name: None,
         latest_revision: Some(t.revision_name.is_none()),
         percent: t.percent,
-        url: t.tag.as_ref().map(|tag| ctx.url_for(&tag_host(tag, route.name(), route.namespace(), &ctx.config.domain))),
+        url: t.tag.as_ref().map(|tag| {
+            ctx.url_for(&tag_host(
+                tag,
+                route.name(),
+                route.namespace(),
+                &ctx.config.domain,
+            ))
+        }),
     }
 }
 
@@ -151,14 +213,29 @@ fn ingress_for(ctx: &Context, route: &Route, resolved: &[Resolved]) -> Option<In
         let Some(rev) = &r.revision else { continue };
         let percent = r.target.percent.unwrap_or(0).clamp(0, 100) as u32;
         if percent > 0 {
-            main.entry(rev.name().to_string()).or_insert_with(|| split(rev, 0)).percent += percent;
+            main.entry(rev.name().to_string())
+                .or_insert_with(|| split(rev, 0))
+                .percent += percent;
         }
         if let Some(tag) = &r.target.tag {
-            rules.push(IngressRule { hosts: vec![tag_host(tag, name, ns, domain)], splits: vec![split(rev, 100)] });
+            rules.push(IngressRule {
+                hosts: vec![tag_host(tag, name, ns, domain)],
+                splits: vec![split(rev, 100)],
+            });
         }
     }
     if !main.is_empty() {
-        rules.insert(0, IngressRule { hosts: vec![route_host(name, ns, domain)], splits: main.into_values().collect() });
+        rules.insert(
+            0,
+            IngressRule {
+                hosts: vec![route_host(name, ns, domain)],
+                splits: main.into_values().collect(),
+            },
+        );
     }
-    (!rules.is_empty()).then(|| Ingress { namespace: ns.to_string(), name: name.to_string(), rules })
+    (!rules.is_empty()).then(|| Ingress {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        rules,
+    })
 }

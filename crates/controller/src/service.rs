@@ -10,14 +10,21 @@ use crate::error::ControllerError;
 use crate::status::{child_annotations, child_labels, cond, label, owner_ref, ready_of, set_all};
 
 pub(crate) async fn reconcile(ctx: &Context, svc: Service) -> Result<(), ControllerError> {
-    let cfg = ensure_child(ctx, &svc, Object::Configuration(desired_configuration(&svc))).await?;
+    let cfg = ensure_child(
+        ctx,
+        &svc,
+        Object::Configuration(desired_configuration(&svc)),
+    )
+    .await?;
     let route = ensure_child(ctx, &svc, Object::Route(desired_route(&svc))).await?;
     let mut status = svc.status.clone().unwrap_or_default();
     let conditions = match (cfg, route) {
         (Ok(Object::Configuration(cfg)), Ok(Object::Route(route))) => {
             aggregate(&mut status, &cfg, &route)
         }
-        (Err(msg), _) | (_, Err(msg)) => vec![cond("Ready", ConditionStatus::False, "NotOwned", &msg)],
+        (Err(msg), _) | (_, Err(msg)) => {
+            vec![cond("Ready", ConditionStatus::False, "NotOwned", &msg)]
+        }
         _ => vec![],
     };
     status.observed_generation = Some(svc.generation());
@@ -26,7 +33,11 @@ pub(crate) async fn reconcile(ctx: &Context, svc: Service) -> Result<(), Control
 }
 
 /// Delete the Service's Configuration and Route (their own cleanup removes revisions/ingress).
-pub(crate) async fn cleanup(ctx: &Context, namespace: &str, name: &str) -> Result<(), ControllerError> {
+pub(crate) async fn cleanup(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
     for kind in [Kind::Configuration, Kind::Route] {
         if let Some(child) = ctx.resources.get(kind, namespace, name).await?
             && label(child.metadata(), LABEL_SERVICE) == Some(name)
@@ -51,7 +62,9 @@ fn child_meta(svc: &Service) -> ObjectMeta {
 fn desired_configuration(svc: &Service) -> Configuration {
     Configuration {
         metadata: child_meta(svc),
-        spec: ConfigurationSpec { template: svc.spec.template.clone() },
+        spec: ConfigurationSpec {
+            template: svc.spec.template.clone(),
+        },
         ..Default::default()
     }
 }
@@ -62,26 +75,43 @@ fn desired_route(svc: &Service) -> Route {
         .traffic
         .iter()
         .map(|t| match t.latest_revision {
-            Some(true) => TrafficTarget { configuration_name: Some(svc.name().to_string()), ..t.clone() },
+            Some(true) => TrafficTarget {
+                configuration_name: Some(svc.name().to_string()),
+                ..t.clone()
+            },
             _ => t.clone(),
         })
         .collect();
-    Route { metadata: child_meta(svc), spec: RouteSpec { traffic }, ..Default::default() }
+    Route {
+        metadata: child_meta(svc),
+        spec: RouteSpec { traffic },
+        ..Default::default()
+    }
 }
 
 /// Create or update a child so its labels, annotations and spec match. `Err(message)` when an
 /// object of that name exists but belongs to someone else.
-async fn ensure_child(ctx: &Context, svc: &Service, desired: Object) -> Result<Result<Object, String>, ControllerError> {
+async fn ensure_child(
+    ctx: &Context,
+    svc: &Service,
+    desired: Object,
+) -> Result<Result<Object, String>, ControllerError> {
     let (kind, ns, name) = (desired.kind(), svc.namespace(), svc.name());
     let Some(mut existing) = ctx.resources.get(kind, ns, name).await? else {
         return Ok(Ok(ctx.resources.create(desired).await?));
     };
     if label(existing.metadata(), LABEL_SERVICE) != Some(name) {
-        return Ok(Err(format!("there is an existing {kind} \"{name}\" that this Service does not own")));
+        return Ok(Err(format!(
+            "there is an existing {kind} \"{name}\" that this Service does not own"
+        )));
     }
     let same_spec = existing.to_json().get("spec") == desired.to_json().get("spec");
     let (m, d) = (existing.metadata(), desired.metadata());
-    if same_spec && m.labels == d.labels && m.annotations == d.annotations && m.owner_references == d.owner_references {
+    if same_spec
+        && m.labels == d.labels
+        && m.annotations == d.annotations
+        && m.owner_references == d.owner_references
+    {
         return Ok(Ok(existing));
     }
     let mut updated = desired;
@@ -107,12 +137,22 @@ fn aggregate(
 
     let cfg_current = cfg_status.observed_generation == Some(cfg.generation());
     let route_current = route_status.observed_generation == Some(route.generation());
-    let (cs, cr, cm) = if cfg_current { ready_of(&cfg_status.conditions) } else { out_of_date("Configuration") };
-    let (rs, rr, rm) = if route_current { ready_of(&route_status.conditions) } else { out_of_date("Route") };
+    let (cs, cr, cm) = if cfg_current {
+        ready_of(&cfg_status.conditions)
+    } else {
+        out_of_date("Configuration")
+    };
+    let (rs, rr, rm) = if route_current {
+        ready_of(&route_status.conditions)
+    } else {
+        out_of_date("Route")
+    };
     let ready = match (cs, rs) {
         (ConditionStatus::False, _) => cond("Ready", cs, &cr, &cm),
         (_, ConditionStatus::False) => cond("Ready", rs, &rr, &rm),
-        (ConditionStatus::True, ConditionStatus::True) => cond("Ready", ConditionStatus::True, "", ""),
+        (ConditionStatus::True, ConditionStatus::True) => {
+            cond("Ready", ConditionStatus::True, "", "")
+        }
         (ConditionStatus::Unknown, _) => cond("Ready", cs, &cr, &cm),
         _ => cond("Ready", rs, &rr, &rm),
     };
@@ -124,10 +164,18 @@ fn aggregate(
 }
 
 fn out_of_date(kind: &str) -> (ConditionStatus, String, String) {
-    (ConditionStatus::Unknown, "OutOfDate".into(), format!("The {kind} is still working to reflect the latest desired specification."))
+    (
+        ConditionStatus::Unknown,
+        "OutOfDate".into(),
+        format!("The {kind} is still working to reflect the latest desired specification."),
+    )
 }
 
-async fn write_status(ctx: &Context, mut svc: Service, status: ServiceStatus) -> Result<(), ControllerError> {
+async fn write_status(
+    ctx: &Context,
+    mut svc: Service,
+    status: ServiceStatus,
+) -> Result<(), ControllerError> {
     if svc.status.as_ref() == Some(&status) {
         return Ok(());
     }

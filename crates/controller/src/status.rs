@@ -21,7 +21,11 @@ pub(crate) fn cond(type_: &str, status: ConditionStatus, reason: &str, message: 
 /// The `Ready` condition of a child as (status, reason, message), `Unknown` when absent.
 pub(crate) fn ready_of(conditions: &[Condition]) -> (ConditionStatus, String, String) {
     match get_condition(conditions, "Ready") {
-        Some(c) => (c.status, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()),
+        Some(c) => (
+            c.status,
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default(),
+        ),
         None => (ConditionStatus::Unknown, String::new(), String::new()),
     }
 }
@@ -49,7 +53,10 @@ pub(crate) fn owner_ref(kind: &str, meta: &ObjectMeta) -> OwnerReference {
 const NOT_PROPAGATED: [&str; 1] = ["kubectl.kubernetes.io/last-applied-configuration"];
 
 /// Parent labels plus `extra`, for a child object.
-pub(crate) fn child_labels(parent: &ObjectMeta, extra: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+pub(crate) fn child_labels(
+    parent: &ObjectMeta,
+    extra: &[(&str, &str)],
+) -> Option<BTreeMap<String, String>> {
     let mut labels = parent.labels.clone().unwrap_or_default();
     for (k, v) in extra {
         labels.insert(k.to_string(), v.to_string());

@@ -16,12 +16,22 @@ pub struct Client {
 impl Client {
     /// The same connection pool and server, for another namespace.
     pub fn with_namespace(&self, namespace: &str) -> Self {
-        Self { http: self.http.clone(), base: self.base.clone(), namespace: namespace.to_string() }
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            namespace: namespace.to_string(),
+        }
     }
 
     pub fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().build().context("building the HTTP client")?;
-        Ok(Self { http, base: opts.server.trim_end_matches('/').to_string(), namespace: opts.namespace.clone() })
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            http,
+            base: opts.server.trim_end_matches('/').to_string(),
+            namespace: opts.namespace.clone(),
+        })
     }
 
     fn url(&self, kind: Kind, namespace: Option<&str>, name: Option<&str>) -> String {
@@ -39,7 +49,12 @@ impl Client {
     }
 
     pub async fn get(&self, kind: Kind, name: &str) -> anyhow::Result<Option<Object>> {
-        let resp = self.send(self.http.get(self.url(kind, Some(&self.namespace), Some(name)))).await?;
+        let resp = self
+            .send(
+                self.http
+                    .get(self.url(kind, Some(&self.namespace), Some(name))),
+            )
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -51,14 +66,24 @@ impl Client {
         let ns = (!all_namespaces).then_some(self.namespace.as_str());
         let resp = self.send(self.http.get(self.url(kind, ns, None))).await?;
         let value = self.json(resp).await?;
-        let items = value.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-        items.into_iter().map(|v| Ok(Object::from_json(kind, v)?)).collect()
+        let items = value
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        items
+            .into_iter()
+            .map(|v| Ok(Object::from_json(kind, v)?))
+            .collect()
     }
 
     pub async fn create(&self, obj: &Object) -> anyhow::Result<Object> {
         let mut obj = obj.clone();
         obj.set_type_meta();
-        let req = self.http.post(self.url(obj.kind(), Some(obj.namespace()), None)).json(&obj);
+        let req = self
+            .http
+            .post(self.url(obj.kind(), Some(obj.namespace()), None))
+            .json(&obj);
         let value = self.json(self.send(req).await?).await?;
         Ok(Object::from_json(obj.kind(), value)?)
     }
@@ -66,13 +91,21 @@ impl Client {
     pub async fn replace(&self, obj: &Object) -> anyhow::Result<Object> {
         let mut obj = obj.clone();
         obj.set_type_meta();
-        let req = self.http.put(self.url(obj.kind(), Some(obj.namespace()), Some(obj.name()))).json(&obj);
+        let req = self
+            .http
+            .put(self.url(obj.kind(), Some(obj.namespace()), Some(obj.name())))
+            .json(&obj);
         let value = self.json(self.send(req).await?).await?;
         Ok(Object::from_json(obj.kind(), value)?)
     }
 
     pub async fn delete(&self, kind: Kind, name: &str) -> anyhow::Result<()> {
-        let resp = self.send(self.http.delete(self.url(kind, Some(&self.namespace), Some(name)))).await?;
+        let resp = self
+            .send(
+                self.http
+                    .delete(self.url(kind, Some(&self.namespace), Some(name))),
+            )
+            .await?;
         self.json(resp).await.map(|_| ())
     }
 
@@ -90,8 +123,14 @@ impl Client {
         let body = resp.text().await.context("reading the API response")?;
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
         if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).map(str::to_string);
-            bail!("{}", message.unwrap_or_else(|| format!("the API answered {status}: {value}")));
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            bail!(
+                "{}",
+                message.unwrap_or_else(|| format!("the API answered {status}: {value}"))
+            );
         }
         Ok(value)
     }
@@ -99,5 +138,9 @@ impl Client {
 
 /// `service.serving.knative.dev/hello`
 pub fn display_name(kind: Kind, name: &str) -> String {
-    format!("{}.{}/{name}", kind.as_str().to_ascii_lowercase(), nimbus_api::GROUP)
+    format!(
+        "{}.{}/{name}",
+        kind.as_str().to_ascii_lowercase(),
+        nimbus_api::GROUP
+    )
 }

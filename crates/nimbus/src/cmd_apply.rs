@@ -14,7 +14,9 @@ pub async fn run(opts: &ClientOpts, file: &Path) -> anyhow::Result<()> {
     let (source, text) = read_source(file)?;
     let objects = nimbus_api::parse::parse_manifests(&source, &text)?;
     if objects.is_empty() {
-        anyhow::bail!("{source}: no objects found; expected Knative Service, Configuration or Route documents");
+        anyhow::bail!(
+            "{source}: no objects found; expected Knative Service, Configuration or Route documents"
+        );
     }
     let client = Client::new(opts)?;
     for mut obj in objects {
@@ -30,10 +32,13 @@ pub async fn run(opts: &ClientOpts, file: &Path) -> anyhow::Result<()> {
 fn read_source(file: &Path) -> anyhow::Result<(String, String)> {
     if file == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
         return Ok(("<stdin>".to_string(), text));
     }
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     Ok((file.display().to_string(), text))
 }
 
@@ -51,7 +56,11 @@ async fn apply_one(client: &Client, obj: Object) -> anyhow::Result<&'static str>
             let meta = next.metadata_mut();
             meta.resource_version = before.clone();
             let after = client.replace(&next).await?;
-            Ok(if after.metadata().resource_version == before { "unchanged" } else { "configured" })
+            Ok(if after.metadata().resource_version == before {
+                "unchanged"
+            } else {
+                "configured"
+            })
         }
     }
 }

@@ -49,8 +49,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.client)?;
     let container = container(&args);
     let existing = client.get(Kind::Service, &args.name).await?;
-    let verb = if existing.is_some() { "Updating" } else { "Creating" };
-    println!("{verb} service '{}' in namespace '{}':", args.name, args.client.namespace);
+    let verb = if existing.is_some() {
+        "Updating"
+    } else {
+        "Creating"
+    };
+    println!(
+        "{verb} service '{}' in namespace '{}':",
+        args.name, args.client.namespace
+    );
     let svc = match existing {
         Some(Object::Service(mut svc)) => {
             svc.spec.template.metadata.name = None;
@@ -58,12 +65,22 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             svc.spec.template.spec.containers = vec![container];
             client.replace(&Object::Service(svc)).await?
         }
-        _ => client.create(&Object::Service(new_service(&args, container))).await?,
+        _ => {
+            client
+                .create(&Object::Service(new_service(&args, container)))
+                .await?
+        }
     };
     if args.no_wait {
         return Ok(());
     }
-    wait_ready(&client, &args.name, svc.metadata().generation.unwrap_or(1), Duration::from_secs(args.timeout)).await
+    wait_ready(
+        &client,
+        &args.name,
+        svc.metadata().generation.unwrap_or(1),
+        Duration::from_secs(args.timeout),
+    )
+    .await
 }
 
 fn container(args: &DeployArgs) -> Container {
@@ -72,7 +89,14 @@ fn container(args: &DeployArgs) -> Container {
         command: Some(vec![args.command.clone()]),
         args: (!args.args.is_empty()).then(|| args.args.clone()),
         env: (!args.env.is_empty()).then(|| {
-            args.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..Default::default() }).collect()
+            args.env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    ..Default::default()
+                })
+                .collect()
         }),
         working_dir: args.working_dir.clone(),
         ..Default::default()
@@ -94,7 +118,12 @@ fn new_service(args: &DeployArgs, container: Container) -> Service {
 }
 
 /// Poll until the service has observed `generation` and is Ready (or has failed).
-async fn wait_ready(client: &Client, name: &str, generation: i64, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_ready(
+    client: &Client,
+    name: &str,
+    generation: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last_reason = String::new();
     loop {
@@ -103,11 +132,16 @@ async fn wait_ready(client: &Client, name: &str, generation: i64, timeout: Durat
         };
         let status = svc.status.clone().unwrap_or_default();
         let current = status.observed_generation == Some(generation);
-        let ready = get_condition(&status.conditions, "Ready").cloned().unwrap_or_default();
+        let ready = get_condition(&status.conditions, "Ready")
+            .cloned()
+            .unwrap_or_default();
         if current && ready.status == ConditionStatus::True {
             let rev = status.latest_ready_revision_name.unwrap_or_default();
             let url = status.url.unwrap_or_default();
-            println!("Service '{name}' is ready: latest revision '{rev}' ({:.1}s)", start.elapsed().as_secs_f64());
+            println!(
+                "Service '{name}' is ready: latest revision '{rev}' ({:.1}s)",
+                start.elapsed().as_secs_f64()
+            );
             println!("{url}");
             return Ok(());
         }
@@ -124,7 +158,10 @@ async fn wait_ready(client: &Client, name: &str, generation: i64, timeout: Durat
             last_reason = reason;
         }
         if start.elapsed() > timeout {
-            bail!("service '{name}' was not ready after {}s (last reason: {last_reason}); see `nimbus get revisions`", timeout.as_secs());
+            bail!(
+                "service '{name}' was not ready after {}s (last reason: {last_reason}); see `nimbus get revisions`",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

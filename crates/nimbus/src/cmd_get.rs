@@ -16,13 +16,23 @@ pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     }
 }
 
-pub async fn run(opts: &ClientOpts, kind: &str, name: Option<&str>, output: Option<&str>, all: bool) -> anyhow::Result<()> {
+pub async fn run(
+    opts: &ClientOpts,
+    kind: &str,
+    name: Option<&str>,
+    output: Option<&str>,
+    all: bool,
+) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
     let client = Client::new(opts)?;
     let objects = match name {
         Some(name) => match client.get(kind, name).await? {
             Some(o) => vec![o],
-            None => bail!("{} \"{name}\" not found in namespace \"{}\"", display_name(kind, "").trim_end_matches('/'), opts.namespace),
+            None => bail!(
+                "{} \"{name}\" not found in namespace \"{}\"",
+                display_name(kind, "").trim_end_matches('/'),
+                opts.namespace
+            ),
         },
         None => client.list(kind, all).await?,
     };
@@ -36,7 +46,9 @@ pub async fn run(opts: &ClientOpts, kind: &str, name: Option<&str>, output: Opti
         }
         Some("yaml") => print!("{}", to_yaml(&objects, name.is_some())?),
         Some("json") => println!("{}", to_json(&objects, name.is_some())?),
-        Some(other) => bail!("unknown output format {other:?}; use yaml or json (or leave -o out for a table)"),
+        Some(other) => {
+            bail!("unknown output format {other:?}; use yaml or json (or leave -o out for a table)")
+        }
     }
     Ok(())
 }
@@ -44,7 +56,10 @@ pub async fn run(opts: &ClientOpts, kind: &str, name: Option<&str>, output: Opti
 pub async fn delete(opts: &ClientOpts, kind: &str, name: &str) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
     Client::new(opts)?.delete(kind, name).await?;
-    println!("{} \"{name}\" deleted", display_name(kind, "").trim_end_matches('/'));
+    println!(
+        "{} \"{name}\" deleted",
+        display_name(kind, "").trim_end_matches('/')
+    );
     Ok(())
 }
 
@@ -66,9 +81,24 @@ fn to_json(objects: &[Object], single: bool) -> anyhow::Result<String> {
 /// Columns as Knative's printer columns define them.
 fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
     let header: &[&str] = match kind {
-        Kind::Service => &["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        Kind::Service => &[
+            "NAME",
+            "URL",
+            "LATESTCREATED",
+            "LATESTREADY",
+            "READY",
+            "REASON",
+        ],
         Kind::Configuration => &["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
-        Kind::Revision => &["NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS", "DESIRED REPLICAS"],
+        Kind::Revision => &[
+            "NAME",
+            "CONFIG NAME",
+            "GENERATION",
+            "READY",
+            "REASON",
+            "ACTUAL REPLICAS",
+            "DESIRED REPLICAS",
+        ],
         Kind::Route => &["NAME", "URL", "READY", "REASON"],
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -93,12 +123,25 @@ fn row(o: &Object) -> Vec<String> {
         Object::Service(x) => {
             let st = x.status.clone().unwrap_or_default();
             let (r, reason) = ready(&st.conditions);
-            vec![o.name().into(), s(st.url.as_ref()), s(st.latest_created_revision_name.as_ref()), s(st.latest_ready_revision_name.as_ref()), r, reason]
+            vec![
+                o.name().into(),
+                s(st.url.as_ref()),
+                s(st.latest_created_revision_name.as_ref()),
+                s(st.latest_ready_revision_name.as_ref()),
+                r,
+                reason,
+            ]
         }
         Object::Configuration(x) => {
             let st = x.status.clone().unwrap_or_default();
             let (r, reason) = ready(&st.conditions);
-            vec![o.name().into(), s(st.latest_created_revision_name.as_ref()), s(st.latest_ready_revision_name.as_ref()), r, reason]
+            vec![
+                o.name().into(),
+                s(st.latest_created_revision_name.as_ref()),
+                s(st.latest_ready_revision_name.as_ref()),
+                r,
+                reason,
+            ]
         }
         Object::Revision(x) => {
             let st = x.status.clone().unwrap_or_default();
@@ -110,8 +153,12 @@ fn row(o: &Object) -> Vec<String> {
                 s(labels.get(nimbus_api::constants::LABEL_CONFIGURATION_GENERATION)),
                 r,
                 reason,
-                st.actual_replicas.map(|v| v.to_string()).unwrap_or_default(),
-                st.desired_replicas.map(|v| v.to_string()).unwrap_or_default(),
+                st.actual_replicas
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                st.desired_replicas
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ]
         }
         Object::Route(x) => {
@@ -124,7 +171,10 @@ fn row(o: &Object) -> Vec<String> {
 
 fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {
     match get_condition(conditions, "Ready") {
-        Some(c) => (c.status.as_str().to_string(), c.reason.clone().unwrap_or_default()),
+        Some(c) => (
+            c.status.as_str().to_string(),
+            c.reason.clone().unwrap_or_default(),
+        ),
         None => ("Unknown".into(), String::new()),
     }
 }
@@ -132,11 +182,21 @@ fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {
 /// Left-aligned columns separated by three spaces, like kubectl.
 fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, s)| format!("{s:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
+            .collect();
         out.push_str(line.join("   ").trim_end());
         out.push('\n');
     }
@@ -149,7 +209,10 @@ mod tests {
 
     #[test]
     fn tables_align_like_kubectl() {
-        let rows = vec![vec!["NAME".into(), "READY".into()], vec!["hello-world".into(), "True".into()]];
+        let rows = vec![
+            vec!["NAME".into(), "READY".into()],
+            vec!["hello-world".into(), "True".into()],
+        ];
         assert_eq!(render(&rows), "NAME          READY\nhello-world   True\n");
     }
 }

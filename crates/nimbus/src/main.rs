@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "nimbus", version, about = "A serverless platform in one binary (Knative Serving API)")]
+#[command(
+    name = "nimbus",
+    version,
+    about = "A serverless platform in one binary (Knative Serving API)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +27,12 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 pub struct ClientOpts {
     /// API server URL (as printed by `nimbus serve`).
-    #[arg(long, env = "NIMBUS_SERVER", default_value = "http://127.0.0.1:8081", global = true)]
+    #[arg(
+        long,
+        env = "NIMBUS_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
     pub server: String,
     /// Namespace.
     #[arg(short = 'n', long, default_value = "default", global = true)]
@@ -71,7 +80,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -91,8 +103,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Apply { file, client } => cmd_apply::run(&client, &file).await,
-        Command::Get { kind, name, output, all_namespaces, client } => {
-            cmd_get::run(&client, &kind, name.as_deref(), output.as_deref(), all_namespaces).await
+        Command::Get {
+            kind,
+            name,
+            output,
+            all_namespaces,
+            client,
+        } => {
+            cmd_get::run(
+                &client,
+                &kind,
+                name.as_deref(),
+                output.as_deref(),
+                all_namespaces,
+            )
+            .await
         }
         Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
         Command::Deploy(args) => cmd_deploy::run(args).await,

@@ -56,7 +56,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let db = args.data_dir.join("nimbus.db");
-    let store = Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
+    let store =
+        Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
     let http = bind(args.http_addr, "--http-addr").await?;
     let api = bind(args.api_addr, "--api-addr").await?;
     let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
@@ -66,13 +67,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     });
     let router = Router::new(runtime.endpoints(), RouterConfig::default());
-    let runtimes: HashMap<String, Arc<dyn Runtime>> =
-        [(RUNTIME_PROCESS.to_string(), runtime.clone() as Arc<dyn Runtime>)].into();
+    let runtimes: HashMap<String, Arc<dyn Runtime>> = [(
+        RUNTIME_PROCESS.to_string(),
+        runtime.clone() as Arc<dyn Runtime>,
+    )]
+    .into();
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
         runtimes,
         Arc::new(RouterIngress(router.clone())),
-        ControllerConfig { domain: args.domain.clone(), url_port: Some(http_addr.port()) },
+        ControllerConfig {
+            domain: args.domain.clone(),
+            url_port: Some(http_addr.port()),
+        },
     );
     let controller = Controller::new(ctx);
     let app = nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()));
@@ -120,7 +127,10 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn wait_for_signal() {
@@ -133,7 +143,8 @@ async fn wait_for_signal() {
 
 /// The sample function as a Knative Service: this very binary, run as `nimbus sample-function`.
 fn sample_service() -> anyhow::Result<Object> {
-    let exe = std::env::current_exe().context("finding the nimbus binary for the sample function")?;
+    let exe =
+        std::env::current_exe().context("finding the nimbus binary for the sample function")?;
     let yaml = format!(
         r#"apiVersion: serving.knative.dev/v1
 kind: Service

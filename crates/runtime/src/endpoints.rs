@@ -53,7 +53,10 @@ impl Default for EndpointRegistry {
 impl EndpointRegistry {
     pub fn new() -> Self {
         let (tx, _) = watch::channel(0);
-        Self { map: Arc::new(ArcSwap::from_pointee(HashMap::new())), changed: Arc::new(tx) }
+        Self {
+            map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            changed: Arc::new(tx),
+        }
     }
 
     /// The ready endpoints of a revision (empty when it has none or is unknown).
@@ -87,7 +90,11 @@ mod tests {
     use super::*;
 
     fn ep(port: u16) -> Endpoint {
-        Endpoint { id: format!("i{port}"), addr: ([127, 0, 0, 1], port).into(), protocol: Protocol::Http1 }
+        Endpoint {
+            id: format!("i{port}"),
+            addr: ([127, 0, 0, 1], port).into(),
+            protocol: Protocol::Http1,
+        }
     }
 
     #[test]
@@ -96,7 +103,12 @@ mod tests {
         let key = RevisionKey::new("default", "hello-00001");
         assert!(reg.get(&key).is_none());
         let mut w = reg.watch();
-        reg.set(&key, RevisionEndpoints { ready: vec![ep(1), ep(2)] });
+        reg.set(
+            &key,
+            RevisionEndpoints {
+                ready: vec![ep(1), ep(2)],
+            },
+        );
         assert!(w.has_changed().unwrap());
         assert_eq!(reg.get(&key).unwrap().ready.len(), 2);
         w.mark_unchanged();

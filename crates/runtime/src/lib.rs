@@ -22,7 +22,10 @@ use async_trait::async_trait;
 pub enum RuntimeError {
     /// The instance spec cannot be run by this runtime (for example: no command given).
     #[error("revision {revision}: {message}")]
-    InvalidSpec { revision: RevisionKey, message: String },
+    InvalidSpec {
+        revision: RevisionKey,
+        message: String,
+    },
     /// The runtime is shutting down and accepts no new work.
     #[error("the runtime is shutting down")]
     ShuttingDown,

@@ -5,19 +5,39 @@ use nimbus_api::Kind;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} \"{name}\" not found in namespace \"{namespace}\"")]
-    NotFound { kind: Kind, namespace: String, name: String },
+    NotFound {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
     #[error("{kind} \"{name}\" already exists in namespace \"{namespace}\"")]
-    AlreadyExists { kind: Kind, namespace: String, name: String },
+    AlreadyExists {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
     #[error(
         "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified \
          (resourceVersion {given} is stale, current is {current}); read it again and retry"
     )]
-    Conflict { kind: Kind, name: String, given: String, current: u64 },
+    Conflict {
+        kind: Kind,
+        name: String,
+        given: String,
+        current: u64,
+    },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("the object stored as {kind} {namespace}/{name} cannot be read: {message}")]
-    Corrupt { kind: String, namespace: String, name: String, message: String },
-    #[error("watch history from resourceVersion {requested} is gone (oldest kept: {oldest}); list again")]
+    Corrupt {
+        kind: String,
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error(
+        "watch history from resourceVersion {requested} is gone (oldest kept: {oldest}); list again"
+    )]
     Gone { requested: u64, oldest: u64 },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -59,7 +59,10 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let (events, _) = broadcast::channel(4096);
-        Ok(Self { conn: Mutex::new(conn), events })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            events,
+        })
     }
 
     /// Receive every change from now on.
@@ -73,14 +76,20 @@ impl Store {
         current_rv(&conn)
     }
 
-    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
+    pub fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Object>, StoreError> {
         let conn = self.lock();
         read(&conn, kind, namespace, name)
     }
 
     /// Like [`Store::get`] but a missing object is an error.
     pub fn must_get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
-        self.get(kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))
+        self.get(kind, namespace, name)?
+            .ok_or_else(|| not_found(kind, namespace, name))
     }
 
     /// All objects of a kind, in one namespace or (None) all, ordered by namespace and name.
@@ -91,14 +100,21 @@ impl Store {
              ORDER BY namespace, name",
         )?;
         let rows = stmt.query_map(params![kind.as_str(), namespace], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut items = Vec::new();
         for row in rows {
             let (ns, name, body) = row?;
             items.push(decode(kind, &ns, &name, &body)?);
         }
-        Ok(ObjectList { items, resource_version: current_rv(&conn)? })
+        Ok(ObjectList {
+            items,
+            resource_version: current_rv(&conn)?,
+        })
     }
 
     /// Create an object. Sets uid, resourceVersion, generation 1 and creationTimestamp; fills
@@ -111,7 +127,11 @@ impl Store {
         ensure_name(&tx, &mut obj)?;
         let name = obj.name().to_string();
         if read(&tx, kind, &namespace, &name)?.is_some() {
-            return Err(StoreError::AlreadyExists { kind, namespace, name });
+            return Err(StoreError::AlreadyExists {
+                kind,
+                namespace,
+                name,
+            });
         }
         let rv = next_rv(&tx)?;
         let meta = obj.metadata_mut();
@@ -150,11 +170,20 @@ impl Store {
         })
     }
 
-    fn modify(&self, obj: Object, merge: impl FnOnce(&Object, Object) -> Object) -> Result<Object, StoreError> {
+    fn modify(
+        &self,
+        obj: Object,
+        merge: impl FnOnce(&Object, Object) -> Object,
+    ) -> Result<Object, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let (kind, namespace, name) = (obj.kind(), obj.namespace().to_string(), obj.name().to_string());
-        let stored = read(&tx, kind, &namespace, &name)?.ok_or_else(|| not_found(kind, &namespace, &name))?;
+        let (kind, namespace, name) = (
+            obj.kind(),
+            obj.namespace().to_string(),
+            obj.name().to_string(),
+        );
+        let stored = read(&tx, kind, &namespace, &name)?
+            .ok_or_else(|| not_found(kind, &namespace, &name))?;
         check_precondition(&stored, obj.metadata().resource_version.as_deref())?;
         let mut new = merge(&stored, obj);
         let meta = new.metadata_mut();
@@ -177,7 +206,8 @@ impl Store {
     pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let mut obj = read(&tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
+        let mut obj =
+            read(&tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
         tx.execute(
             "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             params![kind.as_str(), namespace, name],
@@ -187,7 +217,11 @@ impl Store {
         let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, namespace, name, e))?;
         record_event(&tx, EventType::Deleted, rv, kind, &body)?;
         tx.commit()?;
-        Ok(self.publish(WatchEvent { type_: EventType::Deleted, resource_version: rv, object: obj }))
+        Ok(self.publish(WatchEvent {
+            type_: EventType::Deleted,
+            resource_version: rv,
+            object: obj,
+        }))
     }
 
     /// Events after `resource_version` still in the history (for resuming a watch).
@@ -201,21 +235,35 @@ impl Store {
             && resource_version + 1 < oldest
             && resource_version < current
         {
-            return Err(StoreError::Gone { requested: resource_version, oldest });
+            return Err(StoreError::Gone {
+                requested: resource_version,
+                oldest,
+            });
         }
         let mut stmt = conn.prepare_cached(
             "SELECT resource_version, type, kind, body FROM events WHERE resource_version > ?1
              ORDER BY resource_version",
         )?;
         let rows = stmt.query_map(params![resource_version as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (rv, t, kind, body) = row?;
-            let kind_v = Kind::parse(&kind).ok_or_else(|| corrupt_str(&kind, "", "", "unknown kind"))?;
-            let type_ = EventType::parse(&t).ok_or_else(|| corrupt_str(&kind, "", "", "unknown event type"))?;
-            out.push(WatchEvent { type_, resource_version: rv, object: decode(kind_v, "", "", &body)? });
+            let kind_v =
+                Kind::parse(&kind).ok_or_else(|| corrupt_str(&kind, "", "", "unknown kind"))?;
+            let type_ = EventType::parse(&t)
+                .ok_or_else(|| corrupt_str(&kind, "", "", "unknown event type"))?;
+            out.push(WatchEvent {
+                type_,
+                resource_version: rv,
+                object: decode(kind_v, "", "", &body)?,
+            });
         }
         Ok(out)
     }
@@ -261,8 +309,15 @@ fn copy_status(from: &Object, to: &mut Object) {
 }
 
 fn check_precondition(stored: &Object, given: Option<&str>) -> Result<(), StoreError> {
-    let Some(given) = given.filter(|g| !g.is_empty()) else { return Ok(()) };
-    let current: u64 = stored.metadata().resource_version.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let Some(given) = given.filter(|g| !g.is_empty()) else {
+        return Ok(());
+    };
+    let current: u64 = stored
+        .metadata()
+        .resource_version
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if given.parse::<u64>().ok() != Some(current) {
         return Err(StoreError::Conflict {
             kind: stored.kind(),
@@ -287,7 +342,9 @@ fn ensure_name(tx: &Transaction<'_>, obj: &mut Object) -> Result<(), StoreError>
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     for _ in 0..16 {
         let mut rng = rand::rng();
-        let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
         let candidate = format!("{prefix}{suffix}");
         if read(tx, obj.kind(), obj.namespace(), &candidate)?.is_none() {
             obj.metadata_mut().name = Some(candidate);
@@ -301,7 +358,11 @@ fn ensure_name(tx: &Transaction<'_>, obj: &mut Object) -> Result<(), StoreError>
 }
 
 fn current_rv(conn: &Connection) -> Result<u64, StoreError> {
-    let v: i64 = conn.query_row("SELECT value FROM counters WHERE name = 'resource_version'", [], |r| r.get(0))?;
+    let v: i64 = conn.query_row(
+        "SELECT value FROM counters WHERE name = 'resource_version'",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(v as u64)
 }
 
@@ -314,16 +375,32 @@ fn next_rv(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     Ok(v as u64)
 }
 
-fn read(conn: &Connection, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>, StoreError> {
+fn read(
+    conn: &Connection,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Object>, StoreError> {
     let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
+        .prepare_cached(
+            "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        )?
         .query_row(params![kind.as_str(), namespace, name], |r| r.get(0))
         .optional()?;
     body.map(|b| decode(kind, namespace, name, &b)).transpose()
 }
 
-fn write(tx: &Transaction<'_>, type_: EventType, rv: u64, obj: Object) -> Result<WatchEvent, StoreError> {
-    let (kind, ns, name) = (obj.kind(), obj.namespace().to_string(), obj.name().to_string());
+fn write(
+    tx: &Transaction<'_>,
+    type_: EventType,
+    rv: u64,
+    obj: Object,
+) -> Result<WatchEvent, StoreError> {
+    let (kind, ns, name) = (
+        obj.kind(),
+        obj.namespace().to_string(),
+        obj.name().to_string(),
+    );
     let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, &ns, &name, e))?;
     tx.execute(
         "INSERT INTO objects (kind, namespace, name, resource_version, body) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -331,22 +408,36 @@ fn write(tx: &Transaction<'_>, type_: EventType, rv: u64, obj: Object) -> Result
         params![kind.as_str(), ns, name, rv as i64, body],
     )?;
     record_event(tx, type_, rv, kind, &body)?;
-    Ok(WatchEvent { type_, resource_version: rv, object: obj })
+    Ok(WatchEvent {
+        type_,
+        resource_version: rv,
+        object: obj,
+    })
 }
 
-fn record_event(tx: &Transaction<'_>, type_: EventType, rv: u64, kind: Kind, body: &str) -> Result<(), StoreError> {
+fn record_event(
+    tx: &Transaction<'_>,
+    type_: EventType,
+    rv: u64,
+    kind: Kind,
+    body: &str,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (resource_version, type, kind, body) VALUES (?1, ?2, ?3, ?4)",
         params![rv as i64, type_.as_str(), kind.as_str(), body],
     )?;
     if rv.is_multiple_of(1000) {
-        tx.execute("DELETE FROM events WHERE resource_version <= ?1", params![rv.saturating_sub(EVENT_HISTORY) as i64])?;
+        tx.execute(
+            "DELETE FROM events WHERE resource_version <= ?1",
+            params![rv.saturating_sub(EVENT_HISTORY) as i64],
+        )?;
     }
     Ok(())
 }
 
 fn decode(kind: Kind, namespace: &str, name: &str, body: &str) -> Result<Object, StoreError> {
-    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| corrupt(kind, namespace, name, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| corrupt(kind, namespace, name, e))?;
     Object::from_json(kind, value).map_err(|e| corrupt(kind, namespace, name, e))
 }
 
@@ -364,7 +455,11 @@ fn corrupt_str(kind: &str, namespace: &str, name: &str, message: &str) -> StoreE
 }
 
 fn not_found(kind: Kind, namespace: &str, name: &str) -> StoreError {
-    StoreError::NotFound { kind, namespace: namespace.to_string(), name: name.to_string() }
+    StoreError::NotFound {
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
 }
 
 #[cfg(test)]

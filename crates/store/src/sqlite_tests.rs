@@ -9,7 +9,12 @@ fn service(name: &str, env: &str) -> Object {
 }
 
 fn rv(obj: &Object) -> u64 {
-    obj.metadata().resource_version.as_deref().unwrap().parse().unwrap()
+    obj.metadata()
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -58,16 +63,22 @@ fn stale_resource_version_conflicts_and_changes_nothing() {
 fn update_keeps_status_and_update_status_keeps_spec() {
     let store = Store::open_in_memory().unwrap();
     store.create(service("a", "1")).unwrap();
-    let Object::Service(mut s) = store.must_get(Kind::Service, "default", "a").unwrap() else { panic!() };
+    let Object::Service(mut s) = store.must_get(Kind::Service, "default", "a").unwrap() else {
+        panic!()
+    };
     s.status = Some(Default::default());
     s.status.as_mut().unwrap().url = Some("http://a".into());
     s.spec.template.spec.timeout_seconds = Some(5); // ignored by update_status
     store.update_status(Object::Service(s)).unwrap();
-    let Object::Service(after) = store.must_get(Kind::Service, "default", "a").unwrap() else { panic!() };
+    let Object::Service(after) = store.must_get(Kind::Service, "default", "a").unwrap() else {
+        panic!()
+    };
     assert_eq!(after.status.unwrap().url.as_deref(), Some("http://a"));
     assert_eq!(after.spec.template.spec.timeout_seconds, Some(300));
     store.update(service("a", "9")).unwrap();
-    let Object::Service(after) = store.must_get(Kind::Service, "default", "a").unwrap() else { panic!() };
+    let Object::Service(after) = store.must_get(Kind::Service, "default", "a").unwrap() else {
+        panic!()
+    };
     assert!(after.status.is_some(), "a spec update keeps the status");
 }
 
@@ -88,15 +99,27 @@ fn generate_name_and_delete_and_watch() {
     obj.metadata_mut().generate_name = Some("gen-".into());
     let created = store.create(obj).unwrap();
     assert!(created.name().starts_with("gen-") && created.name().len() == 9);
-    let deleted = store.delete(Kind::Service, "default", created.name()).unwrap();
-    assert!(store.get(Kind::Service, "default", created.name()).unwrap().is_none());
+    let deleted = store
+        .delete(Kind::Service, "default", created.name())
+        .unwrap();
+    assert!(
+        store
+            .get(Kind::Service, "default", created.name())
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(rx.try_recv().unwrap().type_, EventType::Added);
     let ev = rx.try_recv().unwrap();
     assert_eq!(ev.type_, EventType::Deleted);
     assert_eq!(ev.resource_version, rv(&deleted));
     let history = store.events_since(0).unwrap();
     assert_eq!(history.len(), 2);
-    assert!(store.delete(Kind::Service, "default", "nope").unwrap_err().is_not_found());
+    assert!(
+        store
+            .delete(Kind::Service, "default", "nope")
+            .unwrap_err()
+            .is_not_found()
+    );
 }
 
 #[test]
@@ -110,8 +133,17 @@ fn survives_reopen() {
     }
     let store = Store::open(&path).unwrap();
     let list = store.list(Kind::Service, Some("default")).unwrap();
-    assert_eq!(list.items.iter().map(|o| o.name()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        list.items.iter().map(|o| o.name()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     assert_eq!(list.resource_version, 2);
-    assert!(store.list(Kind::Service, Some("other")).unwrap().items.is_empty());
+    assert!(
+        store
+            .list(Kind::Service, Some("other"))
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(store.list(Kind::Service, None).unwrap().items.len(), 2);
 }

@@ -42,7 +42,14 @@ impl Nimbus {
 
     fn start_in(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())
@@ -70,7 +77,9 @@ impl Nimbus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).context("nimbus did not report ready in time")?;
+            let line = rx
+                .recv_timeout(left)
+                .context("nimbus did not report ready in time")?;
             if let Some(a) = line.strip_prefix("nimbus: router listening on http://") {
                 n.http_addr = a.trim().to_string();
             }
@@ -98,7 +107,9 @@ impl Nimbus {
 
     /// SIGTERM, then SIGKILL after 15 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -117,7 +128,11 @@ impl Nimbus {
     }
 
     pub fn http_port(&self) -> u16 {
-        self.http_addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+        self.http_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Run a client command (`nimbus <args>`) against this server.
@@ -154,7 +169,12 @@ impl Nimbus {
             .stderr(Stdio::piped())
             .spawn()
             .expect("running nimbus apply");
-        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -169,14 +189,20 @@ impl Nimbus {
 
     /// A Knative Service's JSON from the API.
     pub async fn service(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        self.api_get(&format!("/apis/serving.knative.dev/v1/namespaces/default/services/{name}"))
-            .await?
-            .with_context(|| format!("service {name} not found"))
+        self.api_get(&format!(
+            "/apis/serving.knative.dev/v1/namespaces/default/services/{name}"
+        ))
+        .await?
+        .with_context(|| format!("service {name} not found"))
     }
 
     /// Wait until the service has observed its generation and is Ready=True (or fail with its
     /// last status once the deadline passes or it turns Ready=False).
-    pub async fn wait_service_ready(&self, name: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+    pub async fn wait_service_ready(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let svc = self.service(name).await?;
@@ -236,8 +262,14 @@ pub struct Reply {
 
 impl RouterClient {
     pub fn new(addr: &str) -> Self {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
-        Self { http, addr: addr.to_string() }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        Self {
+            http,
+            addr: addr.to_string(),
+        }
     }
 
     pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<Reply> {
@@ -250,7 +282,11 @@ impl RouterClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await?;
-        Ok(Reply { status, headers, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Retry GET until `ok(reply)` or the deadline; returns the last reply.
@@ -266,7 +302,9 @@ impl RouterClient {
             let reply = self.get(host, path).await;
             match reply {
                 Ok(r) if ok(&r) => return Ok(r),
-                Ok(r) if Instant::now() > deadline => bail!("condition not met before deadline; last reply: {r:?}"),
+                Ok(r) if Instant::now() > deadline => {
+                    bail!("condition not met before deadline; last reply: {r:?}")
+                }
                 Err(e) if Instant::now() > deadline => return Err(e),
                 _ => tokio::time::sleep(Duration::from_millis(25)).await,
             }

@@ -39,7 +39,7 @@ impl App {
     }
 }
 
-/// Serve connections from `listener` forever. Returns only if accepting fails persistently.
+/// Serve connections from `listener` forever. Returns only if `listener` cannot accept at all.
 pub async fn serve(listener: TcpListener, app: App) -> std::io::Result<()> {
     loop {
         match listener.accept().await {
@@ -56,9 +56,10 @@ pub async fn serve(listener: TcpListener, app: App) -> std::io::Result<()> {
     }
 }
 
+/// Accept errors worth retrying: all but "this is not a listening socket" (`EINVAL`), which
+/// no retry can fix. Typical transient ones are `EMFILE` and `ECONNABORTED`.
 fn is_transient(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    !matches!(error.kind(), InvalidInput | NotConnected | Unsupported)
+    error.kind() != std::io::ErrorKind::InvalidInput
 }
 
 async fn serve_connection(stream: TcpStream, app: App) {

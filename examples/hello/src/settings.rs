@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// The environment-derived settings of one `nimbus-hello` process.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// `PORT` (default 8080): where to listen when no socket is handed over.
     pub port: u16,
@@ -17,6 +17,13 @@ pub struct Settings {
     pub startup_delay: Option<Duration>,
     /// `EXIT_IMMEDIATELY=<code>`: exit at once with this code (simulates a broken build).
     pub exit_immediately: Option<i32>,
+}
+
+impl Default for Settings {
+    /// The settings of an empty environment.
+    fn default() -> Self {
+        Self::from_lookup(|_| None)
+    }
 }
 
 impl Settings {
@@ -62,6 +69,7 @@ mod tests {
         assert_eq!(s.target, "World");
         assert_eq!(s.startup_delay, None);
         assert_eq!(s.exit_immediately, None);
+        assert_eq!(s, Settings::default());
     }
 
     #[test]
