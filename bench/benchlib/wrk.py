@@ -36,10 +36,10 @@ class Load:
     name: str
     threads: int
     connections: int
-    duration_s: float
+    duration_s: int
 
     def describe(self) -> str:
-        return f"wrk -t{self.threads} -c{self.connections} -d{self.duration_s:g}s"
+        return f"wrk -t{self.threads} -c{self.connections} -d{self.duration_s}s"
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def write_hook(dir: Path) -> Path:
 
 def command(load: Load, url: str, host: str, hook: Path) -> list[str]:
     return [
-        "wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.duration_s:g}s",
+        "wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.duration_s}s",
         "--latency", "-H", f"Host: {host}", "-s", str(hook), url,
     ]
 

@@ -15,6 +15,9 @@ pub const ANNOTATION_CREATOR: &str = "serving.knative.dev/creator";
 pub const ANNOTATION_LAST_MODIFIER: &str = "serving.knative.dev/lastModifier";
 /// Annotation (on the revision template): how long an instance may take to become ready.
 pub const ANNOTATION_PROGRESS_DEADLINE: &str = "serving.knative.dev/progress-deadline";
+/// Annotation (Nimbus extension, on the revision template): `"true"` passes the instance a
+/// pre-bound listening socket as fd 3 (`LISTEN_FDS`), systemd socket-activation style.
+pub const ANNOTATION_SOCKET_ACTIVATION: &str = "nimbus.dev/socket-activation";
 /// Annotation on Routes/Services: `cluster-local` keeps it off the public domain.
 pub const LABEL_VISIBILITY: &str = "networking.knative.dev/visibility";
 

@@ -33,4 +33,7 @@ pub struct IngressSplit {
     pub percent: u32,
     /// The revision's `timeoutSeconds`: the limit on time to the first response byte.
     pub timeout: Duration,
+    /// The revision's `containerConcurrency`: the most requests one instance may have in flight
+    /// (0 = unlimited). Excess requests wait in the router's queue.
+    pub container_concurrency: u32,
 }

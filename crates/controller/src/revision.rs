@@ -135,6 +135,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         working_dir: c.working_dir.clone().map(Into::into),
         protocol,
         startup_timeout,
+        socket_activation: annotation_flag(rev, ANNOTATION_SOCKET_ACTIVATION),
         labels,
     }
 }
@@ -216,4 +217,12 @@ async fn write_status(
     rev.metadata.resource_version = None;
     ctx.resources.update_status(Object::Revision(rev)).await?;
     Ok(())
+}
+
+fn annotation_flag(rev: &Revision, key: &str) -> bool {
+    rev.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .is_some_and(|v| v == "true")
 }

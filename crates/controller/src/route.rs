@@ -206,6 +206,7 @@ fn ingress_for(ctx: &Context, route: &Route, resolved: &[Resolved]) -> Option<In
         revision: rev.name().to_string(),
         percent,
         timeout: Duration::from_secs(rev.spec.timeout_seconds_or_default().max(1) as u64),
+        container_concurrency: rev.spec.container_concurrency.unwrap_or(0).clamp(0, 1000) as u32,
     };
     let mut main: BTreeMap<String, IngressSplit> = BTreeMap::new();
     let mut rules = Vec::new();

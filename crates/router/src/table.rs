@@ -161,6 +161,7 @@ mod tests {
                 revision: revision.to_string(),
                 percent: *percent,
                 timeout: Duration::from_secs(1),
+                container_concurrency: 0,
             })
             .collect();
         let hosts = hosts.iter().map(|h| h.to_string()).collect();

@@ -212,6 +212,7 @@ mod tests {
             working_dir: None,
             protocol: Protocol::Http1,
             startup_timeout: Duration::from_secs(1),
+            socket_activation: false,
             labels: BTreeMap::new(),
         }
     }

@@ -104,6 +104,7 @@ impl RevisionState {
                 .values()
                 .filter_map(|s| s.endpoint.clone())
                 .collect(),
+            failure: None,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Endpoint {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevisionEndpoints {
     pub ready: Vec<Endpoint>,
+    /// Set when the revision has no ready instance because its latest start failed (the
+    /// runtime's reason and message): requests waiting for it should fail now, not time out.
+    pub failure: Option<String>,
 }
 
 type Map = HashMap<RevisionKey, Arc<RevisionEndpoints>>;
@@ -68,7 +71,7 @@ impl EndpointRegistry {
     pub fn set(&self, revision: &RevisionKey, endpoints: RevisionEndpoints) {
         self.map.rcu(|old| {
             let mut next = Map::clone(old);
-            if endpoints.ready.is_empty() {
+            if endpoints.ready.is_empty() && endpoints.failure.is_none() {
                 next.remove(revision);
             } else {
                 next.insert(revision.clone(), Arc::new(endpoints.clone()));
@@ -107,6 +110,7 @@ mod tests {
             &key,
             RevisionEndpoints {
                 ready: vec![ep(1), ep(2)],
+                failure: None,
             },
         );
         assert!(w.has_changed().unwrap());

@@ -12,6 +12,13 @@ mod endpoints;
 mod spec;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints};
+
+/// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
+/// finish before stopping the instance. The router implements it.
+pub trait LoadProbe: Send + Sync + 'static {
+    /// Requests currently in flight to `endpoint`.
+    fn in_flight(&self, endpoint: &Endpoint) -> usize;
+}
 pub use spec::{InstanceSpec, RevisionKey, RevisionPhase, RevisionRuntimeStatus, RuntimeEvent};
 
 use async_trait::async_trait;

@@ -48,6 +48,9 @@ pub struct InstanceSpec {
     pub protocol: Protocol,
     /// How long an instance may take to start listening before it is declared failed.
     pub startup_timeout: Duration,
+    /// Pass a pre-bound listening socket as fd 3 (`LISTEN_FDS=1`, systemd convention) so the
+    /// first request waits in the kernel backlog instead of for readiness polling.
+    pub socket_activation: bool,
     /// Labels useful to runtimes (service / configuration names, used for `K_SERVICE` etc.).
     pub labels: BTreeMap<String, String>,
 }

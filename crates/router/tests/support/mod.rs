@@ -130,6 +130,7 @@ pub fn ingress(name: &str, host: &str, splits: &[(&str, u32)], timeout: Duration
             revision: revision.to_string(),
             percent: *percent,
             timeout,
+            container_concurrency: 0,
         })
         .collect();
     Ingress {
@@ -149,7 +150,13 @@ pub fn publish(endpoints: &EndpointRegistry, revision: &str, addr: SocketAddr, p
         addr,
         protocol,
     }];
-    endpoints.set(&RevisionKey::new(NS, revision), RevisionEndpoints { ready });
+    endpoints.set(
+        &RevisionKey::new(NS, revision),
+        RevisionEndpoints {
+            ready,
+            failure: None,
+        },
+    );
 }
 
 /// A router served on 127.0.0.1:0 until dropped.

@@ -57,6 +57,7 @@ pub fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         working_dir: None,
         protocol: Protocol::Http1,
         startup_timeout: PATIENCE,
+        socket_activation: false,
         labels,
     }
 }
