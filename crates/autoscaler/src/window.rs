@@ -107,9 +107,21 @@ impl Buckets {
     /// zero-length sample adds its requests to the second containing `end` and no concurrency.
     /// Parts older than the oldest held second are dropped. Values must already be clean
     /// (finite, ≥ 0, ≤ [`MAX_SAMPLE_VALUE`]).
-    pub(crate) fn record(&mut self, end: Duration, concurrency: f64, requests: f64, period: Duration) {
+    pub(crate) fn record(
+        &mut self,
+        end: Duration,
+        concurrency: f64,
+        requests: f64,
+        period: Duration,
+    ) {
         if period.is_zero() {
-            self.add(end.as_secs(), Bucket { concurrency: 0.0, requests });
+            self.add(
+                end.as_secs(),
+                Bucket {
+                    concurrency: 0.0,
+                    requests,
+                },
+            );
             return;
         }
         let horizon = Duration::from_secs(end.as_secs().saturating_sub(self.capacity as u64));
@@ -224,7 +236,12 @@ mod tests {
     fn a_sample_is_spread_over_the_seconds_it_covers() {
         let mut b = Buckets::new(60, 6);
         // 10 in flight for 2.5 s ending at 12.5 s, 5 requests.
-        b.record(Duration::from_millis(12_500), 10.0, 5.0, Duration::from_millis(2_500));
+        b.record(
+            Duration::from_millis(12_500),
+            10.0,
+            5.0,
+            Duration::from_millis(2_500),
+        );
         assert_eq!(b.get(10).unwrap().concurrency, 10.0);
         assert_eq!(b.get(11).unwrap().concurrency, 10.0);
         assert_eq!(b.get(12).unwrap().concurrency, 5.0);
@@ -259,7 +276,13 @@ mod tests {
     fn zero_length_samples_carry_requests_only() {
         let mut b = Buckets::new(10, 2);
         b.record(Duration::from_millis(3_500), 9.0, 4.0, Duration::ZERO);
-        assert_eq!(*b.get(3).unwrap(), Bucket { concurrency: 0.0, requests: 4.0 });
+        assert_eq!(
+            *b.get(3).unwrap(),
+            Bucket {
+                concurrency: 0.0,
+                requests: 4.0
+            }
+        );
         assert_eq!(b.observe(secs(4), requests).stable, 4.0);
     }
 

@@ -8,6 +8,7 @@ use nimbus_runtime::Runtime;
 
 use crate::ingress::IngressSink;
 use crate::resources::Resources;
+use crate::scaler::Scaler;
 
 /// Settings that shape what the controller produces.
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct Context {
     pub runtimes: HashMap<String, Arc<dyn Runtime>>,
     pub ingress: Arc<dyn IngressSink>,
     pub config: ControllerConfig,
+    /// Decides and applies instance counts.
+    pub scaler: Arc<Scaler>,
     /// The last ingress programmed per route: observed state of the data path, used to keep
     /// serving the previous traffic while a new target is not ready (as Knative does).
     pub(crate) programmed: Mutex<HashMap<(String, String), Ingress>>,
@@ -45,12 +48,14 @@ impl Context {
         runtimes: HashMap<String, Arc<dyn Runtime>>,
         ingress: Arc<dyn IngressSink>,
         config: ControllerConfig,
+        scaler: Arc<Scaler>,
     ) -> Self {
         Self {
             resources,
             runtimes,
             ingress,
             config,
+            scaler,
             programmed: Mutex::new(HashMap::new()),
         }
     }

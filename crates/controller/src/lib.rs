@@ -23,6 +23,7 @@ mod manager;
 mod resources;
 mod revision;
 mod route;
+mod scaler;
 mod service;
 mod status;
 
@@ -31,6 +32,7 @@ pub use error::ControllerError;
 pub use ingress::IngressSink;
 pub use manager::{Controller, ObjectKey};
 pub use resources::{Resources, StoreResources};
+pub use scaler::{MetricsSource, RevisionLoad, Scaler, ScalerConfig};
 
 #[cfg(test)]
 mod tests;

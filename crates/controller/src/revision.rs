@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use nimbus_api::autoscaling::ScalingSpec;
 use nimbus_api::conditions::{ConditionStatus, get_condition};
 use nimbus_api::constants::*;
 use nimbus_api::duration::parse_duration;
@@ -20,7 +21,7 @@ use crate::status::{cond, label, set_all};
 pub(crate) async fn reconcile(ctx: &Context, rev: Revision) -> Result<(), ControllerError> {
     let key = RevisionKey::new(rev.namespace(), rev.name());
     let class = runtime_class(&rev);
-    let desired = desired_scale(ctx, &rev).await?;
+    let reachable = is_reachable(ctx, &rev).await?;
     let Some(runtime) = ctx.runtimes.get(&class) else {
         let msg = format!(
             "runtimeClassName \"{class}\" is not available in this Nimbus; available: {}",
@@ -35,11 +36,24 @@ pub(crate) async fn reconcile(ctx: &Context, rev: Revision) -> Result<(), Contro
             ),
             cond("Ready", ConditionStatus::False, "RuntimeUnavailable", &msg),
         ];
-        return write_status(ctx, rev, c, None, desired).await;
+        return write_status(ctx, rev, c, None, 0).await;
     };
-    runtime
-        .set_desired(&instance_spec(&rev, &class), desired)
-        .await?;
+    let cc = rev.spec.container_concurrency.unwrap_or(0);
+    let scaling = ScalingSpec::from_annotations(
+        rev.metadata.annotations.as_ref(),
+        cc,
+        "metadata.annotations",
+    )
+    .unwrap_or_default();
+    ctx.scaler
+        .register(
+            instance_spec(&rev, &class),
+            scaling,
+            runtime.clone(),
+            reachable,
+        )
+        .await;
+    let desired = ctx.scaler.desired(&key).unwrap_or(0);
     let observed = runtime.status(&key);
     let conditions = conditions_from(observed.as_ref(), desired, &rev);
     write_status(ctx, rev, conditions, observed, desired).await
@@ -52,6 +66,7 @@ pub(crate) async fn cleanup(
     name: &str,
 ) -> Result<(), ControllerError> {
     let key = RevisionKey::new(namespace, name);
+    ctx.scaler.unregister(&key);
     for runtime in ctx.runtimes.values() {
         runtime.remove(&key).await;
     }
@@ -72,12 +87,14 @@ pub(crate) fn runtime_class(rev: &Revision) -> String {
         .unwrap_or_else(|| RUNTIME_OCI.to_string())
 }
 
-async fn desired_scale(ctx: &Context, rev: &Revision) -> Result<u32, ControllerError> {
+/// Whether the revision can receive traffic: a route sends it some (or tags it), or it is its
+/// configuration's latest (which a `latestRevision` route will pick once it is ready).
+async fn is_reachable(ctx: &Context, rev: &Revision) -> Result<bool, ControllerError> {
     if let Some(cfg) = label(&rev.metadata, LABEL_CONFIGURATION) {
         let revisions = revisions_of(ctx, rev.namespace(), cfg).await?;
         let latest = revisions.iter().map(generation_of).max();
         if latest == Some(generation_of(rev)) {
-            return Ok(1);
+            return Ok(true);
         }
     }
     for route in ctx
@@ -93,10 +110,10 @@ async fn desired_scale(ctx: &Context, rev: &Revision) -> Result<u32, ControllerE
                 && (t.percent.unwrap_or(0) > 0 || t.tag.is_some())
         });
         if routed {
-            return Ok(1);
+            return Ok(true);
         }
     }
-    Ok(0)
+    Ok(false)
 }
 
 /// What a runtime needs to start an instance of `rev`.

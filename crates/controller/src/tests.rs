@@ -69,6 +69,14 @@ impl Runtime for FakeRuntime {
     async fn shutdown(&self) {}
 }
 
+struct NoLoad;
+
+impl MetricsSource for NoLoad {
+    fn load(&self, _: &RevisionKey) -> Option<RevisionLoad> {
+        None
+    }
+}
+
 #[derive(Default)]
 struct RecordingIngress(Mutex<HashMap<(String, String), Ingress>>);
 
@@ -108,6 +116,7 @@ fn harness() -> Harness {
             domain: "localhost".into(),
             url_port: Some(8080),
         },
+        Scaler::new(Arc::new(NoLoad), ScalerConfig::default()),
     );
     Harness {
         store,
@@ -237,9 +246,10 @@ async fn template_change_makes_a_new_revision_metadata_change_does_not() {
         status.latest_ready_revision_name.as_deref(),
         Some("hello-00002")
     );
-    // the old revision keeps existing but gets no instances
+    // both keep running for now; the old one, unreachable, scales to zero once idle for the
+    // stable window plus the grace period (covered by the scaler's paused-time tests)
     let desired = h.runtime.desired.lock().unwrap().clone();
-    assert_eq!(desired[&RevisionKey::new("default", "hello-00001")], 0);
+    assert_eq!(desired[&RevisionKey::new("default", "hello-00001")], 1);
     assert_eq!(desired[&RevisionKey::new("default", "hello-00002")], 1);
 }
 

@@ -12,9 +12,12 @@ use nimbus_api::conditions::is_ready;
 use nimbus_api::constants::RUNTIME_PROCESS;
 use nimbus_api::networking::Ingress;
 use nimbus_api::{Kind, Object};
-use nimbus_controller::{Context, Controller, ControllerConfig, IngressSink, StoreResources};
+use nimbus_controller::{
+    Context, Controller, ControllerConfig, IngressSink, MetricsSource, RevisionLoad, Scaler,
+    ScalerConfig, StoreResources,
+};
 use nimbus_router::{Router, RouterConfig};
-use nimbus_runtime::Runtime;
+use nimbus_runtime::{RevisionKey, Runtime};
 use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
 use nimbus_store::Store;
 use tokio::net::TcpListener;
@@ -37,6 +40,26 @@ pub struct ServeArgs {
     /// Deploy the sample function as service "hello" and print its URL.
     #[arg(long)]
     pub sample: bool,
+    /// How often the autoscaler decides (Knative: 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub autoscaler_tick: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    nimbus_api::duration::parse_duration(s)
+}
+
+/// The router's per-revision counters as the autoscaler's metrics.
+struct RouterMetrics(Router);
+
+impl MetricsSource for RouterMetrics {
+    fn load(&self, revision: &RevisionKey) -> Option<RevisionLoad> {
+        let s = self.0.stats(revision)?.snapshot();
+        Some(RevisionLoad {
+            in_flight: s.in_flight,
+            requests_total: s.requests,
+        })
+    }
 }
 
 /// The router as the controller's ingress sink.
@@ -72,6 +95,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         runtime.clone() as Arc<dyn Runtime>,
     )]
     .into();
+    let scaler = Scaler::new(
+        Arc::new(RouterMetrics(router.clone())),
+        ScalerConfig {
+            tick: args.autoscaler_tick,
+            ..Default::default()
+        },
+    );
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
         runtimes,
@@ -80,6 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             domain: args.domain.clone(),
             url_port: Some(http_addr.port()),
         },
+        scaler.clone(),
     );
     let controller = Controller::new(ctx);
     let app = nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()));
@@ -95,6 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let api_task = tokio::spawn(nimbus_apiserver::serve(api, app, stopped(stop_rx.clone())));
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
+    let scaler_task = tokio::spawn(scaler.run(stopped(stop_rx.clone())));
 
     println!("nimbus: router listening on http://{http_addr}");
     println!("nimbus: API listening on http://{api_addr}");
@@ -109,6 +141,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("nimbus: shutting down");
     let _ = stop_tx.send(true);
     let _ = controller_task.await;
+    let _ = scaler_task.await;
     runtime.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;

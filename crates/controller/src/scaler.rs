@@ -1,0 +1,261 @@
+//! The scaling driver: the I/O shell around `nimbus-autoscaler`'s pure decision.
+//!
+//! Every `sample_interval` it reads each revision's in-flight requests from a [`MetricsSource`]
+//! (the router); every `tick` it turns those readings into a `Sample`, asks the autoscaler for a
+//! decision and tells the revision's runtime how many instances to run. An activation (a request
+//! waiting for a revision with no capacity) is handled at once, not at the next tick, because it
+//! is on the cold-start path.
+//!
+//! The revision reconciler registers revisions ([`Scaler::register`]) and reads the desired
+//! scale back for status; it never sets instance counts itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus_api::autoscaling::ScalingSpec;
+use nimbus_autoscaler::{Autoscaler, Decision, Sample};
+use nimbus_runtime::{InstanceSpec, RevisionKey, Runtime};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A revision's load as the data path sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RevisionLoad {
+    /// Requests in flight right now.
+    pub in_flight: u64,
+    /// Requests started since the process began (monotonic).
+    pub requests_total: u64,
+}
+
+/// Where load readings come from (the router).
+pub trait MetricsSource: Send + Sync + 'static {
+    fn load(&self, revision: &RevisionKey) -> Option<RevisionLoad>;
+}
+
+/// Timing of the driver.
+#[derive(Clone, Copy, Debug)]
+pub struct ScalerConfig {
+    /// How often in-flight requests are read (default 100 ms).
+    pub sample_interval: Duration,
+    /// How often scaling is decided (Knative: 2 s).
+    pub tick: Duration,
+}
+
+impl Default for ScalerConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: Duration::from_millis(100),
+            tick: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Target {
+    spec: InstanceSpec,
+    runtime: Arc<dyn Runtime>,
+    autoscaler: Autoscaler,
+    reachable: bool,
+    desired: Option<u32>,
+    in_flight_sum: f64,
+    readings: u32,
+    last_requests: Option<u64>,
+    last_record: Duration,
+}
+
+/// Owns one autoscaler per revision and applies its decisions.
+pub struct Scaler {
+    targets: Mutex<HashMap<RevisionKey, Target>>,
+    metrics: Arc<dyn MetricsSource>,
+    config: ScalerConfig,
+    epoch: Instant,
+    activations: mpsc::UnboundedSender<RevisionKey>,
+    activation_rx: Mutex<Option<mpsc::UnboundedReceiver<RevisionKey>>>,
+}
+
+impl Scaler {
+    pub fn new(metrics: Arc<dyn MetricsSource>, config: ScalerConfig) -> Arc<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            targets: Mutex::new(HashMap::new()),
+            metrics,
+            config,
+            epoch: Instant::now(),
+            activations: tx,
+            activation_rx: Mutex::new(Some(rx)),
+        })
+    }
+
+    fn now(&self) -> Duration {
+        Instant::now().duration_since(self.epoch)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RevisionKey, Target>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start or update scaling of a revision. Idempotent; applies the first decision at once.
+    pub async fn register(
+        &self,
+        spec: InstanceSpec,
+        scaling: ScalingSpec,
+        runtime: Arc<dyn Runtime>,
+        reachable: bool,
+    ) {
+        let key = spec.revision.clone();
+        let now = self.now();
+        {
+            let mut targets = self.lock();
+            let target = targets.entry(key.clone()).or_insert_with(|| Target {
+                autoscaler: Autoscaler::new(scaling.clone(), now),
+                spec: spec.clone(),
+                runtime: runtime.clone(),
+                reachable,
+                desired: None,
+                in_flight_sum: 0.0,
+                readings: 0,
+                last_requests: None,
+                last_record: now,
+            });
+            if target.autoscaler.spec() != &scaling {
+                target.autoscaler = Autoscaler::new(scaling, now);
+            }
+            target.reachable = reachable;
+        }
+        self.decide_one(&key, false).await;
+    }
+
+    /// Stop scaling a revision (it was deleted).
+    pub fn unregister(&self, revision: &RevisionKey) {
+        self.lock().remove(revision);
+    }
+
+    /// The last decided instance count of a revision.
+    pub fn desired(&self, revision: &RevisionKey) -> Option<u32> {
+        self.lock().get(revision).and_then(|t| t.desired)
+    }
+
+    /// A request is waiting for capacity on `revision` (called from the data path; cheap).
+    pub fn activate(&self, revision: &RevisionKey) {
+        let _ = self.activations.send(revision.clone());
+    }
+
+    /// Run the sampling/decision loop until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let Some(mut activations) = self
+            .activation_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return; // already running
+        };
+        let mut sample = tokio::time::interval(self.config.sample_interval);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                Some(key) = activations.recv() => {
+                    self.on_activation(&key).await;
+                }
+                _ = sample.tick() => self.sample_all(),
+                _ = tick.tick() => self.tick_all().await,
+            }
+        }
+    }
+
+    async fn on_activation(&self, key: &RevisionKey) {
+        let now = self.now();
+        let known = match self.lock().get_mut(key) {
+            Some(t) => {
+                t.autoscaler.activate(now);
+                true
+            }
+            None => false,
+        };
+        if known {
+            self.decide_one(key, false).await;
+        }
+    }
+
+    fn sample_all(&self) {
+        let mut targets = self.lock();
+        for (key, t) in targets.iter_mut() {
+            if let Some(load) = self.metrics.load(key) {
+                t.in_flight_sum += load.in_flight as f64;
+                t.readings += 1;
+            }
+        }
+    }
+
+    async fn tick_all(&self) {
+        let keys: Vec<RevisionKey> = self.lock().keys().cloned().collect();
+        for key in keys {
+            self.decide_one(&key, true).await;
+        }
+    }
+
+    /// Decide for one revision (recording a sample first when `record`) and apply the result.
+    async fn decide_one(&self, key: &RevisionKey, record: bool) -> Option<Decision> {
+        let now = self.now();
+        let ready = self
+            .lock()
+            .get(key)
+            .map(|t| t.runtime.status(key).map_or(0, |s| s.ready))?;
+        let (decision, apply) = {
+            let mut targets = self.lock();
+            let t = targets.get_mut(key)?;
+            if record {
+                self.record(key, t, now);
+            }
+            let decision = t.autoscaler.decide(now, ready, t.reachable);
+            let changed = t.desired != Some(decision.desired);
+            t.desired = Some(decision.desired);
+            (
+                decision,
+                changed.then(|| (t.spec.clone(), t.runtime.clone())),
+            )
+        };
+        if let Some((spec, runtime)) = apply {
+            tracing::debug!(revision = %key, desired = decision.desired, panicking = decision.panicking, "scale");
+            if let Err(e) = runtime.set_desired(&spec, decision.desired).await {
+                tracing::warn!(revision = %key, error = %e, "cannot apply scale");
+            }
+        }
+        Some(decision)
+    }
+
+    fn record(&self, key: &RevisionKey, t: &mut Target, now: Duration) {
+        let load = self.metrics.load(key).unwrap_or_default();
+        let concurrency = if t.readings > 0 {
+            t.in_flight_sum / f64::from(t.readings)
+        } else {
+            load.in_flight as f64
+        };
+        let requests = t
+            .last_requests
+            .map_or(0, |last| load.requests_total.saturating_sub(last));
+        let period = now
+            .saturating_sub(t.last_record)
+            .max(Duration::from_millis(1));
+        t.autoscaler.record(
+            now,
+            Sample {
+                concurrency,
+                requests: requests as f64,
+                period,
+            },
+        );
+        t.last_requests = Some(load.requests_total);
+        t.last_record = now;
+        t.in_flight_sum = 0.0;
+        t.readings = 0;
+    }
+}
+
+#[cfg(test)]
+#[path = "scaler_tests.rs"]
+mod tests;

@@ -1,0 +1,142 @@
+//! The driver under paused tokio time: windows and grace periods without sleeping for real.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use nimbus_runtime::*;
+
+use super::*;
+
+#[derive(Default)]
+struct Load(AtomicU64, AtomicU64);
+
+impl MetricsSource for Load {
+    fn load(&self, _: &RevisionKey) -> Option<RevisionLoad> {
+        Some(RevisionLoad {
+            in_flight: self.0.load(Ordering::SeqCst),
+            requests_total: self.1.load(Ordering::SeqCst),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    desired: Mutex<Vec<u32>>,
+}
+
+#[async_trait]
+impl Runtime for Recorder {
+    async fn set_desired(&self, _: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
+        self.desired.lock().unwrap().push(replicas);
+        Ok(())
+    }
+    async fn remove(&self, _: &RevisionKey) {}
+    fn status(&self, _: &RevisionKey) -> Option<RevisionRuntimeStatus> {
+        let d = self.desired.lock().unwrap().last().copied().unwrap_or(0);
+        Some(RevisionRuntimeStatus {
+            phase: RevisionPhase::Ready,
+            desired: d,
+            actual: d,
+            ready: d,
+            ever_ready: true,
+        })
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent> {
+        tokio::sync::broadcast::channel(1).1
+    }
+    fn endpoints(&self) -> EndpointRegistry {
+        EndpointRegistry::new()
+    }
+    async fn shutdown(&self) {}
+}
+
+impl Recorder {
+    fn last(&self) -> u32 {
+        self.desired
+            .lock()
+            .unwrap()
+            .last()
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+fn spec() -> InstanceSpec {
+    InstanceSpec {
+        revision: RevisionKey::new("default", "r-00001"),
+        runtime_class: "process".into(),
+        image: None,
+        command: vec!["x".into()],
+        args: vec![],
+        env: vec![],
+        working_dir: None,
+        protocol: Protocol::Http1,
+        startup_timeout: Duration::from_secs(1),
+        socket_activation: false,
+        labels: BTreeMap::new(),
+    }
+}
+
+fn scaling(target: f64) -> ScalingSpec {
+    ScalingSpec {
+        target,
+        window: Duration::from_secs(6),
+        scale_to_zero_grace: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+async fn setup(target: f64) -> (Arc<Scaler>, Arc<Load>, Arc<Recorder>) {
+    let load = Arc::new(Load::default());
+    let runtime = Arc::new(Recorder::default());
+    let scaler = Scaler::new(load.clone(), ScalerConfig::default());
+    scaler
+        .register(spec(), scaling(target), runtime.clone(), true)
+        .await;
+    tokio::spawn(scaler.clone().run(std::future::pending()));
+    (scaler, load, runtime)
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_revision_scales_to_zero_after_window_plus_grace() {
+    let (scaler, _load, runtime) = setup(10.0).await;
+    assert_eq!(runtime.last(), 1, "initial scale");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(runtime.last(), 1, "still inside the window");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(runtime.last(), 0, "window (6s) + grace (2s) passed");
+    assert_eq!(scaler.desired(&spec().revision), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn activation_scales_from_zero_without_waiting_for_a_tick() {
+    let (scaler, _load, runtime) = setup(10.0).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(runtime.last(), 0);
+    scaler.activate(&spec().revision);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(runtime.last(), 1, "activation applied at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn load_scales_up_then_back_down() {
+    let (_scaler, load, runtime) = setup(10.0).await;
+    load.0.store(50, Ordering::SeqCst); // 50 in flight, target 10 × 70% = 7 per instance
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(runtime.last(), 8, "ceil(50 / 7)");
+    load.0.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(runtime.last(), 0, "{:?}", runtime.desired.lock().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unregistered_revisions_are_forgotten() {
+    let (scaler, _load, runtime) = setup(10.0).await;
+    scaler.unregister(&spec().revision);
+    let before = runtime.desired.lock().unwrap().len();
+    scaler.activate(&spec().revision);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(runtime.desired.lock().unwrap().len(), before);
+    assert_eq!(scaler.desired(&spec().revision), None);
+}
