@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from dataclasses import dataclass
 
@@ -22,6 +24,18 @@ def _cpu_times() -> tuple[int, int]:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     # guest time is already included in user/nice; count only the first 8 fields.
     return idle, sum(fields[:8])
+
+
+def busy_seconds() -> float:
+    """CPU seconds spent busy so far, summed over all CPUs (for "what else ran meanwhile")."""
+    idle, total = _cpu_times()
+    return (total - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds used by this program's reaped children (wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def idle_fraction(window_s: float) -> float:

@@ -75,6 +75,16 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
+def cpu_seconds(pids: list[Pid]) -> float:
+    """User + system CPU time used so far by `pids` (all threads), in seconds."""
+    ticks = 0
+    for p in pids:
+        stat = _stat_fields(p.pid)
+        if stat is not None and p.alive():
+            ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[Pid]:
     """Every live process below `pid` in the process tree."""
     children: dict[int, list[int]] = {}

@@ -171,6 +171,13 @@ impl Autoscaler {
         usize::try_from(ceil_secs(self.window)).unwrap_or(usize::MAX) + SLACK
     }
 
+    /// When the revision last saw activity (creation, a sample with demand, an activation).
+    /// With [`Autoscaler::scale_to_zero_after`] it tells a caller when to decide again to
+    /// catch the moment the revision may go to zero.
+    pub fn last_activity(&self) -> Duration {
+        self.last_activity
+    }
+
     /// How long after its last activity the revision may go to zero:
     /// `window + max(scale-to-zero-grace-period, scale-to-zero-pod-retention-period)`.
     pub fn scale_to_zero_after(&self) -> Duration {

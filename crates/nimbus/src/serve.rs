@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_api::conditions::is_ready;
-use nimbus_api::constants::RUNTIME_PROCESS;
+use nimbus_api::constants::{RUNTIME_PROCESS, RUNTIME_WASM};
 use nimbus_api::networking::Ingress;
 use nimbus_api::{Kind, Object};
 use nimbus_controller::{
@@ -19,6 +19,7 @@ use nimbus_controller::{
 use nimbus_router::{Router, RouterConfig};
 use nimbus_runtime::{RevisionKey, Runtime};
 use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
+use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
 use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,11 +90,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: Some(args.data_dir.clone()),
         ..Default::default()
     });
+    // Publishes into the process runtime's registry, so the router sees both.
+    let wasm = WasmRuntime::with_registry(
+        WasmRuntimeConfig {
+            data_dir: Some(args.data_dir.clone()),
+            ..Default::default()
+        },
+        runtime.endpoints(),
+    )
+    .context("starting the wasm runtime")?;
     let router = Router::new(runtime.endpoints(), RouterConfig::default());
-    let runtimes: HashMap<String, Arc<dyn Runtime>> = [(
-        RUNTIME_PROCESS.to_string(),
-        runtime.clone() as Arc<dyn Runtime>,
-    )]
+    let runtimes: HashMap<String, Arc<dyn Runtime>> = [
+        (
+            RUNTIME_PROCESS.to_string(),
+            runtime.clone() as Arc<dyn Runtime>,
+        ),
+        (RUNTIME_WASM.to_string(), wasm.clone() as Arc<dyn Runtime>),
+    ]
     .into();
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
@@ -102,6 +115,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    // Scale-downs wait for the router to finish an instance's in-flight requests.
+    let _ = runtime.set_load_probe(Arc::new(router.clone()));
+    let activations = scaler.clone();
+    router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
         runtimes,
@@ -113,7 +130,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         scaler.clone(),
     );
     let controller = Controller::new(ctx);
-    let app = nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()));
+    let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
+    let app =
+        nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()).with_token(token));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -131,6 +150,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("nimbus: router listening on http://{http_addr}");
     println!("nimbus: API listening on http://{api_addr}");
     println!("nimbus: data in {}", args.data_dir.display());
+    println!(
+        "nimbus: API token in {} (kubectl: nimbus kubeconfig --data-dir {} --server http://{api_addr} > kubeconfig)",
+        crate::kubeconfig::token_path(&args.data_dir).display(),
+        args.data_dir.display()
+    );
     if args.sample {
         deploy_sample(&store).await?;
         wait_and_print(&store, "hello").await;
@@ -143,6 +167,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = scaler_task.await;
     runtime.shutdown().await;
+    wasm.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;
         let _ = api_task.await;

@@ -2,8 +2,9 @@
 //!
 //! A [`Body`] is either nothing, one in-memory chunk (error pages, tests), or a hyper
 //! [`Incoming`] stream passed through frame by frame — the router never buffers a whole body.
-//! A response body also carries the revision's in-flight guard, so a request counts as in flight
-//! until its response body is finished or dropped.
+//! A response body also carries the request's [`Permit`] (the revision's and the instance's
+//! in-flight counts), so a request counts as in flight — and keeps its place under the
+//! instance's `containerConcurrency` — until its response body is finished or dropped.
 
 use std::fmt;
 use std::pin::Pin;
@@ -13,12 +14,12 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::stats::InFlight;
+use crate::capacity::Permit;
 
 /// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body.
 pub struct Body {
     kind: Kind,
-    in_flight: Option<InFlight>,
+    permit: Option<Permit>,
 }
 
 enum Kind {
@@ -34,13 +35,13 @@ impl Body {
     pub fn empty() -> Self {
         Self {
             kind: Kind::Empty,
-            in_flight: None,
+            permit: None,
         }
     }
 
     /// Keeps the request counted as in flight until this body ends or is dropped.
-    pub(crate) fn with_in_flight(mut self, guard: InFlight) -> Self {
-        self.in_flight = Some(guard);
+    pub(crate) fn with_permit(mut self, permit: Permit) -> Self {
+        self.permit = Some(permit);
         self
     }
 }
@@ -66,7 +67,7 @@ impl From<Incoming> for Body {
     fn from(body: Incoming) -> Self {
         Self {
             kind: Kind::Incoming(body),
-            in_flight: None,
+            permit: None,
         }
     }
 }
@@ -78,10 +79,7 @@ impl From<Bytes> for Body {
         } else {
             Kind::Full(Some(bytes))
         };
-        Self {
-            kind,
-            in_flight: None,
-        }
+        Self { kind, permit: None }
     }
 }
 
@@ -113,7 +111,7 @@ impl http_body::Body for Body {
         };
         if let Poll::Ready(None) = polled {
             // The exchange is over: stop counting it even if the connection keeps the body.
-            this.in_flight = None;
+            this.permit = None;
         }
         polled
     }

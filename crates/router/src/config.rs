@@ -1,5 +1,6 @@
-//! The router's tuning knobs: limits on what clients may send and how instance connections are
-//! pooled. Owns only the values and their defaults; it never opens sockets.
+//! The router's tuning knobs: limits on what clients may send, how long and how many requests
+//! may wait for capacity, and how instance connections are pooled. Owns only the values and
+//! their defaults; it never opens sockets.
 
 use std::time::Duration;
 
@@ -26,6 +27,13 @@ pub struct RouterConfig {
     pub pool_max_idle_per_instance: usize,
     /// How long `serve` waits, after its shutdown future fired, for open connections to finish.
     pub drain_timeout: Duration,
+    /// Most requests of one revision that may wait at once for an instance with free capacity
+    /// (scale from zero, or every instance at its `containerConcurrency`). Beyond it requests
+    /// get `503` with `Retry-After` at once.
+    pub max_queued_per_revision: usize,
+    /// Longest a request waits for capacity; the revision's `timeoutSeconds` applies when
+    /// shorter. Then it gets `503` with `Retry-After`.
+    pub max_activation_wait: Duration,
 }
 
 impl Default for RouterConfig {
@@ -39,6 +47,8 @@ impl Default for RouterConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_instance: 1024,
             drain_timeout: Duration::from_secs(30),
+            max_queued_per_revision: 1000,
+            max_activation_wait: Duration::from_secs(60),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every [`ProxyError`] answers three questions: which side failed ([`Side`]), whether the
 //! request could be retried safely (it never reached an instance), and which plain-text response
-//! the client gets. This module never logs and never performs I/O.
+//! the client gets (with `Retry-After` when waiting a moment may help). This module never logs
+//! and never performs I/O.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,9 +38,30 @@ pub enum ProxyError {
         "no service for host {host:?}: check the Host header against the URLs in the services' status"
     )]
     UnknownHost { host: String },
-    /// The chosen revision has no ready instance.
-    #[error("revision {revision} has no ready instance")]
-    NoReadyInstance { revision: RevisionKey },
+    /// Too many requests are already waiting for the revision's instances.
+    #[error(
+        "revision \"{revision}\" has {limit} requests waiting for an instance already; retry later"
+    )]
+    QueueFull { revision: RevisionKey, limit: usize },
+    /// The revision had no ready instance for as long as the request could wait.
+    #[error("revision \"{revision}\" did not become ready within {waited:?}")]
+    NotReady {
+        revision: RevisionKey,
+        waited: Duration,
+    },
+    /// Every ready instance stayed at its `containerConcurrency` limit for as long as the
+    /// request could wait.
+    #[error("revision \"{revision}\" had no instance with free capacity within {waited:?}")]
+    AtCapacity {
+        revision: RevisionKey,
+        waited: Duration,
+    },
+    /// The revision has no ready instance because its latest start failed.
+    #[error("revision \"{revision}\" cannot start: {message}")]
+    RevisionFailed {
+        revision: RevisionKey,
+        message: String,
+    },
     /// Opening a connection to the instance failed; the request was not sent.
     #[error("revision {revision}: cannot connect to instance at {addr}: {source}")]
     Connect {
@@ -71,8 +93,13 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => Side::Client,
-            Self::NoReadyInstance { .. } => Side::Nimbus,
-            Self::Connect { .. } | Self::Instance { .. } | Self::Timeout { .. } => Side::Instance,
+            Self::QueueFull { .. } | Self::NotReady { .. } | Self::AtCapacity { .. } => {
+                Side::Nimbus
+            }
+            Self::RevisionFailed { .. }
+            | Self::Connect { .. }
+            | Self::Instance { .. }
+            | Self::Timeout { .. } => Side::Instance,
         }
     }
 
@@ -80,7 +107,11 @@ impl ProxyError {
     /// side effect.
     pub fn is_retry_safe(&self) -> bool {
         match self {
-            Self::NoReadyInstance { .. } | Self::Connect { .. } => true,
+            Self::QueueFull { .. }
+            | Self::NotReady { .. }
+            | Self::AtCapacity { .. }
+            | Self::RevisionFailed { .. }
+            | Self::Connect { .. } => true,
             Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => false,
             Self::Instance { .. } | Self::Timeout { .. } => false,
         }
@@ -91,9 +122,24 @@ impl ProxyError {
         match self {
             Self::MissingHost | Self::InvalidTarget(_) => StatusCode::BAD_REQUEST,
             Self::UnknownHost { .. } => StatusCode::NOT_FOUND,
-            Self::NoReadyInstance { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull { .. }
+            | Self::NotReady { .. }
+            | Self::AtCapacity { .. }
+            | Self::RevisionFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Instance { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// How long the client should wait before retrying (sent as `Retry-After`), when waiting
+    /// may help: the revision is starting, busy, or restarting after a failure.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::QueueFull { .. } | Self::NotReady { .. } | Self::AtCapacity { .. } => {
+                Some(Duration::from_secs(1))
+            }
+            Self::RevisionFailed { .. } => Some(Duration::from_secs(5)),
+            _ => None,
         }
     }
 
@@ -103,6 +149,10 @@ impl ProxyError {
         *resp.status_mut() = self.status();
         let plain = HeaderValue::from_static("text/plain; charset=utf-8");
         resp.headers_mut().insert(header::CONTENT_TYPE, plain);
+        if let Some(after) = self.retry_after() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
         resp
     }
 }
@@ -129,11 +179,36 @@ mod tests {
     }
 
     #[test]
-    fn no_ready_instance_is_retry_safe_and_names_the_revision() {
-        let err = ProxyError::NoReadyInstance { revision: rev() };
+    fn not_ready_is_retry_safe_names_the_revision_and_asks_to_retry() {
+        let err = ProxyError::NotReady {
+            revision: rev(),
+            waited: Duration::from_secs(60),
+        };
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(err.is_retry_safe());
-        assert!(err.to_string().contains("default/hello-00001"));
+        assert_eq!(
+            err.to_string(),
+            r#"revision "default/hello-00001" did not become ready within 60s"#
+        );
+        assert_eq!(err.to_response().headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_failed_revision_is_the_instances_fault_with_its_message() {
+        let err = ProxyError::RevisionFailed {
+            revision: rev(),
+            message: "exited with status 3".into(),
+        };
+        assert_eq!(err.side(), Side::Instance);
+        assert!(
+            err.to_string()
+                .ends_with("cannot start: exited with status 3")
+        );
+        assert!(
+            err.to_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER)
+        );
     }
 
     #[test]

@@ -4,24 +4,42 @@
 //! The route controller programs it with [`Router::apply`] / [`Router::remove`]
 //! (`nimbus_api::networking::Ingress`); runtimes publish ready instances into the shared
 //! [`nimbus_runtime::EndpointRegistry`]. The router never starts instances, stores state or
-//! reads API objects; it only serves what it was told, and counts what it served
-//! ([`RevisionStats`]) for the autoscaler.
+//! reads API objects; it only serves what it was told, asks the [`Activator`] (the autoscaler)
+//! for instances when requests have to wait, counts what it served ([`RevisionStats`]) for the
+//! autoscaler, and tells runtimes how busy an instance is ([`nimbus_runtime::LoadProbe`]).
 //!
-//! Every request runs the same phases (see `proxy.rs`):
+//! Every request runs the same phases (see `proxy.rs`; waiting in `activator.rs`, the pick in
+//! `capacity.rs`):
 //!
 //! ```text
-//!  client ──► resolve route ──► pick revision ──► wait for capacity ──► pick instance ──► proxy ──► instance
-//!             (Host → Route)    (weighted split)   (503 if none ready;   (round-robin)    (rewrite headers,
-//!                 │ 404              │              activator later)                        stream both ways,
-//!                 ▼                  ▼                                                      504 on timeout)
-//!          unknown host      record metrics: requests += 1, in-flight until the response body ends
+//!  client
+//!    │
+//!    ▼
+//!  resolve route (Host → Route) ───────────────────────────────────► 404 unknown host
+//!    ▼
+//!  pick revision (weighted split)
+//!    ▼
+//!  wait for capacity ── an instance has room ──────────────────────┐  (atomics only)
+//!    │ none: Activator::activate, wait in the revision's bounded   │
+//!    │ queue for a finished request or new endpoints ──────────────┤
+//!    ├──► 503 + Retry-After: queue full │ wait limit │ start failed │
+//!    ▼                                                              ▼
+//!  pick instance: least loaded below containerConcurrency (ties round-robin)
+//!    ▼
+//!  proxy: rewrite headers, stream both ways (504 on timeout) ──────► instance
+//!    │    connection refused + no body: once more, on another instance
+//!    ▼
+//!  record metrics: requests; in flight (revision and instance) until the response body
+//!  ends; queued; cold starts (and the x-nimbus-cold-start response header)
 //! ```
 //!
 //! Clients may speak HTTP/1.1 (including `Upgrade`, e.g. WebSocket) or HTTP/2 cleartext with
 //! prior knowledge, on the same port. Instances are reached over pooled keep-alive HTTP/1.1 or a
 //! shared h2c connection, as their [`nimbus_runtime::Protocol`] says.
 
+mod activator;
 mod body;
+mod capacity;
 mod config;
 mod error;
 mod headers;
@@ -35,6 +53,7 @@ mod table;
 mod upgrade;
 mod upstream;
 
+pub use activator::{Activator, COLD_START_HEADER};
 pub use body::Body;
 pub use config::RouterConfig;
 pub use error::{ProxyError, Side};

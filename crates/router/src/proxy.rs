@@ -1,26 +1,32 @@
 //! The data path's phases, in order, for one request (see the crate docs for the drawing):
 //! resolve route → pick revision → wait for capacity → pick instance → proxy → record metrics.
 //!
-//! Each phase is one method; `proxy` only strings them together. Nothing here locks: the table
-//! and the endpoints are `ArcSwap` loads and the counters are atomics.
+//! Each phase is one method; `proxy` only strings them together. When an instance has room
+//! nothing here locks or waits: the table and the endpoints are `ArcSwap` loads and the
+//! counters are atomics. Waiting for capacity lives in `activator.rs`, the instance pick in
+//! `capacity.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
-use nimbus_runtime::{Endpoint, Protocol, RevisionEndpoints};
+use hyper::upgrade::OnUpgrade;
+use nimbus_runtime::{Endpoint, Protocol};
 
+use crate::activator::{COLD_START_HEADER, Waited};
 use crate::body::Body;
+use crate::capacity::{Lease, Permit};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::host::{normalize_host, request_host};
 use crate::router::Inner;
-use crate::stats::InFlight;
 use crate::table::{Route, Target};
 use crate::upgrade::splice_response;
 use crate::upstream::SendError;
+
+static COLD_START: HeaderName = HeaderName::from_static(COLD_START_HEADER);
 
 // === impl Inner (the phases) ===
 
@@ -28,15 +34,27 @@ impl Inner {
     /// Runs every phase for one request.
     pub(crate) async fn proxy(
         &self,
-        req: Request<Body>,
+        mut req: Request<Body>,
         client: SocketAddr,
     ) -> Result<Response<Body>, ProxyError> {
         let route = self.resolve_route(&req)?;
         let target = route.pick_target();
-        let in_flight = target.stats.start(); // record metrics: counted until the response ends
-        let ready = self.wait_for_capacity(target)?;
-        let endpoint = self.pick_instance(target, &ready)?;
-        self.forward(req, client, target, endpoint, in_flight).await
+        let in_flight = target.capacity.stats.start(); // record metrics: until the response ends
+        let client_upgrade =
+            headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let mut waited = Waited::default();
+        let lease = self.wait_for_capacity(target, None, &mut waited).await?;
+        let sent = self.send(req, client, target, lease, &mut waited).await;
+        if waited.cold {
+            target.capacity.stats.record_cold_start(waited.total);
+        }
+        let (resp, lease) = sent?;
+        let permit = lease.into_permit(in_flight);
+        let mut resp = respond(resp, client_upgrade, permit, target)?;
+        if let Some(value) = waited.cold_start_header() {
+            resp.headers_mut().insert(&COLD_START, value);
+        }
+        Ok(resp)
     }
 
     /// Phase 1 — resolve route: the Route serving the request's host.
@@ -51,66 +69,42 @@ impl Inner {
         }
     }
 
-    /// Phase 3 — wait for capacity. For now this only checks for a ready instance; the
-    /// activator will wait here (bounded by the revision's timeout) for one to appear.
-    fn wait_for_capacity(&self, target: &Target) -> Result<Arc<RevisionEndpoints>, ProxyError> {
-        match self.endpoints.get(&target.revision) {
-            Some(ready) if !ready.ready.is_empty() => Ok(ready),
-            _ => Err(ProxyError::NoReadyInstance {
-                revision: target.revision.clone(),
-            }),
-        }
-    }
-
-    /// Phase 4 — pick instance: round-robin over the ready instances.
-    fn pick_instance<'e>(
+    /// Phase 5 — proxy: sends the rewritten request to the leased instance and waits (bounded)
+    /// for the response head. A request without a body whose instance refuses the connection
+    /// (it died before the registry caught up) is sent once more, to another instance.
+    async fn send(
         &self,
-        target: &Target,
-        ready: &'e RevisionEndpoints,
-    ) -> Result<&'e Endpoint, ProxyError> {
-        target
-            .pick_instance(&ready.ready)
-            .ok_or_else(|| ProxyError::NoReadyInstance {
-                revision: target.revision.clone(),
-            })
-    }
-
-    /// Phase 5 — proxy: send the rewritten request, wait (bounded) for the response head, and
-    /// stream the response body back (or splice the connections after a protocol switch).
-    async fn forward(
-        &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         client: SocketAddr,
         target: &Target,
-        endpoint: &Endpoint,
-        in_flight: InFlight,
-    ) -> Result<Response<Body>, ProxyError> {
-        let upgrade =
-            endpoint.protocol == Protocol::Http1 && headers::is_upgrade_request(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let req = upstream_request(req, client, endpoint, upgrade)?;
-        let mut resp = self.exchange(req, target, endpoint).await?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return match client_upgrade {
-                Some(on_client) => Ok(splice_response(resp, on_client, in_flight)),
-                None => Err(instance_error(
-                    target,
-                    endpoint,
-                    "unrequested protocol switch".into(),
-                )),
-            };
+        lease: Lease,
+        waited: &mut Waited,
+    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+        let again = has_no_body(&req).then(|| copy_head(&req));
+        match self.exchange(req, client, target, lease.endpoint()).await {
+            Ok(resp) => Ok((resp, lease)),
+            Err(err @ ProxyError::Connect { .. }) if again.is_some() => {
+                tracing::debug!(error = %err, "retrying on another instance");
+                let dead = lease.endpoint().clone();
+                drop(lease);
+                let lease = self.wait_for_capacity(target, Some(&dead), waited).await?;
+                let req = again.expect("checked by the guard");
+                let resp = self.exchange(req, client, target, lease.endpoint()).await?;
+                Ok((resp, lease))
+            }
+            Err(err) => Err(err),
         }
-        headers::strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(|body| Body::from(body).with_in_flight(in_flight)))
     }
 
     /// Sends the request and waits for the response head, at most the revision's timeout.
     async fn exchange(
         &self,
         req: Request<Body>,
+        client: SocketAddr,
         target: &Target,
         endpoint: &Endpoint,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let req = upstream_request(req, client, endpoint)?;
         let send = async {
             match endpoint.protocol {
                 Protocol::Http1 => self.upstream.send_http1(req).await,
@@ -133,6 +127,57 @@ impl Inner {
     }
 }
 
+/// Phase 5, the way back: streams the response body to the client holding the permit (or
+/// splices the connections after a protocol switch).
+fn respond(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    permit: Permit,
+    target: &Target,
+) -> Result<Response<Body>, ProxyError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return match client_upgrade {
+            Some(on_client) => Ok(splice_response(resp, on_client, permit)),
+            None => Err(ProxyError::Instance {
+                revision: target.revision.clone(),
+                addr: permit.endpoint().addr,
+                source: "unrequested protocol switch".into(),
+            }),
+        };
+    }
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    Ok(resp.map(|body| Body::from(body).with_permit(permit)))
+}
+
+/// Whether the request carries no body, so it can be sent again from a copy of its head:
+/// `Content-Length: 0`, or a GET/HEAD/OPTIONS/DELETE without framing headers whose body is
+/// already at its end.
+fn has_no_body(req: &Request<Body>) -> bool {
+    use http_body::Body as _;
+    let headers = req.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return false;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => length.as_bytes() == b"0",
+        None => {
+            let bodiless = [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE];
+            bodiless.contains(req.method()) && req.body().is_end_stream()
+        }
+    }
+}
+
+/// A copy of a body-less request (its head; the body is empty).
+fn copy_head(req: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
+}
+
 fn instance_error(
     target: &Target,
     endpoint: &Endpoint,
@@ -152,8 +197,9 @@ fn upstream_request(
     req: Request<Body>,
     client: SocketAddr,
     endpoint: &Endpoint,
-    upgrade: bool,
 ) -> Result<Request<Body>, ProxyError> {
+    let upgrade =
+        endpoint.protocol == Protocol::Http1 && headers::is_upgrade_request(req.headers());
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::add_forwarding(&mut parts.headers, client.ip());
@@ -231,7 +277,7 @@ mod tests {
             .header("traceparent", "00-1-2-01")
             .body(Body::empty())
             .unwrap();
-        let out = upstream_request(req, client(), &endpoint(Protocol::Http1), false).unwrap();
+        let out = upstream_request(req, client(), &endpoint(Protocol::Http1)).unwrap();
         assert_eq!(out.uri(), "http://127.0.0.1:9000/p?q=1");
         assert_eq!(out.version(), Version::HTTP_11);
         assert_eq!(out.headers()["host"], "Hello.Example:8080");
@@ -244,7 +290,7 @@ mod tests {
         let req = Request::get("http://hello.example/p")
             .body(Body::empty())
             .unwrap();
-        let out = upstream_request(req, client(), &endpoint(Protocol::Http1), false).unwrap();
+        let out = upstream_request(req, client(), &endpoint(Protocol::Http1)).unwrap();
         assert_eq!(out.headers()["host"], "hello.example");
     }
 
@@ -253,8 +299,7 @@ mod tests {
         let req = Request::get("/svc/Method")
             .header("host", "grpc.example")
             .body(Body::empty());
-        let out =
-            upstream_request(req.unwrap(), client(), &endpoint(Protocol::H2c), false).unwrap();
+        let out = upstream_request(req.unwrap(), client(), &endpoint(Protocol::H2c)).unwrap();
         assert_eq!(out.uri(), "http://grpc.example/svc/Method");
         assert_eq!(out.version(), Version::HTTP_2);
         assert!(!out.headers().contains_key("host"));

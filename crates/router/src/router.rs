@@ -1,18 +1,20 @@
 //! The [`Router`] handle: programming the routing table and answering one request.
 //!
-//! Programming (`apply` / `remove`) is the control path: it takes a mutex and rebuilds the
-//! table. Answering (`handle`) is the data path: it only loads the published table and touches
-//! atomics.
+//! Programming (`apply` / `remove`, `set_activator`) is the control path: it takes a mutex and
+//! rebuilds the table. Answering (`handle`) is the data path: when an instance has room it only
+//! loads the published table and endpoints and touches atomics; otherwise it waits (see
+//! `activator.rs`). The router also answers the runtime's drain question ([`LoadProbe`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{Request, Response};
 use nimbus_api::networking::Ingress;
-use nimbus_runtime::{EndpointRegistry, RevisionKey};
+use nimbus_runtime::{Endpoint, EndpointRegistry, LoadProbe, RevisionKey};
 
+use crate::activator::Activator;
 use crate::body::Body;
 use crate::config::RouterConfig;
 use crate::stats::{RevisionStats, StatsSnapshot};
@@ -31,6 +33,7 @@ pub(crate) struct Inner {
     pub endpoints: EndpointRegistry,
     pub upstream: Upstream,
     pub config: RouterConfig,
+    pub activator: ArcSwapOption<Arc<dyn Activator>>,
 }
 
 // === impl Router ===
@@ -44,6 +47,7 @@ impl Router {
             endpoints,
             upstream: Upstream::new(&config),
             config,
+            activator: ArcSwapOption::empty(),
         };
         Self {
             inner: Arc::new(inner),
@@ -64,6 +68,12 @@ impl Router {
         self.reprogram(|all| {
             all.remove(&(namespace.to_owned(), name.to_owned()));
         });
+    }
+
+    /// Asks `activator` for instances whenever requests have to wait for a revision (replacing
+    /// an earlier activator). Until one is set, waiting requests only wait.
+    pub fn set_activator(&self, activator: Arc<dyn Activator>) {
+        self.inner.activator.store(Some(Arc::new(activator)));
     }
 
     fn reprogram(&self, change: impl FnOnce(&mut BTreeMap<(String, String), Ingress>)) {
@@ -94,6 +104,11 @@ impl Router {
             .collect()
     }
 
+    /// The registry this router takes ready instances from.
+    pub fn endpoints(&self) -> &EndpointRegistry {
+        &self.inner.endpoints
+    }
+
     /// The configuration this router was built with.
     pub fn config(&self) -> &RouterConfig {
         &self.inner.config
@@ -109,5 +124,17 @@ impl Router {
                 err.to_response()
             }
         }
+    }
+}
+
+// === impl LoadProbe for Router ===
+
+/// Requests in flight to one instance, for a runtime draining it before it stops. Counts
+/// requests whose response is still being sent, also after the endpoint left the registry or
+/// its revision left every route.
+impl LoadProbe for Router {
+    fn in_flight(&self, endpoint: &Endpoint) -> usize {
+        let table = self.inner.table.load();
+        table.all_capacity().map(|c| c.in_flight(endpoint)).sum()
     }
 }

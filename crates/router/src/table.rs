@@ -2,17 +2,19 @@
 //!
 //! The table is immutable once built; the router publishes a new one through an `ArcSwap`, so
 //! requests read it without locks. Building is the only place that decides host conflicts and
-//! keeps each revision's [`RevisionStats`] alive across rebuilds.
+//! keeps each revision's [`Capacity`] (its statistics and per-instance in-flight counters)
+//! alive across rebuilds — also, as "retired", for revisions no route names any more while
+//! they still have requests in flight.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nimbus_api::networking::{Ingress, IngressRule};
-use nimbus_runtime::{Endpoint, RevisionKey};
+use nimbus_runtime::RevisionKey;
 
+use crate::capacity::Capacity;
 use crate::host::normalize_host;
 use crate::split::{pick_weighted, random_roll, total_weight};
 use crate::stats::RevisionStats;
@@ -21,7 +23,9 @@ use crate::stats::RevisionStats;
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     hosts: HashMap<String, Arc<Route>>,
-    stats: HashMap<RevisionKey, Arc<RevisionStats>>,
+    revisions: HashMap<RevisionKey, Arc<Capacity>>,
+    /// Revisions no route names any more that still had requests in flight at the rebuild.
+    retired: HashMap<RevisionKey, Arc<Capacity>>,
 }
 
 /// One ingress rule: the revisions its hosts' traffic splits over (never empty).
@@ -36,10 +40,12 @@ pub(crate) struct Route {
 #[derive(Debug)]
 pub(crate) struct Target {
     pub revision: RevisionKey,
-    /// Limit on the time to the instance's response headers.
+    /// Limit on the time to the instance's response headers (and on waiting for capacity).
     pub timeout: Duration,
-    pub stats: Arc<RevisionStats>,
-    next_instance: AtomicUsize,
+    /// Most requests one instance may serve at once (0 = unlimited).
+    pub container_concurrency: u32,
+    /// The revision's counters and instance slots, shared by every route naming it.
+    pub capacity: Arc<Capacity>,
 }
 
 // === impl Table ===
@@ -68,7 +74,17 @@ impl Table {
                 }
             }
         }
+        table.retire_busy(previous);
         (table, conflicts)
+    }
+
+    /// Keeps the revisions of `previous` that are no longer routed but still busy.
+    fn retire_busy(&mut self, previous: &Table) {
+        for (revision, capacity) in previous.revisions.iter().chain(&previous.retired) {
+            if !self.revisions.contains_key(revision) && capacity.stats.in_flight() > 0 {
+                self.retired.insert(revision.clone(), Arc::clone(capacity));
+            }
+        }
     }
 
     fn route_for(&mut self, namespace: &str, rule: &IngressRule, previous: &Table) -> Route {
@@ -77,12 +93,12 @@ impl Table {
             .iter()
             .map(|split| {
                 let revision = RevisionKey::new(namespace, split.revision.as_str());
-                let stats = self.stats_for(&revision, previous);
+                let capacity = self.capacity_for(&revision, previous);
                 Target {
                     revision,
                     timeout: split.timeout,
-                    stats,
-                    next_instance: AtomicUsize::new(0),
+                    container_concurrency: split.container_concurrency,
+                    capacity,
                 }
             })
             .collect();
@@ -95,15 +111,17 @@ impl Table {
         }
     }
 
-    fn stats_for(&mut self, revision: &RevisionKey, previous: &Table) -> Arc<RevisionStats> {
-        let stats = self
-            .stats
+    fn capacity_for(&mut self, revision: &RevisionKey, previous: &Table) -> Arc<Capacity> {
+        let capacity = self
+            .revisions
             .get(revision)
-            .or_else(|| previous.stats.get(revision))
+            .or_else(|| previous.revisions.get(revision))
+            .or_else(|| previous.retired.get(revision))
             .cloned()
-            .unwrap_or_default();
-        self.stats.insert(revision.clone(), Arc::clone(&stats));
-        stats
+            .unwrap_or_else(|| Arc::new(Capacity::new(Arc::default())));
+        self.revisions
+            .insert(revision.clone(), Arc::clone(&capacity));
+        capacity
     }
 
     /// The route serving a raw `Host` value (any case, with or without port).
@@ -113,12 +131,17 @@ impl Table {
 
     /// The statistics of a revision some route sends traffic to.
     pub fn stats(&self, revision: &RevisionKey) -> Option<&Arc<RevisionStats>> {
-        self.stats.get(revision)
+        self.revisions.get(revision).map(|c| &c.stats)
     }
 
     /// Every revision some route sends traffic to, with its statistics.
     pub fn all_stats(&self) -> impl Iterator<Item = (&RevisionKey, &Arc<RevisionStats>)> {
-        self.stats.iter()
+        self.revisions.iter().map(|(k, c)| (k, &c.stats))
+    }
+
+    /// Every revision that may have requests in flight: the routed ones and the retired ones.
+    pub fn all_capacity(&self) -> impl Iterator<Item = &Arc<Capacity>> {
+        self.revisions.values().chain(self.retired.values())
     }
 }
 
@@ -135,24 +158,10 @@ impl Route {
     }
 }
 
-// === impl Target ===
-
-impl Target {
-    /// Picks one of the revision's ready instances, round-robin.
-    pub fn pick_instance<'e>(&self, ready: &'e [Endpoint]) -> Option<&'e Endpoint> {
-        match ready.len() {
-            0 => None,
-            1 => ready.first(),
-            n => ready.get(self.next_instance.fetch_add(1, Ordering::Relaxed) % n),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use nimbus_api::networking::IngressSplit;
-    use nimbus_runtime::Protocol;
 
     fn ingress(name: &str, hosts: &[&str], splits: &[(&str, u32)]) -> Ingress {
         let splits = splits
@@ -204,21 +213,22 @@ mod tests {
     }
 
     #[test]
-    fn instances_are_picked_round_robin() {
+    fn busy_unrouted_revisions_are_retired_until_idle() {
         let ing = ingress("hello", &["h.localhost"], &[("hello-1", 100)]);
-        let (table, _) = Table::build([&ing], &Table::default());
-        let target = table.route("h.localhost").unwrap().pick_target();
-        let ready: Vec<Endpoint> = (1..=3)
-            .map(|p| Endpoint {
-                id: format!("i{p}"),
-                addr: ([127, 0, 0, 1], p).into(),
-                protocol: Protocol::Http1,
-            })
-            .collect();
-        let picked: Vec<u16> = (0..6)
-            .map(|_| target.pick_instance(&ready).unwrap().addr.port())
-            .collect();
-        assert_eq!(picked, vec![1, 2, 3, 1, 2, 3]);
-        assert!(target.pick_instance(&[]).is_none());
+        let (first, _) = Table::build([&ing], &Table::default());
+        let key = RevisionKey::new("default", "hello-1");
+        let guard = first.stats(&key).unwrap().start();
+        let (unrouted, _) = Table::build([], &first);
+        assert_eq!(unrouted.all_capacity().count(), 1, "busy: still visible");
+        let (back, _) = Table::build([&ing], &unrouted);
+        let original = &first.revisions[&key];
+        assert!(
+            Arc::ptr_eq(&back.revisions[&key], original),
+            "routed again: same counters"
+        );
+        let (unrouted, _) = Table::build([], &back);
+        drop(guard);
+        let (idle, _) = Table::build([], &unrouted);
+        assert_eq!(idle.all_capacity().count(), 0, "idle: forgotten");
     }
 }

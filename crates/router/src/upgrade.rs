@@ -2,7 +2,8 @@
 //! `101 Switching Protocols`, the client's and the instance's connections are spliced together
 //! and bytes are copied both ways until either side closes.
 //!
-//! The splice runs in its own task and keeps the request counted as in flight until it ends.
+//! The splice runs in its own task and holds the request's permit (in flight for the revision
+//! and the instance) until it ends.
 
 use http::Response;
 use hyper::body::Incoming;
@@ -10,22 +11,22 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
+use crate::capacity::Permit;
 use crate::headers::strip_hop_by_hop;
-use crate::stats::InFlight;
 
 /// Turns the instance's `101` into the client's `101` and starts splicing the two connections.
 pub(crate) fn splice_response(
     mut resp: Response<Incoming>,
     client: OnUpgrade,
-    in_flight: InFlight,
+    permit: Permit,
 ) -> Response<Body> {
     let instance = hyper::upgrade::on(&mut resp);
     strip_hop_by_hop(resp.headers_mut(), true);
-    tokio::spawn(splice(client, instance, in_flight));
+    tokio::spawn(splice(client, instance, permit));
     resp.map(|_| Body::empty())
 }
 
-async fn splice(client: OnUpgrade, instance: OnUpgrade, in_flight: InFlight) {
+async fn splice(client: OnUpgrade, instance: OnUpgrade, permit: Permit) {
     let (client, instance) = match tokio::try_join!(client, instance) {
         Ok(pair) => pair,
         Err(e) => {
@@ -38,5 +39,5 @@ async fn splice(client: OnUpgrade, instance: OnUpgrade, in_flight: InFlight) {
         Ok((up, down)) => tracing::trace!(up, down, "upgraded connection closed"),
         Err(e) => tracing::debug!(error = %e, "upgraded connection failed"),
     }
-    drop(in_flight);
+    drop(permit);
 }

@@ -58,21 +58,31 @@ async fn missing_host_is_400() {
 }
 
 #[tokio::test]
-async fn revision_without_ready_instance_is_503_naming_it() {
-    let (router, _) = router();
+async fn revision_that_never_gets_an_instance_is_503_naming_it() {
+    let endpoints = EndpointRegistry::new();
+    let config = RouterConfig {
+        max_activation_wait: Duration::from_millis(100),
+        ..RouterConfig::default()
+    };
+    let router = Router::new(endpoints, config);
     router.apply(ingress(
         "hello",
         HOST,
         &[("hello-00001", 100)],
         Duration::from_secs(5),
     ));
-    let (status, body) = call(&router, get(HOST)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body.contains("default/hello-00001"), "{body}");
+    let resp = within(router.handle(get(HOST), client())).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body = body_text(resp.into_body()).await;
+    assert!(
+        body.contains(r#"revision "default/hello-00001" did not become ready within 100ms"#),
+        "{body}"
+    );
 }
 
 #[tokio::test]
-async fn dead_instance_is_502() {
+async fn dead_instance_is_502_for_a_request_with_a_body() {
     let (router, endpoints) = router();
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -85,7 +95,12 @@ async fn dead_instance_is_502() {
         Duration::from_secs(5),
     ));
     publish(&endpoints, "hello-00001", dead, Protocol::Http1);
-    let (status, body) = call(&router, get(HOST)).await;
+    let post = Request::post("/")
+        .header("host", HOST)
+        .header("content-length", "5")
+        .body(Body::from("hello"))
+        .unwrap();
+    let (status, body) = call(&router, post).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(body.contains("cannot connect"), "{body}");
 }

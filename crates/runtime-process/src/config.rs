@@ -1,4 +1,5 @@
-//! How the process runtime behaves: where logs go, how long stops wait, how crashes back off.
+//! How the process runtime behaves: where logs go, how long stops drain and wait, how crashes
+//! back off.
 //! Plain data with documented defaults; no I/O.
 
 use std::path::PathBuf;
@@ -12,6 +13,10 @@ pub struct ProcessRuntimeConfig {
     pub data_dir: Option<PathBuf>,
     /// Time between SIGTERM and SIGKILL when an instance is stopped (default 10 s).
     pub stop_grace: Duration,
+    /// Longest wait, after an instance is unpublished for a scale-down, for its in-flight
+    /// requests (as reported by the load probe) to finish before SIGTERM (default 30 s; Knative
+    /// waits for the revision's request timeout).
+    pub drain_timeout: Duration,
     /// Delays before restarting an instance that exited or failed to start.
     pub restart_backoff: RestartBackoff,
     /// Output lines kept in memory per instance for failure messages (default 50).
@@ -23,6 +28,7 @@ impl Default for ProcessRuntimeConfig {
         Self {
             data_dir: None,
             stop_grace: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
             restart_backoff: RestartBackoff::default(),
             output_lines: 50,
         }

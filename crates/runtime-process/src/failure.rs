@@ -80,6 +80,11 @@ impl Failure {
         }
     }
 
+    /// `<Reason>: <message>`, as published in [`nimbus_runtime::RevisionEndpoints::failure`].
+    pub fn summary(&self) -> String {
+        format!("{}: {}", self.reason, self.message)
+    }
+
     /// As a revision phase.
     pub fn phase(&self) -> RevisionPhase {
         RevisionPhase::Failed {

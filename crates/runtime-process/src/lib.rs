@@ -4,15 +4,22 @@
 //! runtime contract (`PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`, then the spec's env;
 //! stdin at EOF; the spec's working directory), waits until the port accepts connections
 //! (deadline: the spec's startup timeout) and then publishes it into the [`EndpointRegistry`].
-//! Instances that exit are unpublished at once and restarted with exponential back-off while the
-//! revision still wants them. Scaling down unpublishes first, then stops (SIGTERM to the process
+//! Revisions that opt into socket activation get a socket bound by Nimbus on fd 3 instead and are
+//! published the moment the process exists: the first request waits in the kernel's backlog, not
+//! for readiness polling. Instances that exit are unpublished at once and restarted with
+//! exponential back-off while the revision still wants them; while a revision has no ready
+//! instance because they failed, the failure is published instead, so waiting requests fail at
+//! once. Scaling down picks the least busy instances, unpublishes them first, waits for their
+//! in-flight requests (per the router's [`LoadProbe`]), then stops them (SIGTERM to the process
 //! group, SIGKILL after the grace period).
 //!
 //! This crate decides nothing about *how many* instances run (that is the autoscaler and the
 //! controller); it never reads API objects and never proxies traffic.
 //!
 //! [`EndpointRegistry`]: nimbus_runtime::EndpointRegistry
+//! [`LoadProbe`]: nimbus_runtime::LoadProbe
 
+mod activation;
 mod config;
 mod failure;
 mod output;
@@ -26,4 +33,4 @@ mod supervisor;
 
 pub use config::{ProcessRuntimeConfig, RestartBackoff};
 pub use process::StartError;
-pub use runtime::ProcessRuntime;
+pub use runtime::{LoadProbeAlreadySet, ProcessRuntime};

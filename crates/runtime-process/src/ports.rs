@@ -7,8 +7,8 @@
 //! port in the microseconds before the child binds it) makes the child fail to bind and exit, which
 //! the supervisor reports and retries with a fresh port.
 //!
-//! Seam for later: socket activation (keep the socket, pass it as fd 3 with `LISTEN_FDS=1`) would
-//! remove the race and let connections queue during start-up, but only for programs that opt in.
+//! Socket-activated instances (see `activation`) avoid the race: Nimbus keeps the bound socket
+//! and passes it down, and leases its port here too, so the two kinds never collide.
 
 use std::collections::HashSet;
 use std::io;
@@ -30,17 +30,31 @@ pub(crate) struct PortLease {
 const ATTEMPTS: usize = 32;
 
 impl PortAllocator {
-    /// Lease a currently free loopback port.
+    /// Lease a currently free loopback port (the probe socket is closed again).
     pub fn lease(self: &Arc<Self>) -> io::Result<PortLease> {
-        for _ in 0..ATTEMPTS {
+        let (_, lease) = self.lease_with(|| {
             let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
                 .local_addr()?
                 .port();
+            Ok(((), port))
+        })?;
+        Ok(lease)
+    }
+
+    /// Lease the port of a socket `open` binds (and keeps), asking again while it picks a port
+    /// another instance holds.
+    pub fn lease_with<T>(
+        self: &Arc<Self>,
+        mut open: impl FnMut() -> io::Result<(T, u16)>,
+    ) -> io::Result<(T, PortLease)> {
+        for _ in 0..ATTEMPTS {
+            let (socket, port) = open()?;
             if self.leased.lock().expect("port set poisoned").insert(port) {
-                return Ok(PortLease {
+                let lease = PortLease {
                     port,
                     allocator: Arc::clone(self),
-                });
+                };
+                return Ok((socket, lease));
             }
         }
         Err(io::Error::new(

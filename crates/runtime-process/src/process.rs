@@ -1,9 +1,13 @@
 //! One operating-system process of an instance: building its command line and environment per
-//! the Knative runtime contract, spawning it in its own process group, waiting for it, and
-//! stopping it (SIGTERM to the group, SIGKILL after a grace period). A [`RunningProcess`] that is
-//! dropped without being waited for kills its whole group, so no path leaves orphans behind.
+//! the Knative runtime contract, spawning it in its own process group (with a pre-bound socket on
+//! fd 3 when the revision uses socket activation), waiting for it, and stopping it (SIGTERM to the
+//! group, SIGKILL after a grace period). A [`RunningProcess`] that is dropped without being waited
+//! for kills its whole group, so no path leaves orphans behind.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -13,7 +17,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::activation::{ActivatedExec, ActivationSocket};
 use crate::output::{OutputSink, Pumps};
+use crate::ports::PortLease;
 
 /// Variables a parent's own socket activation or service manager set; never inherited.
 const NOT_INHERITED: [&str; 4] = [
@@ -53,6 +59,26 @@ impl StartError {
     }
 }
 
+/// Where an instance listens: a leased port it binds itself (`$PORT`), or a socket Nimbus bound
+/// and passes down (socket activation). Held for as long as the process runs.
+pub(crate) enum Listen {
+    Port(PortLease),
+    Activated(ActivationSocket),
+}
+
+impl Listen {
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Port(lease) => lease.port(),
+            Self::Activated(socket) => socket.port(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port()))
+    }
+}
+
 /// A started process and the readers of its output.
 pub(crate) struct RunningProcess {
     child: Child,
@@ -62,18 +88,18 @@ pub(crate) struct RunningProcess {
     reaped: bool,
 }
 
-/// Start one process for `spec`, told to listen on `port`.
+/// Start one process for `spec`, listening as `listen` says.
 pub(crate) fn spawn(
     spec: &InstanceSpec,
-    port: u16,
+    listen: &Listen,
     sink: &OutputSink,
 ) -> Result<RunningProcess, StartError> {
     let argv0 = spec.command.first().cloned().unwrap_or_default();
     if let Some(dir) = spec.working_dir.as_ref().filter(|d| !d.is_dir()) {
         return Err(StartError::WorkingDir { dir: dir.clone() });
     }
-    let mut child = command(spec, port)
-        .spawn()
+    let mut child = command(spec, listen)
+        .and_then(|mut cmd| cmd.spawn())
         .map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => StartError::CommandNotFound {
                 command: argv0.clone(),
@@ -99,20 +125,12 @@ pub(crate) fn spawn(
     })
 }
 
-/// argv = command + args exactly; environment = ours (minus [`NOT_INHERITED`]), then `PORT` and
-/// the `K_*` variables, then the spec's env in order (later wins); stdin at EOF.
-fn command(spec: &InstanceSpec, port: u16) -> Command {
+/// argv = command + args exactly; environment = [`environment`]; stdin at EOF; its own process
+/// group. A socket-activated child gets its socket and `LISTEN_*` from [`ActivatedExec`].
+fn command(spec: &InstanceSpec, listen: &Listen) -> io::Result<Command> {
+    let env = environment(spec, listen.port());
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..]).args(&spec.args);
-    for name in NOT_INHERITED {
-        cmd.env_remove(name);
-    }
-    for (name, value) in contract_env(spec, port) {
-        cmd.env(name, value);
-    }
-    for (name, value) in &spec.env {
-        cmd.env(name, value);
-    }
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
@@ -120,7 +138,31 @@ fn command(spec: &InstanceSpec, port: u16) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.process_group(0);
-    cmd
+    match listen {
+        Listen::Port(_) => {
+            cmd.env_clear().envs(env);
+        }
+        Listen::Activated(socket) => {
+            let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
+            let cwd = spec.working_dir.as_deref();
+            ActivatedExec::new(&argv, env, cwd, socket)?.install(&mut cmd);
+        }
+    }
+    Ok(cmd)
+}
+
+/// The child's whole environment: ours minus [`NOT_INHERITED`], then `PORT` and the `K_*`
+/// variables, then the spec's env in order (later wins).
+pub(crate) fn environment(spec: &InstanceSpec, port: u16) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(name, _)| !NOT_INHERITED.iter().any(|n| name == n))
+        .collect();
+    let contract = contract_env(spec, port)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value));
+    let overrides = contract.chain(spec.env.iter().cloned());
+    env.extend(overrides.map(|(name, value)| (name.into(), value.into())));
+    env
 }
 
 /// `PORT`, and `K_SERVICE` / `K_CONFIGURATION` (when labelled) and `K_REVISION`.

@@ -1,12 +1,15 @@
 //! [`ProcessRuntime`]: the [`Runtime`] implementation. Reconciles each revision's instance slots
-//! to the desired count (starting supervisors, stopping the surplus) and answers status queries.
+//! to the desired count (starting supervisors, stopping the least busy surplus) and answers
+//! status queries. Stopping itself (drain, SIGTERM, SIGKILL) happens in the supervisors, in the
+//! background; only `remove` and `shutdown` wait for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use nimbus_runtime::{
-    EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError,
-    RuntimeEvent,
+    EndpointRegistry, InstanceSpec, LoadProbe, RevisionKey, RevisionRuntimeStatus, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -24,11 +27,41 @@ pub struct ProcessRuntime {
     shared: Arc<Shared>,
 }
 
+/// [`ProcessRuntime::set_load_probe`] was called a second time; the first probe stays.
+#[derive(Debug, thiserror::Error)]
+#[error("the process runtime already has a load probe")]
+pub struct LoadProbeAlreadySet;
+
 impl ProcessRuntime {
     pub fn new(config: ProcessRuntimeConfig) -> Arc<Self> {
         Arc::new(Self {
             shared: Arc::new(Shared::new(config)),
         })
+    }
+
+    /// Tell the runtime how many requests are in flight per endpoint (the router knows; it is
+    /// created after the runtime, hence a setter). With a probe, a scale-down stops the least
+    /// busy instances and, after unpublishing one, waits until it has no request in flight (at
+    /// most [`ProcessRuntimeConfig::drain_timeout`]) before SIGTERM. Without one, instances are
+    /// signalled as soon as they are unpublished. `in_flight` is called from async tasks and
+    /// must be cheap and non-blocking.
+    pub fn set_load_probe(&self, probe: Arc<dyn LoadProbe>) -> Result<(), LoadProbeAlreadySet> {
+        self.shared
+            .load_probe
+            .set(probe)
+            .map_err(|_| LoadProbeAlreadySet)
+    }
+
+    /// Requests in flight per published endpoint id of `revision` (empty without a probe).
+    /// Asked before taking the state lock, so the probe never runs under it.
+    fn in_flight(&self, revision: &RevisionKey) -> HashMap<String, usize> {
+        let probe = self.shared.load_probe.get();
+        let endpoints = self.shared.registry.get(revision);
+        let (Some(probe), Some(endpoints)) = (probe, endpoints) else {
+            return HashMap::new();
+        };
+        let load = |e: &nimbus_runtime::Endpoint| (e.id.clone(), probe.in_flight(e));
+        endpoints.ready.iter().map(load).collect()
     }
 }
 
@@ -37,9 +70,10 @@ impl Runtime for ProcessRuntime {
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
         validate(spec)?;
         let shared = Arc::clone(&self.shared);
+        let in_flight = self.in_flight(&spec.revision);
         let surplus = self.shared.upsert(spec, |revision| {
             revision.desired = replicas;
-            reconcile(&shared, revision)
+            reconcile(&shared, revision, &in_flight)
         });
         // The surplus's endpoints are unpublished by now; only then are they told to stop.
         surplus
@@ -87,15 +121,21 @@ fn validate(spec: &InstanceSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Start missing instances and take surplus ones out of the revision (their supervisors move to
-/// `stopping`). Returns the surplus's stop senders, to be used once their endpoints are gone.
-fn reconcile(shared: &Arc<Shared>, revision: &mut RevisionState) -> Vec<oneshot::Sender<()>> {
+/// Start missing instances and take surplus ones (the least busy per `in_flight`) out of the
+/// revision (their supervisors move to `stopping`). Returns the surplus's stop senders, to be
+/// used once their endpoints are gone.
+fn reconcile(
+    shared: &Arc<Shared>,
+    revision: &mut RevisionState,
+    in_flight: &HashMap<String, usize>,
+) -> Vec<oneshot::Sender<()>> {
     revision.stopping.retain(|task| !task.is_finished());
     let (live, desired) = (revision.instances.len(), revision.desired as usize);
     for _ in live..desired {
         start_instance(shared, revision);
     }
-    let surplus = status::victims(&revision.readiness(), live.saturating_sub(desired));
+    let candidates = revision.candidates(in_flight);
+    let surplus = status::victims(&candidates, live.saturating_sub(desired));
     let mut stops = Vec::with_capacity(surplus.len());
     for slot in surplus
         .into_iter()
@@ -115,16 +155,15 @@ fn start_instance(shared: &Arc<Shared>, revision: &mut RevisionState) {
         ordinal,
         Slot {
             endpoint: None,
+            failed: false,
             stop,
             task,
         },
     );
 }
 
-/// Tell an unpublished instance to stop.
-///
-/// Seam for draining: once the router reports in-flight requests per endpoint, wait here for
-/// them to finish (bounded by the revision's request timeout) before signalling.
+/// Tell an unpublished instance to stop. Its supervisor drains it first (waits for its in-flight
+/// requests to finish), in the background.
 fn begin_stop(stop: oneshot::Sender<()>) {
     let _ = stop.send(());
 }

@@ -1,14 +1,15 @@
 //! The runtime's shared bookkeeping: per revision, its spec, desired count and instance slots.
 //!
 //! Every change goes through [`Shared::update`], which afterwards publishes the revision's ready
-//! endpoints (only when they changed) and sends a [`RuntimeEvent`] (only when the status changed).
+//! endpoints — or, when it has none because its instances failed, that failure — (only when they
+//! changed) and sends a [`RuntimeEvent`] (only when the status changed).
 //! The lock is a plain mutex held for bookkeeping only, never across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use nimbus_runtime::{
-    Endpoint, EndpointRegistry, InstanceSpec, RevisionEndpoints, RevisionKey,
+    Endpoint, EndpointRegistry, InstanceSpec, LoadProbe, RevisionEndpoints, RevisionKey,
     RevisionRuntimeStatus, RuntimeEvent,
 };
 use tokio::sync::{broadcast, oneshot};
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::ProcessRuntimeConfig;
 use crate::failure::Failure;
 use crate::ports::PortAllocator;
-use crate::status::{self, Observed, Readiness};
+use crate::status::{self, Candidate, Observed, Readiness};
 
 /// Buffered events per subscriber before it lags.
 const EVENT_BUFFER: usize = 1024;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub ports: Arc<PortAllocator>,
     pub registry: EndpointRegistry,
     pub events: broadcast::Sender<RuntimeEvent>,
+    /// Requests in flight per endpoint, from the router; set once, after construction.
+    pub load_probe: OnceLock<Arc<dyn LoadProbe>>,
     revisions: Mutex<Revisions>,
 }
 
@@ -55,6 +58,8 @@ pub(crate) struct RevisionState {
 /// One live instance: its published endpoint (when ready) and its supervisor.
 pub(crate) struct Slot {
     pub endpoint: Option<Endpoint>,
+    /// Its latest attempt failed and it has not been ready since (it may be retrying).
+    pub failed: bool,
     /// Dropping or sending on this tells the supervisor to stop.
     pub stop: oneshot::Sender<()>,
     pub task: JoinHandle<()>,
@@ -97,15 +102,35 @@ impl RevisionState {
         })
     }
 
+    /// The instances as a scale-down sees them; `in_flight` by endpoint id.
+    pub fn candidates(&self, in_flight: &HashMap<String, usize>) -> Vec<Candidate> {
+        let load = |slot: &Slot| slot.endpoint.as_ref().and_then(|e| in_flight.get(&e.id));
+        self.readiness()
+            .into_iter()
+            .zip(self.instances.values())
+            .map(|((ordinal, readiness), slot)| Candidate {
+                ordinal,
+                readiness,
+                in_flight: load(slot).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// The ready endpoints; when there are none and every instance's latest attempt failed
+    /// (so none is about to become ready), the latest failure as `<Reason>: <message>`.
     pub fn endpoints(&self) -> RevisionEndpoints {
-        RevisionEndpoints {
-            ready: self
-                .instances
-                .values()
-                .filter_map(|s| s.endpoint.clone())
-                .collect(),
-            failure: None,
-        }
+        let ready: Vec<Endpoint> = self
+            .instances
+            .values()
+            .filter_map(|s| s.endpoint.clone())
+            .collect();
+        let failing = ready.is_empty()
+            && !self.instances.is_empty()
+            && self.instances.values().all(|s| s.failed);
+        let failure = failing
+            .then(|| self.last_failure.as_ref().map(Failure::summary))
+            .flatten();
+        RevisionEndpoints { ready, failure }
     }
 
     /// Take every instance out and return their supervisors, ready to be awaited. Dropping the
@@ -128,6 +153,7 @@ impl Shared {
             ports: Arc::default(),
             registry: EndpointRegistry::new(),
             events: broadcast::channel(EVENT_BUFFER).0,
+            load_probe: OnceLock::new(),
             revisions: Mutex::default(),
         }
     }

@@ -46,18 +46,24 @@ fn count(instances: &[Readiness], which: Readiness) -> u32 {
     u32::try_from(instances.iter().filter(|r| **r == which).count()).unwrap_or(u32::MAX)
 }
 
-/// Which `excess` instances to stop, given `(ordinal, readiness)` pairs: instances that are not
-/// ready first (they serve nothing), then the newest.
-pub(crate) fn victims(instances: &[(u64, Readiness)], excess: usize) -> Vec<u64> {
+/// One instance as a scale-down sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub ordinal: u64,
+    pub readiness: Readiness,
+    /// Requests in flight to it, per the load probe (0 when not published or unknown).
+    pub in_flight: usize,
+}
+
+/// Which `excess` instances to stop: the least busy first (a busy instance is never chosen
+/// while an idle one is left), then those not ready (they serve nothing), then the newest.
+pub(crate) fn victims(instances: &[Candidate], excess: usize) -> Vec<u64> {
     let mut order: Vec<_> = instances.to_vec();
-    order.sort_by_key(|&(ordinal, readiness)| {
-        (readiness == Readiness::Ready, std::cmp::Reverse(ordinal))
+    order.sort_by_key(|c| {
+        let ready = c.readiness == Readiness::Ready;
+        (c.in_flight, ready, std::cmp::Reverse(c.ordinal))
     });
-    order
-        .into_iter()
-        .take(excess)
-        .map(|(ordinal, _)| ordinal)
-        .collect()
+    order.into_iter().take(excess).map(|c| c.ordinal).collect()
 }
 
 #[cfg(test)]
@@ -117,12 +123,31 @@ mod tests {
         );
     }
 
+    fn candidates(list: &[(u64, Readiness, usize)]) -> Vec<Candidate> {
+        let candidate = |&(ordinal, readiness, in_flight)| Candidate {
+            ordinal,
+            readiness,
+            in_flight,
+        };
+        list.iter().map(candidate).collect()
+    }
+
     #[test]
     fn victims_prefer_unready_then_newest() {
-        let instances = [(1, Ready), (2, NotReady), (3, Ready), (4, NotReady)];
+        let instances = candidates(&[(1, Ready, 0), (2, NotReady, 0), (3, Ready, 0), (4, NotReady, 0)]);
         assert_eq!(victims(&instances, 1), [4]);
         assert_eq!(victims(&instances, 3), [4, 2, 3]);
         assert_eq!(victims(&instances, 9), [4, 2, 3, 1]);
         assert!(victims(&instances, 0).is_empty());
+    }
+
+    #[test]
+    fn victims_are_the_least_busy_first() {
+        let instances = candidates(&[(1, Ready, 0), (2, Ready, 3), (3, Ready, 1), (4, NotReady, 0)]);
+        assert_eq!(victims(&instances, 1), [4]);
+        assert_eq!(victims(&instances, 2), [4, 1]);
+        assert_eq!(victims(&instances, 3), [4, 1, 3]);
+        let busy_newest = candidates(&[(1, Ready, 0), (2, Ready, 5)]);
+        assert_eq!(victims(&busy_newest, 1), [1], "never the busy one while one is idle");
     }
 }

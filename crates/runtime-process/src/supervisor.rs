@@ -1,6 +1,9 @@
-//! One instance's life, as a task: start the process, wait until it listens, publish it, and when
-//! it exits, unpublish it and start it again after a back-off (CrashLoopBackOff), until told to
-//! stop. Everything it learns goes into the shared state through small `report_*` calls; it never
+//! One instance's life, as a task: start the process, wait until it is ready, publish it, and
+//! when it exits, unpublish it and start it again after a back-off (CrashLoopBackOff), until told
+//! to stop; then drain it (wait for its in-flight requests) and stop it. A socket-activated
+//! instance's first attempt is published as soon as the process exists and confirmed (the
+//! program accepted a connection) in the background; its restarts are confirmed first.
+//! Everything it learns goes into the shared state through small `report_*` calls; it never
 //! decides how many instances should exist.
 
 use std::net::SocketAddr;
@@ -12,12 +15,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::activation::ActivationSocket;
 use crate::failure::Failure;
 use crate::output::{OutputSink, OutputTail};
-use crate::ports::PortLease;
-use crate::process::{self, RunningProcess, StartError};
+use crate::process::{self, Listen, RunningProcess, StartError};
 use crate::readiness::{self, NotReady};
 use crate::state::Shared;
+
+/// How often a draining instance's in-flight count is checked.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
 
 /// Supervises one instance (one ordinal) of a revision.
 pub(crate) struct Supervisor {
@@ -63,7 +69,8 @@ impl Supervisor {
         let backoff = self.shared.config.restart_backoff;
         let mut failures = 0;
         loop {
-            let Outcome::Failed { failure, ready_for } = self.attempt(&mut stop).await else {
+            let attempt = self.attempt(&mut stop, failures == 0).await;
+            let Outcome::Failed { failure, ready_for } = attempt else {
                 return;
             };
             if ready_for.is_some_and(|up| up >= backoff.reset_after) {
@@ -84,68 +91,79 @@ impl Supervisor {
         }
     }
 
-    /// Run one process until it fails or the stop signal comes.
-    async fn attempt(&self, stop: &mut StopSignal) -> Outcome {
+    /// Run one process until it fails or the stop signal comes. A socket-activated process is
+    /// published at once when `first` (connections queue until it accepts).
+    async fn attempt(&self, stop: &mut StopSignal, first: bool) -> Outcome {
         let tail = OutputTail::new(self.shared.config.output_lines);
-        let (mut process, lease) = match self.launch(&tail) {
+        let (mut process, listen) = match self.launch(&tail) {
             Ok(started) => started,
             Err(error) => return failed(Failure::start(&self.spec.revision, &error), None),
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], lease.port()));
+        let endpoint = self.endpoint(listen.addr());
+        let early = first && matches!(listen, Listen::Activated(_));
+        if early && !self.report_published(endpoint.clone()) {
+            return self.stop(process, None).await; // removed while starting
+        }
         let timeout = self.spec.startup_timeout;
         let started = tokio::select! {
             biased;
             _ = &mut *stop => None,
-            result = readiness::wait_ready(addr, &mut process, timeout) => Some(result),
+            result = readiness::wait_ready(ready_check(&listen), &mut process, timeout) => Some(result),
         };
+        let port = listen.port();
         match started {
-            None => self.stop(process).await,
-            Some(Ok(())) => self.serve(process, addr, &tail, stop).await,
+            None => self.stop(process, early.then_some(&endpoint)).await,
+            Some(Ok(())) => self.serve(process, endpoint, &tail, stop).await,
             Some(Err(NotReady::Exited(status))) => failed(
-                Failure::exited_before_ready(status, lease.port(), &tail.lines()),
+                Failure::exited_before_ready(status, port, &tail.lines()),
                 None,
             ),
             Some(Err(NotReady::TimedOut)) => {
-                let failure = Failure::startup_timeout(
-                    &self.spec.revision,
-                    lease.port(),
-                    timeout,
-                    &tail.lines(),
-                );
+                let failure =
+                    Failure::startup_timeout(&self.spec.revision, port, timeout, &tail.lines());
                 self.report_failed(failure.clone());
-                self.stop(process).await;
+                self.stop(process, None).await;
                 failed(failure, None)
             }
         }
     }
 
-    fn launch(&self, tail: &OutputTail) -> Result<(RunningProcess, PortLease), StartError> {
-        let lease = self.shared.ports.lease().map_err(StartError::NoPort)?;
+    fn launch(&self, tail: &OutputTail) -> Result<(RunningProcess, Listen), StartError> {
+        let ports = &self.shared.ports;
+        let listen = if self.spec.socket_activation {
+            Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
+        } else {
+            Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+        };
         let sink = OutputSink {
             instance: self.id.clone(),
             log_file: self.log_file(),
             tail: tail.clone(),
         };
-        let process = process::spawn(&self.spec, lease.port(), &sink)?;
-        tracing::debug!(instance = %self.id, pid = process.pid(), port = lease.port(), "instance started");
-        Ok((process, lease))
+        let process = process::spawn(&self.spec, &listen, &sink)?;
+        let port = listen.port();
+        tracing::debug!(instance = %self.id, pid = process.pid(), port, "instance started");
+        Ok((process, listen))
+    }
+
+    fn endpoint(&self, addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            id: self.id.clone(),
+            addr,
+            protocol: self.spec.protocol,
+        }
     }
 
     /// Publish the ready process and wait until it exits or the stop signal comes.
     async fn serve(
         &self,
         mut process: RunningProcess,
-        addr: SocketAddr,
+        endpoint: Endpoint,
         tail: &OutputTail,
         stop: &mut StopSignal,
     ) -> Outcome {
-        let endpoint = Endpoint {
-            id: self.id.clone(),
-            addr,
-            protocol: self.spec.protocol,
-        };
-        if !self.report_ready(endpoint) {
-            return self.stop(process).await; // removed while starting
+        if !self.report_ready(endpoint.clone()) {
+            return self.stop(process, None).await; // removed while starting
         }
         let since = Instant::now();
         let exited = tokio::select! {
@@ -153,7 +171,7 @@ impl Supervisor {
             status = process.wait() => Some(status),
         };
         let Some(status) = exited else {
-            return self.stop(process).await;
+            return self.stop(process, Some(&endpoint)).await;
         };
         let failure = Failure::crashed(&self.id, status, &tail.lines());
         tracing::warn!(instance = %self.id, reason = %failure.reason, "instance exited");
@@ -161,10 +179,40 @@ impl Supervisor {
         failed(failure, Some(since.elapsed()))
     }
 
-    async fn stop(&self, mut process: RunningProcess) -> Outcome {
+    /// Stop the process, first draining `published` (already unpublished by now).
+    async fn stop(&self, mut process: RunningProcess, published: Option<&Endpoint>) -> Outcome {
+        if let Some(endpoint) = published {
+            self.drain(endpoint, &mut process).await;
+        }
         let status = process.stop(self.shared.config.stop_grace).await;
         tracing::debug!(instance = %self.id, ?status, "instance stopped");
         Outcome::Stopped
+    }
+
+    /// Wait until the load probe reports no request in flight to `endpoint`, the process exits,
+    /// or the drain timeout passes. The first look comes after one poll interval, so a request
+    /// that picked the endpoint just before it was unpublished has been counted by then.
+    async fn drain(&self, endpoint: &Endpoint, process: &mut RunningProcess) {
+        let Some(probe) = self.shared.load_probe.get() else {
+            return;
+        };
+        let idle = async {
+            loop {
+                tokio::time::sleep(DRAIN_POLL).await;
+                if probe.in_flight(endpoint) == 0 {
+                    return;
+                }
+            }
+        };
+        let limit = self.shared.config.drain_timeout;
+        tokio::select! {
+            () = idle => {}
+            _ = process.wait() => {}
+            () = tokio::time::sleep(limit) => {
+                let in_flight = probe.in_flight(endpoint);
+                tracing::warn!(instance = %self.id, in_flight, "drain timeout over; stopping anyway");
+            }
+        }
     }
 
     fn log_file(&self) -> Option<std::path::PathBuf> {
@@ -178,13 +226,26 @@ impl Supervisor {
         )
     }
 
-    /// Mark this instance ready. `false` if it was removed meanwhile (it must then stop).
+    /// Publish this instance's endpoint. `false` if it was removed meanwhile (it must then stop).
+    fn report_published(&self, endpoint: Endpoint) -> bool {
+        tracing::debug!(instance = %self.id, addr = %endpoint.addr, "instance published");
+        let ordinal = self.ordinal;
+        let published = self.shared.update(&self.spec.revision, |revision| {
+            revision.instances.get_mut(&ordinal)?.endpoint = Some(endpoint);
+            Some(())
+        });
+        published.flatten().is_some()
+    }
+
+    /// Mark this instance ready (published and proven to serve), forgetting earlier failures.
+    /// `false` if it was removed meanwhile (it must then stop).
     fn report_ready(&self, endpoint: Endpoint) -> bool {
         tracing::debug!(instance = %self.id, addr = %endpoint.addr, "instance ready");
         let ordinal = self.ordinal;
         let ready = self.shared.update(&self.spec.revision, |revision| {
             let slot = revision.instances.get_mut(&ordinal)?;
             slot.endpoint = Some(endpoint);
+            slot.failed = false;
             revision.ever_ready = true;
             revision.last_failure = None;
             Some(())
@@ -198,9 +259,19 @@ impl Supervisor {
         self.shared.update(&self.spec.revision, |revision| {
             if let Some(slot) = revision.instances.get_mut(&ordinal) {
                 slot.endpoint = None;
+                slot.failed = true;
                 revision.last_failure = Some(failure);
             }
         });
+    }
+}
+
+/// How a starting instance proves it serves: its port accepts connections, or (socket
+/// activation) the program accepted one from its socket.
+fn ready_check(listen: &Listen) -> Box<dyn FnMut() -> bool + Send> {
+    match listen {
+        Listen::Port(_) => Box::new(readiness::connects(listen.addr())),
+        Listen::Activated(socket) => Box::new(socket.accepted_check()),
     }
 }
 

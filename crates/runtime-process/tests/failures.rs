@@ -1,4 +1,5 @@
-//! Instances that fail: exit at once, cannot start, never listen, crash after becoming ready.
+//! Instances that fail: exit at once, cannot start, never listen, crash after becoming ready;
+//! and how the failure is published to the router (and cleared).
 
 mod support;
 
@@ -141,5 +142,76 @@ async fn crash_loop_reports_back_off() {
         (status.actual, status.ready, status.ever_ready),
         (1, 0, true)
     );
+    let failure = published_failure(&runtime, &spec.revision).unwrap();
+    assert!(failure.starts_with("CrashLoopBackOff: "), "{failure}");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn failure_is_published_until_scaled_to_zero_or_removed() {
+    let runtime = runtime();
+    let spec = spec("published-00001", &["sh", "-c", "echo bad config; exit 3"]);
+    runtime.set_desired(&spec, 1).await.unwrap();
+    let published = wait_published(&runtime, &spec.revision, "the failure", |e| {
+        e.failure.is_some()
+    })
+    .await;
+    assert!(published.ready.is_empty());
+    let failure = published.failure.unwrap();
+    assert!(
+        failure.starts_with("ExitCode3: process exited with code 3 before listening on port ")
+            && failure.ends_with("bad config"),
+        "{failure}"
+    );
+    runtime.set_desired(&spec, 0).await.unwrap();
+    assert_eq!(published_failure(&runtime, &spec.revision), None, "scaled to zero");
+    runtime.set_desired(&spec, 1).await.unwrap();
+    assert_eq!(
+        published_failure(&runtime, &spec.revision),
+        None,
+        "a fresh attempt has not failed yet"
+    );
+    wait_published(&runtime, &spec.revision, "the failure again", |e| {
+        e.failure.is_some()
+    })
+    .await;
+    runtime.remove(&spec.revision).await;
+    assert!(runtime.endpoints().get(&spec.revision).is_none(), "no stale failure");
+}
+
+#[tokio::test]
+async fn failure_is_cleared_when_an_instance_becomes_ready() {
+    let runtime = runtime_with(|c| c.restart_backoff.initial = Duration::from_millis(300));
+    let marks = tempfile::tempdir().unwrap();
+    let script = "if [ -e \"$MARK\" ]; then exec python3 \"$0\"; fi; touch \"$MARK\"; exit 4";
+    let mut spec = spec("second-try-00001", &["sh", "-c", script]);
+    spec.args = vec![fixture("contract_server.py")];
+    let mark = marks.path().join("tried").to_string_lossy().into_owned();
+    spec.env = vec![("MARK".into(), mark)];
+    runtime.set_desired(&spec, 1).await.unwrap();
+    let published = wait_published(&runtime, &spec.revision, "the failure", |e| {
+        e.failure.is_some()
+    })
+    .await;
+    assert!(published.failure.unwrap().starts_with("ExitCode4: "));
+    let published = wait_published(&runtime, &spec.revision, "a ready instance", |e| {
+        !e.ready.is_empty()
+    })
+    .await;
+    assert_eq!(published.failure, None);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_failures_are_published_too() {
+    let runtime = runtime();
+    let spec = spec("not-found-00001", &["/nonexistent/bin/server"]);
+    runtime.set_desired(&spec, 1).await.unwrap();
+    let published = wait_published(&runtime, &spec.revision, "the failure", |e| {
+        e.failure.is_some()
+    })
+    .await;
+    let failure = published.failure.unwrap();
+    assert!(failure.starts_with("CommandNotFound: "), "{failure}");
     runtime.shutdown().await;
 }

@@ -158,14 +158,6 @@ async fn output_goes_to_a_log_file_in_the_data_dir() {
     assert!(text.contains("contract server starting"), "{text}");
 }
 
-/// The sample function, if it was built into the same target directory (it is when the
-/// workspace's tests are run together).
-fn hello_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("nimbus-hello");
-    candidate.is_file().then_some(candidate)
-}
-
 #[tokio::test]
 async fn runs_the_sample_function() {
     let Some(hello) = hello_binary() else {

@@ -143,6 +143,45 @@ pub fn ingress(name: &str, host: &str, splits: &[(&str, u32)], timeout: Duration
     }
 }
 
+/// `ingress` with every split limited to `container_concurrency` requests per instance.
+pub fn with_concurrency(mut ingress: Ingress, container_concurrency: u32) -> Ingress {
+    for split in ingress.rules.iter_mut().flat_map(|r| &mut r.splits) {
+        split.container_concurrency = container_concurrency;
+    }
+    ingress
+}
+
+/// Publishes `addrs` as the ready instances of `revision` (ids `<revision>-1`, `-2`, ...).
+pub fn publish_all(endpoints: &EndpointRegistry, revision: &str, addrs: &[SocketAddr]) {
+    let ready = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| endpoint(revision, i + 1, *addr))
+        .collect();
+    endpoints.set(
+        &RevisionKey::new(NS, revision),
+        RevisionEndpoints {
+            ready,
+            failure: None,
+        },
+    );
+}
+
+/// The HTTP/1.1 endpoint `publish_all` gives the `n`-th (1-based) address of `revision`.
+pub fn endpoint(revision: &str, n: usize, addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        id: format!("{revision}-{n}"),
+        addr,
+        protocol: Protocol::Http1,
+    }
+}
+
+/// An address nothing listens on: connections to it are refused.
+pub fn dead_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// Publishes `addr` as the only ready instance of `revision`.
 pub fn publish(endpoints: &EndpointRegistry, revision: &str, addr: SocketAddr, protocol: Protocol) {
     let ready = vec![Endpoint {
@@ -177,12 +216,20 @@ impl TestRouter {
 }
 
 pub async fn start_router() -> TestRouter {
-    let endpoints = EndpointRegistry::new();
-    let config = RouterConfig {
+    start_router_with(Router::new(EndpointRegistry::new(), test_config())).await
+}
+
+/// The router configuration of the tests: short connect timeout, otherwise the defaults.
+pub fn test_config() -> RouterConfig {
+    RouterConfig {
         connect_timeout: Duration::from_secs(2),
         ..RouterConfig::default()
-    };
-    let router = Router::new(endpoints.clone(), config);
+    }
+}
+
+/// Serves `router` (built on its own registry) on 127.0.0.1:0.
+pub async fn start_router_with(router: Router) -> TestRouter {
+    let endpoints = router.endpoints().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

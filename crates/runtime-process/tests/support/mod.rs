@@ -1,16 +1,17 @@
 //! Helpers for the process-runtime tests: specs, a fast runtime, event-driven waiting with
-//! deadlines, a tiny HTTP client and process-liveness checks.
+//! deadlines, a tiny HTTP client, a load probe the test controls and process-liveness checks.
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_runtime::{
-    InstanceSpec, Protocol, RevisionKey, RevisionPhase, RevisionRuntimeStatus, Runtime,
+    Endpoint, InstanceSpec, LoadProbe, Protocol, RevisionEndpoints, RevisionKey, RevisionPhase,
+    RevisionRuntimeStatus, Runtime,
 };
 use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig, RestartBackoff};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,6 +66,32 @@ pub fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
 /// The contract-checking Python server (binds `$PORT` itself).
 pub fn python_server(revision: &str) -> InstanceSpec {
     spec(revision, &["python3", &fixture("contract_server.py")])
+}
+
+/// A socket-activated Python server; with `gate`, it accepts only once that file exists.
+pub fn activated_server(revision: &str, gate: Option<&Path>) -> InstanceSpec {
+    let mut spec = spec(revision, &["python3", &fixture("activated_server.py")]);
+    spec.socket_activation = true;
+    if let Some(gate) = gate {
+        spec.env = vec![("GATE".into(), gate.to_string_lossy().into_owned())];
+    }
+    spec
+}
+
+/// A server with `/sleep?ms=N`: the sample function when it is built, else the Python one.
+pub fn sleepy_server(revision: &str) -> InstanceSpec {
+    match hello_binary() {
+        Some(hello) => spec(revision, &[hello.to_str().unwrap()]),
+        None => python_server(revision),
+    }
+}
+
+/// The sample function, if it was built into the same target directory (it is when its tests
+/// are built in the same run, e.g. `cargo test -p nimbus-runtime-process -p nimbus-hello`).
+pub fn hello_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.parent()?.join("nimbus-hello");
+    candidate.is_file().then_some(candidate)
 }
 
 pub fn fixture(name: &str) -> String {
@@ -124,9 +151,78 @@ pub fn addrs(runtime: &ProcessRuntime, revision: &RevisionKey) -> Vec<SocketAddr
         .unwrap_or_default()
 }
 
+/// The published failure of a revision, if any.
+pub fn published_failure(runtime: &ProcessRuntime, revision: &RevisionKey) -> Option<String> {
+    runtime.endpoints().get(revision)?.failure.clone()
+}
+
+/// The published endpoints.
+pub fn endpoints(runtime: &ProcessRuntime, revision: &RevisionKey) -> Vec<Endpoint> {
+    let endpoints = runtime.endpoints().get(revision);
+    endpoints.map(|e| e.ready.clone()).unwrap_or_default()
+}
+
+/// A load probe whose in-flight counts the test sets (as the router would count requests).
+#[derive(Default)]
+pub struct FakeProbe {
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl FakeProbe {
+    pub fn set(&self, endpoint: &Endpoint, in_flight: usize) {
+        let mut map = self.in_flight.lock().unwrap();
+        map.insert(endpoint.id.clone(), in_flight);
+    }
+}
+
+impl LoadProbe for FakeProbe {
+    fn in_flight(&self, endpoint: &Endpoint) -> usize {
+        let map = self.in_flight.lock().unwrap();
+        map.get(&endpoint.id).copied().unwrap_or(0)
+    }
+}
+
+/// Wait (event-driven, with a deadline) until the revision's published endpoints satisfy `done`.
+pub async fn wait_published(
+    runtime: &ProcessRuntime,
+    revision: &RevisionKey,
+    what: &str,
+    done: impl Fn(&RevisionEndpoints) -> bool,
+) -> RevisionEndpoints {
+    let deadline = Instant::now() + PATIENCE;
+    let registry = runtime.endpoints();
+    let mut changes = registry.watch();
+    loop {
+        let published = registry.get(revision).map(|e| (*e).clone()).unwrap_or_default();
+        if done(&published) {
+            return published;
+        }
+        let next = tokio::time::timeout_at(deadline, changes.changed()).await;
+        assert!(next.is_ok(), "timed out waiting for {what}; last: {published:?}");
+    }
+}
+
+/// Pids of live processes whose environment names this revision (`K_REVISION`).
+pub fn instance_pids(revision: &RevisionKey) -> Vec<i32> {
+    let marker = format!("K_REVISION={}", revision.name).into_bytes();
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+        e.ok()?.file_name().to_str()?.parse::<i32>().ok()
+    });
+    pids.filter(|pid| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        environ.split(|&b| b == 0).any(|var| var == marker) && alive(*pid)
+    })
+    .collect()
+}
+
 /// `GET path` with HTTP/1.0; returns the body (panics unless the status is 200).
 pub async fn get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    get_over(stream, path).await
+}
+
+/// `GET path` over a connection made earlier.
+pub async fn get_over(mut stream: tokio::net::TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();

@@ -1,0 +1,161 @@
+//! Cold start of the sample function through the process runtime: the time from `set_desired(1)`
+//! to the endpoint being published and to the first response, with readiness polling (the
+//! program binds `$PORT`), with socket activation, and with socket activation reached through an
+//! `sh -c 'exec …'` hop (what setting `LISTEN_PID` via the shell would cost). Prints a table; it
+//! asserts nothing about time.
+//!
+//! ```text
+//! cargo build --release -p nimbus-hello
+//! cargo run --release -p nimbus-runtime-process --example cold_start [-- HELLO_BINARY [RUNS]]
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey, Runtime};
+use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One way of starting the sample function.
+struct Mode {
+    name: &'static str,
+    activated: bool,
+    via_sh: bool,
+}
+
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "port + readiness polling",
+        activated: false,
+        via_sh: false,
+    },
+    Mode {
+        name: "socket activation",
+        activated: true,
+        via_sh: false,
+    },
+    Mode {
+        name: "socket activation via sh hop",
+        activated: true,
+        via_sh: true,
+    },
+];
+
+/// One cold start: when the endpoint appeared and when the first response was complete.
+struct Sample {
+    published: Duration,
+    answered: Duration,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let hello = args.next().map(PathBuf::from).unwrap_or_else(sibling_hello);
+    let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50);
+    assert!(hello.is_file(), "{} not found; build nimbus-hello first", hello.display());
+    let runtime = ProcessRuntime::new(ProcessRuntimeConfig::default());
+    println!("{runs} cold starts of {} per mode (after one warm-up)\n", hello.display());
+    println!(
+        "{:<30} {:>15} {:>15} {:>18} {:>18} {:>8}",
+        "mode", "published p50", "published p90", "first answer p50", "first answer p90", "ratio"
+    );
+    let mut baseline = None;
+    for mode in &MODES {
+        let spec = spec(&hello, mode);
+        cold_start(&runtime, &spec).await; // warm-up: page cache, blocking threads
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            samples.push(cold_start(&runtime, &spec).await);
+        }
+        let published = percentiles(samples.iter().map(|s| s.published));
+        let answered = percentiles(samples.iter().map(|s| s.answered));
+        let base = *baseline.get_or_insert(answered.0);
+        println!(
+            "{:<30} {:>15} {:>15} {:>18} {:>18} {:>7.2}x",
+            mode.name,
+            ms(published.0),
+            ms(published.1),
+            ms(answered.0),
+            ms(answered.1),
+            answered.0.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    runtime.shutdown().await;
+}
+
+/// Start one instance, wait for its endpoint, ask `/` once, then remove it (waiting until the
+/// process is gone, so runs do not overlap).
+async fn cold_start(runtime: &Arc<ProcessRuntime>, spec: &InstanceSpec) -> Sample {
+    let registry = runtime.endpoints();
+    let mut changes = registry.watch();
+    let began = Instant::now();
+    runtime.set_desired(spec, 1).await.expect("valid spec");
+    let addr = loop {
+        let ready = registry.get(&spec.revision).and_then(|e| e.ready.first().cloned());
+        if let Some(endpoint) = ready {
+            break endpoint.addr;
+        }
+        changes.changed().await.expect("registry alive");
+    };
+    let published = began.elapsed();
+    first_response(addr).await;
+    let answered = began.elapsed();
+    runtime.remove(&spec.revision).await;
+    Sample {
+        published,
+        answered,
+    }
+}
+
+async fn first_response(addr: SocketAddr) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n";
+    stream.write_all(request).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("receive");
+    assert!(response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200"));
+}
+
+fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
+    let hello = hello.to_string_lossy().into_owned();
+    let command = if mode.via_sh {
+        vec!["/bin/sh".into(), "-c".into(), "exec \"$0\" \"$@\"".into(), hello]
+    } else {
+        vec![hello]
+    };
+    InstanceSpec {
+        revision: RevisionKey::new("bench", "hello-00001"),
+        runtime_class: "process".into(),
+        image: None,
+        command,
+        args: vec![],
+        env: vec![],
+        working_dir: None,
+        protocol: Protocol::Http1,
+        startup_timeout: Duration::from_secs(10),
+        socket_activation: mode.activated,
+        labels: BTreeMap::new(),
+    }
+}
+
+/// `nimbus-hello` next to this example's directory (`target/<profile>/examples/..`).
+fn sibling_hello() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target layout");
+    profile_dir.join("nimbus-hello")
+}
+
+/// (p50, p90).
+fn percentiles(samples: impl Iterator<Item = Duration>) -> (Duration, Duration) {
+    let mut sorted: Vec<Duration> = samples.collect();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
