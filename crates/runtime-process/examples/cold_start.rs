@@ -55,21 +55,34 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let hello = args.next().map(PathBuf::from).unwrap_or_else(sibling_hello);
     let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50);
-    assert!(hello.is_file(), "{} not found; build nimbus-hello first", hello.display());
+    assert!(
+        hello.is_file(),
+        "{} not found; build nimbus-hello first",
+        hello.display()
+    );
     let runtime = ProcessRuntime::new(ProcessRuntimeConfig::default());
-    println!("{runs} cold starts of {} per mode (after one warm-up)\n", hello.display());
+    println!(
+        "{runs} cold starts of {} per mode (after one warm-up)\n",
+        hello.display()
+    );
     println!(
         "{:<30} {:>15} {:>15} {:>18} {:>18} {:>8}",
         "mode", "published p50", "published p90", "first answer p50", "first answer p90", "ratio"
     );
-    let mut baseline = None;
-    for mode in &MODES {
-        let spec = spec(&hello, mode);
-        cold_start(&runtime, &spec).await; // warm-up: page cache, blocking threads
-        let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            samples.push(cold_start(&runtime, &spec).await);
+    let specs: Vec<InstanceSpec> = MODES.iter().map(|mode| spec(&hello, mode)).collect();
+    let mut samples: Vec<Vec<Sample>> = specs.iter().map(|_| Vec::new()).collect();
+    // Round-robin over the modes, so a change in machine load hits them all alike; run 0 warms
+    // up (page cache, blocking threads) and is not counted.
+    for run in 0..=runs {
+        for (spec, samples) in specs.iter().zip(&mut samples) {
+            let sample = cold_start(&runtime, spec).await;
+            if run > 0 {
+                samples.push(sample);
+            }
         }
+    }
+    let mut baseline = None;
+    for (mode, samples) in MODES.iter().zip(&samples) {
         let published = percentiles(samples.iter().map(|s| s.published));
         let answered = percentiles(samples.iter().map(|s| s.answered));
         let base = *baseline.get_or_insert(answered.0);
@@ -94,7 +107,9 @@ async fn cold_start(runtime: &Arc<ProcessRuntime>, spec: &InstanceSpec) -> Sampl
     let began = Instant::now();
     runtime.set_desired(spec, 1).await.expect("valid spec");
     let addr = loop {
-        let ready = registry.get(&spec.revision).and_then(|e| e.ready.first().cloned());
+        let ready = registry
+            .get(&spec.revision)
+            .and_then(|e| e.ready.first().cloned());
         if let Some(endpoint) = ready {
             break endpoint.addr;
         }
@@ -122,7 +137,12 @@ async fn first_response(addr: SocketAddr) {
 fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
     let hello = hello.to_string_lossy().into_owned();
     let command = if mode.via_sh {
-        vec!["/bin/sh".into(), "-c".into(), "exec \"$0\" \"$@\"".into(), hello]
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "exec \"$0\" \"$@\"".into(),
+            hello,
+        ]
     } else {
         vec![hello]
     };
@@ -144,7 +164,10 @@ fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
 /// `nimbus-hello` next to this example's directory (`target/<profile>/examples/..`).
 fn sibling_hello() -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target layout");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target layout");
     profile_dir.join("nimbus-hello")
 }
 

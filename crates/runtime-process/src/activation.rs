@@ -149,7 +149,10 @@ impl ActivatedExec {
             .into_iter()
             .filter(|(name, _)| !matches!(name.as_bytes(), b"LISTEN_FDS" | b"LISTEN_PID"))
             .collect();
-        let path = env.iter().find(|(n, _)| n == "PATH").map(|(_, v)| v.as_os_str());
+        let path = env
+            .iter()
+            .find(|(n, _)| n == "PATH")
+            .map(|(_, v)| v.as_os_str());
         let program = resolve(OsStr::new(&argv[0]), path, cwd)?;
         env.push(("LISTEN_FDS".into(), "1".into()));
         let mut entries = env.into_iter().map(entry).collect::<io::Result<Vec<_>>>()?;
@@ -312,7 +315,11 @@ mod tests {
 
     #[test]
     fn programs_are_looked_up_like_execvp() {
-        let sh = resolve(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None);
+        let sh = resolve(
+            OsStr::new("sh"),
+            Some(OsStr::new("/nonexistent:/bin")),
+            None,
+        );
         assert_eq!(sh.unwrap(), Path::new("/bin/sh"));
         let as_given = resolve(OsStr::new("./x"), None, None).unwrap();
         assert_eq!(as_given, Path::new("./x"));
@@ -325,12 +332,18 @@ mod tests {
         let ports = Arc::new(PortAllocator::default());
         let socket = ActivationSocket::bind(&ports).unwrap();
         let info = tcp_info(&socket.socket).unwrap();
-        assert_eq!(info.tcpi_sacked, BACKLOG as u32, "listeners report their backlog here");
+        assert_eq!(
+            info.tcpi_sacked, BACKLOG as u32,
+            "listeners report their backlog here"
+        );
         assert_eq!(accept_queue_len(&socket.socket).unwrap(), 0);
         let _queued = TcpStream::connect(socket.addr()).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while accept_queue_len(&socket.socket).unwrap() != 1 {
-            assert!(std::time::Instant::now() < deadline, "the connection was never queued");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the connection was never queued"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }

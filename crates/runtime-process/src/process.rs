@@ -280,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn environment_is_ours_then_the_contract_then_the_spec() {
+        let mut s = spec();
+        s.env = vec![
+            ("K_REVISION".into(), "mine".into()),
+            ("EXTRA".into(), "1".into()),
+            ("EXTRA".into(), "2".into()),
+        ];
+        let env = environment(&s, 9);
+        let get = |name: &str| env.get(std::ffi::OsStr::new(name)).cloned();
+        assert_eq!(get("PORT"), Some("9".into()));
+        assert_eq!(
+            get("K_REVISION"),
+            Some("mine".into()),
+            "the spec's env wins"
+        );
+        assert_eq!(get("EXTRA"), Some("2".into()), "later entries win");
+        assert!(NOT_INHERITED.iter().all(|name| get(name).is_none()));
+        assert_eq!(get("PATH").is_some(), std::env::var_os("PATH").is_some());
+    }
+
+    #[test]
     fn start_errors_have_reasons() {
         let e = StartError::WorkingDir {
             dir: "/nope".into(),

@@ -134,7 +134,12 @@ mod tests {
 
     #[test]
     fn victims_prefer_unready_then_newest() {
-        let instances = candidates(&[(1, Ready, 0), (2, NotReady, 0), (3, Ready, 0), (4, NotReady, 0)]);
+        let instances = candidates(&[
+            (1, Ready, 0),
+            (2, NotReady, 0),
+            (3, Ready, 0),
+            (4, NotReady, 0),
+        ]);
         assert_eq!(victims(&instances, 1), [4]);
         assert_eq!(victims(&instances, 3), [4, 2, 3]);
         assert_eq!(victims(&instances, 9), [4, 2, 3, 1]);
@@ -143,11 +148,20 @@ mod tests {
 
     #[test]
     fn victims_are_the_least_busy_first() {
-        let instances = candidates(&[(1, Ready, 0), (2, Ready, 3), (3, Ready, 1), (4, NotReady, 0)]);
+        let instances = candidates(&[
+            (1, Ready, 0),
+            (2, Ready, 3),
+            (3, Ready, 1),
+            (4, NotReady, 0),
+        ]);
         assert_eq!(victims(&instances, 1), [4]);
         assert_eq!(victims(&instances, 2), [4, 1]);
         assert_eq!(victims(&instances, 3), [4, 1, 3]);
         let busy_newest = candidates(&[(1, Ready, 0), (2, Ready, 5)]);
-        assert_eq!(victims(&busy_newest, 1), [1], "never the busy one while one is idle");
+        assert_eq!(
+            victims(&busy_newest, 1),
+            [1],
+            "never the busy one while one is idle"
+        );
     }
 }

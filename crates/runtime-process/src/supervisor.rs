@@ -19,7 +19,7 @@ use crate::activation::ActivationSocket;
 use crate::failure::Failure;
 use crate::output::{OutputSink, OutputTail};
 use crate::process::{self, Listen, RunningProcess, StartError};
-use crate::readiness::{self, NotReady};
+use crate::readiness::{self, NotReady, Pace};
 use crate::state::Shared;
 
 /// How often a draining instance's in-flight count is checked.
@@ -104,11 +104,12 @@ impl Supervisor {
         if early && !self.report_published(endpoint.clone()) {
             return self.stop(process, None).await; // removed while starting
         }
-        let timeout = self.spec.startup_timeout;
+        let (check, timeout) = (ready_check(&listen), self.spec.startup_timeout);
+        let pace = if early { Pace::Background } else { Pace::Eager };
         let started = tokio::select! {
             biased;
             _ = &mut *stop => None,
-            result = readiness::wait_ready(ready_check(&listen), &mut process, timeout) => Some(result),
+            result = readiness::wait_ready(check, pace, &mut process, timeout) => Some(result),
         };
         let port = listen.port();
         match started {
@@ -163,7 +164,8 @@ impl Supervisor {
         stop: &mut StopSignal,
     ) -> Outcome {
         if !self.report_ready(endpoint.clone()) {
-            return self.stop(process, None).await; // removed while starting
+            // Removed while starting; drained in case it had been published early.
+            return self.stop(process, Some(&endpoint)).await;
         }
         let since = Instant::now();
         let exited = tokio::select! {

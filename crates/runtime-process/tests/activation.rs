@@ -36,14 +36,20 @@ async fn published_before_accepting_and_the_first_request_still_succeeds() {
         answer["argv"],
         serde_json::json!([fixture("activated_server.py"), "one two"])
     );
-    wait_until(&runtime, &spec.revision, "accept confirmed", |s| s.ever_ready).await;
+    wait_until(&runtime, &spec.revision, "accept confirmed", |s| {
+        s.ever_ready
+    })
+    .await;
     runtime.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_program_that_exits_at_once_fails_and_is_unpublished() {
     let runtime = runtime();
-    let mut spec = spec("quitter-00001", &["sh", "-c", "echo no socket for me; exit 3"]);
+    let mut spec = spec(
+        "quitter-00001",
+        &["sh", "-c", "echo no socket for me; exit 3"],
+    );
     spec.socket_activation = true;
     runtime.set_desired(&spec, 1).await.unwrap();
     let (reason, message) = wait_failed(&runtime, &spec.revision).await;
@@ -59,7 +65,10 @@ async fn a_program_that_exits_at_once_fails_and_is_unpublished() {
     .await;
     assert!(published.ready.is_empty());
     let failure = published.failure.unwrap();
-    assert!(failure.starts_with("ExitCode3: process exited with code 3"), "{failure}");
+    assert!(
+        failure.starts_with("ExitCode3: process exited with code 3"),
+        "{failure}"
+    );
     assert!(!runtime.status(&spec.revision).unwrap().ever_ready);
     runtime.shutdown().await;
 }

@@ -32,7 +32,10 @@ async fn a_request_in_flight_completes_before_the_instance_is_stopped() {
     probe.set(&endpoint, 1); // the router counts the request before sending it
     let slow = tokio::spawn(get(endpoint.addr, "/sleep?ms=300"));
     runtime.set_desired(&spec, 0).await.unwrap(); // returns while the instance drains
-    assert!(addrs(&runtime, &spec.revision).is_empty(), "unpublished first");
+    assert!(
+        addrs(&runtime, &spec.revision).is_empty(),
+        "unpublished first"
+    );
     let body = slow.await.unwrap();
     assert!(body.starts_with("slept 300 ms"), "{body}");
     assert!(
@@ -58,10 +61,16 @@ async fn remove_waits_for_the_drain_and_the_stop() {
         let (runtime, key) = (runtime.clone(), spec.revision.clone());
         async move { runtime.remove(&key).await }
     });
-    wait_published(&runtime, &spec.revision, "unpublished", |e| e.ready.is_empty()).await;
+    wait_published(&runtime, &spec.revision, "unpublished", |e| {
+        e.ready.is_empty()
+    })
+    .await;
     let body = get(endpoint.addr, "/sleep?ms=50").await;
     assert!(body.starts_with("slept 50 ms"), "{body}");
-    assert!(!remove.is_finished(), "remove waits while requests are in flight");
+    assert!(
+        !remove.is_finished(),
+        "remove waits while requests are in flight"
+    );
     probe.set(&endpoint, 0);
     remove.await.unwrap();
     for pid in pids {
@@ -97,7 +106,10 @@ async fn scale_down_stops_the_idle_instance_not_the_busy_one() {
     probe.set(&busy, 1);
     let slow = tokio::spawn(get(busy.addr, "/sleep?ms=200"));
     runtime.set_desired(&spec, 1).await.unwrap();
-    assert_eq!(endpoints(&runtime, &spec.revision), [busy.clone()]);
+    assert_eq!(
+        endpoints(&runtime, &spec.revision),
+        std::slice::from_ref(&busy)
+    );
     let body = slow.await.unwrap();
     assert!(body.starts_with("slept 200 ms"), "{body}");
     probe.set(&busy, 0);

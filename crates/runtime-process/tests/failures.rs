@@ -164,7 +164,11 @@ async fn failure_is_published_until_scaled_to_zero_or_removed() {
         "{failure}"
     );
     runtime.set_desired(&spec, 0).await.unwrap();
-    assert_eq!(published_failure(&runtime, &spec.revision), None, "scaled to zero");
+    assert_eq!(
+        published_failure(&runtime, &spec.revision),
+        None,
+        "scaled to zero"
+    );
     runtime.set_desired(&spec, 1).await.unwrap();
     assert_eq!(
         published_failure(&runtime, &spec.revision),
@@ -176,7 +180,10 @@ async fn failure_is_published_until_scaled_to_zero_or_removed() {
     })
     .await;
     runtime.remove(&spec.revision).await;
-    assert!(runtime.endpoints().get(&spec.revision).is_none(), "no stale failure");
+    assert!(
+        runtime.endpoints().get(&spec.revision).is_none(),
+        "no stale failure"
+    );
 }
 
 #[tokio::test]

@@ -193,21 +193,27 @@ pub async fn wait_published(
     let registry = runtime.endpoints();
     let mut changes = registry.watch();
     loop {
-        let published = registry.get(revision).map(|e| (*e).clone()).unwrap_or_default();
+        let published = registry
+            .get(revision)
+            .map(|e| (*e).clone())
+            .unwrap_or_default();
         if done(&published) {
             return published;
         }
         let next = tokio::time::timeout_at(deadline, changes.changed()).await;
-        assert!(next.is_ok(), "timed out waiting for {what}; last: {published:?}");
+        assert!(
+            next.is_ok(),
+            "timed out waiting for {what}; last: {published:?}"
+        );
     }
 }
 
 /// Pids of live processes whose environment names this revision (`K_REVISION`).
 pub fn instance_pids(revision: &RevisionKey) -> Vec<i32> {
     let marker = format!("K_REVISION={}", revision.name).into_bytes();
-    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| {
-        e.ok()?.file_name().to_str()?.parse::<i32>().ok()
-    });
+    let pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok());
     pids.filter(|pid| {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         environ.split(|&b| b == 0).any(|var| var == marker) && alive(*pid)
