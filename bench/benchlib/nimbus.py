@@ -80,8 +80,9 @@ def deploy(procs: Processes, bin: Path, nimbus: Nimbus, backend: Path, dir: Path
     """Apply the pinned service, wait until the router serves it, and identify its instance."""
     manifest = dir / "service.yaml"
     manifest.write_text(SERVICE_YAML.format(name=SERVICE, command=backend))
+    # --data-dir lets the CLI find the admin token of this loopback server.
     procs.run("nimbus apply", [str(bin), "apply", "--server", f"http://{nimbus.api_addr}",
-                               "-f", str(manifest)], timeout_s=30)
+                               "--data-dir", str(dir / "nimbus-data"), "-f", str(manifest)], timeout_s=30)
     wait_http_ok(nimbus.router_addr, HOST, "the bench service through the router", 60, nimbus.child)
     return identify_instance(procs, nimbus)
 

@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// `True`, `False` or `Unknown`, as in Kubernetes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.pkg.apis.ConditionStatus")
+)]
 pub enum ConditionStatus {
     True,
     False,
@@ -23,6 +28,11 @@ impl ConditionStatus {
 
 /// One condition of a resource's status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.pkg.apis.Condition")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]

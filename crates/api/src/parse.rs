@@ -60,6 +60,29 @@ pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<Object>, Par
 /// Decode and validate one object given as JSON (the API server's entry point). `expected` is the
 /// kind named by the URL, if any; `apiVersion`/`kind` in the body must agree with it.
 pub fn decode_object(expected: Option<Kind>, value: Value) -> Result<Object, Vec<FieldError>> {
+    let decoded = decode_object_lenient(expected, value)?;
+    if decoded.unknown_fields.is_empty() {
+        Ok(decoded.object)
+    } else {
+        Err(decoded.unknown_fields)
+    }
+}
+
+/// A decoded, defaulted and valid object, and the unknown fields that were dropped from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    pub object: Object,
+    /// One error per unknown field (`path`, message); empty when the input had none.
+    pub unknown_fields: Vec<FieldError>,
+}
+
+/// Like [`decode_object`], but unknown fields do not fail the decode: they are dropped and
+/// returned, so the caller can decide (the API server's `fieldValidation=Warn|Ignore`). Unknown
+/// fields are still reported with the validation errors when the object is also invalid.
+pub fn decode_object_lenient(
+    expected: Option<Kind>,
+    value: Value,
+) -> Result<Decoded, Vec<FieldError>> {
     let kind = check_type_meta(expected, &value)?;
     let obj: Object = match kind {
         Kind::Service => Object::Service(decode_typed(&value)?),
@@ -68,14 +91,18 @@ pub fn decode_object(expected: Option<Kind>, value: Value) -> Result<Object, Vec
         Kind::Route => Object::Route(decode_typed(&value)?),
     };
     let mut obj = obj;
-    let mut errors = Vec::new();
-    unknown_fields(&value, &obj.to_json(), "", &mut errors);
+    let mut unknown = Vec::new();
+    unknown_fields(&value, &obj.to_json(), "", &mut unknown);
     crate::defaults::apply_defaults(&mut obj);
-    errors.extend(validate(&obj));
-    if errors.is_empty() {
-        Ok(obj)
+    let invalid = validate(&obj);
+    if invalid.is_empty() {
+        Ok(Decoded {
+            object: obj,
+            unknown_fields: unknown,
+        })
     } else {
-        Err(errors)
+        unknown.extend(invalid);
+        Err(unknown)
     }
 }
 

@@ -19,6 +19,11 @@ use crate::conditions::Condition;
 
 /// A Knative Service: a Configuration (the template) plus a Route (the traffic), managed together.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.Service")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     #[serde(default)]
@@ -35,15 +40,28 @@ pub struct Service {
 
 /// `ConfigurationSpec` and `RouteSpec` inline, as in Knative.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.ServiceSpec")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
+    /// The template of the revisions this Service's Configuration stamps out; every change
+    /// creates a new Revision.
     #[serde(default)]
     pub template: RevisionTemplateSpec,
+    /// How traffic is split between revisions. Empty: 100% to the latest ready revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<TrafficTarget>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.ServiceStatus")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +82,11 @@ pub struct ServiceStatus {
 
 /// Knative's duck-typed `status.address`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.Addressable")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Addressable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +96,11 @@ pub struct Addressable {
 // === Configuration ===
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.Configuration")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
     #[serde(default)]
@@ -88,13 +116,24 @@ pub struct Configuration {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.ConfigurationSpec")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationSpec {
+    /// The template of the revisions this Configuration stamps out.
     #[serde(default)]
     pub template: RevisionTemplateSpec,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.ConfigurationStatus")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +148,11 @@ pub struct ConfigurationStatus {
 
 /// The revision template: metadata (name, labels, annotations) plus the revision spec.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.RevisionTemplateSpec")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionTemplateSpec {
     #[serde(default)]
@@ -120,6 +164,11 @@ pub struct RevisionTemplateSpec {
 // === Revision ===
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.Revision")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
     #[serde(default)]
@@ -136,8 +185,14 @@ pub struct Revision {
 
 /// Knative's `RevisionSpec`: the allowed subset of a Kubernetes PodSpec plus serving fields.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.RevisionSpec")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionSpec {
+    /// The container to run (Knative: exactly one serving container).
     #[serde(default)]
     pub containers: Vec<Container>,
     /// Hard limit of concurrent requests per instance; 0 means unlimited.
@@ -188,6 +243,11 @@ pub struct RevisionSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.RevisionStatus")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,6 +263,11 @@ pub struct RevisionStatus {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.ContainerStatus")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     pub name: String,
@@ -213,6 +278,11 @@ pub struct ContainerStatus {
 // === Route ===
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.Route")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     #[serde(default)]
@@ -228,13 +298,24 @@ pub struct Route {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.RouteSpec")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteSpec {
+    /// How traffic is split between revisions and configurations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<TrafficTarget>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.RouteStatus")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,16 +332,26 @@ pub struct RouteStatus {
 
 /// One entry of `spec.traffic` / `status.traffic`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.serving.v1.TrafficTarget")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficTarget {
+    /// Exposes this target at its own URL, `<tag>-<route>.<namespace>.<domain>`, too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// A specific revision to send traffic to; exclusive with `latestRevision: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_name: Option<String>,
+    /// The configuration whose latest ready revision gets the traffic (Routes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration_name: Option<String>,
+    /// Follow the latest ready revision of the configuration instead of a named revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_revision: Option<bool>,
+    /// Share of the traffic, 0 to 100; the percents of all targets sum to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<i64>,
     /// Status only: the tag's own URL.

@@ -35,7 +35,7 @@ fn is_yaml(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().ends_with("yaml"))
 }
 
-fn rejected(e: BytesRejection) -> ApiError {
+pub(crate) fn rejected(e: BytesRejection) -> ApiError {
     if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge(format!(
             "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"

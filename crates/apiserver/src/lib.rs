@@ -7,20 +7,33 @@
 //! `resourceVersion`, by `nimbus-store`. It never reconciles anything: after each successful write
 //! it calls the [`WriteHook`] so the controller can be poked.
 //!
-//! | Path (under `/apis/serving.knative.dev/v1`) | Verbs |
+//! | Path | Verbs |
 //! |---|---|
-//! | `/{plural}` | GET list / watch across namespaces |
-//! | `/namespaces/{ns}/{plural}` | GET list / watch, POST create |
-//! | `/namespaces/{ns}/{plural}/{name}` | GET, PUT replace, DELETE (answers with the deleted object) |
-//! | `/namespaces/{ns}/{plural}/{name}/status` | GET, PUT replace status only |
+//! | `/healthz` | GET (the only path answered without the token) |
+//! | `/version`, `/api`, `/apis`, `/apis/serving.knative.dev[/v1]` | GET: discovery |
+//! | `/openapi/v3[/apis/serving.knative.dev/v1]`, `/openapi/v2` | GET: schemas |
+//! | `{API_PREFIX}/{plural}` | GET list / watch across namespaces |
+//! | `{API_PREFIX}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
+//! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
+//! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
+//!
+//! GETs answer a `meta.k8s.io` `Table` when asked (`kubectl get`); writes take `fieldManager`,
+//! `fieldValidation`, `dryRun` and (apply) `force`; see [`fields`] for field ownership.
 
 mod body;
+mod discovery;
+pub mod fields;
 mod list;
+mod openapi;
+mod params;
+mod patch;
 mod resources;
 mod selector;
 mod stamp;
 mod state;
 mod status;
+mod table;
+pub mod tls;
 mod watch;
 
 use std::future::Future;
@@ -34,10 +47,13 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use body::MAX_BODY_BYTES;
+pub use discovery::KUBERNETES_MINOR;
 pub use list::ListParams;
-pub use selector::{LabelSelector, SelectorError};
-pub use state::{ApiState, Caller, WriteHook};
-pub use status::{ApiError, Cause, Details};
+pub use params::{FieldValidation, WriteParams};
+pub use selector::{FieldSelector, LabelSelector, SelectorError};
+pub use state::{ApiState, Caller, DEFAULT_BOOKMARK_INTERVAL, PUBLIC_PATHS, WriteHook};
+pub use status::{ApiError, Cause, Details, FieldConflict};
+pub use tls::{TlsError, TlsIdentity};
 
 /// The path prefix of every resource: `/apis/serving.knative.dev/v1`.
 pub const API_PREFIX: &str = "/apis/serving.knative.dev/v1";
@@ -49,6 +65,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub fn app(state: ApiState) -> Router {
     let p = API_PREFIX;
     Router::new()
+        .route("/healthz", get(healthz))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::groups))
+        .route("/apis/serving.knative.dev", get(discovery::serving_group))
+        .route(p, get(discovery::serving_resources))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_root))
+        .route(
+            "/openapi/v3/apis/serving.knative.dev/v1",
+            get(openapi::v3_serving),
+        )
         .route(&format!("{p}/{{plural}}"), get(list::list_all))
         .route(
             &format!("{p}/namespaces/{{ns}}/{{plural}}"),
@@ -58,11 +86,14 @@ pub fn app(state: ApiState) -> Router {
             &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}"),
             get(resources::get)
                 .put(resources::replace)
+                .patch(resources::patch)
                 .delete(resources::delete),
         )
         .route(
             &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}/status"),
-            get(resources::get).put(resources::replace_status),
+            get(resources::get)
+                .put(resources::replace_status)
+                .patch(resources::patch_status),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -82,6 +113,29 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, app, shutdown).await
+}
+
+/// Like [`serve`], but the port speaks HTTPS with `identity` as well as plain HTTP (see
+/// [`tls`]): kubectl sends its token only over TLS.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    app: Router,
+    identity: &TlsIdentity,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(tls::DualListener::new(listener, identity)?, app, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = stopping.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -92,6 +146,10 @@ pub async fn serve(
         result = server => result,
         () = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
     }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 async fn not_found() -> ApiError {

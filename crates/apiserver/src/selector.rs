@@ -1,4 +1,6 @@
-//! Equality-based label selectors (`a=b,c!=d,e,!f`), as in `kubectl get -l`.
+//! Equality-based label selectors (`a=b,c!=d,e,!f`), as in `kubectl get -l`, and field
+//! selectors on `metadata.name` and `metadata.namespace` (what `kubectl wait` and
+//! `kubectl delete --wait` send).
 //!
 //! Pure parsing and matching; set-based selectors (`a in (x,y)`) are rejected with a message
 //! saying so rather than misread.
@@ -95,6 +97,70 @@ fn key(text: &str) -> Option<String> {
     (!k.is_empty() && !k.contains(['=', '!', ' '])).then(|| k.to_string())
 }
 
+/// A parsed field selector: `metadata.name=x,metadata.namespace!=y`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSelector {
+    requirements: Vec<(MetaField, bool, String)>,
+}
+
+/// The fields a field selector may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MetaField {
+    Name,
+    Namespace,
+}
+
+// === impl FieldSelector ===
+
+impl FieldSelector {
+    /// Parse `field=value`, `field==value` and `field!=value` terms; the empty string selects
+    /// everything.
+    pub fn parse(text: &str) -> Result<Self, SelectorError> {
+        let requirements = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_field_term)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { requirements })
+    }
+
+    /// Whether an object with this name and namespace is selected.
+    pub fn matches(&self, name: &str, namespace: &str) -> bool {
+        self.requirements.iter().all(|(field, equal, value)| {
+            let actual = match field {
+                MetaField::Name => name,
+                MetaField::Namespace => namespace,
+            };
+            (actual == value) == *equal
+        })
+    }
+}
+
+fn parse_field_term(text: &str) -> Result<(MetaField, bool, String), SelectorError> {
+    let err = |reason| SelectorError {
+        requirement: text.to_string(),
+        reason,
+    };
+    let (field, equal, value) = if let Some((f, v)) = text.split_once("!=") {
+        (f, false, v)
+    } else if let Some((f, v)) = text.split_once("==").or_else(|| text.split_once('=')) {
+        (f, true, v)
+    } else {
+        return Err(err("expected field=value or field!=value"));
+    };
+    let field = match field.trim() {
+        "metadata.name" => MetaField::Name,
+        "metadata.namespace" => MetaField::Namespace,
+        _ => {
+            return Err(err(
+                "field label not supported; use metadata.name or metadata.namespace",
+            ));
+        }
+    };
+    Ok((field, equal, value.trim().to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +195,19 @@ mod tests {
         assert!(sel(" , ").matches(None));
         assert!(sel("a!=b").matches(None));
         assert!(!sel("a").matches(None));
+    }
+
+    #[test]
+    fn field_selectors_on_name_and_namespace() {
+        let f = FieldSelector::parse("metadata.name=hello").unwrap();
+        assert!(f.matches("hello", "default"));
+        assert!(!f.matches("other", "default"));
+        let f = FieldSelector::parse("metadata.namespace!=kube-system,metadata.name==a").unwrap();
+        assert!(f.matches("a", "default"));
+        assert!(!f.matches("a", "kube-system"));
+        assert!(FieldSelector::parse("").unwrap().matches("x", "y"));
+        assert!(FieldSelector::parse("spec.x=1").is_err());
+        assert!(FieldSelector::parse("metadata.name").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the caller is.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
@@ -26,7 +27,15 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// Called after every successful write.
     pub on_write: Option<WriteHook>,
+    /// How often watches with `allowWatchBookmarks=true` get a `BOOKMARK` event.
+    pub bookmark_interval: Duration,
 }
+
+/// Kubernetes sends bookmarks about once a minute; Nimbus a little more often, as it is cheap.
+pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Paths answered without a token: liveness only.
+pub const PUBLIC_PATHS: [&str; 1] = ["/healthz"];
 
 /// The authenticated caller, recorded in `creator`/`lastModifier` annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,12 +50,19 @@ impl ApiState {
             store,
             token: None,
             on_write: None,
+            bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
         }
     }
 
     /// Require `Authorization: Bearer <token>` on every request.
     pub fn with_token(mut self, token: impl Into<Arc<str>>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Send watch bookmarks this often.
+    pub fn with_bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
         self
     }
 
@@ -89,12 +105,13 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = &state.token {
+    let public = PUBLIC_PATHS.contains(&req.uri().path());
+    if let Some(expected) = state.token.as_ref().filter(|_| !public) {
         let given = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = given.and_then(|v| v.strip_prefix("Bearer "));
+        let token = given.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes())) {
             return ApiError::Unauthorized.into_response();
         }

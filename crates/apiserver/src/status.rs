@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use nimbus_api::{FieldError, GROUP, Kind};
+use nimbus_api::{API_VERSION, FieldError, GROUP, Kind};
 use nimbus_store::StoreError;
 use serde_json::{Value, json};
 
@@ -40,6 +40,22 @@ pub enum ApiError {
     /// The body is larger than the server accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// A body in a format this endpoint does not take (e.g. a strategic merge patch).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// No representation the client accepts.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// A well-formed request that cannot be carried out as asked (e.g. a JSON patch whose
+    /// `test` fails or whose path is missing).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A server-side apply would change fields other managers own.
+    #[error("{}", conflict_message(.conflicts))]
+    ApplyConflict {
+        details: Details,
+        conflicts: Vec<FieldConflict>,
+    },
     /// Missing or wrong bearer token.
     #[error("Unauthorized")]
     Unauthorized,
@@ -62,6 +78,15 @@ pub struct Details {
     pub kind: String,
 }
 
+/// A field an apply would change although another manager owns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The other manager.
+    pub manager: String,
+    /// The field, as Kubernetes writes it: `.spec.traffic`.
+    pub field: String,
+}
+
 /// One entry of `details.causes`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cause {
@@ -80,6 +105,10 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ApplyConflict { .. } => StatusCode::CONFLICT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Expired(_) => StatusCode::GONE,
@@ -96,6 +125,10 @@ impl ApiError {
             Self::BadRequest(_) => "BadRequest",
             Self::Invalid { .. } => "Invalid",
             Self::TooLarge(_) => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Self::NotAcceptable(_) => "NotAcceptable",
+            Self::Unprocessable(_) => "Invalid",
+            Self::ApplyConflict { .. } => "Conflict",
             Self::Unauthorized => "Unauthorized",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::Expired(_) => "Expired",
@@ -120,7 +153,7 @@ impl ApiError {
             .collect();
         Self::Invalid {
             kind,
-            details: Details::new(kind, name),
+            details: Details::of_kind(kind, name),
             causes,
         }
     }
@@ -150,12 +183,16 @@ impl ApiError {
             Self::AlreadyExists { details } | Self::Conflict { details, .. } => (details, None),
             Self::Invalid {
                 details, causes, ..
-            } => (details, Some(causes)),
+            } => (details, Some(causes.iter().map(Cause::to_json).collect())),
+            Self::ApplyConflict { details, conflicts } => (
+                details,
+                Some(conflicts.iter().map(FieldConflict::to_json).collect()),
+            ),
             _ => return None,
         };
         let mut out = json!({ "name": details.name, "group": GROUP, "kind": details.kind });
         if let Some(causes) = causes {
-            out["causes"] = causes.iter().map(Cause::to_json).collect();
+            out["causes"] = Value::Array(causes);
         }
         Some(out)
     }
@@ -198,12 +235,58 @@ impl From<StoreError> for ApiError {
 // === impl Details ===
 
 impl Details {
+    /// Details naming the resource (`services`), as Kubernetes does for most errors.
     pub fn new(kind: Kind, name: &str) -> Self {
         Self {
             name: name.to_string(),
             kind: kind.plural().to_string(),
         }
     }
+
+    /// Details naming the kind (`Service`), as Kubernetes does for `Invalid`: kubectl prints
+    /// `The Service "hello" is invalid: ...` from them.
+    pub fn of_kind(kind: Kind, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: kind.as_str().to_string(),
+        }
+    }
+}
+
+// === impl FieldConflict ===
+
+impl FieldConflict {
+    fn to_json(&self) -> Value {
+        json!({
+            "reason": "FieldManagerConflict",
+            "message": format!("conflict with \"{}\" using {API_VERSION}", self.manager),
+            "field": self.field,
+        })
+    }
+}
+
+/// Kubernetes' wording: `Apply failed with 1 conflict: conflict with "m" using g/v: .spec.x`.
+fn conflict_message(conflicts: &[FieldConflict]) -> String {
+    let n = conflicts.len();
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.sort_unstable();
+    managers.dedup();
+    if let ([one], [manager]) = (conflicts, managers.as_slice()) {
+        return format!(
+            "Apply failed with 1 conflict: conflict with \"{manager}\" using {API_VERSION}: {}",
+            one.field
+        );
+    }
+    let mut text = format!("Apply failed with {n} conflicts:");
+    for manager in managers {
+        text.push_str(&format!(
+            " conflicts with \"{manager}\" using {API_VERSION}:"
+        ));
+        for c in conflicts.iter().filter(|c| c.manager == manager) {
+            text.push_str(&format!("\n- {}", c.field));
+        }
+    }
+    text
 }
 
 // === impl Cause ===

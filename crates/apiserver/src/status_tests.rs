@@ -22,7 +22,7 @@ fn invalid_status_quotes_values_and_lists_causes() {
         status["message"],
         "Service.serving.knative.dev \"hello\" is invalid: [spec.x: Invalid value: 1: must be 2, spec.w: is required]"
     );
-    assert_eq!(status["details"]["kind"], "services");
+    assert_eq!(status["details"]["kind"], "Service");
     assert_eq!(status["details"]["causes"][0]["field"], "spec.x");
     assert_eq!(
         status["details"]["causes"][0]["reason"],

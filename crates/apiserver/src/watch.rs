@@ -7,6 +7,12 @@
 //! from the store's history; when that history is gone it gets one `ERROR` event carrying a 410
 //! `Expired` Status and the stream ends, telling the client to list again. The stream also ends
 //! when the client goes away (the body is dropped) or after `timeoutSeconds`.
+//!
+//! With `allowWatchBookmarks=true` the stream also carries a `BOOKMARK` event (an object with
+//! only `metadata.resourceVersion`) every [`ApiState::bookmark_interval`], so an idle watcher
+//! can resume from a recent version; with `sendInitialEvents=true` the initial `ADDED` events
+//! end with a bookmark annotated `k8s.io/initial-events-end: "true"`. When the client asked for
+//! a `Table`, every event's object is a one-row Table.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -23,8 +29,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::list::ListParams;
-use crate::selector::LabelSelector;
+use crate::params::is_true;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::state::ApiState;
 use crate::status::ApiError;
+use crate::table::Format;
 
 /// Which objects a list or watch returns.
 #[derive(Clone, Debug)]
@@ -33,6 +42,7 @@ pub struct WatchFilter {
     /// `None`: all namespaces.
     pub namespace: Option<String>,
     pub selector: LabelSelector,
+    pub fields: FieldSelector,
 }
 
 impl WatchFilter {
@@ -44,18 +54,34 @@ impl WatchFilter {
                 .as_deref()
                 .is_none_or(|ns| ns == obj.namespace())
             && self.selector.matches(obj.metadata().labels.as_ref())
+            && self.fields.matches(obj.name(), obj.namespace())
     }
 }
 
 /// Start a watch: a 200 response whose body streams events until the client leaves.
 pub fn respond(
-    store: Arc<Store>,
+    state: &ApiState,
     filter: WatchFilter,
     params: &ListParams,
+    format: Format,
 ) -> Result<Response, ApiError> {
-    let start = start_version(params.resource_version.as_deref())?;
+    let initial = params.send_initial_events.as_deref().is_some_and(is_true);
+    let start = match initial {
+        true => None,
+        false => start_version(params.resource_version.as_deref())?,
+    };
     let timeout = timeout(params.timeout_seconds.as_deref())?;
-    let cursor = Cursor::start(store, filter, start)?;
+    let bookmarks = params
+        .allow_watch_bookmarks
+        .as_deref()
+        .is_some_and(is_true)
+        .then_some(state.bookmark_interval);
+    let options = Options {
+        format,
+        bookmarks,
+        initial_events_end: initial && bookmarks.is_some(),
+    };
+    let cursor = Cursor::start(state.store.clone(), filter, start, options)?;
     let events = futures::stream::unfold(cursor, Cursor::next);
     let events = match timeout {
         Some(t) => events.take_until(tokio::time::sleep(t)).boxed(),
@@ -86,10 +112,21 @@ fn timeout(seconds: Option<&str>) -> Result<Option<Duration>, ApiError> {
     Ok(Some(Duration::from_secs(secs)))
 }
 
+/// How a stream is written.
+#[derive(Clone, Copy, Debug)]
+struct Options {
+    format: Format,
+    /// `Some(interval)` when bookmarks were asked for.
+    bookmarks: Option<Duration>,
+    /// End the initial events with an `initial-events-end` bookmark.
+    initial_events_end: bool,
+}
+
 /// Where a watch stream is: lines ready to send, and the broadcast to read next.
 struct Cursor {
     store: Arc<Store>,
     filter: WatchFilter,
+    options: Options,
     rx: broadcast::Receiver<WatchEvent>,
     /// Highest resourceVersion already accounted for; older broadcast events are skipped.
     seen: u64,
@@ -100,18 +137,29 @@ struct Cursor {
 // === impl Cursor ===
 
 impl Cursor {
-    fn start(store: Arc<Store>, filter: WatchFilter, from: Option<u64>) -> Result<Self, ApiError> {
+    fn start(
+        store: Arc<Store>,
+        filter: WatchFilter,
+        from: Option<u64>,
+        options: Options,
+    ) -> Result<Self, ApiError> {
         let rx = store.watch();
         let mut cursor = Self {
             store,
             filter,
+            options,
             rx,
             seen: 0,
             pending: VecDeque::new(),
             done: false,
         };
         match from {
-            None => cursor.send_current()?,
+            None => {
+                cursor.send_current()?;
+                if cursor.options.initial_events_end {
+                    cursor.bookmark(true);
+                }
+            }
             Some(rv) => {
                 cursor.seen = rv;
                 cursor.catch_up()?;
@@ -125,7 +173,8 @@ impl Cursor {
             .store
             .list(self.filter.kind, self.filter.namespace.as_deref())?;
         for obj in listed.items.iter().filter(|o| self.filter.matches(o)) {
-            self.pending.push_back(line("ADDED", obj.to_json()));
+            let object = self.render(obj);
+            self.pending.push_back(line("ADDED", object));
         }
         self.seen = listed.resource_version;
         Ok(())
@@ -151,9 +200,28 @@ impl Cursor {
         }
         self.seen = event.resource_version;
         if self.filter.matches(&event.object) {
-            self.pending
-                .push_back(line(event.type_.as_str(), event.object.to_json()));
+            let object = self.render(&event.object);
+            self.pending.push_back(line(event.type_.as_str(), object));
         }
+    }
+
+    fn render(&self, obj: &Object) -> Value {
+        let rv = obj.metadata().resource_version.clone();
+        self.options.format.render(obj.to_json(), rv.as_deref())
+    }
+
+    /// A `BOOKMARK` at the last resourceVersion sent.
+    fn bookmark(&mut self, initial_events_end: bool) {
+        let mut metadata = json!({ "resourceVersion": self.seen.to_string() });
+        if initial_events_end {
+            metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let object = json!({
+            "kind": self.filter.kind.as_str(),
+            "apiVersion": nimbus_api::API_VERSION,
+            "metadata": metadata,
+        });
+        self.pending.push_back(line("BOOKMARK", object));
     }
 
     async fn next(mut self) -> Option<(Bytes, Self)> {
@@ -164,10 +232,20 @@ impl Cursor {
             if self.done {
                 return None;
             }
-            match self.rx.recv().await {
-                Ok(event) => self.accept(event),
-                Err(RecvError::Lagged(_)) => self.recover(),
-                Err(RecvError::Closed) => return None,
+            let every = self.options.bookmarks;
+            let tick = async move {
+                match every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = self.rx.recv() => match received {
+                    Ok(event) => self.accept(event),
+                    Err(RecvError::Lagged(_)) => self.recover(),
+                    Err(RecvError::Closed) => return None,
+                },
+                () = tick => self.bookmark(false),
             }
         }
     }

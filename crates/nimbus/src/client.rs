@@ -1,11 +1,12 @@
 //! A small client of the Nimbus API (Kubernetes-style REST), with errors taken from the server's
-//! `Status` objects.
+//! `Status` objects. Server and bearer token are found as kubectl would (see `kubeconfig.rs`).
 
 use anyhow::{Context as _, bail};
 use nimbus_api::{Kind, Object};
 use serde_json::Value;
 
 use crate::ClientOpts;
+use crate::kubeconfig;
 
 pub struct Client {
     http: reqwest::Client,
@@ -24,12 +25,30 @@ impl Client {
     }
 
     pub fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
+        let creds = kubeconfig::resolve(&kubeconfig::Sources {
+            server: opts.server.clone(),
+            token: opts.token.clone(),
+            kubeconfig: opts.kubeconfig.clone(),
+            kubeconfig_env: std::env::var("KUBECONFIG").ok(),
+            home: std::env::var_os("HOME").map(Into::into),
+            context: opts.context.clone(),
+            data_dir: opts.data_dir.clone(),
+        })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &creds.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the API token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("nimbus/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
         Ok(Self {
             http,
-            base: opts.server.trim_end_matches('/').to_string(),
+            base: creds.server,
             namespace: opts.namespace.clone(),
         })
     }
@@ -122,6 +141,14 @@ impl Client {
         let status = resp.status();
         let body = resp.text().await.context("reading the API response")?;
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the Nimbus API at {} refused the request (401 Unauthorized): give a token with \
+                 --token/NIMBUS_TOKEN, a kubeconfig from `nimbus kubeconfig` (--kubeconfig, KUBECONFIG), \
+                 or --data-dir pointing at the server's data directory",
+                self.base
+            );
+        }
         if !status.is_success() {
             let message = value
                 .get("message")

@@ -5,11 +5,14 @@ mod client;
 mod cmd_apply;
 mod cmd_deploy;
 mod cmd_get;
+mod kubeconfig;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,17 +26,31 @@ struct Cli {
     command: Command,
 }
 
-/// Options shared by client commands.
+/// Options shared by client commands. How server and token are found: see `kubeconfig.rs`.
 #[derive(clap::Args, Clone)]
 pub struct ClientOpts {
-    /// API server URL (as printed by `nimbus serve`).
+    /// API server URL (as printed by `nimbus serve`); overrides the kubeconfig's
+    /// [default: the kubeconfig context's server, else http://127.0.0.1:8081].
+    #[arg(long, env = "NIMBUS_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Bearer token; overrides the kubeconfig and the data directory's token file.
+    #[arg(long, env = "NIMBUS_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: its current-context].
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Data directory of a local `nimbus serve`, whose admin.token is used for a loopback
+    /// server when no other token is given.
     #[arg(
         long,
-        env = "NIMBUS_SERVER",
-        default_value = "http://127.0.0.1:8081",
+        env = "NIMBUS_DATA_DIR",
+        default_value = ".nimbus",
         global = true
     )]
-    pub server: String,
+    pub data_dir: PathBuf,
     /// Namespace.
     #[arg(short = 'n', long, default_value = "default", global = true)]
     pub namespace: String,
@@ -73,6 +90,16 @@ enum Command {
     },
     /// Create or update a host-process service from a command line (like `kn service create`).
     Deploy(cmd_deploy::DeployArgs),
+    /// Print a kubeconfig for the admin token of a data directory (for kubectl and the CLI).
+    Kubeconfig {
+        /// The data directory of `nimbus serve`.
+        #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+        data_dir: PathBuf,
+        /// The API server URL (as printed by `nimbus serve`); written with `https://`, as
+        /// kubectl sends tokens only over TLS and the API port speaks both.
+        #[arg(long, env = "NIMBUS_SERVER", default_value = kubeconfig::DEFAULT_SERVER)]
+        server: String,
+    },
     /// Run the sample function (used by `serve --sample`, tests and benchmarks).
     #[command(hide = true)]
     SampleFunction,
@@ -121,6 +148,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
         Command::Deploy(args) => cmd_deploy::run(args).await,
+        Command::Kubeconfig { data_dir, server } => {
+            let hint = "has `nimbus serve --data-dir` run with this directory?";
+            let token = kubeconfig::read_token(&data_dir).context(hint)?;
+            let ca = nimbus_apiserver::tls::ca_data(&data_dir).context(hint)?;
+            let server = kubeconfig::https(&server);
+            print!("{}", kubeconfig::render(&server, &ca, &token));
+            Ok(())
+        }
         Command::SampleFunction => Ok(nimbus_hello::run().await?),
     }
 }

@@ -131,8 +131,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let controller = Controller::new(ctx);
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
+    let tls = nimbus_apiserver::TlsIdentity::load_or_create(&args.data_dir, api_addr)?;
     let app =
-        nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()).with_token(token));
+        nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()).with_token(token))
+            .merge(crate::metrics::routes(router.clone(), scaler.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -143,7 +145,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let stop = stopped(stop_rx.clone());
         async move { router.serve(http, stop).await }
     });
-    let api_task = tokio::spawn(nimbus_apiserver::serve(api, app, stopped(stop_rx.clone())));
+    let api_stop = stopped(stop_rx.clone());
+    let api_task =
+        tokio::spawn(
+            async move { nimbus_apiserver::serve_with_tls(api, app, &tls, api_stop).await },
+        );
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let scaler_task = tokio::spawn(scaler.run(stopped(stop_rx.clone())));
 
@@ -151,7 +157,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("nimbus: API listening on http://{api_addr}");
     println!("nimbus: data in {}", args.data_dir.display());
     println!(
-        "nimbus: API token in {} (kubectl: nimbus kubeconfig --data-dir {} --server http://{api_addr} > kubeconfig)",
+        "nimbus: API token in {} (HTTPS for kubectl on the same port: nimbus kubeconfig --data-dir {} --server https://{api_addr} > kubeconfig)",
         crate::kubeconfig::token_path(&args.data_dir).display(),
         args.data_dir.display()
     );

@@ -230,7 +230,13 @@ async fn protocol_faults_get_clear_answers() {
     let mut svc = nimbus.service("good").await.unwrap();
     svc["metadata"]["resourceVersion"] = "1".into();
     svc["spec"]["template"]["spec"]["timeoutSeconds"] = 7.into();
-    let resp = http.put(&url).json(&svc).send().await.unwrap();
+    let resp = nimbus
+        .api_client()
+        .put(&url)
+        .json(&svc)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 409);
     let status: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(status["reason"], "Conflict");

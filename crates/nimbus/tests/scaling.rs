@@ -12,7 +12,10 @@ use nimbus_testkit::{Nimbus, RouterClient};
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 
 fn service(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String {
-    let annotations: String = annotations.iter().map(|(k, v)| format!("        {k}: \"{v}\"\n")).collect();
+    let annotations: String = annotations
+        .iter()
+        .map(|(k, v)| format!("        {k}: \"{v}\"\n"))
+        .collect();
     format!(
         r#"apiVersion: serving.knative.dev/v1
 kind: Service
@@ -36,8 +39,15 @@ spec:
 async fn start_with(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
     let nimbus = Nimbus::start_with(Path::new(BIN), &["--autoscaler-tick", "250ms"]).unwrap();
     let out = nimbus.apply(yaml);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    nimbus.wait_service_ready(name, Duration::from_secs(30)).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nimbus
+        .wait_service_ready(name, Duration::from_secs(30))
+        .await
+        .unwrap();
     let client = RouterClient::new(&nimbus.http_addr);
     (nimbus, client)
 }
@@ -45,32 +55,57 @@ async fn start_with(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
 /// The revision's (actual, desired) replicas from its status.
 async fn replicas(nimbus: &Nimbus, revision: &str) -> (i64, i64) {
     let rev = nimbus
-        .api_get(&format!("/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}"))
+        .api_get(&format!(
+            "/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}"
+        ))
         .await
         .unwrap()
         .unwrap();
     let s = &rev["status"];
-    (s["actualReplicas"].as_i64().unwrap_or(-1), s["desiredReplicas"].as_i64().unwrap_or(-1))
+    (
+        s["actualReplicas"].as_i64().unwrap_or(-1),
+        s["desiredReplicas"].as_i64().unwrap_or(-1),
+    )
 }
 
-async fn wait_replicas(nimbus: &Nimbus, revision: &str, timeout: Duration, ok: impl Fn(i64, i64) -> bool) -> (i64, i64) {
+async fn wait_replicas(
+    nimbus: &Nimbus,
+    revision: &str,
+    timeout: Duration,
+    ok: impl Fn(i64, i64) -> bool,
+) -> (i64, i64) {
     let deadline = Instant::now() + timeout;
     loop {
         let r = replicas(nimbus, revision).await;
         if ok(r.0, r.1) {
             return r;
         }
-        assert!(Instant::now() < deadline, "{revision}: replicas {r:?} never satisfied the condition");
+        assert!(
+            Instant::now() < deadline,
+            "{revision}: replicas {r:?} never satisfied the condition"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// `clients` concurrent loops GETting `path` until `stop`; returns (ok, failed) counts.
-fn load(client: &RouterClient, host: &str, path: &str, clients: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
+fn load(
+    client: &RouterClient,
+    host: &str,
+    path: &str,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
     let ok = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (client, host, path, stop, ok) = (client.clone(), host.to_string(), path.to_string(), stop.clone(), ok.clone());
+        let (client, host, path, stop, ok) = (
+            client.clone(),
+            host.to_string(),
+            path.to_string(),
+            stop.clone(),
+            ok.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::SeqCst) {
@@ -100,15 +135,42 @@ async fn scales_to_zero_and_back_with_the_cold_start_header() {
     let host = "idle.default.localhost";
     let warm = client.get(host, "/").await.unwrap();
     assert_eq!(warm.status, 200);
-    assert!(warm.headers.get("x-nimbus-cold-start").is_none(), "a warm request has no cold-start header");
-    wait_replicas(&nimbus, "idle-00001", Duration::from_secs(40), |actual, desired| actual == 0 && desired == 0).await;
+    assert!(
+        warm.headers.get("x-nimbus-cold-start").is_none(),
+        "a warm request has no cold-start header"
+    );
+    wait_replicas(
+        &nimbus,
+        "idle-00001",
+        Duration::from_secs(40),
+        |actual, desired| actual == 0 && desired == 0,
+    )
+    .await;
     let table = nimbus.cli_ok(&["get", "revisions"]);
     assert!(table.contains("idle-00001"), "{table}");
     let cold = client.get(host, "/").await.unwrap();
     assert_eq!(cold.status, 200, "{cold:?}");
-    let waited = cold.headers.get("x-nimbus-cold-start").expect("cold-start header").to_str().unwrap().to_string();
+    let waited = cold
+        .headers
+        .get("x-nimbus-cold-start")
+        .expect("cold-start header")
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(waited.parse::<f64>().unwrap() > 0.0, "{waited}");
     assert!(cold.body.contains("revision: idle-00001"));
+    let metrics = reqwest::get(format!("{}/metrics", nimbus.api_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"nimbus_revision_cold_starts_total{namespace="default",revision="idle-00001"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,14 +179,31 @@ async fn a_burst_scales_up_and_back_down() {
     let (nimbus, client) = start_with(&yaml, "burst").await;
     let stop = Arc::new(AtomicBool::new(false));
     // 50 requests in flight (each holds 200 ms): target 10 at 70% → ceil(50 / 7) = 8 instances
-    let running = load(&client, "burst.default.localhost", "/sleep?ms=200", 50, stop.clone());
-    let (_, desired) = wait_replicas(&nimbus, "burst-00001", Duration::from_secs(30), |a, d| d >= 7 && a >= 7).await;
+    let running = load(
+        &client,
+        "burst.default.localhost",
+        "/sleep?ms=200",
+        50,
+        stop.clone(),
+    );
+    let (_, desired) = wait_replicas(&nimbus, "burst-00001", Duration::from_secs(30), |a, d| {
+        d >= 7 && a >= 7
+    })
+    .await;
     assert!(desired <= 12, "scaled far past the expected 8: {desired}");
     stop.store(true, Ordering::SeqCst);
     let (ok, failures) = running.await.unwrap();
-    assert!(failures.is_empty(), "{} failures, e.g. {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert!(ok > 0);
-    wait_replicas(&nimbus, "burst-00001", Duration::from_secs(40), |a, d| d <= 1 && a <= 1).await;
+    wait_replicas(&nimbus, "burst-00001", Duration::from_secs(40), |a, d| {
+        d <= 1 && a <= 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -132,11 +211,22 @@ async fn container_concurrency_one_never_overlaps() {
     let yaml = service("single", &[], "      containerConcurrency: 1\n");
     let (_nimbus, client) = start_with(&yaml, "single").await;
     let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&client, "single.default.localhost", "/overlap?ms=20", 5, stop.clone());
+    let running = load(
+        &client,
+        "single.default.localhost",
+        "/overlap?ms=20",
+        5,
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(20)).await;
     stop.store(true, Ordering::SeqCst);
     let (ok, failures) = running.await.unwrap();
-    assert!(failures.is_empty(), "{} non-200 answers, e.g. {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} non-200 answers, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert!(ok > 20, "only {ok} requests completed");
 }
 
@@ -148,16 +238,27 @@ async fn scale_down_under_steady_load_loses_nothing() {
     // scale up with a burst …
     let burst_stop = Arc::new(AtomicBool::new(false));
     let burst = load(&client, host, "/sleep?ms=200", 40, burst_stop.clone());
-    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(30), |a, _| a >= 4).await;
+    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(30), |a, _| {
+        a >= 4
+    })
+    .await;
     // … then keep a light steady load running while the burst ends and instances are removed
     let steady_stop = Arc::new(AtomicBool::new(false));
     let steady = load(&client, host, "/sleep?ms=50", 3, steady_stop.clone());
     burst_stop.store(true, Ordering::SeqCst);
-    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(40), |a, d| d <= 2 && a <= 2).await;
+    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(40), |a, d| {
+        d <= 2 && a <= 2
+    })
+    .await;
     steady_stop.store(true, Ordering::SeqCst);
     for (what, handle) in [("burst", burst), ("steady", steady)] {
         let (ok, failures) = handle.await.unwrap();
-        assert!(failures.is_empty(), "{what}: {} failures, e.g. {:?}", failures.len(), failures.first());
+        assert!(
+            failures.is_empty(),
+            "{what}: {} failures, e.g. {:?}",
+            failures.len(),
+            failures.first()
+        );
         assert!(ok > 0, "{what}: nothing completed");
     }
 }

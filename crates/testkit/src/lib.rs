@@ -18,6 +18,8 @@ pub struct Nimbus {
     _tmp: Option<tempfile::TempDir>,
     pub http_addr: String,
     pub api_addr: String,
+    /// The admin bearer token `nimbus serve` keeps in `<data_dir>/admin.token`.
+    pub token: String,
     /// Lines nimbus printed on stdout during start-up.
     pub startup_output: Vec<String>,
 }
@@ -72,6 +74,7 @@ impl Nimbus {
             _tmp: None,
             http_addr: String::new(),
             api_addr: String::new(),
+            token: String::new(),
             startup_output: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -92,6 +95,11 @@ impl Nimbus {
                 break;
             }
         }
+        let token_file = data_dir.join("admin.token");
+        n.token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("reading {}", token_file.display()))?
+            .trim()
+            .to_string();
         Ok(n)
     }
 
@@ -127,6 +135,55 @@ impl Nimbus {
         format!("http://{}", self.api_addr)
     }
 
+    /// The data directory `nimbus serve` runs with.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `nimbus kubeconfig` for this server, written to `<data_dir>/kubeconfig`; returns its path.
+    pub fn write_kubeconfig(&self) -> anyhow::Result<PathBuf> {
+        let out = Command::new(&self.bin)
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--server", &self.api_url()])
+            .env_remove("NIMBUS_SERVER")
+            .output()
+            .context("running nimbus kubeconfig")?;
+        if !out.status.success() {
+            bail!(
+                "nimbus kubeconfig failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let path = self.data_dir.join("kubeconfig");
+        std::fs::write(&path, &out.stdout)?;
+        Ok(path)
+    }
+
+    /// A `nimbus` command aimed at this server with its token, and isolated from the
+    /// developer's own kubeconfig.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("NIMBUS_SERVER", self.api_url())
+            .env("NIMBUS_TOKEN", &self.token)
+            .env("KUBECONFIG", self.data_dir.join("no-kubeconfig"));
+        cmd
+    }
+
+    /// An HTTP client that sends this server's token.
+    pub fn api_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {}", self.token)
+            .parse()
+            .expect("a hex token is a valid header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client")
+    }
+
     pub fn http_port(&self) -> u16 {
         self.http_addr
             .rsplit(':')
@@ -137,9 +194,8 @@ impl Nimbus {
 
     /// Run a client command (`nimbus <args>`) against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
+        self.command()
             .args(args)
-            .env("NIMBUS_SERVER", self.api_url())
             .stdin(Stdio::null())
             .output()
             .expect("running the nimbus CLI")
@@ -161,9 +217,9 @@ impl Nimbus {
     /// `nimbus apply -f -` with `yaml` on standard input.
     pub fn apply(&self, yaml: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(&self.bin)
+        let mut child = self
+            .command()
             .args(["apply", "-f", "-"])
-            .env("NIMBUS_SERVER", self.api_url())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -180,7 +236,11 @@ impl Nimbus {
 
     /// GET a resource from the API as JSON (None on 404).
     pub async fn api_get(&self, path: &str) -> anyhow::Result<Option<serde_json::Value>> {
-        let resp = reqwest::get(format!("{}{path}", self.api_url())).await?;
+        let resp = self
+            .api_client()
+            .get(format!("{}{path}", self.api_url()))
+            .send()
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }

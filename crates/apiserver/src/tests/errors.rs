@@ -25,7 +25,7 @@ async fn validation_errors_are_422_with_every_cause() {
     let details = &body["details"];
     assert_eq!(details["name"], "hello");
     assert_eq!(details["group"], "serving.knative.dev");
-    assert_eq!(details["kind"], "services");
+    assert_eq!(details["kind"], "Service");
     let fields: Vec<&str> = details["causes"]
         .as_array()
         .unwrap()
@@ -242,13 +242,7 @@ async fn unknown_plurals_and_paths_are_404() {
 #[tokio::test]
 async fn wrong_method_is_405_status() {
     let (app, _) = test_app();
-    let (code, body) = call(
-        &app,
-        Method::PATCH,
-        &url(&format!("{SVC}/x")),
-        Some(&json!({})),
-    )
-    .await;
+    let (code, body) = call(&app, Method::DELETE, &url(SVC), None).await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
     assert_status(&body, 405, "MethodNotAllowed");
 }

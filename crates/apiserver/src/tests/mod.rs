@@ -1,7 +1,11 @@
 //! Service-level tests: requests through `app()` with `oneshot`, over an in-memory store.
 
+mod apply;
 mod crud;
+mod discovery;
 mod errors;
+mod paging;
+mod patch;
 mod serve;
 mod watch;
 
@@ -59,6 +63,27 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
     (status, value)
 }
+
+/// A request with a JSON body of the given content type.
+fn with_body(method: Method, uri: &str, content_type: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .expect("valid request")
+}
+
+/// A GET with an `Accept` header.
+fn get_accepting(uri: &str, accept: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("accept", accept)
+        .body(Body::empty())
+        .expect("valid request")
+}
+
+/// What kubectl get sends.
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
 async fn call(
     app: &Router,

@@ -10,18 +10,18 @@ const SVC: &str = "/namespaces/default/services";
 const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Reads newline-delimited JSON events from a streaming body.
-struct Events {
+pub(super) struct Events {
     body: axum::body::BodyDataStream,
     buffer: Vec<u8>,
 }
 
 impl Events {
-    async fn open(app: &Router, uri: &str) -> Self {
-        let resp = app
-            .clone()
-            .oneshot(request(Method::GET, uri, None))
-            .await
-            .expect("infallible");
+    pub(super) async fn open(app: &Router, uri: &str) -> Self {
+        Self::open_request(app, request(Method::GET, uri, None)).await
+    }
+
+    pub(super) async fn open_request(app: &Router, req: Request<Body>) -> Self {
+        let resp = app.clone().oneshot(req).await.expect("infallible");
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "application/json");
         Self {
@@ -31,7 +31,7 @@ impl Events {
     }
 
     /// The next event, or `None` when the stream ended; panics past the deadline.
-    async fn next(&mut self) -> Option<Value> {
+    pub(super) async fn next(&mut self) -> Option<Value> {
         tokio::time::timeout(DEADLINE, self.read_line())
             .await
             .expect("no watch event before the deadline")

@@ -1,0 +1,220 @@
+//! Driving `nimbus serve` for the benchmark: start it, create idle services, wait for zero.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http;
+
+pub struct Server {
+    child: Child,
+    pub router: String,
+    pub api: String,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(bin: &Path) -> Result<Self, String> {
+        let data_dir =
+            std::env::temp_dir().join(format!("nimbus-coldstart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--autoscaler-tick",
+                "500ms",
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .env("NIMBUS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (mut router, mut api) = (String::new(), String::new());
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("nimbus: router listening on http://") {
+                router = a.trim().to_string();
+            }
+            if let Some(a) = line.strip_prefix("nimbus: API listening on http://") {
+                api = a.trim().to_string();
+            }
+            if line.starts_with("nimbus: ready") {
+                break;
+            }
+        }
+        if router.is_empty() || api.is_empty() {
+            return Err("nimbus did not print its addresses".into());
+        }
+        Ok(Self {
+            child,
+            router,
+            api,
+            data_dir,
+        })
+    }
+
+    fn auth(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .ok()
+            .map(|t| format!("Bearer {}", t.trim()))
+    }
+
+    fn api(&self, method: &str, path: &str, body: &str) -> Result<serde_json::Value, String> {
+        let auth = self.auth();
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, _, body) = http::request(&self.api, method, path, &headers, body.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{method} {path}: HTTP {status}: {body}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    /// Create one idle-able service per name, all running `hello`.
+    pub fn deploy_idle(
+        &self,
+        names: &[String],
+        hello: &Path,
+        socket_activation: bool,
+    ) -> Result<(), String> {
+        for name in names {
+            let mut annotations = serde_json::json!({
+                "autoscaling.knative.dev/window": "6s",
+                "nimbus.dev/scale-to-zero-grace-period": "0s",
+            });
+            if socket_activation {
+                annotations["nimbus.dev/socket-activation"] = "true".into();
+            }
+            let svc = serde_json::json!({
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"template": {
+                    "metadata": {"annotations": annotations},
+                    "spec": {"runtimeClassName": "process", "containers": [{"command": [hello.display().to_string()]}]}
+                }}
+            });
+            self.api(
+                "POST",
+                "/apis/serving.knative.dev/v1/namespaces/default/services",
+                &svc.to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Create a service with a concurrency target, running `hello`.
+    pub fn deploy_target(&self, name: &str, hello: &Path, target: u32) -> Result<(), String> {
+        let svc = serde_json::json!({
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"template": {
+                "metadata": {"annotations": {"autoscaling.knative.dev/target": target.to_string()}},
+                "spec": {"runtimeClassName": "process", "containers": [{"command": [hello.display().to_string()]}]}
+            }}
+        });
+        self.api(
+            "POST",
+            "/apis/serving.knative.dev/v1/namespaces/default/services",
+            &svc.to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// Wait until a revision reports at least `n` ready instances.
+    pub fn wait_ready_replicas(
+        &self,
+        revision: &str,
+        n: i64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let path =
+                format!("/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}");
+            if let Ok(rev) = self.api("GET", &path, "")
+                && rev["status"]["actualReplicas"].as_i64().unwrap_or(0) >= n
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{revision} did not reach {n} ready instances in {timeout:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until every service's revision was ready once and is now at zero instances.
+    pub fn wait_all_at_zero(&self, names: &[String], timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let revs = self.api(
+                "GET",
+                "/apis/serving.knative.dev/v1/namespaces/default/revisions",
+                "",
+            )?;
+            let items = revs["items"].as_array().cloned().unwrap_or_default();
+            let at_zero = items
+                .iter()
+                .filter(|r| {
+                    let ready = r["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    });
+                    ready
+                        && r["status"]["actualReplicas"] == 0
+                        && r["status"]["desiredReplicas"] == 0
+                })
+                .count();
+            if at_zero >= names.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {at_zero} of {} revisions reached zero in {timeout:?}",
+                    names.len()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// One request through the router to an idle service, timed to the first response byte.
+    pub fn cold_request(&self, name: &str) -> Result<Duration, String> {
+        let host = format!("{name}.default.localhost");
+        let start = Instant::now();
+        http::first_byte(&self.router, &host, "/").map_err(|e| e.to_string())?;
+        Ok(start.elapsed())
+    }
+
+    pub fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SIGTERM lets nimbus stop its instances; fall back to kill.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}

@@ -1,0 +1,124 @@
+//! PATCH bodies: which kind of patch a `Content-Type` names, and applying JSON merge patches
+//! (RFC 7386) and JSON patches (RFC 6902) to an object's JSON.
+//!
+//! Server-side apply (`application/apply-patch+yaml`) is a merge driven by field ownership and
+//! lives in [`crate::fields`]. Strategic merge patches are refused with 415, as Kubernetes
+//! refuses them for custom resources: they need Go struct tags Nimbus's types do not have.
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::status::ApiError;
+
+/// The patch types served, by `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/json-patch+json`
+    Json,
+    /// `application/apply-patch+yaml`: server-side apply.
+    Apply,
+}
+
+/// The accepted media types, as Kubernetes lists them in its 415 answer.
+const ACCEPTED: &str =
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+
+/// The patch type of a request, or 415 for any other `Content-Type`.
+pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/apply-patch+yaml" => Ok(PatchType::Apply),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: {ACCEPTED}"
+        ))),
+    }
+}
+
+/// Apply a JSON merge patch to `doc`. A body that is not JSON is a 400.
+pub fn merge(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest(
+            "error decoding patch: a merge patch must be a JSON object".into(),
+        ));
+    }
+    json_patch::merge(doc, &patch);
+    Ok(())
+}
+
+/// Apply a JSON patch to `doc`: an undecodable patch is a 400, one that cannot be applied
+/// (a failed `test`, a missing path) a 422, as in Kubernetes.
+pub fn json(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let patch: json_patch::Patch = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    json_patch::patch(doc, &patch).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn content_types() {
+        let t = |ct| patch_type(&headers(ct));
+        assert_eq!(t("application/merge-patch+json").unwrap(), PatchType::Merge);
+        assert_eq!(
+            t("application/json-patch+json; charset=utf-8").unwrap(),
+            PatchType::Json
+        );
+        assert_eq!(t("application/apply-patch+yaml").unwrap(), PatchType::Apply);
+        let err = t("application/strategic-merge-patch+json").unwrap_err();
+        assert_eq!(err.code(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(patch_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn merge_and_json_patches() {
+        let mut doc = json!({"spec": {"a": 1, "b": 2}});
+        merge(&mut doc, br#"{"spec": {"a": null, "c": 3}}"#).unwrap();
+        assert_eq!(doc, json!({"spec": {"b": 2, "c": 3}}));
+        json(
+            &mut doc,
+            br#"[{"op": "replace", "path": "/spec/b", "value": 5}]"#,
+        )
+        .unwrap();
+        assert_eq!(doc["spec"]["b"], 5);
+    }
+
+    #[test]
+    fn malformed_patches_are_400_and_failed_ones_422() {
+        let mut doc = json!({});
+        assert_eq!(
+            merge(&mut doc, b"{").unwrap_err().code(),
+            http::StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            merge(&mut doc, b"[1]").unwrap_err().code(),
+            http::StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            json(&mut doc, br#"[{"op": "frobnicate"}]"#)
+                .unwrap_err()
+                .code(),
+            http::StatusCode::BAD_REQUEST
+        );
+        let err = json(&mut doc, br#"[{"op": "test", "path": "/x", "value": 1}]"#).unwrap_err();
+        assert_eq!(err.code(), http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

@@ -1,0 +1,71 @@
+//! Why a revision's component cannot be served, worded for the user: each variant has a
+//! CamelCase reason (reported as `Ready=False` with that reason) and a message naming the image.
+
+use std::path::PathBuf;
+
+/// A component that could not be loaded. [`LoadError::reason`] is what the revision's `Ready`
+/// condition shows.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The spec names no image at all.
+    #[error("the wasm runtime needs `image:` naming a .wasm component file")]
+    NoImage,
+    /// The image is not a local file reference (for example an OCI reference).
+    #[error(
+        "image {image:?} is not a local component: give an absolute path or a file:// URL to a \
+         .wasm file (OCI artifacts are not supported yet)"
+    )]
+    UnsupportedImage { image: String },
+    /// The file does not exist or cannot be read.
+    #[error("cannot read component {}: {source}", path.display())]
+    ImageNotFound {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is a core WebAssembly module, not a component.
+    #[error(
+        "{} is a core WebAssembly module, not a component; build for wasm32-wasip2 (or wrap it \
+         with `wasm-tools component new`)",
+        path.display()
+    )]
+    NotAComponent { path: PathBuf },
+    /// The file is not valid WebAssembly, or it failed to compile.
+    #[error("{} is not a valid WebAssembly component: {detail}", path.display())]
+    InvalidComponent { path: PathBuf, detail: String },
+    /// The component is valid but imports something the runtime does not provide, or does not
+    /// export `wasi:http/incoming-handler`.
+    #[error(
+        "{} does not target the wasi:http/proxy world (it must export \
+         wasi:http/incoming-handler@0.2 and import only WASI 0.2 interfaces): {detail}",
+        path.display()
+    )]
+    WrongWorld { path: PathBuf, detail: String },
+    /// The compile cache could not be written (the component itself is fine).
+    #[error("cannot write the compiled component to {}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The compile task did not finish (it panicked or the runtime is shutting down).
+    #[error("compiling the component was interrupted")]
+    Interrupted,
+}
+
+impl LoadError {
+    /// The CamelCase reason shown in the revision's conditions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoImage | Self::UnsupportedImage { .. } => "UnsupportedImage",
+            Self::ImageNotFound { .. } => "ImageNotFound",
+            Self::NotAComponent { .. } | Self::InvalidComponent { .. } => "InvalidComponent",
+            Self::WrongWorld { .. } => "WrongWorld",
+            Self::Cache { .. } => "CompileCacheError",
+            Self::Interrupted => "CompileInterrupted",
+        }
+    }
+}
+
+/// `error: cause: cause…` on one line (wasmtime errors keep their detail in the chain).
+pub(crate) fn chain(error: &wasmtime::Error) -> String {
+    format!("{error:#}")
+}

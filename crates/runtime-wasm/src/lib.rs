@@ -1,0 +1,49 @@
+//! The WebAssembly runtime: serves revisions whose container `image:` names a WebAssembly
+//! component (`runtimeClassName: wasm`) that exports `wasi:http/incoming-handler@0.2`.
+//!
+//! # Design
+//!
+//! - **Image.** `image:` is an absolute path or a `file://` URL to a `.wasm` component. OCI
+//!   artifacts are not supported yet (the revision fails with `UnsupportedImage`).
+//! - **Compile once per revision.** The first `set_desired` of a revision loads its component on
+//!   a blocking thread: the precompiled artifact comes from
+//!   `<data_dir>/wasm-cache/<engine>/<sha256>.cwasm` when present, otherwise the component is
+//!   compiled and the artifact written there (`<engine>` hashes wasmtime's precompile
+//!   compatibility, so artifacts of another version or configuration are never loaded). It is
+//!   then linked (WASI 0.2 + `wasi:http`) into a `ProxyPre` once.
+//! - **Instances are listeners.** The [`Runtime`](nimbus_runtime::Runtime) contract publishes
+//!   socket addresses, so an instance is an in-process HTTP/1.1 server on `127.0.0.1:0`; the
+//!   router proxies to it like to any instance. An instance is ready as soon as it listens,
+//!   which is a bind once the component is loaded: scaling from zero costs microseconds.
+//! - **One component instance per request** (the cold start), from the pooling allocator's
+//!   pre-reserved copy-on-write slots. Nothing survives between requests.
+//! - **Limits per request** ([`WasmRuntimeConfig`]): linear memory (a trap after a refused grow is
+//!   a 500 naming the limit), a deadline enforced by epoch interruption (a background thread
+//!   advances the epoch every `epoch_tick`; the client gets a 504), concurrency per instance,
+//!   request body size (413), outbound HTTP denied unless the host is allowed. A fault drops
+//!   only that request's store.
+//! - **Environment.** The component sees `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` and the
+//!   spec's `env` through `wasi:cli/environment`; it gets no preopened directory and no
+//!   socket address.
+//! - **Status.** Like the process runtime: `Starting` while loading, `Ready` once an instance
+//!   listens (or once loaded with zero wanted), `Failed` with a CamelCase reason when the
+//!   component cannot be served: `ImageNotFound`, `InvalidComponent` (not a component, not
+//!   valid), `WrongWorld` (missing export or unknown imports), `UnsupportedImage`.
+//!
+//! This crate decides nothing about *how many* instances run and never reads API objects.
+
+mod body;
+mod compile;
+mod config;
+mod engine;
+mod error;
+mod handler;
+mod host;
+mod image;
+mod runtime;
+mod server;
+mod state;
+
+pub use config::WasmRuntimeConfig;
+pub use error::LoadError;
+pub use runtime::{CompileStats, WasmRuntime, WasmRuntimeError};

@@ -1,0 +1,213 @@
+//! [`WasmRuntime`]: the [`Runtime`] implementation. The first `set_desired` of a revision
+//! starts loading its component on a blocking thread; instances (listeners) are started and
+//! stopped synchronously once it is loaded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use nimbus_runtime::{
+    EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError,
+    RuntimeEvent,
+};
+use tokio::sync::broadcast;
+
+use crate::compile::{self, Source};
+use crate::config::WasmRuntimeConfig;
+use crate::engine::{self, EpochTicker};
+use crate::error::LoadError;
+use crate::handler::App;
+use crate::image::component_path;
+use crate::server::Server;
+use crate::state::{Component, Shared};
+
+/// Labels the Knative runtime contract's `K_SERVICE` and `K_CONFIGURATION` come from.
+const LABEL_SERVICE: &str = "serving.knative.dev/service";
+const LABEL_CONFIGURATION: &str = "serving.knative.dev/configuration";
+
+/// Serves `wasi:http` components: one loopback HTTP listener per instance, one component
+/// instantiation per request.
+///
+/// Dropping the runtime aborts every instance at once; call [`Runtime::shutdown`] first to let
+/// in-flight requests finish.
+pub struct WasmRuntime {
+    shared: Arc<Shared>,
+}
+
+/// The engine could not be set up (for example: the pooling allocator could not reserve its
+/// address space).
+#[derive(Debug, thiserror::Error)]
+pub enum WasmRuntimeError {
+    #[error("cannot create the wasmtime engine: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// How revisions' components were obtained since the runtime started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Components compiled from their `.wasm` file.
+    pub compiled: u64,
+    /// Components loaded from the precompiled cache.
+    pub cache_hits: u64,
+}
+
+impl WasmRuntime {
+    /// A runtime publishing into its own endpoint registry.
+    pub fn new(config: WasmRuntimeConfig) -> Result<Arc<Self>, WasmRuntimeError> {
+        Self::with_registry(config, EndpointRegistry::new())
+    }
+
+    /// A runtime publishing into `registry`, shared with other runtimes so that one router
+    /// sees every revision's endpoints.
+    pub fn with_registry(
+        config: WasmRuntimeConfig,
+        registry: EndpointRegistry,
+    ) -> Result<Arc<Self>, WasmRuntimeError> {
+        let engine =
+            engine::engine(&config).map_err(|e| WasmRuntimeError::Engine(format!("{e:#}")))?;
+        let linker =
+            engine::linker(&engine).map_err(|e| WasmRuntimeError::Engine(format!("{e:#}")))?;
+        let ticker = EpochTicker::spawn(engine, config.epoch_tick)?;
+        let shared = Shared::new(Arc::new(config), linker, registry, ticker);
+        Ok(Arc::new(Self {
+            shared: Arc::new(shared),
+        }))
+    }
+
+    /// Where precompiled components are cached (`None` without a data directory).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        let data_dir = self.shared.config.data_dir.as_deref()?;
+        Some(compile::cache_dir(self.shared.linker.engine(), data_dir))
+    }
+
+    pub fn compile_stats(&self) -> CompileStats {
+        let stats = &self.shared.stats;
+        CompileStats {
+            compiled: stats.compiled.load(Ordering::Relaxed),
+            cache_hits: stats.cached.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for WasmRuntime {
+    async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
+        let (created, surplus) = self
+            .shared
+            .upsert(spec, |revision, created| {
+                revision.desired = replicas;
+                (created, revision.reconcile())
+            })
+            .ok_or(RuntimeError::ShuttingDown)?;
+        if created {
+            spawn_load(Arc::clone(&self.shared), spec.clone());
+        }
+        surplus.into_iter().for_each(|server| drop(server.stop()));
+        Ok(())
+    }
+
+    async fn remove(&self, revision: &RevisionKey) {
+        stop_and_wait(self.shared.take(Some(revision))).await;
+    }
+
+    fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus> {
+        self.shared.status(revision)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn endpoints(&self) -> EndpointRegistry {
+        self.shared.registry.clone()
+    }
+
+    async fn shutdown(&self) {
+        stop_and_wait(self.shared.take(None)).await;
+    }
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        self.shared.abort_all();
+    }
+}
+
+/// Load the revision's component off the async threads, then start its wanted instances.
+fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec) {
+    tokio::spawn(async move {
+        let key = spec.revision.clone();
+        let loader = Arc::clone(&shared);
+        let loaded = tokio::task::spawn_blocking(move || load(&loader, &spec))
+            .await
+            .unwrap_or(Err(LoadError::Interrupted));
+        let component = match loaded {
+            Ok(app) => Component::Loaded(Arc::new(app)),
+            Err(e) => {
+                tracing::warn!(revision = %key, reason = e.reason(), error = %e, "cannot serve the component");
+                Component::Failed(e.reason().to_owned(), format!("revision {key}: {e}"))
+            }
+        };
+        let surplus = shared.update(&key, |revision| {
+            revision.component = component;
+            revision.reconcile()
+        });
+        surplus
+            .into_iter()
+            .flatten()
+            .for_each(|server| drop(server.stop()));
+    });
+}
+
+fn load(shared: &Shared, spec: &InstanceSpec) -> Result<App, LoadError> {
+    let started = Instant::now();
+    let path = component_path(spec.image.as_deref())?;
+    let cache = shared
+        .config
+        .data_dir
+        .as_deref()
+        .map(|dir| compile::cache_dir(shared.linker.engine(), dir));
+    let (pre, source) = compile::load(&shared.linker, &path, cache.as_deref())?;
+    let counter = match source {
+        Source::Compiled => &shared.stats.compiled,
+        Source::Cached => &shared.stats.cached,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(revision = %spec.revision, path = %path.display(), ?source, elapsed = ?started.elapsed(), "component loaded");
+    Ok(App {
+        pre,
+        env: contract_env(spec),
+        config: Arc::clone(&shared.config),
+    })
+}
+
+/// The component's environment: `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`, then the spec's
+/// env; a later entry for the same name replaces an earlier one.
+fn contract_env(spec: &InstanceSpec) -> Vec<(String, String)> {
+    let label = |name: &str| spec.labels.get(name).cloned().unwrap_or_default();
+    let contract = [
+        ("K_SERVICE".to_owned(), label(LABEL_SERVICE)),
+        ("K_CONFIGURATION".to_owned(), label(LABEL_CONFIGURATION)),
+        ("K_REVISION".to_owned(), spec.revision.name.clone()),
+    ];
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (name, value) in contract.into_iter().chain(spec.env.iter().cloned()) {
+        match env.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => env.push((name, value)),
+        }
+    }
+    env
+}
+
+/// Stop the instances and wait until each has drained.
+async fn stop_and_wait(servers: Vec<Server>) {
+    let tasks: Vec<_> = servers.into_iter().map(Server::stop).collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,151 @@
+//! The Rust example component (`examples/hello-wasm`, built here for wasm32-wasip2): serving,
+//! environment, scaling, and its fault routes contained. Skipped, with the reason printed,
+//! when the wasm32-wasip2 target is not installed (`faults.rs` still covers the runtime).
+
+mod support;
+
+use nimbus_runtime::Runtime;
+use support::*;
+
+/// The example's image, or return early (skipping the test) when it cannot be built.
+macro_rules! hello_or_skip {
+    () => {
+        match hello_wasm() {
+            Some(path) => path.to_string_lossy().into_owned(),
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn answers_with_the_env_var_and_the_path() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mut spec = spec("hello-00001", &format!("file://{image}"));
+    spec.env = vec![
+        ("TARGET".into(), "first".into()),
+        ("TARGET".into(), "Nimbus".into()),
+    ];
+    let addr = serve_one(&runtime, &spec).await;
+    let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
+    assert_eq!(endpoints.ready[0].id, "hello-00001-1");
+    assert!(endpoints.ready[0].addr.ip().is_loopback());
+    let (status, body) = get(addr, "/some/path?x=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "Hello Nimbus! You asked for /some/path?x=1\n");
+    runtime.shutdown().await;
+    assert!(runtime.endpoints().get(&spec.revision).is_none());
+}
+
+#[tokio::test]
+async fn scales_to_zero_and_back() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let spec = spec("hello-00001", &image);
+    let first = serve_one(&runtime, &spec).await;
+    runtime.set_desired(&spec, 0).await.unwrap();
+    assert!(runtime.endpoints().get(&spec.revision).is_none());
+    assert_eq!(runtime.status(&spec.revision).unwrap().actual, 0);
+    runtime.set_desired(&spec, 2).await.unwrap();
+    let again = addrs(&runtime, &spec.revision);
+    assert_eq!(again.len(), 2, "listening at once, no compile");
+    assert!(!again.contains(&first));
+    for addr in again {
+        assert_eq!(
+            get(addr, "/").await,
+            (200, "Hello World! You asked for /\n".into())
+        );
+    }
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_500_and_the_next_request_is_fine() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
+    let (status, body) = get(addr, "/trap").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("the component trapped"), "{body}");
+    assert_eq!(get(addr, "/after").await.0, 200);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_a_504_and_the_next_request_is_fine() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
+    let started = std::time::Instant::now();
+    let (looped, meanwhile) = tokio::join!(get(addr, "/loop"), async {
+        tokio::time::sleep(TIMEOUT / 5).await;
+        get(addr, "/meanwhile").await
+    });
+    assert_eq!(meanwhile.0, 200, "served while another request spins");
+    assert_eq!(looped.0, 504, "{}", looped.1);
+    assert!(started.elapsed() < TIMEOUT * 10);
+    assert_eq!(get(addr, "/after").await.0, 200);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn unbounded_allocation_is_a_500_at_the_memory_limit() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
+    let (status, body) = get(addr, "/alloc").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("memory limit of 32 MiB"), "{body}");
+    assert_eq!(get(addr, "/after").await.0, 200);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_declared_or_streamed() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
+    let small = vec![b'x'; MAX_BODY as usize];
+    let big = vec![b'x'; MAX_BODY as usize + 1];
+    let post = |body| send(addr, http::Method::POST, "/echo", body);
+    assert_eq!(
+        post(Body::Fixed(small.clone())).await,
+        (200, "1024 bytes\n".into())
+    );
+    assert_eq!(
+        post(Body::Chunked(small)).await,
+        (200, "1024 bytes\n".into())
+    );
+    assert_eq!(post(Body::Fixed(big.clone())).await.0, 413);
+    assert_eq!(post(Body::Chunked(big)).await.0, 413);
+    assert_eq!(get(addr, "/after").await.0, 200);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn outbound_http_is_denied_unless_the_host_is_allowed() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let denying = runtime(dir.path());
+    let addr = serve_one(&denying, &spec("hello-00001", &image)).await;
+    let (status, body) = get(addr, &format!("/fetch?{addr}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+
+    let allowing = runtime_with(dir.path(), |c| {
+        c.allowed_outbound_hosts = vec!["127.0.0.1".into()]
+    });
+    let other = serve_one(&allowing, &spec("hello-00001", &image)).await;
+    assert_eq!(
+        get(other, &format!("/fetch?{addr}")).await.1,
+        "fetched: 200\n"
+    );
+    denying.shutdown().await;
+    allowing.shutdown().await;
+}
