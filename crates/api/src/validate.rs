@@ -35,6 +35,30 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
     v.0
 }
 
+/// Rules that compare an update with the stored object. Knative's: a user-chosen revision name
+/// (`spec.template.metadata.name`) names one immutable template, so changing the template while
+/// keeping the name is refused.
+pub fn validate_update(old: &Object, new: &Object) -> Vec<FieldError> {
+    let template = |o: &Object| match o {
+        Object::Service(s) => Some(s.spec.template.clone()),
+        Object::Configuration(c) => Some(c.spec.template.clone()),
+        _ => None,
+    };
+    let (Some(before), Some(after)) = (template(old), template(new)) else {
+        return vec![];
+    };
+    match (&before.metadata.name, &after.metadata.name) {
+        (Some(a), Some(b)) if a == b && before != after => vec![FieldError::new(
+            "spec.template.metadata.name",
+            format!(
+                "{b:?} already names a revision with a different template; revisions are immutable, \
+                 so change the name along with the template (or remove it to get generated names)"
+            ),
+        )],
+        _ => vec![],
+    }
+}
+
 #[derive(Default)]
 struct Errors(Vec<FieldError>);
 

@@ -304,9 +304,29 @@ impl<'a> Writer<'a> {
         if self.params.dry_run()? {
             return Ok(Written::new(StatusCode::OK, obj, warnings));
         }
-        let updated = self.state.store.update(obj)?;
+        let updated = self.store_update(obj)?;
         self.state.written(&updated);
         Ok(Written::new(StatusCode::OK, updated, warnings))
+    }
+
+    /// Write a spec update after the rules that compare it with the stored object.
+    fn store_update(&self, obj: Object) -> Result<Object, ApiError> {
+        if let Some(stored) = self
+            .state
+            .store
+            .get(obj.kind(), obj.namespace(), obj.name())?
+        {
+            let errors = nimbus_api::validate::validate_update(&stored, &obj);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(
+                    obj.kind(),
+                    obj.name(),
+                    &errors,
+                    &obj.to_json(),
+                ));
+            }
+        }
+        Ok(self.state.store.update(obj)?)
     }
 
     /// Replace only the status of the object `requested` describes.
@@ -415,7 +435,7 @@ impl<'a> Writer<'a> {
         if self.params.dry_run()? {
             return Ok(Written::new(StatusCode::OK, obj, warnings));
         }
-        let updated = self.state.store.update(obj)?;
+        let updated = self.store_update(obj)?;
         self.state.written(&updated);
         Ok(Written::new(StatusCode::OK, updated, warnings))
     }

@@ -244,3 +244,34 @@ async fn protocol_faults_get_clear_answers() {
     assert_eq!(now["spec"]["template"]["spec"]["timeoutSeconds"], 300);
     assert_eq!(now["metadata"]["generation"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_revision_name_with_a_new_template_is_refused() {
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let named = |target: &str| {
+        process_svc(
+            "named",
+            BIN,
+            "sample-function",
+            &format!("{{name: TARGET, value: {target}}}"),
+            "",
+        )
+        .replace("    metadata:\n", "    metadata:\n      name: named-v1\n")
+    };
+    let out = nimbus.apply(&named("one"));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = nimbus.apply(&named("two"));
+    assert!(
+        !out.status.success(),
+        "a changed template under the same name was accepted"
+    );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("spec.template.metadata.name") && err.contains("immutable"),
+        "{err}"
+    );
+    // a metadata-only change under the same name is fine
+    let out = nimbus
+        .apply(&named("one").replace("  name: named\n", "  name: named\n  labels: {team: x}\n"));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
