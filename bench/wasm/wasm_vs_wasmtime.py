@@ -81,7 +81,9 @@ def apply(procs: Processes, bin: Path, api: str, dir: Path, name: str, image: Pa
     lines = "\n".join(f'        {k}: "{v}"' for k, v in annotations.items())
     manifest = dir / f"{name}.yaml"
     manifest.write_text(SERVICE_YAML.format(name=name, image=image, annotations=lines))
-    procs.run("nimbus apply", [str(bin), "apply", "--server", f"http://{api}", "-f", str(manifest)],
+    # --data-dir lets the CLI find the admin token of this loopback server.
+    procs.run("nimbus apply", [str(bin), "apply", "--server", f"http://{api}",
+                               "--data-dir", str(dir / "nimbus-data"), "-f", str(manifest)],
               timeout_s=30)
 
 
@@ -107,17 +109,19 @@ def first_byte_s(addr: str, host: str, timeout_s: float = 30) -> float:
     return elapsed
 
 
-def ready_replicas(api: str, service: str) -> int:
+def ready_replicas(api: str, service: str, dir: Path) -> int:
     url = f"http://{api}/apis/serving.knative.dev/v1/namespaces/default/revisions"
-    with urllib.request.urlopen(url, timeout=5) as r:
+    token = (dir / "nimbus-data" / "admin.token").read_text().strip()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as r:
         items = json.load(r).get("items", [])
     return sum((i.get("status") or {}).get("actualReplicas") or 0 for i in items
                if (i["metadata"].get("labels") or {}).get("serving.knative.dev/service") == service)
 
 
-def wait_zero(api: str, service: str, timeout_s: float = 60) -> None:
+def wait_zero(api: str, service: str, dir: Path, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    while ready_replicas(api, service) > 0:
+    while ready_replicas(api, service, dir) > 0:
         if time.monotonic() > deadline:
             raise BenchError(f"{service} did not scale to zero within {timeout_s:.0f}s")
         time.sleep(0.2)
@@ -157,9 +161,10 @@ def report(runs, cold, paths):
         base = {k: median_of(runs, load, "wasmtime", k) for k in ("rps", "p50_us", "p99_us")}
         for path in paths:
             m = {k: median_of(runs, load, path, k) for k in ("rps", "p50_us", "p99_us")}
+            ratio = " | ".join(f"{m[k] / base[k]:.2f}" if base[k] == base[k] else "—"
+                               for k in ("rps", "p50_us", "p99_us"))
             print(f"| {load} | {path} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | "
-                  f"{m['rps'] / base['rps']:.2f} | {m['p50_us'] / base['p50_us']:.2f} | "
-                  f"{m['p99_us'] / base['p99_us']:.2f} |")
+                  f"{ratio} |")
     if cold:
         print("\n| cold start (median of runs) | ms | ÷ wasmtime spawn |")
         print("|---|---:|---:|")
@@ -175,7 +180,7 @@ def cold_starts(procs, args, bin, api, router, dir, image, wasmtime):
     apply(procs, bin, api, dir, COLD, image, TO_ZERO)
     wait_http_ok(router, COLD_HOST, "the cold service", 120)
     for i in range(args.cold_runs):
-        wait_zero(api, COLD)
+        wait_zero(api, COLD, dir)
         cold["nimbus_zero_to_first_byte"].append(first_byte_s(router, COLD_HOST))
         cold["nimbus_warm_new_connection"].append(first_byte_s(router, COLD_HOST))
         print(f"  cold {i}: zero → first byte {cold['nimbus_zero_to_first_byte'][-1] * 1e3:.3f} ms",
@@ -212,11 +217,13 @@ def main() -> int:
     p.add_argument("--cold-runs", type=int, default=20)
     p.add_argument("--idle-threshold", type=float, default=0.9)
     p.add_argument("--quiet-max-wait", type=float, default=5)
+    p.add_argument("--no-peer", action="store_true",
+                   help="measure Nimbus only (no wasmtime serve; ratios are left blank)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     bin = args.bin_dir / "nimbus"
     for tool, path in (("wrk", shutil.which("wrk")), ("nimbus", bin if bin.exists() else None),
-                       ("wasmtime", args.wasmtime if args.wasmtime.exists() else None)):
+                       ("wasmtime", args.wasmtime if args.no_peer or args.wasmtime.exists() else None)):
         if path is None:
             print(f"missing {tool}: install wrk with `apt-get install -y wrk`, build nimbus with "
                   "`cargo build --release -p nimbus`, wasmtime with `cargo install wasmtime-cli "
@@ -226,14 +233,16 @@ def main() -> int:
     with Processes() as procs:
         image = build_component(dir / "guest")
         hook = wrk.write_hook(dir)
-        port = free_port()
-        start_wasmtime(procs, args.wasmtime, image, port, dir / "wasmtime.log")
-        wait_http_ok(f"127.0.0.1:{port}", "x", "wasmtime serve", 60)
+        urls: dict[str, tuple[str, str]] = {}
+        if not args.no_peer:
+            port = free_port()
+            start_wasmtime(procs, args.wasmtime, image, port, dir / "wasmtime.log")
+            wait_http_ok(f"127.0.0.1:{port}", "x", "wasmtime serve", 60)
+            urls["wasmtime"] = (f"http://127.0.0.1:{port}/", "x")
         n = nimbus.start(procs, bin, dir)
         apply(procs, bin, n.api_addr, dir, SERVICE, image, PINNED)
         wait_http_ok(n.router_addr, HOST, "the wasm service through the router", 120, n.child)
-        urls = {"wasmtime": (f"http://127.0.0.1:{port}/", "x"),
-                "nimbus": (f"http://{n.router_addr}/", HOST)}
+        urls["nimbus"] = (f"http://{n.router_addr}/", HOST)
         direct = instance_addr(dir / "nimbus.log", SERVICE)
         if direct:
             urls["runtime"] = (f"http://{direct}/", HOST)
@@ -243,7 +252,8 @@ def main() -> int:
         for load in (wrk.Load("saturation", 2, 50, args.duration),
                      wrk.Load("one-conn", 1, 1, args.duration)):
             measure(procs, load, urls, hook, args, runs)
-        cold = cold_starts(procs, args, bin, n.api_addr, n.router_addr, dir, image, args.wasmtime) \
+        peer = None if args.no_peer else args.wasmtime
+        cold = cold_starts(procs, args, bin, n.api_addr, n.router_addr, dir, image, peer) \
             if args.cold_runs else {}
     report(runs, cold, list(urls))
     if args.json:
