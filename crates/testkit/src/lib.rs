@@ -371,3 +371,40 @@ impl RouterClient {
         }
     }
 }
+
+/// Build the example component `examples/hello-wasm` into `target_dir` (release,
+/// wasm32-wasip2) and return the `.wasm` path; `None`, after printing why, when the
+/// wasm32-wasip2 standard library is not installed (`rustup target add wasm32-wasip2`).
+pub fn build_hello_wasm(target_dir: &Path) -> Option<PathBuf> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let lib = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib/wasm32-wasip2");
+    if !lib.is_dir() {
+        eprintln!(
+            "SKIPPED: {} is missing; run `rustup target add wasm32-wasip2`",
+            lib.display()
+        );
+        return None;
+    }
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello-wasm/Cargo.toml");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building examples/hello-wasm failed");
+    Some(target_dir.join("wasm32-wasip2/release/hello_wasm.wasm"))
+}
