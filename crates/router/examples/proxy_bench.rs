@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo build --release -p nimbus-router --example proxy_bench
-//! proxy_bench <backend addr> [listen addr] [seconds]
+//! [PROXY_BENCH_WORKERS=N] proxy_bench <backend addr> [listen addr] [seconds]
 //! wrk -t1 -c1 -d5 -H 'Host: bench.default.localhost' http://<listen addr>/
 //! ```
 //!
 //! It serves `bench.default.localhost` → revision `bench-1` → the backend, prints
-//! `listening on <addr>`, and stops after `seconds` (default 30) or at end of standard input.
+//! `listening on <addr>`, and stops after `seconds` (default 30). `PROXY_BENCH_WORKERS` sets
+//! [`RouterConfig::workers`] (0: serve on this program's multi-thread runtime).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,27 +28,36 @@ fn main() -> std::io::Result<()> {
         .expect("usage: proxy_bench <backend addr> [listen addr] [seconds]");
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let mut config = RouterConfig::default();
+    if let Some(workers) = std::env::var("PROXY_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        config.workers = workers;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(backend, &listen, Duration::from_secs(seconds)))
+    runtime.block_on(async {
+        let listener = TcpListener::bind(&listen).await?;
+        println!("listening on {}", listener.local_addr()?);
+        let router = router(backend, config);
+        let lifetime = tokio::time::sleep(Duration::from_secs(seconds));
+        router.serve(listener, lifetime).await
+    })
 }
 
-async fn serve(backend: SocketAddr, listen: &str, lifetime: Duration) -> std::io::Result<()> {
+fn router(backend: SocketAddr, config: RouterConfig) -> Router {
     let endpoints = EndpointRegistry::new();
+    let ready = vec![Endpoint {
+        id: "bench-1-0".into(),
+        addr: backend,
+        protocol: Protocol::Http1,
+    }];
     let revision = RevisionKey::new("default", "bench-1");
-    endpoints.set(
-        &revision,
-        RevisionEndpoints {
-            ready: vec![Endpoint {
-                id: "bench-1-0".into(),
-                addr: backend,
-                protocol: Protocol::Http1,
-            }],
-            failure: None,
-        },
-    );
-    let router = Router::new(endpoints, RouterConfig::default());
+    let failure = None;
+    endpoints.set(&revision, RevisionEndpoints { ready, failure });
+    let router = Router::new(endpoints, config);
     router.apply(Ingress {
         namespace: "default".into(),
         name: "bench".into(),
@@ -61,7 +71,5 @@ async fn serve(backend: SocketAddr, listen: &str, lifetime: Duration) -> std::io
             }],
         }],
     });
-    let listener = TcpListener::bind(listen).await?;
-    println!("listening on {}", listener.local_addr()?);
-    router.serve(listener, tokio::time::sleep(lifetime)).await
+    router
 }

@@ -4,7 +4,9 @@
 //! [`Incoming`] stream passed through frame by frame — the router never buffers a whole body.
 //! A response body also carries the request's [`Permit`] (the revision's and the instance's
 //! in-flight counts), so a request counts as in flight — and keeps its place under the
-//! instance's `containerConcurrency` — until its response body is finished or dropped.
+//! instance's `containerConcurrency` — until its response body is finished or dropped — and
+//! the pooled HTTP/1.1 connection it came over, which goes back to its pool when the body has
+//! ended (and is closed when the body is dropped before its end).
 
 use std::fmt;
 use std::pin::Pin;
@@ -15,11 +17,13 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::capacity::Permit;
+use crate::pool::Pooled;
 
 /// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body.
 pub struct Body {
     kind: Kind,
     permit: Option<Permit>,
+    connection: Option<Pooled>,
 }
 
 enum Kind {
@@ -36,6 +40,7 @@ impl Body {
         Self {
             kind: Kind::Empty,
             permit: None,
+            connection: None,
         }
     }
 
@@ -43,6 +48,21 @@ impl Body {
     pub(crate) fn with_permit(mut self, permit: Permit) -> Self {
         self.permit = Some(permit);
         self
+    }
+
+    /// Hands `connection` back to its pool once this (response) body has ended.
+    pub(crate) fn with_connection(mut self, connection: Pooled) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// The exchange is over: the connection goes back first, so a request woken by the freed
+    /// permit finds it idle.
+    fn ended(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.release();
+        }
+        self.permit = None;
     }
 }
 
@@ -68,6 +88,7 @@ impl From<Incoming> for Body {
         Self {
             kind: Kind::Incoming(body),
             permit: None,
+            connection: None,
         }
     }
 }
@@ -79,7 +100,11 @@ impl From<Bytes> for Body {
         } else {
             Kind::Full(Some(bytes))
         };
-        Self { kind, permit: None }
+        Self {
+            kind,
+            permit: None,
+            connection: None,
+        }
     }
 }
 
@@ -111,7 +136,7 @@ impl http_body::Body for Body {
         };
         if let Poll::Ready(None) = polled {
             // The exchange is over: stop counting it even if the connection keeps the body.
-            this.permit = None;
+            this.ended();
         }
         polled
     }
@@ -129,6 +154,15 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(chunk) => SizeHint::with_exact(chunk.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // A server drops a body without polling its end once `is_end_stream` says so.
+        if self.connection.is_some() && http_body::Body::is_end_stream(self) {
+            self.ended();
         }
     }
 }

@@ -7,18 +7,22 @@
 //! endpoint left the registry while requests were still in flight is kept (draining) until
 //! the next refresh finds it idle, so its counter stays visible to the runtime's drain.
 //!
+//! Each slot also holds its instance's pool of idle HTTP/1.1 connections (`pool.rs`), so the
+//! proxy phase reaches them through the lease without a lookup.
+//!
 //! Taking capacity is lock-free: one registry load, one cache load, a scan of the ready slots
 //! and one compare-and-swap. Only a refresh locks (once per registry change). This module
 //! never waits and never performs I/O; the activator (`activator.rs`) waits on top of it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 use nimbus_runtime::{Endpoint, RevisionEndpoints};
 use tokio::sync::Notify;
 
+use crate::pool::{Http1Pool, PoolSettings};
 use crate::stats::{InFlight, RevisionStats};
 
 /// The capacity state of one revision.
@@ -51,12 +55,14 @@ struct Instances {
     draining: Vec<Arc<Slot>>,
 }
 
-/// One instance and the requests it is serving.
+/// One instance, the requests it is serving and its idle keep-alive connections.
 #[derive(Debug)]
 struct Slot {
     endpoint: Endpoint,
     in_flight: AtomicUsize,
     waiters: Arc<Waiters>,
+    /// Made on first use (instances reached over h2c never need one).
+    pool: OnceLock<Arc<Http1Pool>>,
 }
 
 /// One request's claim on one instance: counted in the instance's in-flight until dropped.
@@ -241,9 +247,10 @@ impl Instances {
 impl Slot {
     fn new(endpoint: Endpoint, waiters: &Arc<Waiters>) -> Self {
         Self {
-            endpoint,
             in_flight: AtomicUsize::new(0),
             waiters: Arc::clone(waiters),
+            pool: OnceLock::new(),
+            endpoint,
         }
     }
 
@@ -267,6 +274,13 @@ impl Lease {
     /// The instance this lease is on.
     pub fn endpoint(&self) -> &Endpoint {
         &self.0.endpoint
+    }
+
+    /// The instance's keep-alive HTTP/1.1 connections (kept as `settings` say).
+    pub fn pool(&self, settings: PoolSettings) -> &Arc<Http1Pool> {
+        let slot = &self.0;
+        slot.pool
+            .get_or_init(|| Arc::new(Http1Pool::new(slot.endpoint.addr, settings)))
     }
 
     /// Bundles the lease with the request's revision-level in-flight guard.

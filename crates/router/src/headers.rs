@@ -4,7 +4,6 @@
 //!
 //! Pure functions over a `HeaderMap`; every header not named here passes through untouched.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -50,6 +49,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `keep_upgrade`, `Upgrade` is kept and `Connection: upgrade` is re-added, so a protocol
 /// switch can be forwarded.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a lookup per listed one.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         remove_connection_named(headers, keep_upgrade);
     }
@@ -63,6 +66,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Whether `strip_hop_by_hop` may have to act on a header of this name.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    fixed_hop_by_hop().contains(&name) || name == header::UPGRADE || name == header::TE
 }
 
 fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -88,28 +96,51 @@ fn strip_te(headers: &mut HeaderMap) {
     }
 }
 
+/// One client's entries in the forwarding headers, formatted once per client connection.
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    /// `for=<ip>;proto=http` (IPv6 quoted and bracketed).
+    forwarded: HeaderValue,
+    /// The bare address.
+    forwarded_for: HeaderValue,
+}
+
+// === impl Forwarding ===
+
+impl Forwarding {
+    /// The entries naming `client` (an IPv4-mapped IPv6 address is shown as IPv4).
+    pub fn new(client: IpAddr) -> Self {
+        let client = client.to_canonical();
+        let forwarded = match client {
+            IpAddr::V4(ip) => format!("for={ip};proto=http"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
+        };
+        let value = |text: String| HeaderValue::try_from(text).expect("an address is header text");
+        Self {
+            forwarded: value(forwarded),
+            forwarded_for: value(client.to_string()),
+        }
+    }
+}
+
 /// Adds the client to the forwarding headers: appends `for=<ip>;proto=http` to `Forwarded`
 /// and the bare address to `X-Forwarded-For` (each joined into one field), and sets
 /// `X-Forwarded-Proto: http` unless the client already sent one.
-pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr) {
-    let client = client.to_canonical();
-    let mut element = String::with_capacity(48);
-    match client {
-        IpAddr::V4(ip) => write!(element, "for={ip};proto=http"),
-        IpAddr::V6(ip) => write!(element, "for=\"[{ip}]\";proto=http"),
-    }
-    .expect("writing to a String cannot fail");
-    append_list(headers, &header::FORWARDED, &element);
-    element.clear();
-    write!(element, "{client}").expect("writing to a String cannot fail");
-    append_list(headers, &X_FORWARDED_FOR, &element);
+pub fn add_forwarding(headers: &mut HeaderMap, client: &Forwarding) {
+    append_list(headers, &header::FORWARDED, &client.forwarded);
+    append_list(headers, &X_FORWARDED_FOR, &client.forwarded_for);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
 }
 
 /// Appends `item` to the comma-separated list in `name`, merging repeated fields into one.
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) {
+    if let header::Entry::Vacant(entry) = headers.entry(name) {
+        entry.insert(item.clone());
+        return;
+    }
+    let item = item.to_str().expect("built from an address");
     let mut joined = String::new();
     for value in headers.get_all(name) {
         // Values that are not visible ASCII are dropped rather than forwarded half-parsed.
@@ -186,7 +217,7 @@ mod tests {
     #[test]
     fn forwarding_headers_are_added() {
         let mut h = HeaderMap::new();
-        add_forwarding(&mut h, "10.1.2.3".parse().unwrap());
+        add_forwarding(&mut h, &Forwarding::new("10.1.2.3".parse().unwrap()));
         assert_eq!(h["forwarded"], "for=10.1.2.3;proto=http");
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -200,7 +231,7 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarding(&mut h, "::1".parse().unwrap());
+        add_forwarding(&mut h, &Forwarding::new("::1".parse().unwrap()));
         assert_eq!(
             h["forwarded"],
             r#"for=1.1.1.1, for=2.2.2.2, for="[::1]";proto=http"#
@@ -212,7 +243,7 @@ mod tests {
     #[test]
     fn ipv4_mapped_clients_are_shown_as_ipv4() {
         let mut h = HeaderMap::new();
-        add_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap());
+        add_forwarding(&mut h, &Forwarding::new("::ffff:10.0.0.1".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
     }
 }

@@ -34,8 +34,11 @@
 //! ```
 //!
 //! Clients may speak HTTP/1.1 (including `Upgrade`, e.g. WebSocket) or HTTP/2 cleartext with
-//! prior knowledge, on the same port. Instances are reached over pooled keep-alive HTTP/1.1 or a
-//! shared h2c connection, as their [`nimbus_runtime::Protocol`] says.
+//! prior knowledge, on the same port. Instances are reached over pooled keep-alive HTTP/1.1
+//! (each instance's pool lives in its capacity slot, `pool.rs`) or a shared h2c connection, as
+//! their [`nimbus_runtime::Protocol`] says. Clients are served on dedicated threads, each with
+//! a single-threaded runtime (`workers.rs`, [`RouterConfig::workers`]), so a request and the
+//! instance connection it uses are polled by the same thread.
 
 mod activator;
 mod body;
@@ -44,6 +47,7 @@ mod config;
 mod error;
 mod headers;
 mod host;
+mod pool;
 mod proxy;
 mod router;
 mod server;
@@ -52,6 +56,7 @@ mod stats;
 mod table;
 mod upgrade;
 mod upstream;
+mod workers;
 
 pub use activator::{Activator, COLD_START_HEADER};
 pub use body::Body;

@@ -23,12 +23,11 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::config::RouterConfig;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The keep-alive HTTP/1.1 connections to one instance.
 #[derive(Debug)]
 pub(crate) struct Http1Pool {
     addr: SocketAddr,
+    settings: PoolSettings,
     /// Oldest first: connections are put back at the end and taken from the end.
     idle: Mutex<Vec<Idle>>,
     /// Whether the sweep task runs (it stops by itself once the pool is gone).
@@ -55,7 +54,6 @@ struct Idle {
 pub(crate) struct Pooled {
     sender: http1::SendRequest<Body>,
     pool: Arc<Http1Pool>,
-    settings: PoolSettings,
     /// Whether it came from the idle list (a request it fails to send may be sent again).
     pub reused: bool,
 }
@@ -75,49 +73,41 @@ impl PoolSettings {
 // === impl Http1Pool ===
 
 impl Http1Pool {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, settings: PoolSettings) -> Self {
         Self {
             addr,
+            settings,
             idle: Mutex::default(),
             sweeping: AtomicBool::new(false),
         }
     }
 
     /// The most recently used idle connection that can take a request, else a new one.
-    pub async fn checkout(
-        self: &Arc<Self>,
-        settings: PoolSettings,
-    ) -> Result<Pooled, std::io::Error> {
-        if let Some(sender) = self.take_idle(settings.idle_timeout) {
-            return Ok(self.pooled(sender, settings, true));
+    pub async fn checkout(self: &Arc<Self>) -> Result<Pooled, std::io::Error> {
+        match self.take_idle() {
+            Some(sender) => Ok(self.pooled(sender, true)),
+            None => self.connect().await,
         }
-        self.connect(settings).await
     }
 
     /// A new connection, bypassing the idle list.
-    pub async fn connect(self: &Arc<Self>, settings: PoolSettings) -> Result<Pooled, std::io::Error> {
-        let sender = open(self.addr, settings.connect_timeout).await?;
-        Ok(self.pooled(sender, settings, false))
+    pub async fn connect(self: &Arc<Self>) -> Result<Pooled, std::io::Error> {
+        let sender = open(self.addr, self.settings.connect_timeout).await?;
+        Ok(self.pooled(sender, false))
     }
 
-    fn pooled(
-        self: &Arc<Self>,
-        sender: http1::SendRequest<Body>,
-        settings: PoolSettings,
-        reused: bool,
-    ) -> Pooled {
+    fn pooled(self: &Arc<Self>, sender: http1::SendRequest<Body>, reused: bool) -> Pooled {
         Pooled {
             sender,
             pool: Arc::clone(self),
-            settings,
             reused,
         }
     }
 
-    fn take_idle(&self, timeout: Duration) -> Option<http1::SendRequest<Body>> {
+    fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.lock();
         while let Some(entry) = idle.pop() {
-            if entry.since.elapsed() >= timeout {
+            if entry.since.elapsed() >= self.settings.idle_timeout {
                 // The newest one expired, so all older ones did too.
                 idle.clear();
                 return None;
@@ -130,23 +120,24 @@ impl Http1Pool {
         None
     }
 
-    fn put(self: &Arc<Self>, sender: http1::SendRequest<Body>, settings: PoolSettings) {
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
         let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
         {
             let mut idle = self.lock();
             if idle
                 .first()
-                .is_some_and(|oldest| now.duration_since(oldest.since) >= settings.idle_timeout)
+                .is_some_and(|oldest| now.duration_since(oldest.since) >= timeout)
             {
-                idle.retain(|e| now.duration_since(e.since) < settings.idle_timeout);
+                idle.retain(|e| now.duration_since(e.since) < timeout);
             }
-            if idle.len() >= settings.max_idle {
+            if idle.len() >= self.settings.max_idle {
                 return;
             }
             idle.push(Idle { sender, since: now });
         }
         if !self.sweeping.swap(true, Ordering::Relaxed) {
-            spawn(sweep(Arc::downgrade(self), settings.idle_timeout));
+            spawn(sweep(Arc::downgrade(self), timeout));
         }
     }
 
@@ -165,12 +156,24 @@ impl Http1Pool {
 /// Sweeps `pool` every `every` until the pool is gone.
 async fn sweep(pool: Weak<Http1Pool>, every: Duration) {
     let every = every.max(Duration::from_millis(100));
+    let _restart = SweepGuard(pool.clone());
     loop {
         tokio::time::sleep(every).await;
         let Some(pool) = pool.upgrade() else {
             return;
         };
         pool.evict(every);
+    }
+}
+
+/// Lets the next `put` start another sweep when this one ends with its runtime.
+struct SweepGuard(Weak<Http1Pool>);
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.upgrade() {
+            pool.sweeping.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -219,24 +222,16 @@ impl Pooled {
     /// (at once, unless the request body is still being sent).
     pub fn release(self) {
         let Self {
-            mut sender,
-            pool,
-            settings,
-            ..
+            mut sender, pool, ..
         } = self;
         if sender.is_ready() {
-            pool.put(sender, settings);
+            pool.put(sender);
         } else if !sender.is_closed() {
             spawn(async move {
                 if sender.ready().await.is_ok() {
-                    pool.put(sender, settings);
+                    pool.put(sender);
                 }
             });
         }
     }
-}
-
-/// Why an exchange on a pooled connection failed.
-pub(crate) fn exchange_error(err: hyper::Error) -> BoxError {
-    err.into()
 }

@@ -19,8 +19,9 @@ use crate::activator::{COLD_START_HEADER, Waited};
 use crate::body::Body;
 use crate::capacity::{Lease, Permit};
 use crate::error::ProxyError;
-use crate::headers;
+use crate::headers::{self, Forwarding};
 use crate::host::{normalize_host, request_host};
+use crate::pool::Pooled;
 use crate::router::Inner;
 use crate::table::{Route, Target};
 use crate::upgrade::splice_response;
@@ -35,7 +36,7 @@ impl Inner {
     pub(crate) async fn proxy(
         &self,
         mut req: Request<Body>,
-        client: SocketAddr,
+        client: &Forwarding,
     ) -> Result<Response<Body>, ProxyError> {
         let route = self.resolve_route(&req)?;
         let target = route.pick_target();
@@ -48,9 +49,9 @@ impl Inner {
         if waited.cold {
             target.capacity.stats.record_cold_start(waited.total);
         }
-        let (resp, lease) = sent?;
+        let (answer, lease) = sent?;
         let permit = lease.into_permit(in_flight);
-        let mut resp = respond(resp, client_upgrade, permit, target)?;
+        let mut resp = respond(answer, client_upgrade, permit, target)?;
         if let Some(value) = waited.cold_start_header() {
             resp.headers_mut().insert(&COLD_START, value);
         }
@@ -71,28 +72,33 @@ impl Inner {
 
     /// Phase 5 — proxy: sends the rewritten request to the leased instance and waits (bounded)
     /// for the response head. A request without a body whose instance refuses the connection
-    /// (it died before the registry caught up) is sent once more, to another instance.
+    /// (it died before the registry caught up) is sent once more, to another instance: the
+    /// request comes back unsent from the failed connect, so nothing is copied up front.
     async fn send(
         &self,
-        req: Request<Body>,
-        client: SocketAddr,
+        mut req: Request<Body>,
+        client: &Forwarding,
         target: &Target,
         lease: Lease,
         waited: &mut Waited,
-    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
-        let again = has_no_body(&req).then(|| copy_head(&req));
-        match self.exchange(req, client, target, lease.endpoint()).await {
-            Ok(resp) => Ok((resp, lease)),
-            Err(err @ ProxyError::Connect { .. }) if again.is_some() => {
+    ) -> Result<(Answer, Lease), ProxyError> {
+        let retry_safe = has_no_body(&req);
+        upstream_request(&mut req, client, lease.endpoint())?;
+        match self.exchange(req, target, &lease).await {
+            Ok(answer) => Ok((answer, lease)),
+            Err(Failed {
+                error: err @ ProxyError::Connect { .. },
+                unsent: Some(mut req),
+            }) if retry_safe => {
                 tracing::debug!(error = %err, "retrying on another instance");
                 let dead = lease.endpoint().clone();
                 drop(lease);
                 let lease = self.wait_for_capacity(target, Some(&dead), waited).await?;
-                let req = again.expect("checked by the guard");
-                let resp = self.exchange(req, client, target, lease.endpoint()).await?;
-                Ok((resp, lease))
+                retarget(&mut req, lease.endpoint())?;
+                let answer = self.exchange(*req, target, &lease).await?;
+                Ok((answer, lease))
             }
-            Err(err) => Err(err),
+            Err(failed) => Err(failed.error),
         }
     }
 
@@ -100,41 +106,93 @@ impl Inner {
     async fn exchange(
         &self,
         req: Request<Body>,
-        client: SocketAddr,
         target: &Target,
-        endpoint: &Endpoint,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let req = upstream_request(req, client, endpoint)?;
+        lease: &Lease,
+    ) -> Result<Answer, Failed> {
+        let endpoint = lease.endpoint();
         let send = async {
             match endpoint.protocol {
-                Protocol::Http1 => self.upstream.send_http1(req).await,
-                Protocol::H2c => self.upstream.send_h2c(endpoint.addr, req).await,
+                Protocol::Http1 => {
+                    let (resp, connection) = self
+                        .upstream
+                        .send_http1(lease.pool(self.upstream.http1), req)
+                        .await?;
+                    Ok(Answer {
+                        resp,
+                        connection: Some(connection),
+                    })
+                }
+                Protocol::H2c => {
+                    let resp = self.upstream.send_h2c(endpoint.addr, req).await?;
+                    Ok(Answer {
+                        resp,
+                        connection: None,
+                    })
+                }
             }
         };
         match tokio::time::timeout(target.timeout, send).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(SendError::Connect(source))) => Err(ProxyError::Connect {
-                revision: target.revision.clone(),
-                addr: endpoint.addr,
-                source,
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(SendError::Connect(source, unsent))) => Err(Failed {
+                error: ProxyError::Connect {
+                    revision: target.revision.clone(),
+                    addr: endpoint.addr,
+                    source,
+                },
+                unsent: Some(unsent),
             }),
-            Ok(Err(SendError::Exchange(source))) => Err(instance_error(target, endpoint, source)),
+            Ok(Err(SendError::Exchange(source))) => {
+                Err(instance_error(target, endpoint, source).into())
+            }
             Err(_) => Err(ProxyError::Timeout {
                 revision: target.revision.clone(),
                 timeout: target.timeout,
-            }),
+            }
+            .into()),
         }
     }
 }
 
-/// Phase 5, the way back: streams the response body to the client holding the permit (or
-/// splices the connections after a protocol switch).
+/// An exchange that failed, with its request if it was never sent.
+struct Failed {
+    error: ProxyError,
+    unsent: Option<Box<Request<Body>>>,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+impl From<Failed> for ProxyError {
+    fn from(failed: Failed) -> Self {
+        failed.error
+    }
+}
+
+/// The instance's response head, and the pooled HTTP/1.1 connection it came over.
+struct Answer {
+    resp: Response<Incoming>,
+    connection: Option<Pooled>,
+}
+
+/// Phase 5, the way back: streams the response body to the client holding the permit and the
+/// connection (back to its pool when the body ends), or splices the connections after a
+/// protocol switch (the instance's connection then belongs to the splice).
 fn respond(
-    mut resp: Response<Incoming>,
+    answer: Answer,
     client_upgrade: Option<OnUpgrade>,
     permit: Permit,
     target: &Target,
 ) -> Result<Response<Body>, ProxyError> {
+    let Answer {
+        mut resp,
+        connection,
+    } = answer;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return match client_upgrade {
             Some(on_client) => Ok(splice_response(resp, on_client, permit)),
@@ -146,10 +204,16 @@ fn respond(
         };
     }
     headers::strip_hop_by_hop(resp.headers_mut(), false);
-    Ok(resp.map(|body| Body::from(body).with_permit(permit)))
+    Ok(resp.map(|body| {
+        let body = Body::from(body).with_permit(permit);
+        match connection {
+            Some(connection) => body.with_connection(connection),
+            None => body,
+        }
+    }))
 }
 
-/// Whether the request carries no body, so it can be sent again from a copy of its head:
+/// Whether the request carries no body, so it may be sent again after a failed connect:
 /// `Content-Length: 0`, or a GET/HEAD/OPTIONS/DELETE without framing headers whose body is
 /// already at its end.
 fn has_no_body(req: &Request<Body>) -> bool {
@@ -167,17 +231,6 @@ fn has_no_body(req: &Request<Body>) -> bool {
     }
 }
 
-/// A copy of a body-less request (its head; the body is empty).
-fn copy_head(req: &Request<Body>) -> Request<Body> {
-    let mut copy = Request::new(Body::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    copy
-}
-
 fn instance_error(
     target: &Target,
     endpoint: &Endpoint,
@@ -191,45 +244,72 @@ fn instance_error(
 }
 
 /// Rewrites a client request for the instance: hop-by-hop headers out, forwarding headers in,
-/// the original `Host` kept, and the URI pointed at the instance (HTTP/1.1) or carrying the
-/// client's host as `:authority` (h2c).
+/// then [`retarget`]ed at the instance.
 fn upstream_request(
-    req: Request<Body>,
-    client: SocketAddr,
+    req: &mut Request<Body>,
+    client: &Forwarding,
     endpoint: &Endpoint,
-) -> Result<Request<Body>, ProxyError> {
-    let upgrade =
-        endpoint.protocol == Protocol::Http1 && headers::is_upgrade_request(req.headers());
-    let (mut parts, body) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarding(&mut parts.headers, client.ip());
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let authority = match endpoint.protocol {
+) -> Result<(), ProxyError> {
+    let upgrade = headers::is_upgrade_request(req.headers());
+    let headers = req.headers_mut();
+    headers::strip_hop_by_hop(headers, upgrade);
+    headers::add_forwarding(headers, client);
+    retarget(req, endpoint)
+}
+
+/// Fits a rewritten request to the instance's protocol: for HTTP/1.1 the original `Host`
+/// kept (or made from an HTTP/2 client's `:authority`) and the URI in origin form; for h2c the
+/// client's host as `:authority` and no protocol switch. Applying it again for another
+/// instance gives the same request as rewriting the original for that one.
+fn retarget(req: &mut Request<Body>, endpoint: &Endpoint) -> Result<(), ProxyError> {
+    match endpoint.protocol {
         Protocol::Http1 => {
-            keep_host_header(&mut parts.headers, parts.uri.authority());
-            parts.version = Version::HTTP_11;
-            addr_authority(endpoint.addr)?
+            let authority = req.uri().authority().cloned();
+            keep_host_header(req.headers_mut(), authority.as_ref());
+            *req.version_mut() = Version::HTTP_11;
+            let uri = std::mem::take(req.uri_mut());
+            *req.uri_mut() = http1_target(req.method(), uri, endpoint.addr)?;
         }
         Protocol::H2c => {
-            let host = client_authority(&parts.uri, &parts.headers);
-            parts.headers.remove(header::HOST);
-            parts.version = Version::HTTP_2;
-            match host {
+            let headers = req.headers_mut();
+            if headers.contains_key(header::UPGRADE) {
+                headers.remove(header::UPGRADE);
+                headers.remove(header::CONNECTION);
+            }
+            let host = client_authority(req.uri(), req.headers());
+            req.headers_mut().remove(header::HOST);
+            *req.version_mut() = Version::HTTP_2;
+            let authority = match host {
                 Some(host) => host,
                 None => addr_authority(endpoint.addr)?,
-            }
+            };
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path_of(req.uri()));
+            *req.uri_mut() =
+                Uri::from_parts(uri).map_err(|e| ProxyError::InvalidTarget(e.to_string()))?;
         }
-    };
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority);
-    uri.path_and_query = Some(path);
-    parts.uri = Uri::from_parts(uri).map_err(|e| ProxyError::InvalidTarget(e.to_string()))?;
-    Ok(Request::from_parts(parts, body))
+    }
+    Ok(())
+}
+
+/// The HTTP/1.1 request target: origin form (`/path?query`, as most clients already send it),
+/// or the instance's address for `CONNECT` (authority form).
+fn http1_target(method: &Method, uri: Uri, addr: SocketAddr) -> Result<Uri, ProxyError> {
+    if method == Method::CONNECT {
+        return Ok(Uri::from(addr_authority(addr)?));
+    }
+    if uri.scheme().is_none() && uri.authority().is_none() && uri.path_and_query().is_some() {
+        return Ok(uri);
+    }
+    Ok(Uri::from(path_of(&uri)))
+}
+
+fn path_of(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 /// HTTP/2 clients send `:authority` instead of `Host`; HTTP/1.1 instances need `Host`.
@@ -266,8 +346,13 @@ mod tests {
         }
     }
 
-    fn client() -> SocketAddr {
-        ([10, 0, 0, 7], 55555).into()
+    fn client() -> Forwarding {
+        Forwarding::new([10, 0, 0, 7].into())
+    }
+
+    fn rewritten(mut req: Request<Body>, protocol: Protocol) -> Request<Body> {
+        upstream_request(&mut req, &client(), &endpoint(protocol)).unwrap();
+        req
     }
 
     #[test]
@@ -277,8 +362,8 @@ mod tests {
             .header("traceparent", "00-1-2-01")
             .body(Body::empty())
             .unwrap();
-        let out = upstream_request(req, client(), &endpoint(Protocol::Http1)).unwrap();
-        assert_eq!(out.uri(), "http://127.0.0.1:9000/p?q=1");
+        let out = rewritten(req, Protocol::Http1);
+        assert_eq!(out.uri(), "/p?q=1");
         assert_eq!(out.version(), Version::HTTP_11);
         assert_eq!(out.headers()["host"], "Hello.Example:8080");
         assert_eq!(out.headers()["traceparent"], "00-1-2-01");
@@ -290,7 +375,8 @@ mod tests {
         let req = Request::get("http://hello.example/p")
             .body(Body::empty())
             .unwrap();
-        let out = upstream_request(req, client(), &endpoint(Protocol::Http1)).unwrap();
+        let out = rewritten(req, Protocol::Http1);
+        assert_eq!(out.uri(), "/p");
         assert_eq!(out.headers()["host"], "hello.example");
     }
 
@@ -299,7 +385,7 @@ mod tests {
         let req = Request::get("/svc/Method")
             .header("host", "grpc.example")
             .body(Body::empty());
-        let out = upstream_request(req.unwrap(), client(), &endpoint(Protocol::H2c)).unwrap();
+        let out = rewritten(req.unwrap(), Protocol::H2c);
         assert_eq!(out.uri(), "http://grpc.example/svc/Method");
         assert_eq!(out.version(), Version::HTTP_2);
         assert!(!out.headers().contains_key("host"));

@@ -17,6 +17,7 @@ use nimbus_runtime::{Endpoint, EndpointRegistry, LoadProbe, RevisionKey};
 use crate::activator::Activator;
 use crate::body::Body;
 use crate::config::RouterConfig;
+use crate::headers::Forwarding;
 use crate::stats::{RevisionStats, StatsSnapshot};
 use crate::table::Table;
 use crate::upstream::Upstream;
@@ -117,6 +118,12 @@ impl Router {
     /// Answers one request from `client` (the peer address of the client connection): the whole
     /// data path, without a server around it. Failures become plain-text error responses.
     pub async fn handle(&self, req: Request<Body>, client: SocketAddr) -> Response<Body> {
+        self.answer(req, &Forwarding::new(client.ip())).await
+    }
+
+    /// [`Router::handle`] for a client whose forwarding header values are already formatted
+    /// (once per connection).
+    pub(crate) async fn answer(&self, req: Request<Body>, client: &Forwarding) -> Response<Body> {
         match self.inner.proxy(req, client).await {
             Ok(resp) => resp,
             Err(err) => {

@@ -1,37 +1,39 @@
-//! Connections to instances: a keep-alive pool of HTTP/1.1 connections (hyper-util's client)
-//! and one multiplexed h2c connection per HTTP/2 instance.
+//! Connections to instances: a keep-alive pool of HTTP/1.1 connections per instance (see
+//! `pool.rs`) and one multiplexed h2c connection per HTTP/2 instance.
 //!
 //! This module only moves a prepared request to a given address and hands back the response
 //! head with its streaming body; it never rewrites headers or decides where a request goes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::{self, Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::Body;
 use crate::config::RouterConfig;
+use crate::pool::{Http1Pool, PoolSettings, Pooled};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why an upstream exchange failed.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// No connection could be opened; the request was not sent.
-    Connect(BoxError),
+    /// No connection could be opened; the request was not sent (here it is).
+    Connect(BoxError, Box<Request<Body>>),
     /// The connection failed while sending the request or awaiting the response.
     Exchange(BoxError),
 }
 
-/// The connection pools to instances.
+/// The connections to instances: how HTTP/1.1 ones are pooled (the pools themselves live with
+/// each instance's capacity slot) and the shared h2c connections.
 pub(crate) struct Upstream {
-    http1: Client<HttpConnector, Body>,
+    pub http1: PoolSettings,
     h2c: H2cPool,
 }
 
@@ -39,27 +41,42 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub fn new(config: &RouterConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_instance)
-            .build(connector);
         Self {
-            http1,
+            http1: PoolSettings::new(config),
             h2c: H2cPool::new(config),
         }
     }
 
-    /// Sends an HTTP/1.1 request whose URI is `http://<instance addr>/...`.
-    pub async fn send_http1(&self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
-        self.http1
-            .request(req)
-            .await
-            .map_err(SendError::from_legacy)
+    /// Sends an HTTP/1.1 request (origin-form URI, `Host` set) over a pooled connection of
+    /// `pool`'s instance. Returns the connection with the response: release it once the
+    /// response body has ended. A request that an idle connection could not take because the
+    /// instance had just closed it is sent again on a new connection, as it was never written.
+    pub async fn send_http1(
+        &self,
+        pool: &Arc<Http1Pool>,
+        req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Pooled), SendError> {
+        let mut conn = match pool.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return Err(SendError::connect(e.into(), req)),
+        };
+        let mut unsent = match conn.sender().try_send_request(req).await {
+            Ok(resp) => return Ok((resp, conn)),
+            Err(err) => err,
+        };
+        let req = match unsent.take_message() {
+            Some(req) if conn.reused => req,
+            _ => return Err(SendError::Exchange(unsent.into_error().into())),
+        };
+        drop(conn);
+        let mut conn = match pool.connect().await {
+            Ok(conn) => conn,
+            Err(e) => return Err(SendError::connect(e.into(), req)),
+        };
+        match conn.sender().send_request(req).await {
+            Ok(resp) => Ok((resp, conn)),
+            Err(err) => Err(SendError::Exchange(err.into())),
+        }
     }
 
     /// Sends an HTTP/2 request (URI authority = the client's host) to the instance at `addr`.
@@ -68,7 +85,10 @@ impl Upstream {
         addr: SocketAddr,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
-        let mut sender = self.h2c.sender(addr).await?;
+        let mut sender = match self.h2c.sender(addr).await {
+            Ok(sender) => sender,
+            Err(e) => return Err(SendError::connect(e, req)),
+        };
         sender
             .send_request(req)
             .await
@@ -79,12 +99,8 @@ impl Upstream {
 // === impl SendError ===
 
 impl SendError {
-    fn from_legacy(err: legacy::Error) -> Self {
-        if err.is_connect() {
-            Self::Connect(err.into())
-        } else {
-            Self::Exchange(err.into())
-        }
+    fn connect(err: BoxError, unsent: Request<Body>) -> Self {
+        Self::Connect(err, Box::new(unsent))
     }
 }
 
@@ -104,7 +120,7 @@ impl H2cPool {
         }
     }
 
-    async fn sender(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, SendError> {
+    async fn sender(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, BoxError> {
         if let Some(sender) = self.connections.load().get(&addr)
             && !sender.is_closed()
         {
@@ -123,22 +139,15 @@ impl H2cPool {
         Ok(sender)
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, SendError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, BoxError> {
         let connect = TcpStream::connect(addr);
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(SendError::Connect(e.into())),
-            Err(elapsed) => return Err(SendError::Connect(elapsed.into())),
-        };
-        stream
-            .set_nodelay(true)
-            .map_err(|e| SendError::Connect(e.into()))?;
+        let stream = tokio::time::timeout(self.connect_timeout, connect).await??;
+        stream.set_nodelay(true)?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .adaptive_window(true)
             .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%addr, error = %e, "h2c connection to instance ended");

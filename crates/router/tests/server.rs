@@ -3,13 +3,16 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Channel};
 use hyper::body::Incoming;
-use nimbus_runtime::{Protocol, RevisionKey};
+use nimbus_router::{Router, RouterConfig};
+use nimbus_runtime::{EndpointRegistry, Protocol, RevisionKey};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -303,4 +306,82 @@ async fn shutdown_stops_accepting_and_returns() {
         TcpStream::connect(addr).await.is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// Serves one proxied request and shuts down, with clients served on `workers` threads.
+async fn serve_one_request_with(workers: usize) {
+    let config = RouterConfig {
+        workers,
+        ..test_config()
+    };
+    let t = start_router_with(Router::new(EndpointRegistry::new(), config)).await;
+    let echo = backend(Protocol::Http1, echo_headers).await;
+    t.router
+        .apply(ingress("w", "w.localhost", &[("w-1", 100)], TIMEOUT));
+    publish(&t.endpoints, "w-1", echo, Protocol::Http1);
+    let req = Request::get("/x")
+        .header("host", "w.localhost")
+        .body(text(""))
+        .unwrap();
+    let resp = within(h1_client(t.addr).await.send_request(req))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(body_text(resp.into_body()).await.starts_with("GET /x\n"));
+    let addr = t.addr;
+    t.stop().await.unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+#[tokio::test]
+async fn clients_can_be_served_on_the_callers_runtime() {
+    serve_one_request_with(0).await;
+}
+
+#[tokio::test]
+async fn clients_can_be_served_on_several_worker_threads() {
+    serve_one_request_with(3).await;
+}
+
+#[tokio::test]
+async fn instance_connections_are_kept_alive_and_reused() {
+    let (addr, accepted) = counting_backend().await;
+    let t = start_router().await;
+    t.router
+        .apply(ingress("k", "k.localhost", &[("k-1", 100)], TIMEOUT));
+    publish(&t.endpoints, "k-1", addr, Protocol::Http1);
+    let mut client = h1_client(t.addr).await;
+    for _ in 0..5 {
+        let req = Request::get("/")
+            .header("host", "k.localhost")
+            .body(text(""))
+            .unwrap();
+        let resp = within(client.send_request(req)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        body_text(resp.into_body()).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for five requests"
+    );
+}
+
+/// An HTTP/1.1 echo backend that counts the connections it accepted.
+async fn counting_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let service = hyper::service::service_fn(|req| async {
+                Ok::<_, std::convert::Infallible>(echo_headers(req).await)
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+        }
+    });
+    (addr, accepted)
 }
