@@ -18,6 +18,9 @@ pub const ANNOTATION_PROGRESS_DEADLINE: &str = "serving.knative.dev/progress-dea
 /// Annotation (Nimbus extension, on the revision template): `"true"` passes the instance a
 /// pre-bound listening socket as fd 3 (`LISTEN_FDS`), systemd socket-activation style.
 pub const ANNOTATION_SOCKET_ACTIVATION: &str = "nimbus.dev/socket-activation";
+/// Annotation (Nimbus extension, on the revision template): the most processes and threads an
+/// instance may have (its cgroup's `pids.max`); default 4096.
+pub const ANNOTATION_PIDS_LIMIT: &str = "nimbus.dev/pids-limit";
 /// Annotation on Routes/Services: `cluster-local` keeps it off the public domain.
 pub const LABEL_VISIBILITY: &str = "networking.knative.dev/visibility";
 

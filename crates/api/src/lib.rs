@@ -16,6 +16,7 @@ pub mod names;
 pub mod networking;
 pub mod object;
 pub mod parse;
+pub mod quantity;
 pub mod serving;
 pub mod validate;
 

@@ -253,3 +253,58 @@ proptest::proptest! {
         let _ = parse_manifests("fuzz", &text);
     }
 }
+
+const CONTAINER_FAULTS: &str = r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello}
+spec:
+  template:
+    spec:
+      containers:
+        - image: example/hello
+          ports: [{containerPort: 8080, name: http1}]
+          resources:
+            limits: {memory: 12Xi, cpu: "0"}
+            requests: {memory: 1Gi}
+          readinessProbe:
+            httpGet: {path: /ready, port: admin}
+            periodSeconds: 0
+          livenessProbe:
+            tcpSocket: {port: 8080}
+            exec: {command: []}
+            successThreshold: 2
+          startupProbe:
+            periodSeconds: 0
+"#;
+
+#[test]
+fn resources_and_probes_are_validated_with_paths() {
+    let errs = errors(CONTAINER_FAULTS);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    let c = "spec.template.spec.containers[0]";
+    for expected in [
+        format!("{c}.resources.limits.memory"),
+        format!("{c}.resources.limits.cpu"),
+        format!("{c}.readinessProbe.httpGet.port"),
+        format!("{c}.livenessProbe"),
+        format!("{c}.livenessProbe.exec.command"),
+        format!("{c}.livenessProbe.successThreshold"),
+        format!("{c}.startupProbe"),
+        format!("{c}.startupProbe.periodSeconds"),
+    ] {
+        assert!(
+            paths.contains(&expected.as_str()),
+            "{expected} missing in {paths:?}"
+        );
+    }
+    assert!(
+        !paths.contains(&format!("{c}.readinessProbe.periodSeconds").as_str()),
+        "readiness may probe with period 0 (Knative)"
+    );
+    let memory = errs
+        .iter()
+        .find(|e| e.path.ends_with("limits.memory"))
+        .unwrap();
+    assert!(memory.message.contains("128Mi"), "{}", memory.message);
+}

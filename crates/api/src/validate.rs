@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+mod container;
+
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -233,6 +235,7 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
             );
         }
     }
+    container::validate_runtime_fields(v, path, c);
     for (i, e) in c.env.as_deref().unwrap_or_default().iter().enumerate() {
         if e.name.is_empty() {
             v.add(format!("{path}.env[{i}].name"), "must not be empty");

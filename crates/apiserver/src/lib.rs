@@ -16,6 +16,7 @@
 //! | `{API_PREFIX}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
 //! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
 //! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
+//! | `{API_PREFIX}/namespaces/{ns}/services/{name}/log`, `.../revisions/{name}/log` | GET: instance logs (see [`logs`]) |
 //!
 //! GETs answer a `meta.k8s.io` `Table` when asked (`kubectl get`); writes take `fieldManager`,
 //! `fieldValidation`, `dryRun` and (apply) `force`; see [`fields`] for field ownership.
@@ -24,6 +25,7 @@ mod body;
 mod discovery;
 pub mod fields;
 mod list;
+pub mod logs;
 mod openapi;
 mod params;
 mod patch;
@@ -94,6 +96,14 @@ pub fn app(state: ApiState) -> Router {
             get(resources::get)
                 .put(resources::replace_status)
                 .patch(resources::patch_status),
+        )
+        .route(
+            &format!("{p}/namespaces/{{ns}}/services/{{name}}/log"),
+            get(logs::service_log),
+        )
+        .route(
+            &format!("{p}/namespaces/{{ns}}/revisions/{{name}}/log"),
+            get(logs::revision_log),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

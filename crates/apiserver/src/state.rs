@@ -1,6 +1,7 @@
 //! What every handler shares: the store, the optional bearer token and the write hook; and who
 //! the caller is.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct ApiState {
     pub on_write: Option<WriteHook>,
     /// How often watches with `allowWatchBookmarks=true` get a `BOOKMARK` event.
     pub bookmark_interval: Duration,
+    /// Where instance logs live (`<data dir>/logs`), for the `log` subresource; `None`: none kept.
+    pub logs_root: Option<PathBuf>,
 }
 
 /// Kubernetes sends bookmarks about once a minute; Nimbus a little more often, as it is cheap.
@@ -51,12 +54,19 @@ impl ApiState {
             token: None,
             on_write: None,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            logs_root: None,
         }
     }
 
     /// Require `Authorization: Bearer <token>` on every request.
     pub fn with_token(mut self, token: impl Into<Arc<str>>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Serve instance logs kept under `root` (`nimbus_logs::logs_root` of the data directory).
+    pub fn with_logs_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.logs_root = Some(root.into());
         self
     }
 

@@ -19,6 +19,7 @@ mod configuration;
 mod context;
 mod error;
 mod ingress;
+mod instance;
 mod manager;
 mod resources;
 mod revision;

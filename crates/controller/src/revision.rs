@@ -3,15 +3,14 @@
 //! Until the autoscaler exists, a revision runs one instance when it can receive traffic (it is
 //! its configuration's latest, or a route sends it traffic or tags it) and none otherwise.
 
-use std::time::Duration;
-
 use nimbus_api::autoscaling::ScalingSpec;
 use nimbus_api::conditions::{ConditionStatus, get_condition};
 use nimbus_api::constants::*;
-use nimbus_api::duration::parse_duration;
 use nimbus_api::serving::RevisionStatus;
 use nimbus_api::{Kind, Object, Revision};
-use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey, RevisionPhase, RevisionRuntimeStatus};
+use nimbus_runtime::{RevisionKey, RevisionPhase, RevisionRuntimeStatus};
+
+use crate::instance::instance_spec;
 
 use crate::configuration::{generation_of, revisions_of};
 use crate::context::Context;
@@ -116,47 +115,6 @@ async fn is_reachable(ctx: &Context, rev: &Revision) -> Result<bool, ControllerE
     Ok(false)
 }
 
-/// What a runtime needs to start an instance of `rev`.
-pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
-    let c = rev.spec.containers.first().cloned().unwrap_or_default();
-    let protocol = match c
-        .ports
-        .as_deref()
-        .and_then(|p| p.first())
-        .and_then(|p| p.name.as_deref())
-    {
-        Some("h2c") => Protocol::H2c,
-        _ => Protocol::Http1,
-    };
-    let startup_timeout = rev
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_PROGRESS_DEADLINE))
-        .and_then(|d| parse_duration(d).ok())
-        .unwrap_or(Duration::from_secs(DEFAULT_PROGRESS_DEADLINE_SECONDS));
-    let mut labels = rev.metadata.labels.clone().unwrap_or_default();
-    labels.entry(LABEL_CONFIGURATION.to_string()).or_default();
-    InstanceSpec {
-        revision: RevisionKey::new(rev.namespace(), rev.name()),
-        runtime_class: class.to_string(),
-        image: c.image.clone(),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect(),
-        working_dir: c.working_dir.clone().map(Into::into),
-        protocol,
-        startup_timeout,
-        socket_activation: annotation_flag(rev, ANNOTATION_SOCKET_ACTIVATION),
-        labels,
-    }
-}
-
 fn conditions_from(
     observed: Option<&RevisionRuntimeStatus>,
     desired: u32,
@@ -234,12 +192,4 @@ async fn write_status(
     rev.metadata.resource_version = None;
     ctx.resources.update_status(Object::Revision(rev)).await?;
     Ok(())
-}
-
-fn annotation_flag(rev: &Revision, key: &str) -> bool {
-    rev.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .is_some_and(|v| v == "true")
 }

@@ -75,6 +75,7 @@ fn spec() -> InstanceSpec {
         startup_timeout: Duration::from_secs(1),
         socket_activation: false,
         labels: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -128,6 +128,31 @@ impl Client {
         self.json(resp).await.map(|_| ())
     }
 
+    /// GET the `sub` subresource (e.g. `log`) of a named object with `query`, for a streamed
+    /// answer: the response is returned unread once its status says success.
+    pub async fn get_stream(
+        &self,
+        kind: Kind,
+        name: &str,
+        sub: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!(
+            "{}/{sub}",
+            self.url(kind, Some(&self.namespace), Some(name))
+        );
+        let mut url = reqwest::Url::parse(&url).with_context(|| format!("bad API URL {url}"))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let resp = self.send(self.http.get(url)).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        self.json(resp).await?; // fails with the server's message
+        bail!("the API answered with an error")
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         req.send().await.with_context(|| {
             format!(

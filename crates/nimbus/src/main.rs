@@ -5,8 +5,12 @@ mod client;
 mod cmd_apply;
 mod cmd_deploy;
 mod cmd_get;
+mod cmd_image;
+mod cmd_logs;
 mod kubeconfig;
+mod limits;
 mod metrics;
+mod runtimes;
 mod serve;
 
 use std::path::PathBuf;
@@ -90,6 +94,8 @@ enum Command {
     },
     /// Create or update a host-process service from a command line (like `kn service create`).
     Deploy(cmd_deploy::DeployArgs),
+    /// Show the output of a service's instances, each line prefixed with the instance's name.
+    Logs(cmd_logs::LogsArgs),
     /// Print a kubeconfig for the admin token of a data directory (for kubectl and the CLI).
     Kubeconfig {
         /// The data directory of `nimbus serve`.
@@ -100,13 +106,58 @@ enum Command {
         #[arg(long, env = "NIMBUS_SERVER", default_value = kubeconfig::DEFAULT_SERVER)]
         server: String,
     },
+    /// Container images in the local store: import, pull, list.
+    Image {
+        #[command(subcommand)]
+        command: cmd_image::ImageCommand,
+        /// The data directory of `nimbus serve` (its images/ holds the store).
+        #[arg(
+            long,
+            env = "NIMBUS_DATA_DIR",
+            default_value = ".nimbus",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+    /// Registry credentials used for pulls.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+        /// The data directory of `nimbus serve`.
+        #[arg(
+            long,
+            env = "NIMBUS_DATA_DIR",
+            default_value = ".nimbus",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
     /// Run the sample function (used by `serve --sample`, tests and benchmarks).
     #[command(hide = true)]
     SampleFunction,
 }
 
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Save credentials for a registry (Docker's config.json format, mode 0600).
+    Login {
+        /// Registry host[:port], e.g. ghcr.io or 127.0.0.1:5000.
+        registry: String,
+        #[arg(short, long)]
+        username: String,
+        /// The password (prefer --password-stdin: arguments show in `ps`).
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // HTTPS clients (the CLI's, image pulls) use ring, like the API's TLS; the tree's reqwest
+    // is built without a default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,6 +199,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
         Command::Deploy(args) => cmd_deploy::run(args).await,
+        Command::Image { command, data_dir } => cmd_image::run(&data_dir, command).await,
+        Command::Registry {
+            command:
+                RegistryCommand::Login {
+                    registry,
+                    username,
+                    password,
+                    password_stdin,
+                },
+            data_dir,
+        } => cmd_image::login(&data_dir, &registry, &username, password, password_stdin),
+        Command::Logs(args) => cmd_logs::run(&args).await,
         Command::Kubeconfig { data_dir, server } => {
             let hint = "has `nimbus serve --data-dir` run with this directory?";
             let token = kubeconfig::read_token(&data_dir).context(hint)?;

@@ -1,7 +1,6 @@
 //! `nimbus serve`: the embedded platform. Opens the store, binds the router and API ports,
 //! wires controller ⇄ runtime ⇄ router, and runs until SIGINT/SIGTERM, then stops every instance.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_api::conditions::is_ready;
-use nimbus_api::constants::{RUNTIME_PROCESS, RUNTIME_WASM};
 use nimbus_api::networking::Ingress;
 use nimbus_api::{Kind, Object};
 use nimbus_controller::{
@@ -17,9 +15,7 @@ use nimbus_controller::{
     ScalerConfig, StoreResources,
 };
 use nimbus_router::{Router, RouterConfig};
-use nimbus_runtime::{RevisionKey, Runtime};
-use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
-use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
+use nimbus_runtime::RevisionKey;
 use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,6 +37,9 @@ pub struct ServeArgs {
     /// Deploy the sample function as service "hello" and print its URL.
     #[arg(long)]
     pub sample: bool,
+    /// A registry (host:port) to pull from over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registry: Vec<String>,
     /// How often the autoscaler decides (Knative: 2s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub autoscaler_tick: Duration,
@@ -82,32 +81,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = args.data_dir.join("nimbus.db");
     let store =
         Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
+    crate::limits::clean_stale(&args.data_dir);
     let http = bind(args.http_addr, "--http-addr").await?;
     let api = bind(args.api_addr, "--api-addr").await?;
     let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
 
-    let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
-        data_dir: Some(args.data_dir.clone()),
-        ..Default::default()
-    });
-    // Publishes into the process runtime's registry, so the router sees both.
-    let wasm = WasmRuntime::with_registry(
-        WasmRuntimeConfig {
-            data_dir: Some(args.data_dir.clone()),
-            ..Default::default()
-        },
-        runtime.endpoints(),
-    )
-    .context("starting the wasm runtime")?;
-    let router = Router::new(runtime.endpoints(), RouterConfig::default());
-    let runtimes: HashMap<String, Arc<dyn Runtime>> = [
-        (
-            RUNTIME_PROCESS.to_string(),
-            runtime.clone() as Arc<dyn Runtime>,
-        ),
-        (RUNTIME_WASM.to_string(), wasm.clone() as Arc<dyn Runtime>),
-    ]
-    .into();
+    let runtimes =
+        crate::runtimes::Runtimes::start(&args.data_dir, args.insecure_registry.clone())?;
+    let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
         ScalerConfig {
@@ -116,12 +97,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     // Scale-downs wait for the router to finish an instance's in-flight requests.
-    let _ = runtime.set_load_probe(Arc::new(router.clone()));
+    runtimes.set_load_probe(Arc::new(router.clone()));
     let activations = scaler.clone();
     router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
-        runtimes,
+        runtimes.by_class(),
         Arc::new(RouterIngress(router.clone())),
         ControllerConfig {
             domain: args.domain.clone(),
@@ -132,9 +113,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = Controller::new(ctx);
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
     let tls = nimbus_apiserver::TlsIdentity::load_or_create(&args.data_dir, api_addr)?;
-    let app =
-        nimbus_apiserver::app(nimbus_apiserver::ApiState::new(store.clone()).with_token(token))
-            .merge(crate::metrics::routes(router.clone(), scaler.clone()));
+    let api_state = nimbus_apiserver::ApiState::new(store.clone())
+        .with_token(token)
+        .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
+    let app = nimbus_apiserver::app(api_state)
+        .merge(crate::metrics::routes(router.clone(), scaler.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -172,8 +155,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = controller_task.await;
     let _ = scaler_task.await;
-    runtime.shutdown().await;
-    wasm.shutdown().await;
+    runtimes.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;
         let _ = api_task.await;

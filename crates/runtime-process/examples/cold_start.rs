@@ -158,6 +158,7 @@ fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
         startup_timeout: Duration::from_secs(10),
         socket_activation: mode.activated,
         labels: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -174,7 +174,8 @@ impl ActivatedExec {
 
     /// Make `cmd`'s child run this `execve` instead of its own. The socket must stay open until
     /// `cmd` has been spawned.
-    pub fn install(mut self, cmd: &mut tokio::process::Command) {
+    pub fn install(mut self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
         // SAFETY: the hook runs in the forked child, where only the forking thread exists, so it
         // must be async-signal-safe; `exec_in_child` is: it calls only `dup2`/`fcntl`, `getpid`
         // and `execve` (all on POSIX's async-signal-safe list), writes bytes into buffers

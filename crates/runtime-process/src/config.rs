@@ -21,6 +21,11 @@ pub struct ProcessRuntimeConfig {
     pub restart_backoff: RestartBackoff,
     /// Output lines kept in memory per instance for failure messages (default 50).
     pub output_lines: usize,
+    /// The cgroup (under each hierarchy's root) instances' cgroups are made in (default
+    /// `nimbus`); `None` runs without limits.
+    pub cgroup_parent: Option<String>,
+    /// `pids.max` of an instance whose revision sets none (default 4096).
+    pub default_pids_limit: u64,
 }
 
 impl Default for ProcessRuntimeConfig {
@@ -31,6 +36,8 @@ impl Default for ProcessRuntimeConfig {
             drain_timeout: Duration::from_secs(30),
             restart_backoff: RestartBackoff::default(),
             output_lines: 50,
+            cgroup_parent: Some("nimbus".to_owned()),
+            default_pids_limit: 4096,
         }
     }
 }

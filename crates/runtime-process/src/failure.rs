@@ -9,6 +9,9 @@ use nimbus_runtime::{RevisionKey, RevisionPhase};
 
 use crate::process::StartError;
 
+/// Kubernetes' reason for a container killed for memory.
+const OOM_KILLED: &str = "OOMKilled";
+
 /// A failed instance, as reported in [`RevisionPhase::Failed`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Failure {
@@ -20,7 +23,7 @@ impl Failure {
     /// The process could not be started at all.
     pub fn start(revision: &RevisionKey, error: &StartError) -> Self {
         Self {
-            reason: error.reason().to_owned(),
+            reason: error.reason(),
             message: format!("revision {revision}: {error}"),
         }
     }
@@ -68,14 +71,48 @@ impl Failure {
         }
     }
 
-    /// This failure, while waiting `delay` to restart a crashed instance.
+    /// The kernel killed the instance's process for using more memory than its limit.
+    pub fn oom_killed(instance: &str, limit: Option<u64>, output: &[String]) -> Self {
+        let limit = limit.map_or_else(String::new, |bytes| format!(" of {bytes} bytes"));
+        Self {
+            reason: OOM_KILLED.to_owned(),
+            message: format!(
+                "instance {instance} was killed for exceeding its memory limit{limit} (raise resources.limits.memory){}",
+                tail(output)
+            ),
+        }
+    }
+
+    /// The startup probe did not pass.
+    pub fn startup_probe(instance: &str, why: &str, output: &[String]) -> Self {
+        Self {
+            reason: "StartupProbeFailed".to_owned(),
+            message: format!("instance {instance}: {why}{}", tail(output)),
+        }
+    }
+
+    /// The liveness probe failed; the instance is restarted.
+    pub fn liveness(instance: &str, why: &str) -> Self {
+        Self {
+            reason: "LivenessProbeFailed".to_owned(),
+            message: format!("instance {instance}: {why}; restarting it"),
+        }
+    }
+
+    /// This failure, while waiting `delay` to restart a crashed instance. An OOM kill keeps its
+    /// reason, so the status says why the instance keeps dying.
     pub fn backing_off(&self, delay: Duration) -> Self {
         let message = format!(
             "{} ({}); restarting in {delay:?}",
             self.message, self.reason
         );
+        let reason = if self.reason == OOM_KILLED {
+            OOM_KILLED
+        } else {
+            "CrashLoopBackOff"
+        };
         Self {
-            reason: "CrashLoopBackOff".to_owned(),
+            reason: reason.to_owned(),
             message,
         }
     }

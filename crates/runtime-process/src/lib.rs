@@ -22,8 +22,12 @@
 mod activation;
 mod config;
 mod failure;
+mod health;
+mod host;
+mod launcher;
 mod output;
 mod ports;
+mod probe;
 mod process;
 mod readiness;
 mod runtime;
@@ -32,5 +36,7 @@ mod status;
 mod supervisor;
 
 pub use config::{ProcessRuntimeConfig, RestartBackoff};
+pub use host::HostLauncher;
+pub use launcher::{LaunchContext, LaunchError, Launcher};
 pub use process::StartError;
 pub use runtime::{LoadProbeAlreadySet, ProcessRuntime};

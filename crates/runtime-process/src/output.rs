@@ -1,14 +1,16 @@
 //! Instance output: stdout and stderr are read line by line, the last lines kept in memory for
-//! failure messages, forwarded to `tracing` at debug level, and appended to a log file when the
-//! runtime has a data directory. Reading never stops before EOF, so a chatty process never blocks
-//! on a full pipe.
+//! failure messages, forwarded to `tracing` at debug level, and appended to the instance's log
+//! file (timestamped and rotated by `nimbus-logs`) when the runtime has a data directory.
+//! Reading never stops before EOF, so a chatty process never blocks on a full pipe; a log file
+//! that cannot be written never stops it either.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use nimbus_logs::{LogLimits, LogWriter, Stream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
 /// Longest line kept; the rest of a longer line is dropped.
@@ -59,6 +61,10 @@ pub(crate) struct OutputSink {
     pub tail: OutputTail,
 }
 
+/// One log file shared by both streams of a process, so lines interleave as they arrive and a
+/// single writer counts the size for rotation. Locked only for one synchronous write.
+type SharedLog = Arc<Mutex<LogWriter>>;
+
 /// The reader tasks of one process.
 pub(crate) struct Pumps {
     tasks: Vec<JoinHandle<()>>,
@@ -71,9 +77,10 @@ impl Pumps {
         stderr: impl AsyncRead + Unpin + Send + 'static,
         sink: &OutputSink,
     ) -> Self {
+        let log = open_log(sink);
         let tasks = vec![
-            tokio::spawn(pump(stdout, "stdout", sink.clone())),
-            tokio::spawn(pump(stderr, "stderr", sink.clone())),
+            tokio::spawn(pump(stdout, Stream::Stdout, sink.clone(), log.clone())),
+            tokio::spawn(pump(stderr, Stream::Stderr, sink.clone(), log)),
         ];
         Self { tasks }
     }
@@ -87,37 +94,37 @@ impl Pumps {
 }
 
 async fn futures_join(tasks: &mut [JoinHandle<()>]) {
-    for task in tasks.iter_mut() {
+    // A finished handle must not be polled again (wait may be cancelled and called again).
+    for task in tasks.iter_mut().filter(|t| !t.is_finished()) {
         let _ = task.await;
     }
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, name: &'static str, sink: OutputSink) {
-    let mut log = open_log(&sink).await;
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    name: Stream,
+    sink: OutputSink,
+    log: Option<SharedLog>,
+) {
     let mut reader = BufReader::new(stream);
     while let Some(line) = read_line(&mut reader).await {
-        tracing::debug!(instance = %sink.instance, stream = name, "{line}");
-        if let Some(file) = log.as_mut() {
-            // tokio writes in the background; flushing makes the line visible before the next.
-            let written = file.write_all(format!("{line}\n").as_bytes()).await;
-            let _ = written.and(file.flush().await);
+        tracing::debug!(instance = %sink.instance, stream = %name, "{line}");
+        if let Some(log) = &log {
+            log.lock()
+                .expect("instance log poisoned")
+                .write(name, &line);
         }
         sink.tail.push(line);
     }
 }
 
-async fn open_log(sink: &OutputSink) -> Option<tokio::fs::File> {
+/// The instance's log writer, or `None` without a log file or when it cannot be opened (said
+/// once here; output is then kept in memory only).
+fn open_log(sink: &OutputSink) -> Option<SharedLog> {
     let path = sink.log_file.as_ref()?;
-    if let Some(dir) = path.parent() {
-        let _ = tokio::fs::create_dir_all(dir).await;
-    }
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await;
-    file.inspect_err(|e| tracing::warn!(path = %path.display(), "cannot open instance log: {e}"))
-        .ok()
+    let writer = LogWriter::open(path, LogLimits::default());
+    let writer = writer.inspect_err(|e| tracing::warn!(instance = %sink.instance, "{e}"));
+    Some(Arc::new(Mutex::new(writer.ok()?)))
 }
 
 /// The next line without its newline (lossy UTF-8, at most [`MAX_LINE`] bytes kept), or `None`
@@ -154,17 +161,20 @@ fn finish(mut line: Vec<u8>) -> String {
 mod tests {
     use super::*;
 
+    fn sink(log_file: Option<PathBuf>, tail: &OutputTail) -> OutputSink {
+        OutputSink {
+            instance: "i".into(),
+            log_file,
+            tail: tail.clone(),
+        }
+    }
+
     #[tokio::test]
     async fn lines_are_split_truncated_and_bounded() {
         let long = "x".repeat(MAX_LINE + 10);
         let input = format!("a\r\nb\n{long}\nlast");
         let tail = OutputTail::new(3);
-        let sink = OutputSink {
-            instance: "i".into(),
-            log_file: None,
-            tail: tail.clone(),
-        };
-        pump(input.as_bytes(), "stdout", sink).await;
+        pump(input.as_bytes(), Stream::Stdout, sink(None, &tail), None).await;
         let lines = tail.lines();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], "b");
@@ -173,15 +183,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn log_file_gets_every_line() {
+    async fn log_file_gets_every_line_of_both_streams_with_time_and_stream() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ns/rev/i.log");
-        let sink = OutputSink {
-            instance: "i".into(),
-            log_file: Some(path.clone()),
-            tail: OutputTail::new(1),
-        };
-        pump(&b"one\ntwo\n"[..], "stdout", sink).await;
-        assert_eq!(std::fs::read_to_string(path).unwrap(), "one\ntwo\n");
+        let tail = OutputTail::new(1);
+        let mut pumps = Pumps::start(
+            &b"one\ntwo\n"[..],
+            &b"oops\n"[..],
+            &sink(Some(path.clone()), &tail),
+        );
+        pumps.drained(Duration::from_secs(10)).await;
+        let lines = nimbus_logs::read_revision(&dir.path().join("ns/rev"), None, None).unwrap();
+        let got: Vec<(&str, Stream, &str)> = lines
+            .iter()
+            .map(|l| (l.instance.as_str(), l.stream, l.text.as_str()))
+            .collect();
+        let stdout: Vec<_> = got.iter().filter(|l| l.1 == Stream::Stdout).collect();
+        assert_eq!(
+            stdout,
+            [&("i", Stream::Stdout, "one"), &("i", Stream::Stdout, "two")]
+        );
+        assert!(got.contains(&("i", Stream::Stderr, "oops")), "{got:?}");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.lines().all(|l| l.ends_with("Z stdout F one")
+                || l.ends_with("Z stdout F two")
+                || l.ends_with("Z stderr F oops")),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_log_never_stops_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the log's directory should be: the log cannot be opened.
+        std::fs::write(dir.path().join("ns"), "").unwrap();
+        let tail = OutputTail::new(5);
+        let log_file = Some(dir.path().join("ns/rev/i.log"));
+        let mut pumps = Pumps::start(&b"a\nb\n"[..], &b""[..], &sink(log_file, &tail));
+        pumps.drained(Duration::from_secs(10)).await;
+        assert_eq!(tail.lines(), ["a", "b"]);
     }
 }

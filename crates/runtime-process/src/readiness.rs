@@ -40,6 +40,8 @@ pub(crate) enum NotReady {
     Exited(ExitStatus),
     /// The check did not pass before the deadline.
     TimedOut,
+    /// The startup probe failed its threshold; the text says how.
+    StartupProbe(String),
 }
 
 /// Wait until `check` passes, the process exits, or `timeout` passes.

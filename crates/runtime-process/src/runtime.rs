@@ -14,7 +14,11 @@ use nimbus_runtime::{
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+use nimbus_cgroup::Cgroups;
+
 use crate::config::ProcessRuntimeConfig;
+use crate::host::HostLauncher;
+use crate::launcher::Launcher;
 use crate::state::{RevisionState, Shared, Slot};
 use crate::status;
 use crate::supervisor::Supervisor;
@@ -33,10 +37,34 @@ pub struct ProcessRuntime {
 pub struct LoadProbeAlreadySet;
 
 impl ProcessRuntime {
+    /// A runtime of host processes (`runtimeClassName: process`).
     pub fn new(config: ProcessRuntimeConfig) -> Arc<Self> {
+        Self::with_launcher(config, Arc::new(HostLauncher), EndpointRegistry::new())
+    }
+
+    /// A runtime whose instances `launcher` starts (e.g. containers); everything else —
+    /// ports, limits, probes, restarts, draining, logs — is the same as for host processes.
+    /// Cgroups are detected here; when they are unavailable this says so once (a warning) and
+    /// instances run without limits. Ready endpoints are published into `registry` (shared with
+    /// other runtimes, so one router sees them all).
+    pub fn with_launcher(
+        config: ProcessRuntimeConfig,
+        launcher: Arc<dyn Launcher>,
+        registry: EndpointRegistry,
+    ) -> Arc<Self> {
+        let cgroups = config.cgroup_parent.as_deref().and_then(|parent| {
+            Cgroups::detect(parent)
+                .inspect_err(|e| tracing::warn!("instances run without resource limits: {e}"))
+                .ok()
+        });
         Arc::new(Self {
-            shared: Arc::new(Shared::new(config)),
+            shared: Arc::new(Shared::new(config, launcher, cgroups, registry)),
         })
+    }
+
+    /// Whether instance limits are enforced (cgroups were found and usable).
+    pub fn enforces_limits(&self) -> bool {
+        self.shared.cgroups.is_some()
     }
 
     /// Tell the runtime how many requests are in flight per endpoint (the router knows; it is
@@ -68,7 +96,13 @@ impl ProcessRuntime {
 #[async_trait]
 impl Runtime for ProcessRuntime {
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
-        validate(spec)?;
+        self.shared
+            .launcher
+            .validate(spec)
+            .map_err(|message| RuntimeError::InvalidSpec {
+                revision: spec.revision.clone(),
+                message,
+            })?;
         let shared = Arc::clone(&self.shared);
         let in_flight = self.in_flight(&spec.revision);
         let surplus = self.shared.upsert(spec, |revision| {
@@ -108,17 +142,6 @@ impl Drop for ProcessRuntime {
     fn drop(&mut self) {
         self.shared.abort_all();
     }
-}
-
-fn validate(spec: &InstanceSpec) -> Result<(), RuntimeError> {
-    if spec.command.first().is_none_or(|argv0| argv0.is_empty()) {
-        let message = "the process runtime needs a command (argv[0])".to_owned();
-        return Err(RuntimeError::InvalidSpec {
-            revision: spec.revision.clone(),
-            message,
-        });
-    }
-    Ok(())
 }
 
 /// Start missing instances and take surplus ones (the least busy per `in_flight`) out of the

@@ -15,8 +15,11 @@ use nimbus_runtime::{
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+use nimbus_cgroup::Cgroups;
+
 use crate::config::ProcessRuntimeConfig;
 use crate::failure::Failure;
+use crate::launcher::Launcher;
 use crate::ports::PortAllocator;
 use crate::status::{self, Candidate, Observed, Readiness};
 
@@ -31,6 +34,12 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<RuntimeEvent>,
     /// Requests in flight per endpoint, from the router; set once, after construction.
     pub load_probe: OnceLock<Arc<dyn LoadProbe>>,
+    /// How instances are started (host process, container).
+    pub launcher: Arc<dyn Launcher>,
+    /// Distinguishes this runtime's cgroups and scratch directories from other runtimes'.
+    pub tag: String,
+    /// Where instance limits are enforced; `None` when cgroups are unavailable or disabled.
+    pub cgroups: Option<Cgroups>,
     revisions: Mutex<Revisions>,
 }
 
@@ -147,11 +156,21 @@ impl RevisionState {
 }
 
 impl Shared {
-    pub fn new(config: ProcessRuntimeConfig) -> Self {
+    pub fn new(
+        config: ProcessRuntimeConfig,
+        launcher: Arc<dyn Launcher>,
+        cgroups: Option<Cgroups>,
+        registry: EndpointRegistry,
+    ) -> Self {
+        static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
+            tag: format!("{}-{n}", std::process::id()),
+            launcher,
+            cgroups,
             config,
             ports: Arc::default(),
-            registry: EndpointRegistry::new(),
+            registry,
             events: broadcast::channel(EVENT_BUFFER).0,
             load_probe: OnceLock::new(),
             revisions: Mutex::default(),

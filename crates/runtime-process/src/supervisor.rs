@@ -1,29 +1,40 @@
-//! One instance's life, as a task: start the process, wait until it is ready, publish it, and
-//! when it exits, unpublish it and start it again after a back-off (CrashLoopBackOff), until told
-//! to stop; then drain it (wait for its in-flight requests) and stop it. A socket-activated
-//! instance's first attempt is published as soon as the process exists and confirmed (the
-//! program accepted a connection) in the background; its restarts are confirmed first.
-//! Everything it learns goes into the shared state through small `report_*` calls; it never
-//! decides how many instances should exist.
+//! One instance's life, as a task: prepare the revision (the launcher pulls an image, …), make
+//! the instance's cgroup with its limits, start the launcher's command, run the startup probe,
+//! wait until it is ready, publish it; while it serves, run its liveness and readiness probes;
+//! when it exits (or fails liveness), unpublish it and start it again after a back-off
+//! (CrashLoopBackOff), until told to stop; then drain it (wait for its in-flight requests) and
+//! stop it. Every attempt ends by releasing what it held: the cgroup (telling an OOM kill from
+//! other deaths) and whatever the launcher left. A socket-activated instance's first attempt is
+//! published as soon as the process exists and confirmed (the program accepted a connection) in
+//! the background; its restarts are confirmed first. Everything it learns goes into the shared
+//! state through small `report_*` calls; it never decides how many instances should exist.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_runtime::{Endpoint, InstanceSpec};
+use nimbus_cgroup::{Cgroup, Limits};
+use nimbus_runtime::{Endpoint, InstanceSpec, ProbeAction};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::activation::ActivationSocket;
 use crate::failure::Failure;
+use crate::health;
+use crate::host;
+use crate::launcher::{LaunchContext, LaunchError};
 use crate::output::{OutputSink, OutputTail};
+use crate::probe::{self, ProbeTarget};
 use crate::process::{self, Listen, RunningProcess, StartError};
 use crate::readiness::{self, NotReady, Pace};
 use crate::state::Shared;
 
 /// How often a draining instance's in-flight count is checked.
 const DRAIN_POLL: Duration = Duration::from_millis(2);
+/// Pause after a failed exec readiness check while an instance starts.
+const EXEC_READY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Supervises one instance (one ordinal) of a revision.
 pub(crate) struct Supervisor {
@@ -91,60 +102,233 @@ impl Supervisor {
         }
     }
 
-    /// Run one process until it fails or the stop signal comes. A socket-activated process is
-    /// published at once when `first` (connections queue until it accepts).
+    /// Run one instance until it fails or the stop signal comes, then release it. A
+    /// socket-activated process is published at once when `first` (connections queue until it
+    /// accepts).
     async fn attempt(&self, stop: &mut StopSignal, first: bool) -> Outcome {
+        let prepared = tokio::select! {
+            biased;
+            _ = &mut *stop => return Outcome::Stopped,
+            prepared = self.shared.launcher.prepare(&self.spec) => prepared,
+        };
+        if let Err(error) = prepared {
+            return failed(Failure::start(&self.spec.revision, &error.into()), None);
+        }
         let tail = OutputTail::new(self.shared.config.output_lines);
-        let (mut process, listen) = match self.launch(&tail) {
-            Ok(started) => started,
+        let mut instance = match self.launch(&tail).await {
+            Ok(instance) => instance,
             Err(error) => return failed(Failure::start(&self.spec.revision, &error), None),
         };
-        let endpoint = self.endpoint(listen.addr());
-        let early = first && matches!(listen, Listen::Activated(_));
+        let outcome = self.run_instance(&mut instance, &tail, stop, first).await;
+        self.release(instance).await;
+        outcome
+    }
+
+    async fn run_instance(
+        &self,
+        instance: &mut Instance,
+        tail: &OutputTail,
+        stop: &mut StopSignal,
+        first: bool,
+    ) -> Outcome {
+        let endpoint = self.endpoint(instance.listen.addr());
+        let early = first && matches!(instance.listen, Listen::Activated(_));
         if early && !self.report_published(endpoint.clone()) {
-            return self.stop(process, None).await; // removed while starting
+            return self.stop(instance, None).await; // removed while starting
         }
-        let (check, timeout) = (ready_check(&listen), self.spec.startup_timeout);
-        let pace = if early { Pace::Background } else { Pace::Eager };
         let started = tokio::select! {
             biased;
             _ = &mut *stop => None,
-            result = readiness::wait_ready(check, pace, &mut process, timeout) => Some(result),
+            result = self.become_ready(instance, early) => Some(result),
         };
-        let port = listen.port();
-        match started {
-            None => self.stop(process, early.then_some(&endpoint)).await,
-            Some(Ok(())) => self.serve(process, endpoint, &tail, stop).await,
-            Some(Err(NotReady::Exited(status))) => failed(
-                Failure::exited_before_ready(status, port, &tail.lines()),
-                None,
-            ),
+        let port = instance.listen.port();
+        let timeout = self.spec.startup_timeout;
+        let failure = match started {
+            None => return self.stop(instance, early.then_some(&endpoint)).await,
+            Some(Ok(())) => return self.serve(instance, endpoint, tail, stop).await,
+            Some(Err(NotReady::Exited(status))) => {
+                let failure = Failure::exited_before_ready(status, port, &tail.lines());
+                return failed(self.oom_or(instance, failure, tail), None);
+            }
             Some(Err(NotReady::TimedOut)) => {
-                let failure =
-                    Failure::startup_timeout(&self.spec.revision, port, timeout, &tail.lines());
-                self.report_failed(failure.clone());
-                self.stop(process, None).await;
-                failed(failure, None)
+                Failure::startup_timeout(&self.spec.revision, port, timeout, &tail.lines())
+            }
+            Some(Err(NotReady::StartupProbe(why))) => {
+                Failure::startup_probe(&self.id, &why, &tail.lines())
+            }
+        };
+        self.report_failed(failure.clone());
+        self.stop(instance, None).await;
+        failed(failure, None)
+    }
+
+    /// Run the startup probe (if any), then wait until the instance is ready, all within the
+    /// revision's startup timeout.
+    async fn become_ready(&self, instance: &mut Instance, early: bool) -> Result<(), NotReady> {
+        let began = Instant::now();
+        let timeout = self.spec.startup_timeout;
+        if let Some(startup) = &self.spec.probes.startup {
+            let target = instance.target.clone();
+            let check = || probe::check_async(&startup.action, &target, startup.timeout);
+            tokio::select! {
+                result = health::startup(startup, check) => result.map_err(NotReady::StartupProbe)?,
+                status = instance.process.wait() => return Err(NotReady::Exited(status)),
+                () = tokio::time::sleep(timeout) => return Err(NotReady::TimedOut),
+            }
+        }
+        let check = ready_check(instance, self.spec.probes.readiness.as_ref());
+        let pace = if early { Pace::Background } else { Pace::Eager };
+        let left = timeout.saturating_sub(began.elapsed());
+        readiness::wait_ready(check, pace, &mut instance.process, left).await
+    }
+
+    /// Lease a port, make the cgroup, and start the launcher's command in it.
+    async fn launch(&self, tail: &OutputTail) -> Result<Instance, StartError> {
+        let launcher = &self.shared.launcher;
+        let ports = &self.shared.ports;
+        let listen = if self.spec.socket_activation && launcher.socket_activation() {
+            Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
+        } else {
+            Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+        };
+        let cgroup = self.cgroup()?;
+        let ctx = LaunchContext {
+            id: self.id.clone(),
+            port: listen.port(),
+            env: process::contract_env(&self.spec, listen.port()),
+            cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
+            scratch: self.scratch_dir(),
+        };
+        match self.start_process(&listen, &ctx, cgroup.as_ref(), tail) {
+            Ok(process) => {
+                tracing::debug!(instance = %self.id, pid = process.pid(), port = ctx.port, "instance started");
+                let target = self.probe_target(&ctx);
+                Ok(Instance {
+                    process,
+                    listen,
+                    ctx,
+                    cgroup,
+                    target,
+                })
+            }
+            Err(error) => {
+                launcher.cleanup(&ctx).await;
+                remove_scratch(&ctx.scratch);
+                Err(error)
             }
         }
     }
 
-    fn launch(&self, tail: &OutputTail) -> Result<(RunningProcess, Listen), StartError> {
-        let ports = &self.shared.ports;
-        let listen = if self.spec.socket_activation {
-            Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
-        } else {
-            Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+    fn start_process(
+        &self,
+        listen: &Listen,
+        ctx: &LaunchContext,
+        cgroup: Option<&Cgroup>,
+        tail: &OutputTail,
+    ) -> Result<RunningProcess, StartError> {
+        let launcher = &self.shared.launcher;
+        let cmd = match listen {
+            Listen::Activated(socket) => {
+                host::activated_command(&self.spec, ctx, socket).map_err(|source| {
+                    let command = self.spec.command.first().cloned().unwrap_or_default();
+                    match source.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            StartError::CommandNotFound { command, source }
+                        }
+                        _ => StartError::Spawn { command, source },
+                    }
+                })?
+            }
+            Listen::Port(_) => launcher.command(&self.spec, ctx)?,
+        };
+        let join = match cgroup {
+            Some(cgroup) if !launcher.joins_cgroup_itself() => {
+                let joiner = cgroup.joiner().map_err(cgroup_error)?;
+                let hook: Box<dyn FnMut() -> std::io::Result<()> + Send + Sync> =
+                    Box::new(move || joiner.join());
+                Some(hook)
+            }
+            _ => None,
         };
         let sink = OutputSink {
             instance: self.id.clone(),
             log_file: self.log_file(),
             tail: tail.clone(),
         };
-        let process = process::spawn(&self.spec, &listen, &sink)?;
-        let port = listen.port();
-        tracing::debug!(instance = %self.id, pid = process.pid(), port, "instance started");
-        Ok((process, listen))
+        process::spawn(cmd, &sink, join)
+    }
+
+    /// This instance's cgroup with the revision's limits, when cgroups are in use.
+    fn cgroup(&self) -> Result<Option<Cgroup>, StartError> {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return Ok(None);
+        };
+        let r = &self.spec.resources;
+        let pids = r
+            .pids_limit
+            .unwrap_or(self.shared.config.default_pids_limit);
+        let limits = Limits::from_kubernetes(
+            r.memory_limit,
+            r.cpu_limit_millis,
+            r.cpu_request_millis,
+            Some(pids),
+        );
+        let name = format!(
+            "{}/{}/{}",
+            self.shared.tag, self.spec.revision.namespace, self.id
+        );
+        cgroups
+            .create(&name, &limits)
+            .map(Some)
+            .map_err(cgroup_error)
+    }
+
+    /// How probes reach this instance: its port, and the launcher's way to run a command in it.
+    fn probe_target(&self, ctx: &LaunchContext) -> ProbeTarget {
+        let (launcher, spec, ctx) = (
+            Arc::clone(&self.shared.launcher),
+            Arc::clone(&self.spec),
+            ctx.clone(),
+        );
+        ProbeTarget {
+            port: ctx.port,
+            exec: Arc::new(move |argv: &[String]| launcher.exec(&spec, &ctx, argv)),
+        }
+    }
+
+    /// After the instance's process is gone: kill what is left in its cgroup and remove it,
+    /// then let the launcher clean up.
+    async fn release(&self, instance: Instance) {
+        let Instance { ctx, cgroup, .. } = instance;
+        if let Some(cgroup) = cgroup {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = cgroup.remove() {
+                    tracing::warn!("cannot remove an instance cgroup: {e}");
+                }
+            })
+            .await
+            .ok();
+        }
+        self.shared.launcher.cleanup(&ctx).await;
+        remove_scratch(&ctx.scratch);
+    }
+
+    /// `failure`, or `OOMKilled` when the kernel killed a process of the instance for memory.
+    fn oom_or(&self, instance: &Instance, failure: Failure, tail: &OutputTail) -> Failure {
+        match &instance.cgroup {
+            Some(cgroup) if cgroup.oom_kills() > 0 => {
+                Failure::oom_killed(&self.id, self.spec.resources.memory_limit, &tail.lines())
+            }
+            _ => failure,
+        }
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        let base = match &self.shared.config.data_dir {
+            Some(dir) => dir.join("instances"),
+            None => std::env::temp_dir().join(format!("nimbus-instances-{}", self.shared.tag)),
+        };
+        base.join(&self.spec.revision.namespace).join(&self.id)
     }
 
     fn endpoint(&self, addr: SocketAddr) -> Endpoint {
@@ -155,38 +339,72 @@ impl Supervisor {
         }
     }
 
-    /// Publish the ready process and wait until it exits or the stop signal comes.
+    /// Publish the ready instance and watch it (exit, liveness, readiness) until it fails or the
+    /// stop signal comes.
     async fn serve(
         &self,
-        mut process: RunningProcess,
+        instance: &mut Instance,
         endpoint: Endpoint,
         tail: &OutputTail,
         stop: &mut StopSignal,
     ) -> Outcome {
         if !self.report_ready(endpoint.clone()) {
             // Removed while starting; drained in case it had been published early.
-            return self.stop(process, Some(&endpoint)).await;
+            return self.stop(instance, Some(&endpoint)).await;
         }
         let since = Instant::now();
-        let exited = tokio::select! {
+        let target = instance.target.clone();
+        let probes = &self.spec.probes;
+        let liveness = async {
+            match &probes.liveness {
+                Some(p) => {
+                    health::liveness(p, || probe::check_async(&p.action, &target, p.timeout)).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let readiness = async {
+            match &probes.readiness {
+                Some(p) => {
+                    let check = || probe::check_async(&p.action, &target, p.timeout);
+                    health::readiness(p, check, |ready, why| {
+                        self.report_readiness(&endpoint, ready, why)
+                    })
+                    .await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
             _ = &mut *stop => None,
-            status = process.wait() => Some(status),
+            status = instance.process.wait() => Some(Ok(status)),
+            why = liveness => Some(Err(why)),
+            () = readiness => None,
         };
-        let Some(status) = exited else {
-            return self.stop(process, Some(&endpoint)).await;
+        let failure = match ended {
+            None => return self.stop(instance, Some(&endpoint)).await,
+            Some(Ok(status)) => {
+                let crashed = Failure::crashed(&self.id, status, &tail.lines());
+                self.oom_or(instance, crashed, tail)
+            }
+            Some(Err(why)) => Failure::liveness(&self.id, &why),
         };
-        let failure = Failure::crashed(&self.id, status, &tail.lines());
-        tracing::warn!(instance = %self.id, reason = %failure.reason, "instance exited");
+        tracing::warn!(instance = %self.id, reason = %failure.reason, "instance failed");
         self.report_failed(failure.clone()); // unpublishes it at once
+        self.stop(instance, None).await;
         failed(failure, Some(since.elapsed()))
     }
 
     /// Stop the process, first draining `published` (already unpublished by now).
-    async fn stop(&self, mut process: RunningProcess, published: Option<&Endpoint>) -> Outcome {
+    async fn stop(&self, instance: &mut Instance, published: Option<&Endpoint>) -> Outcome {
         if let Some(endpoint) = published {
-            self.drain(endpoint, &mut process).await;
+            self.drain(endpoint, &mut instance.process).await;
         }
-        let status = process.stop(self.shared.config.stop_grace).await;
+        let grace = self
+            .spec
+            .termination_grace
+            .unwrap_or(self.shared.config.stop_grace);
+        let status = instance.process.stop(grace).await;
         tracing::debug!(instance = %self.id, ?status, "instance stopped");
         Outcome::Stopped
     }
@@ -255,6 +473,22 @@ impl Supervisor {
         ready.flatten().is_some()
     }
 
+    /// The readiness probe changed its mind about this serving instance: publish or unpublish
+    /// it (without counting a failure: a not-ready instance is not restarted).
+    fn report_readiness(&self, endpoint: &Endpoint, ready: bool, why: &str) {
+        if ready {
+            self.report_ready(endpoint.clone());
+            return;
+        }
+        tracing::info!(instance = %self.id, "readiness probe failing, taking it out of traffic: {why}");
+        let ordinal = self.ordinal;
+        self.shared.update(&self.spec.revision, |revision| {
+            if let Some(slot) = revision.instances.get_mut(&ordinal) {
+                slot.endpoint = None;
+            }
+        });
+    }
+
     /// Mark this instance failed (not ready) and record why.
     fn report_failed(&self, failure: Failure) {
         let ordinal = self.ordinal;
@@ -268,12 +502,53 @@ impl Supervisor {
     }
 }
 
-/// How a starting instance proves it serves: its port accepts connections, or (socket
-/// activation) the program accepted one from its socket.
-fn ready_check(listen: &Listen) -> Box<dyn FnMut() -> bool + Send> {
-    match listen {
-        Listen::Port(_) => Box::new(readiness::connects(listen.addr())),
-        Listen::Activated(socket) => Box::new(socket.accepted_check()),
+/// What one attempt holds: the process, its port or socket, what the launcher was given, the
+/// cgroup, and where probes go.
+struct Instance {
+    process: RunningProcess,
+    listen: Listen,
+    ctx: LaunchContext,
+    cgroup: Option<Cgroup>,
+    target: ProbeTarget,
+}
+
+/// How a starting instance proves it serves: its readiness probe passes; without one, its port
+/// accepts connections, or (socket activation) the program accepted one from its socket.
+/// Knative probes a starting instance as fast as sensible whatever the probe's period.
+fn ready_check(
+    instance: &Instance,
+    probe: Option<&nimbus_runtime::Probe>,
+) -> Box<dyn FnMut() -> bool + Send> {
+    match (probe, &instance.listen) {
+        (Some(p), _) => {
+            let (action, target, timeout) = (p.action.clone(), instance.target.clone(), p.timeout);
+            // A command per check is costly: pace exec probes.
+            let pause = matches!(action, ProbeAction::Exec { .. }).then_some(EXEC_READY_PAUSE);
+            Box::new(move || {
+                let passed = probe::check(&action, &target, timeout).is_ok();
+                if let (false, Some(pause)) = (passed, pause) {
+                    std::thread::sleep(pause);
+                }
+                passed
+            })
+        }
+        (None, listen @ Listen::Port(_)) => Box::new(readiness::connects(listen.addr())),
+        (None, Listen::Activated(socket)) => Box::new(socket.accepted_check()),
+    }
+}
+
+fn cgroup_error(error: nimbus_cgroup::CgroupError) -> StartError {
+    StartError::Launch(LaunchError::new(
+        "CgroupError",
+        format!("cannot set up the instance's resource limits: {error}"),
+    ))
+}
+
+fn remove_scratch(dir: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %dir.display(), "cannot remove an instance's scratch directory: {e}");
     }
 }
 

@@ -19,7 +19,10 @@ pub trait LoadProbe: Send + Sync + 'static {
     /// Requests currently in flight to `endpoint`.
     fn in_flight(&self, endpoint: &Endpoint) -> usize;
 }
-pub use spec::{InstanceSpec, RevisionKey, RevisionPhase, RevisionRuntimeStatus, RuntimeEvent};
+pub use spec::{
+    InstanceSpec, Probe, ProbeAction, Probes, Resources, RevisionKey, RevisionPhase,
+    RevisionRuntimeStatus, RuntimeEvent,
+};
 
 use async_trait::async_trait;
 

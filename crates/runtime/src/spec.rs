@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::Protocol;
 
 /// Identifies a revision: namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RevisionKey {
     pub namespace: String,
     pub name: String,
@@ -31,7 +31,7 @@ impl fmt::Display for RevisionKey {
 
 /// Everything a runtime needs to start one instance of a revision. Built by the controller from
 /// the Revision's spec; runtimes never read API objects themselves.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSpec {
     pub revision: RevisionKey,
     /// Which backend should run it (`process`, later `oci`, `wasm`).
@@ -53,6 +53,87 @@ pub struct InstanceSpec {
     pub socket_activation: bool,
     /// Labels useful to runtimes (service / configuration names, used for `K_SERVICE` etc.).
     pub labels: BTreeMap<String, String>,
+    /// `resources` of the container, converted to plain numbers.
+    pub resources: Resources,
+    /// Kubernetes probes; `None` means the runtime's default (readiness: the port accepts).
+    pub probes: Probes,
+    /// `securityContext.runAsUser` / `runAsGroup` (containers; otherwise the image's user).
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    /// How long after SIGTERM an instance may take to exit before SIGKILL
+    /// (`terminationGracePeriodSeconds`); `None`: the runtime's default.
+    pub termination_grace: Option<Duration>,
+}
+
+/// Resource requests and limits, as Kubernetes quantities converted to numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `limits.memory` in bytes.
+    pub memory_limit: Option<u64>,
+    /// `requests.memory` in bytes.
+    pub memory_request: Option<u64>,
+    /// `limits.cpu` in millicores (1000 = one CPU).
+    pub cpu_limit_millis: Option<u64>,
+    /// `requests.cpu` in millicores.
+    pub cpu_request_millis: Option<u64>,
+    /// Most processes/threads an instance may have (`nimbus.dev/pids-limit`); `None`: the
+    /// runtime's default.
+    pub pids_limit: Option<u64>,
+}
+
+/// The three Kubernetes probes of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    pub readiness: Option<Probe>,
+    pub liveness: Option<Probe>,
+    pub startup: Option<Probe>,
+}
+
+/// One probe: what to check and how often (Kubernetes' fields and defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub action: ProbeAction,
+    /// Wait before the first check (`initialDelaySeconds`, default 0).
+    pub initial_delay: Duration,
+    /// Time between checks (`periodSeconds`, default 10 s). Knative allows 0 for readiness,
+    /// meaning "check as fast as sensible until ready".
+    pub period: Duration,
+    /// How long one check may take (`timeoutSeconds`, default 1 s).
+    pub timeout: Duration,
+    /// Consecutive successes to count as passing after a failure (`successThreshold`, default 1).
+    pub success_threshold: u32,
+    /// Consecutive failures to count as failed (`failureThreshold`, default 3).
+    pub failure_threshold: u32,
+}
+
+impl Probe {
+    /// A probe with Kubernetes' default timing.
+    pub fn new(action: ProbeAction) -> Self {
+        Self {
+            action,
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: 1,
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// What a probe checks. A `port` of `None` means the instance's own serving port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// An HTTP GET that must answer 200..=399.
+    HttpGet {
+        path: String,
+        port: Option<u16>,
+        /// `Host` header and extra headers, as given.
+        headers: Vec<(String, String)>,
+    },
+    /// A TCP connection that must be accepted.
+    TcpSocket { port: Option<u16> },
+    /// A command run inside the instance that must exit 0.
+    Exec { command: Vec<String> },
 }
 
 /// Coarse state of a revision's instances as a runtime sees them.

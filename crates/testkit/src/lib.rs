@@ -3,6 +3,8 @@
 //! requests through its router with a chosen `Host`, and wait for conditions with deadlines
 //! (never fixed sleeps). Shared here so test files do not copy them.
 
+pub mod image;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,6 +45,7 @@ impl Nimbus {
     }
 
     fn start_in(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        install_crypto();
         let mut child = Command::new(bin)
             .args([
                 "serve",
@@ -167,12 +170,14 @@ impl Nimbus {
         let mut cmd = Command::new(&self.bin);
         cmd.env("NIMBUS_SERVER", self.api_url())
             .env("NIMBUS_TOKEN", &self.token)
+            .env("NIMBUS_DATA_DIR", &self.data_dir)
             .env("KUBECONFIG", self.data_dir.join("no-kubeconfig"));
         cmd
     }
 
     /// An HTTP client that sends this server's token.
     pub fn api_client(&self) -> reqwest::Client {
+        install_crypto();
         let mut headers = reqwest::header::HeaderMap::new();
         let value = format!("Bearer {}", self.token)
             .parse()
@@ -322,6 +327,7 @@ pub struct Reply {
 
 impl RouterClient {
     pub fn new(addr: &str) -> Self {
+        install_crypto();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -370,6 +376,12 @@ impl RouterClient {
             }
         }
     }
+}
+
+/// Make ring the process's TLS provider: the workspace's reqwest is built without a default one
+/// (as the `nimbus` binary does at start). Idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Build the example component `examples/hello-wasm` into `target_dir` (release,

@@ -60,6 +60,7 @@ pub fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         startup_timeout: PATIENCE,
         socket_activation: false,
         labels,
+        ..Default::default()
     }
 }
 

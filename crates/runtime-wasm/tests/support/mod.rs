@@ -70,6 +70,7 @@ pub fn spec(revision: &str, image: &str) -> InstanceSpec {
         startup_timeout: PATIENCE,
         socket_activation: false,
         labels,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,99 @@
+//! The instance runtimes of `nimbus serve`, one per `runtimeClassName`, all publishing into one
+//! endpoint registry so one router sees them all: `process` (host processes), `oci` (images
+//! under runc; the default, as in Knative) and `wasm` (components under wasmtime). The process
+//! and OCI runtimes share the supervisor — limits, probes, restarts, logs — and differ only in
+//! their launcher.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use nimbus_api::constants::{RUNTIME_OCI, RUNTIME_PROCESS, RUNTIME_WASM};
+use nimbus_image::Progress;
+use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
+use nimbus_runtime_container::{OciConfig, OciLauncher};
+use nimbus_runtime_process::{HostLauncher, ProcessRuntime, ProcessRuntimeConfig};
+use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
+
+/// Every runtime of the server.
+pub struct Runtimes {
+    pub process: Arc<ProcessRuntime>,
+    pub oci: Arc<ProcessRuntime>,
+    pub wasm: Arc<WasmRuntime>,
+    pub registry: EndpointRegistry,
+}
+
+impl Runtimes {
+    pub fn start(data_dir: &Path, insecure_registries: Vec<String>) -> anyhow::Result<Self> {
+        let registry = EndpointRegistry::new();
+        let config = ProcessRuntimeConfig {
+            data_dir: Some(data_dir.to_path_buf()),
+            cgroup_parent: Some(crate::limits::cgroup_parent(data_dir)),
+            ..Default::default()
+        };
+        let process =
+            ProcessRuntime::with_launcher(config.clone(), Arc::new(HostLauncher), registry.clone());
+        let store = crate::cmd_image::open_store(data_dir, insecure_registries)?;
+        let mut oci_config = OciConfig::new(data_dir.join("runc"));
+        oci_config.pull_progress = Arc::new(LogProgress);
+        let launcher = OciLauncher::new(Arc::new(store), oci_config);
+        let oci = ProcessRuntime::with_launcher(config, Arc::new(launcher), registry.clone());
+        let wasm = WasmRuntime::with_registry(
+            WasmRuntimeConfig {
+                data_dir: Some(data_dir.to_path_buf()),
+                ..Default::default()
+            },
+            registry.clone(),
+        )
+        .context("starting the wasm runtime")?;
+        Ok(Self {
+            process,
+            oci,
+            wasm,
+            registry,
+        })
+    }
+
+    /// By `runtimeClassName`, for the controller.
+    pub fn by_class(&self) -> HashMap<String, Arc<dyn Runtime>> {
+        [
+            (RUNTIME_PROCESS, self.process.clone() as Arc<dyn Runtime>),
+            (RUNTIME_OCI, self.oci.clone() as Arc<dyn Runtime>),
+            (RUNTIME_WASM, self.wasm.clone() as Arc<dyn Runtime>),
+        ]
+        .into_iter()
+        .map(|(class, runtime)| (class.to_owned(), runtime))
+        .collect()
+    }
+
+    /// Scale-downs wait for the router to finish an instance's in-flight requests.
+    pub fn set_load_probe(&self, probe: Arc<dyn LoadProbe>) {
+        let _ = self.process.set_load_probe(Arc::clone(&probe));
+        let _ = self.oci.set_load_probe(probe);
+    }
+
+    /// Stop every instance of every runtime, gracefully.
+    pub async fn shutdown(&self) {
+        tokio::join!(
+            self.process.shutdown(),
+            self.oci.shutdown(),
+            self.wasm.shutdown()
+        );
+    }
+}
+
+/// Image pulls the server starts, in its log.
+struct LogProgress;
+
+impl Progress for LogProgress {
+    fn layer(&self, digest: &str, done: u64, total: Option<u64>) {
+        if total == Some(done) {
+            tracing::info!(%digest, bytes = done, "layer fetched");
+        }
+    }
+
+    fn message(&self, text: &str) {
+        tracing::info!("image: {text}");
+    }
+}

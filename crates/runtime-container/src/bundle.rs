@@ -1,0 +1,283 @@
+//! The runtime spec (`config.json`) of one container, built from what the launcher resolved:
+//! argv, environment, working directory and ids of the process; its root filesystem; mounts;
+//! limits; namespaces. Pure; the launcher does the I/O around it.
+//!
+//! Isolation: pid, ipc, uts and mount namespaces (plus cgroup on cgroup v2), but **not
+//! network** — instances share the host's network and listen on `$PORT` like host processes,
+//! so the router reaches them on loopback. No terminal (so no /dev/console), no new
+//! privileges, Docker's default capabilities minus `NET_RAW` (which on the host network would
+//! allow sniffing other instances' traffic), none inherited or ambient, so a non-root process
+//! keeps none across `execve`. runc supplies /dev/null, zero, full, random, urandom, tty and the
+//! /dev/fd, stdin, stdout and stderr links itself.
+
+use std::path::PathBuf;
+
+use nimbus_runtime::Resources;
+use oci_spec::OciSpecError;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::mounts::{self, HostFiles};
+use crate::resources::linux_resources;
+use crate::user::ResolvedUser;
+
+/// The runtime-spec version written; runc 1.1 speaks 1.0.2.
+pub const OCI_VERSION: &str = "1.0.2";
+
+/// Docker's default capability set without `NET_RAW`.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Longest hostname the kernel accepts.
+const HOSTNAME_MAX: usize = 64;
+
+/// Where the container's root filesystem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootChoice {
+    /// The per-instance overlay mounted at `<bundle>/rootfs`.
+    Overlay,
+    /// The image's shared rootfs itself, mounted read-only (when overlayfs is unavailable).
+    SharedReadOnly(PathBuf),
+}
+
+/// Everything a container's runtime spec is made from.
+#[derive(Clone, Debug)]
+pub struct ContainerParts<'a> {
+    /// The instance id; also the hostname (cut to the kernel's limit).
+    pub id: &'a str,
+    /// argv of the process (see [`crate::OciLauncher`] for how it is derived).
+    pub args: Vec<String>,
+    /// `K=V` environment, in order.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    /// Ids of the process.
+    pub user: &'a ResolvedUser,
+    pub root: RootChoice,
+    /// Bound read-only at /etc/resolv.conf and /etc/hosts.
+    pub host_files: &'a HostFiles,
+    /// Requests and limits, converted as the kubelet does.
+    pub resources: &'a Resources,
+    /// `pids.max` when `resources` sets none.
+    pub default_pids_limit: u64,
+    /// The cgroup runc joins (relative to each hierarchy's root); `None`: runc's default.
+    pub cgroup: Option<&'a str>,
+    /// The host uses the unified cgroup v2 hierarchy (adds a cgroup namespace).
+    pub cgroup_v2: bool,
+}
+
+/// The runtime spec for `parts`.
+pub fn config(parts: &ContainerParts<'_>) -> Result<Spec, OciSpecError> {
+    SpecBuilder::default()
+        .version(OCI_VERSION)
+        .hostname(hostname(parts.id))
+        .root(root(&parts.root)?)
+        .process(process(parts)?)
+        .mounts(mounts::mounts(parts.host_files)?)
+        .linux(linux(parts)?)
+        .build()
+}
+
+/// The instance id cut to the kernel's hostname limit (ids are ASCII).
+pub fn hostname(id: &str) -> String {
+    id.chars().take(HOSTNAME_MAX).collect()
+}
+
+fn root(choice: &RootChoice) -> Result<oci_spec::runtime::Root, OciSpecError> {
+    match choice {
+        RootChoice::Overlay => RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build(),
+        RootChoice::SharedReadOnly(path) => {
+            RootBuilder::default().path(path).readonly(true).build()
+        }
+    }
+}
+
+fn process(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Process, OciSpecError> {
+    let user = UserBuilder::default()
+        .uid(parts.user.uid)
+        .gid(parts.user.gid)
+        .additional_gids(parts.user.additional_gids.clone())
+        .build()?;
+    let granted: Capabilities = CAPABILITIES.iter().copied().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(granted.clone())
+        .effective(granted.clone())
+        .permitted(granted)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()?;
+    ProcessBuilder::default()
+        .terminal(false)
+        .user(user)
+        .args(parts.args.clone())
+        .env(parts.env.clone())
+        .cwd(parts.cwd.as_str())
+        .no_new_privileges(true)
+        .capabilities(capabilities)
+        .build()
+}
+
+fn linux(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Linux, OciSpecError> {
+    let mut kinds = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ];
+    if parts.cgroup_v2 {
+        kinds.push(LinuxNamespaceType::Cgroup);
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(linux_resources(parts.resources, parts.default_pids_limit)?)
+        .masked_paths(mounts::masked_paths())
+        .readonly_paths(mounts::readonly_paths());
+    if let Some(cgroup) = parts.cgroup {
+        linux = linux.cgroups_path(PathBuf::from(format!(
+            "/{}",
+            cgroup.trim_start_matches('/')
+        )));
+    }
+    linux.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn user() -> ResolvedUser {
+        ResolvedUser {
+            uid: 1000,
+            gid: 1000,
+            additional_gids: vec![50],
+            home: "/app".into(),
+        }
+    }
+
+    fn host() -> HostFiles {
+        HostFiles {
+            resolv_conf: "/etc/resolv.conf".into(),
+            hosts: "/etc/hosts".into(),
+        }
+    }
+
+    fn json(root: RootChoice, cgroup: Option<&str>, cgroup_v2: bool) -> Value {
+        let (user, host, resources) = (user(), host(), Resources::default());
+        let parts = ContainerParts {
+            id: "hello-00001-1",
+            args: vec!["/app/test-app".into()],
+            env: vec!["PORT=8080".into()],
+            cwd: "/app".into(),
+            user: &user,
+            root,
+            host_files: &host,
+            resources: &resources,
+            default_pids_limit: 4096,
+            cgroup,
+            cgroup_v2,
+        };
+        serde_json::to_value(config(&parts).unwrap()).unwrap()
+    }
+
+    fn namespaces(spec: &Value) -> Vec<String> {
+        let list = spec["linux"]["namespaces"].as_array().unwrap();
+        list.iter()
+            .map(|n| n["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn process_fields_are_as_resolved() {
+        let spec = json(RootChoice::Overlay, None, false);
+        assert_eq!(spec["ociVersion"], OCI_VERSION);
+        assert_eq!(spec["hostname"], "hello-00001-1");
+        let process = &spec["process"];
+        assert_eq!(process["terminal"], false);
+        assert_eq!(process["noNewPrivileges"], true);
+        assert_eq!(process["args"][0], "/app/test-app");
+        assert_eq!(process["env"][0], "PORT=8080");
+        assert_eq!(process["cwd"], "/app");
+        assert_eq!(process["user"]["uid"], 1000);
+        assert_eq!(process["user"]["gid"], 1000);
+        assert_eq!(process["user"]["additionalGids"][0], 50);
+    }
+
+    #[test]
+    fn capabilities_exclude_raw_sockets_and_are_never_inherited() {
+        let spec = json(RootChoice::Overlay, None, false);
+        let caps = &spec["process"]["capabilities"];
+        let bounding = caps["bounding"].as_array().unwrap();
+        assert_eq!(bounding.len(), CAPABILITIES.len());
+        assert!(bounding.contains(&Value::from("CAP_NET_BIND_SERVICE")));
+        assert!(!bounding.contains(&Value::from("CAP_NET_RAW")));
+        assert!(!bounding.contains(&Value::from("CAP_SYS_ADMIN")));
+        assert!(caps["ambient"].as_array().unwrap().is_empty());
+        assert!(caps["inheritable"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_network_is_the_hosts() {
+        let spec = json(RootChoice::Overlay, None, false);
+        assert_eq!(namespaces(&spec), ["pid", "ipc", "uts", "mount"]);
+        let v2 = json(RootChoice::Overlay, None, true);
+        assert_eq!(namespaces(&v2), ["pid", "ipc", "uts", "mount", "cgroup"]);
+    }
+
+    #[test]
+    fn root_is_the_overlay_or_the_shared_rootfs_read_only() {
+        let overlay = json(RootChoice::Overlay, None, false);
+        assert_eq!(overlay["root"]["path"], "rootfs");
+        assert_eq!(overlay["root"]["readonly"], false);
+        let shared = json(
+            RootChoice::SharedReadOnly("/images/x/rootfs".into()),
+            None,
+            false,
+        );
+        assert_eq!(shared["root"]["path"], "/images/x/rootfs");
+        assert_eq!(shared["root"]["readonly"], true);
+    }
+
+    #[test]
+    fn cgroups_path_is_absolute_when_given() {
+        let none = json(RootChoice::Overlay, None, false);
+        assert!(none["linux"].get("cgroupsPath").is_none());
+        let given = json(RootChoice::Overlay, Some("nimbus/default/hello-1"), false);
+        assert_eq!(given["linux"]["cgroupsPath"], "/nimbus/default/hello-1");
+        assert_eq!(given["linux"]["resources"]["pids"]["limit"], 4096);
+        assert!(
+            given["linux"]["readonlyPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&"/proc/sys".into())
+        );
+    }
+
+    #[test]
+    fn long_ids_are_cut_to_a_valid_hostname() {
+        assert_eq!(hostname(&"a".repeat(80)).len(), HOSTNAME_MAX);
+        assert_eq!(hostname("short"), "short");
+    }
+}

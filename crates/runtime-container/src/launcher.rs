@@ -1,0 +1,205 @@
+//! [`OciLauncher`]: the supervisor's [`Launcher`] for container images. `prepare` makes sure
+//! the revision's image is stored and unpacked (once; later calls hit a per-revision cache);
+//! `command` builds the instance's bundle and returns `runc run` for it; `exec` runs a probe
+//! inside; `cleanup` deletes the container, unmounts its rootfs and removes the bundle.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use nimbus_image::{Image, ImageStore};
+use nimbus_runtime::{InstanceSpec, RevisionKey};
+use nimbus_runtime_process::{LaunchContext, LaunchError, Launcher};
+
+use crate::bundle::{self, ContainerParts};
+use crate::config::OciConfig;
+use crate::error::ContainerError;
+use crate::process;
+use crate::rootfs::OverlayError;
+use crate::runc::Runc;
+use crate::setup;
+use crate::user::{self, UserRequest};
+
+/// Runs instances as runc containers of their revision's image (see the crate docs).
+pub struct OciLauncher {
+    store: Option<Arc<ImageStore>>,
+    config: OciConfig,
+    runc: Runc,
+    /// Per revision: the reference as the manifest wrote it, and the image it resolved to.
+    images: Mutex<HashMap<RevisionKey, (String, Arc<Image>)>>,
+    overlay_warned: AtomicBool,
+    cgroup_v2: bool,
+}
+
+// === impl OciLauncher ===
+
+impl OciLauncher {
+    /// A launcher pulling images into `store`.
+    pub fn new(store: Arc<ImageStore>, config: OciConfig) -> Self {
+        Self::build(Some(store), config)
+    }
+
+    /// A launcher without an image store: only revisions given to
+    /// [`OciLauncher::with_image`] can run (tests, embedding).
+    pub fn without_store(config: OciConfig) -> Self {
+        Self::build(None, config)
+    }
+
+    fn build(store: Option<Arc<ImageStore>>, config: OciConfig) -> Self {
+        Self {
+            store,
+            runc: Runc::new(&config.runc, &config.state_root),
+            config,
+            images: Mutex::default(),
+            overlay_warned: AtomicBool::new(false),
+            cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        }
+    }
+
+    /// Use `image` for `revision` (whose spec names `reference`) without asking the store.
+    pub fn with_image(&self, revision: RevisionKey, reference: &str, image: Image) {
+        self.cache()
+            .insert(revision, (reference.to_owned(), Arc::new(image)));
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &OciConfig {
+        &self.config
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<RevisionKey, (String, Arc<Image>)>> {
+        self.images
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached image of `spec`'s revision, if it is for the reference the spec names.
+    fn cached(&self, spec: &InstanceSpec) -> Option<Arc<Image>> {
+        let cache = self.cache();
+        let (reference, image) = cache.get(&spec.revision)?;
+        (Some(reference) == spec.image.as_ref()).then(|| Arc::clone(image))
+    }
+
+    /// The revision's image, pulled and unpacked if need be.
+    async fn ensure_image(&self, spec: &InstanceSpec) -> Result<Arc<Image>, ContainerError> {
+        if let Some(image) = self.cached(spec) {
+            return Ok(image);
+        }
+        let reference = spec.image.as_deref().ok_or(ContainerError::NoImage)?;
+        let store = self.store.as_ref().ok_or_else(|| not_prepared(spec))?;
+        let image = store.ensure(reference, &*self.config.pull_progress).await?;
+        self.with_image(spec.revision.clone(), reference, image);
+        self.cached(spec).ok_or_else(|| not_prepared(spec))
+    }
+
+    /// Build the bundle and return `runc run` for it.
+    fn start(&self, spec: &InstanceSpec, ctx: &LaunchContext) -> Result<Command, ContainerError> {
+        let image = self.cached(spec).ok_or_else(|| not_prepared(spec))?;
+        let args = argv(&image, spec)?;
+        let account = user::read_account_files(&image.rootfs);
+        let user = user::resolve(user_request(&image, spec), &account)?;
+        let bundle = setup::bundle_dir(&ctx.scratch);
+        setup::fresh_bundle(&self.runc, &bundle, &ctx.id)?;
+        let host = setup::host_files(&self.config.resolv_conf, &self.config.hosts, &bundle)?;
+        let hostname = bundle::hostname(&ctx.id);
+        let root = setup::mount_root(&image.rootfs, &bundle, self.config.overlay, |e| {
+            self.warn_overlay_once(e)
+        });
+        let parts = ContainerParts {
+            id: &ctx.id,
+            args,
+            env: process::environment(&hostname, &user.home, &image.config.env, &ctx.env),
+            cwd: process::working_dir(
+                spec.working_dir.as_deref(),
+                image.config.working_dir.as_deref(),
+            ),
+            user: &user,
+            root,
+            host_files: &host,
+            resources: &spec.resources,
+            default_pids_limit: self.config.default_pids_limit,
+            cgroup: ctx.cgroup.as_deref(),
+            cgroup_v2: self.cgroup_v2,
+        };
+        let written = bundle::config(&parts)
+            .map_err(ContainerError::from)
+            .and_then(|config| setup::write_config(&config, &bundle));
+        if let Err(e) = written {
+            setup::remove_bundle(&bundle);
+            return Err(e);
+        }
+        Ok(self.runc.run(&bundle, &ctx.id))
+    }
+
+    fn warn_overlay_once(&self, error: &OverlayError) {
+        if !self.overlay_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{error}; containers run on their image's shared root filesystem mounted \
+                 read-only instead (writable: /tmp, /dev/shm)"
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Launcher for OciLauncher {
+    async fn prepare(&self, spec: &InstanceSpec) -> Result<(), LaunchError> {
+        let image = self.ensure_image(spec).await?;
+        argv(&image, spec)?;
+        Ok(())
+    }
+
+    fn command(&self, spec: &InstanceSpec, ctx: &LaunchContext) -> Result<Command, LaunchError> {
+        Ok(self.start(spec, ctx)?)
+    }
+
+    fn exec(&self, _spec: &InstanceSpec, ctx: &LaunchContext, argv: &[String]) -> Command {
+        self.runc.exec(&ctx.id, argv)
+    }
+
+    async fn cleanup(&self, ctx: &LaunchContext) {
+        let (runc, id) = (self.runc.clone(), ctx.id.clone());
+        let bundle = setup::bundle_dir(&ctx.scratch);
+        let done = tokio::task::spawn_blocking(move || {
+            setup::run_quietly(runc.delete(&id), &id);
+            setup::remove_bundle(&bundle);
+        });
+        if let Err(e) = done.await {
+            tracing::warn!(container = %ctx.id, "container cleanup panicked: {e}");
+        }
+    }
+
+    /// runc creates/joins `cgroupsPath` = `/<ctx.cgroup>` and applies the limits itself.
+    fn joins_cgroup_itself(&self) -> bool {
+        true
+    }
+}
+
+/// argv by Kubernetes' rules; an error when nothing names a program.
+fn argv(image: &Image, spec: &InstanceSpec) -> Result<Vec<String>, ContainerError> {
+    let config = &image.config;
+    let argv = process::argv(&config.entrypoint, &config.cmd, &spec.command, &spec.args);
+    if argv.is_empty() {
+        return Err(ContainerError::NoCommand {
+            reference: image.reference.clone(),
+        });
+    }
+    Ok(argv)
+}
+
+fn user_request<'a>(image: &'a Image, spec: &InstanceSpec) -> UserRequest<'a> {
+    UserRequest {
+        image_user: image.config.user.as_deref(),
+        run_as_user: spec.run_as_user,
+        run_as_group: spec.run_as_group,
+    }
+}
+
+fn not_prepared(spec: &InstanceSpec) -> ContainerError {
+    ContainerError::NotPrepared {
+        revision: spec.revision.to_string(),
+    }
+}

@@ -1,0 +1,56 @@
+//! The OCI container launcher: runs instances of a revision's image under `runc`.
+//!
+//! [`OciLauncher`] is a [`Launcher`](nimbus_runtime_process::Launcher) for the instance
+//! supervisor of `nimbus-runtime-process`, which keeps everything else (ports, cgroups,
+//! probes, restarts, draining, logs). For each instance it:
+//!
+//! 1. makes sure the image is stored and unpacked ([`nimbus_image::ImageStore::ensure`], once
+//!    per revision);
+//! 2. writes a bundle in the instance's scratch directory: an overlayfs whose lower layer is the
+//!    image's shared rootfs (never written to) mounted at `bundle/rootfs`, and a `config.json`
+//!    built from the image config and the container's fields exactly as Kubernetes combines
+//!    them (`command`/`args` over ENTRYPOINT/CMD, env over the image's, `workingDir`,
+//!    `runAsUser`/`runAsGroup` over the image's `User`), the resource limits converted as the
+//!    kubelet converts them, and Knative's runtime contract (/tmp 1777, the standard /dev
+//!    entries, no /dev/console, read-only /proc/sys, the host's /etc/resolv.conf);
+//! 3. returns `runc --root <state> run --keep --bundle <bundle> <id>`, which runs the
+//!    container in the foreground: runc forwards SIGTERM to the container's process, passes
+//!    its stdout/stderr through and exits with its status (128 + n when killed by signal n, so
+//!    137 for SIGKILL and for the OOM killer alike);
+//! 4. on cleanup, `runc delete --force` (kills the container if still running, removes its
+//!    state and cgroup), unmounts the overlay and removes the bundle.
+//!
+//! **Host networking**: containers get their own pid, ipc, uts (hostname = instance id) and
+//! mount namespaces but share the host's network namespace, so an instance listens on
+//! `$PORT` of the host exactly like a host process, and the router reaches it on loopback.
+//! Containers can therefore reach anything the host can, and bind any free host port.
+//!
+//! **Signals**: the program is pid 1 of its pid namespace, so — as in Kubernetes — SIGTERM only
+//! stops it if it handles SIGTERM; otherwise it runs until the supervisor's grace period ends.
+//! The container's process is in its own session (runc calls `setsid`), so signalling runc's
+//! process group does not reach it: SIGTERM reaches it through runc's forwarding, and after
+//! SIGKILL to runc the container keeps running until `cleanup` deletes it.
+//!
+//! This crate never decides how many instances run, never reads API objects and never
+//! writes to an image's shared root filesystem.
+
+mod bundle;
+mod config;
+mod error;
+mod launcher;
+mod mounts;
+mod process;
+mod resources;
+mod rootfs;
+mod runc;
+mod setup;
+mod user;
+
+pub use bundle::{CAPABILITIES, ContainerParts, OCI_VERSION, RootChoice, config as runtime_spec};
+pub use config::OciConfig;
+pub use error::ContainerError;
+pub use launcher::OciLauncher;
+pub use mounts::HostFiles;
+pub use resources::{CFS_PERIOD_US, cpu_quota, cpu_shares, linux_resources};
+pub use rootfs::is_mount_point;
+pub use user::{ResolvedUser, UserError};

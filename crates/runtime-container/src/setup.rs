@@ -1,0 +1,155 @@
+//! The files of one instance's container (its bundle, `<scratch>/bundle`): making a fresh one,
+//! mounting its root filesystem, writing `config.json`, and taking it all down again. Never
+//! removes a directory that still has a filesystem mounted inside it, and never writes to an
+//! image's shared rootfs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_spec::runtime::Spec;
+
+use crate::bundle::RootChoice;
+use crate::error::ContainerError;
+use crate::mounts::HostFiles;
+use crate::rootfs;
+use crate::runc::Runc;
+
+/// The bundle directory inside an instance's scratch directory.
+pub fn bundle_dir(scratch: &Path) -> PathBuf {
+    scratch.join("bundle")
+}
+
+/// Clear what a crashed earlier run with the same id left (runc state, a mounted rootfs, the
+/// bundle) and create an empty bundle directory.
+pub fn fresh_bundle(runc: &Runc, bundle: &Path, id: &str) -> Result<(), ContainerError> {
+    if runc.has_state(id) {
+        tracing::info!(
+            container = id,
+            "deleting a leftover container with the same id"
+        );
+        run_quietly(runc.delete(id), id);
+    }
+    if bundle.exists() {
+        remove_bundle(bundle);
+    }
+    std::fs::create_dir_all(bundle).map_err(ContainerError::io("creating bundle", bundle))
+}
+
+/// The host's resolv.conf and hosts files, or minimal stand-ins written into the bundle
+/// when the host has none (so the container always has both).
+pub fn host_files(
+    resolv_conf: &Path,
+    hosts: &Path,
+    bundle: &Path,
+) -> Result<HostFiles, ContainerError> {
+    let pick = |host: &Path, name: &str, fallback: &str| -> Result<PathBuf, ContainerError> {
+        if host.is_file() {
+            return Ok(host.to_owned());
+        }
+        let path = bundle.join(name);
+        std::fs::write(&path, fallback).map_err(ContainerError::io("writing", &path))?;
+        Ok(path)
+    };
+    Ok(HostFiles {
+        resolv_conf: pick(resolv_conf, "resolv.conf", "")?,
+        hosts: pick(hosts, "hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n")?,
+    })
+}
+
+/// Mount the overlay over `lower` when `overlay` is wanted; on failure fall back to the shared
+/// rootfs, read-only, calling `on_fallback` with the reason.
+pub fn mount_root(
+    lower: &Path,
+    bundle: &Path,
+    overlay: bool,
+    on_fallback: impl FnOnce(&rootfs::OverlayError),
+) -> RootChoice {
+    if !overlay {
+        return RootChoice::SharedReadOnly(lower.to_owned());
+    }
+    match rootfs::mount_overlay(lower, bundle) {
+        Ok(_) => RootChoice::Overlay,
+        Err(e) => {
+            on_fallback(&e);
+            RootChoice::SharedReadOnly(lower.to_owned())
+        }
+    }
+}
+
+/// Write `<bundle>/config.json`.
+pub fn write_config(spec: &Spec, bundle: &Path) -> Result<(), ContainerError> {
+    let path = bundle.join("config.json");
+    spec.save(&path).map_err(|e| match e {
+        oci_spec::OciSpecError::Io(source) => ContainerError::Io {
+            action: "writing",
+            path,
+            source,
+        },
+        other => ContainerError::Spec(other),
+    })
+}
+
+/// Unmount the bundle's rootfs and remove the bundle. Leaves the directory in place (and says
+/// so) when the unmount fails, so nothing mounted is ever deleted through.
+pub fn remove_bundle(bundle: &Path) {
+    if let Err(errno) = rootfs::unmount(bundle) {
+        tracing::warn!(bundle = %bundle.display(), "cannot unmount container rootfs: {errno}");
+        return;
+    }
+    match std::fs::remove_dir_all(bundle) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(bundle = %bundle.display(), "cannot remove bundle: {e}"),
+    }
+}
+
+/// Run a runc housekeeping command to completion, logging a failure.
+pub fn run_quietly(mut cmd: Command, id: &str) {
+    match cmd.output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => tracing::warn!(
+            container = id,
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(container = id, "cannot run {cmd:?}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_host_files_get_stand_ins_in_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("present");
+        std::fs::write(&present, "nameserver 10.0.0.1\n").unwrap();
+        let files = host_files(&present, &dir.path().join("absent"), dir.path()).unwrap();
+        assert_eq!(files.resolv_conf, present);
+        assert_eq!(files.hosts, dir.path().join("hosts"));
+        let hosts = std::fs::read_to_string(&files.hosts).unwrap();
+        assert!(hosts.contains("localhost"));
+    }
+
+    #[test]
+    fn a_fresh_bundle_replaces_an_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let runc = Runc::new("/nonexistent/runc", dir.path().join("state"));
+        let bundle = bundle_dir(dir.path());
+        std::fs::create_dir_all(bundle.join("upper/old")).unwrap();
+        fresh_bundle(&runc, &bundle, "x-1").unwrap();
+        assert!(bundle.is_dir());
+        assert!(!bundle.join("upper").exists());
+    }
+
+    #[test]
+    fn without_overlay_the_shared_rootfs_is_used_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut told = false;
+        let root = mount_root(Path::new("/img"), dir.path(), false, |_| told = true);
+        assert_eq!(root, RootChoice::SharedReadOnly("/img".into()));
+        assert!(!told);
+    }
+}

@@ -1,0 +1,126 @@
+//! [`HostLauncher`]: instances as plain host processes. The program is `command + args` exactly
+//! as given; the environment is the server's own (minus variables that belong to the server's
+//! own service manager) under the contract environment; the working directory is the spec's.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use async_trait::async_trait;
+use nimbus_runtime::InstanceSpec;
+
+use crate::activation::{ActivatedExec, ActivationSocket};
+use crate::launcher::{LaunchContext, LaunchError, Launcher};
+
+/// Variables a parent's own socket activation or service manager set; never inherited.
+pub(crate) const NOT_INHERITED: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
+/// Runs instances as host processes (`runtimeClassName: process`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostLauncher;
+
+#[async_trait]
+impl Launcher for HostLauncher {
+    fn validate(&self, spec: &InstanceSpec) -> Result<(), String> {
+        match spec.command.first() {
+            Some(argv0) if !argv0.is_empty() => Ok(()),
+            _ => Err("the process runtime needs a command (argv[0])".to_owned()),
+        }
+    }
+
+    async fn prepare(&self, spec: &InstanceSpec) -> Result<(), LaunchError> {
+        match &spec.working_dir {
+            Some(dir) if !dir.is_dir() => Err(LaunchError::new(
+                "StartFailed",
+                format!(
+                    "working directory {} does not exist or is not a directory; fix workingDir",
+                    dir.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn command(
+        &self,
+        spec: &InstanceSpec,
+        instance: &LaunchContext,
+    ) -> Result<std::process::Command, LaunchError> {
+        let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
+        Ok(self.exec(spec, instance, &argv))
+    }
+
+    fn exec(
+        &self,
+        spec: &InstanceSpec,
+        instance: &LaunchContext,
+        argv: &[String],
+    ) -> std::process::Command {
+        let mut cmd = std::process::Command::new(argv.first().map_or("", String::as_str));
+        cmd.args(argv.iter().skip(1))
+            .env_clear()
+            .envs(environment(&instance.env));
+        if let Some(dir) = &spec.working_dir {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
+
+    async fn cleanup(&self, _instance: &LaunchContext) {}
+
+    fn socket_activation(&self) -> bool {
+        true
+    }
+}
+
+/// The command for a socket-activated host instance: `socket` arrives on fd 3.
+pub(crate) fn activated_command(
+    spec: &InstanceSpec,
+    instance: &LaunchContext,
+    socket: &ActivationSocket,
+) -> std::io::Result<std::process::Command> {
+    let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
+    let mut cmd = std::process::Command::new(&argv[0]);
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    let cwd = spec.working_dir.as_deref();
+    ActivatedExec::new(&argv, environment(&instance.env), cwd, socket)?.install(&mut cmd);
+    Ok(cmd)
+}
+
+/// The child's whole environment: ours minus [`NOT_INHERITED`], then `contract` (later wins).
+pub(crate) fn environment(contract: &[(String, String)]) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(name, _)| !NOT_INHERITED.iter().any(|n| name == n))
+        .collect();
+    env.extend(
+        contract
+            .iter()
+            .map(|(name, value)| (name.into(), value.into())),
+    );
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_is_ours_then_the_contract() {
+        let env = environment(&[
+            ("PORT".into(), "9".into()),
+            ("EXTRA".into(), "1".into()),
+            ("EXTRA".into(), "2".into()),
+        ]);
+        let get = |name: &str| env.get(std::ffi::OsStr::new(name)).cloned();
+        assert_eq!(get("PORT"), Some("9".into()));
+        assert_eq!(get("EXTRA"), Some("2".into()), "later entries win");
+        assert!(NOT_INHERITED.iter().all(|name| get(name).is_none()));
+        assert_eq!(get("PATH").is_some(), std::env::var_os("PATH").is_some());
+    }
+}

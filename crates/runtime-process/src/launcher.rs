@@ -1,0 +1,91 @@
+//! How an instance's process is started: the one thing that differs between the host-process
+//! runtime and the container runtime. Everything else — ports, cgroup limits, probes, restarts
+//! with back-off, draining, logs — is the supervisor's, shared by both.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use nimbus_runtime::InstanceSpec;
+
+/// One instance as the launcher sees it.
+#[derive(Clone, Debug)]
+pub struct LaunchContext {
+    /// `<revision>-<ordinal>`: unique among live instances; usable as a container id.
+    pub id: String,
+    /// The loopback port the instance must listen on (`$PORT`; host networking).
+    pub port: u16,
+    /// The contract environment (`PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`) followed
+    /// by the spec's env, in order (later wins). Launchers add their own base underneath: the
+    /// server's environment for host processes, the image's for containers.
+    pub env: Vec<(String, String)>,
+    /// The instance's cgroup, relative to each hierarchy's root (e.g. `nimbus/default/hello-1`),
+    /// created with its limits before launch; `None` when cgroups are unavailable.
+    pub cgroup: Option<String>,
+    /// A directory the launcher may use for this instance (removed after cleanup).
+    pub scratch: PathBuf,
+}
+
+/// Why a revision cannot be launched; becomes the revision's `Ready=False` reason and message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LaunchError {
+    /// CamelCase, e.g. `ImagePullFailed`, `CommandNotFound`.
+    pub reason: String,
+    pub message: String,
+}
+
+impl LaunchError {
+    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Starts instances of a revision.
+#[async_trait]
+pub trait Launcher: Send + Sync + 'static {
+    /// Refuse a spec this launcher can never run (checked on every `set_desired`; cheap, no I/O).
+    fn validate(&self, _spec: &InstanceSpec) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Make the revision runnable (pull and unpack its image, …). Called before every start
+    /// attempt, so it must be cheap once done; failures are reported on the revision and retried
+    /// with back-off.
+    async fn prepare(&self, spec: &InstanceSpec) -> Result<(), LaunchError>;
+
+    /// The command that runs one instance in the foreground: it must exit when the instance
+    /// does, forward SIGTERM to it, and write the instance's stdout/stderr to its own (the
+    /// supervisor pipes them into the logs). stdin is set to null by the caller.
+    fn command(
+        &self,
+        spec: &InstanceSpec,
+        instance: &LaunchContext,
+    ) -> Result<std::process::Command, LaunchError>;
+
+    /// A command that runs `argv` inside the running instance (exec probes).
+    fn exec(
+        &self,
+        spec: &InstanceSpec,
+        instance: &LaunchContext,
+        argv: &[String],
+    ) -> std::process::Command;
+
+    /// Called after the instance's command exited (or was killed), before its slot is reused:
+    /// remove what `command` left behind (container state, bundle). Must not fail.
+    async fn cleanup(&self, instance: &LaunchContext);
+
+    /// Whether instances may be given a pre-bound socket (`nimbus.dev/socket-activation`); only
+    /// host processes can.
+    fn socket_activation(&self) -> bool {
+        false
+    }
+
+    /// Whether the command places itself into [`LaunchContext::cgroup`] (runc does, through
+    /// `cgroupsPath`). Otherwise the supervisor moves the child there before it executes.
+    fn joins_cgroup_itself(&self) -> bool {
+        false
+    }
+}

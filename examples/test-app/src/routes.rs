@@ -1,0 +1,186 @@
+//! The endpoints: what each path answers, and the little state they share (health flag, start
+//! time, memory held by `/alloc`).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::contract;
+use crate::http::{Response, log_line};
+
+/// Spawn attempts `/forkbomb` makes at most, so it stops even with no pids limit.
+const MAX_FORK_ATTEMPTS: usize = 100_000;
+
+/// State shared by all connections.
+pub struct State {
+    started: Instant,
+    healthy: AtomicBool,
+    held: Mutex<Vec<Vec<u8>>>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            healthy: AtomicBool::new(true),
+            held: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Answer one request.
+pub fn handle(state: &State, method: &str, target: &str) -> Response {
+    if method != "GET" && method != "HEAD" {
+        return Response::text(400, "only GET is served\n");
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    match path {
+        "/" => hello(),
+        "/env" => env(),
+        "/contract" => Response::json(contract::report()),
+        "/alloc" => alloc(state, query),
+        "/forkbomb" => forkbomb(),
+        "/healthz" => healthz(state),
+        "/healthz/fail" => {
+            state.healthy.store(false, Ordering::SeqCst);
+            Response::text(200, "healthz will now fail\n")
+        }
+        "/ready" => ready(state),
+        "/exit" => exit(query),
+        _ => Response::text(404, format!("no route for {path}\n")),
+    }
+}
+
+fn hello() -> Response {
+    match std::env::var("MESSAGE") {
+        Ok(m) => Response::text(200, format!("hello from test-app: {m}\n")),
+        Err(_) => Response::text(200, "hello from test-app\n"),
+    }
+}
+
+fn env() -> Response {
+    let mut vars: Vec<String> = std::env::vars_os()
+        .map(|(k, v)| format!("{}={}\n", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    vars.sort();
+    Response::text(200, vars.concat())
+}
+
+fn healthz(state: &State) -> Response {
+    if state.healthy.load(Ordering::SeqCst) {
+        Response::text(200, "ok")
+    } else {
+        Response::text(500, "unhealthy")
+    }
+}
+
+fn ready(state: &State) -> Response {
+    let delay = std::env::var("READY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if state.started.elapsed() >= Duration::from_millis(delay) {
+        Response::text(200, "ready")
+    } else {
+        Response::text(503, "not ready yet")
+    }
+}
+
+/// Allocate `mb` MiB, write to every page so it is resident, and keep it.
+fn alloc(state: &State, query: &str) -> Response {
+    let Some(mb) = param(query, "mb").and_then(|v| v.parse::<usize>().ok()) else {
+        return Response::text(400, "usage: /alloc?mb=N\n");
+    };
+    let mut held = state.held.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..mb {
+        let mut chunk = vec![0u8; 1 << 20];
+        for page in chunk.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        held.push(chunk);
+    }
+    Response::text(
+        200,
+        format!("allocated {mb} MiB, holding {} MiB\n", held.len()),
+    )
+}
+
+/// Start copies of this binary (`sleep-forever`) until that fails or the cap is reached, then
+/// kill them all again so the app keeps serving; answers how many were running at once.
+fn forkbomb() -> Response {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return Response::text(500, format!("current_exe: {e}\n")),
+    };
+    let mut children = Vec::new();
+    let mut failure = String::from("cap reached");
+    while children.len() < MAX_FORK_ATTEMPTS {
+        match std::process::Command::new(&exe)
+            .arg("sleep-forever")
+            .spawn()
+        {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                failure = e.to_string();
+                break;
+            }
+        }
+    }
+    let spawned = children.len();
+    log_line(&format!("forkbomb: spawned {spawned} ({failure})"));
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    Response::text(200, format!("spawned {spawned}\nstopped by: {failure}\n"))
+}
+
+fn exit(query: &str) -> Response {
+    let code = param(query, "code")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    log_line(&format!("exiting with code {code}"));
+    std::process::exit(code);
+}
+
+/// The value of `name` in a query string such as `a=1&b=2`.
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_finds_values() {
+        assert_eq!(param("mb=5&x=1", "mb"), Some("5"));
+        assert_eq!(param("x=1&mb=7", "mb"), Some("7"));
+        assert_eq!(param("", "mb"), None);
+    }
+
+    #[test]
+    fn health_flips_once_failed() {
+        let s = State::new();
+        assert_eq!(handle(&s, "GET", "/healthz").status, 200);
+        assert_eq!(handle(&s, "GET", "/healthz/fail").status, 200);
+        assert_eq!(handle(&s, "GET", "/healthz").status, 500);
+    }
+
+    #[test]
+    fn unknown_path_is_404() {
+        assert_eq!(handle(&State::new(), "GET", "/nope").status, 404);
+    }
+
+    #[test]
+    fn alloc_holds_memory() {
+        let s = State::new();
+        assert_eq!(handle(&s, "GET", "/alloc?mb=2").status, 200);
+        assert_eq!(s.held.lock().unwrap().len(), 2);
+        assert_eq!(handle(&s, "GET", "/alloc").status, 400);
+    }
+}
