@@ -1,6 +1,10 @@
 //! Benchmark programs for Nimbus (`coldstart`, `burst`); this library holds what they share: a
-//! minimal blocking HTTP/1.1 client (so timings carry no client-library overhead) and a driver
-//! for `nimbus serve`.
+//! minimal blocking HTTP/1.1 client (so timings carry no client-library overhead), a driver
+//! for `nimbus serve`, the spawn and runc floors of a cold start, idle-CPU waits and summaries.
 
+pub mod container;
+pub mod floor;
 pub mod http;
 pub mod nimbus;
+pub mod quiet;
+pub mod stats;

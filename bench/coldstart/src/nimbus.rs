@@ -1,4 +1,5 @@
-//! Driving `nimbus serve` for the benchmark: start it, create idle services, wait for zero.
+//! Driving `nimbus serve` for the benchmark: start it, import an image into its store, create
+//! idle services, wait for zero, time one request.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -6,6 +7,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http;
+
+/// What a benchmark service runs.
+pub enum Workload {
+    /// A host binary (`runtimeClassName: process`, `command: [path]`).
+    Process(PathBuf),
+    /// An image reference, run under runc (no `runtimeClassName`: Nimbus's default, `oci`).
+    Image(String),
+}
+
+impl Workload {
+    fn pod_spec(&self) -> serde_json::Value {
+        match self {
+            Workload::Process(bin) => serde_json::json!({
+                "runtimeClassName": "process",
+                "containers": [{"command": [bin.display().to_string()]}],
+            }),
+            Workload::Image(reference) => serde_json::json!({
+                "containers": [{"image": reference}],
+            }),
+        }
+    }
+}
 
 pub struct Server {
     child: Child,
@@ -81,11 +104,38 @@ impl Server {
         serde_json::from_str(&body).map_err(|e| format!("{method} {path}: {e}"))
     }
 
-    /// Create one idle-able service per name, all running `hello`.
+    /// The server's data directory (its image store is `images/` inside).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `nimbus image import <layout> --data-dir <data dir>`: the CLI an operator would use.
+    pub fn import_image(&self, bin: &Path, layout: &Path) -> Result<(), String> {
+        let out = Command::new(bin)
+            .arg("image")
+            .arg("import")
+            .arg(layout)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("NIMBUS_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "nimbus image import failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Create one idle-able service per name (window 6 s, grace 0 s), all running `workload`.
     pub fn deploy_idle(
         &self,
         names: &[String],
-        hello: &Path,
+        workload: &Workload,
         socket_activation: bool,
     ) -> Result<(), String> {
         for name in names {
@@ -93,7 +143,8 @@ impl Server {
                 "autoscaling.knative.dev/window": "6s",
                 "nimbus.dev/scale-to-zero-grace-period": "0s",
             });
-            if socket_activation {
+            // Only host processes can take a pre-bound socket.
+            if socket_activation && matches!(workload, Workload::Process(_)) {
                 annotations["nimbus.dev/socket-activation"] = "true".into();
             }
             let svc = serde_json::json!({
@@ -102,7 +153,7 @@ impl Server {
                 "metadata": {"name": name, "namespace": "default"},
                 "spec": {"template": {
                     "metadata": {"annotations": annotations},
-                    "spec": {"runtimeClassName": "process", "containers": [{"command": [hello.display().to_string()]}]}
+                    "spec": workload.pod_spec(),
                 }}
             });
             self.api(

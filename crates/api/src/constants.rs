@@ -21,6 +21,9 @@ pub const ANNOTATION_SOCKET_ACTIVATION: &str = "nimbus.dev/socket-activation";
 /// Annotation (Nimbus extension, on the revision template): the most processes and threads an
 /// instance may have (its cgroup's `pids.max`); default 4096.
 pub const ANNOTATION_PIDS_LIMIT: &str = "nimbus.dev/pids-limit";
+/// Annotation (Nimbus extension, on the revision template): comma-separated hosts (`host` or
+/// `host:port`) a WebAssembly revision may send outbound HTTP requests to; none by default.
+pub const ANNOTATION_ALLOWED_OUTBOUND_HOSTS: &str = "nimbus.dev/allowed-outbound-hosts";
 /// Annotation on Routes/Services: `cluster-local` keeps it off the public domain.
 pub const LABEL_VISIBILITY: &str = "networking.knative.dev/visibility";
 

@@ -61,15 +61,39 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         run_as_user,
         run_as_group,
         termination_grace: None,
+        request_timeout: rev
+            .spec
+            .timeout_seconds
+            .and_then(|t| u64::try_from(t).ok())
+            .map(Duration::from_secs),
+        container_concurrency: rev
+            .spec
+            .container_concurrency
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+        allowed_outbound_hosts: annotation(rev, ANNOTATION_ALLOWED_OUTBOUND_HOSTS)
+            .map(|hosts| {
+                hosts
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-fn annotation_flag(rev: &Revision, key: &str) -> bool {
+fn annotation<'a>(rev: &'a Revision, key: &str) -> Option<&'a str> {
     rev.metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(key))
-        .is_some_and(|v| v == "true")
+        .map(String::as_str)
+}
+
+fn annotation_flag(rev: &Revision, key: &str) -> bool {
+    annotation(rev, key) == Some("true")
 }
 
 /// Limits and requests as numbers, plus the `nimbus.dev/pids-limit` annotation.
@@ -246,6 +270,21 @@ mod tests {
                 command: vec!["true".into()]
             }
         );
+    }
+
+    #[test]
+    fn serving_fields_and_outbound_hosts() {
+        let mut rev = revision(serde_json::json!({"image": "x"}));
+        rev.spec.timeout_seconds = Some(30);
+        rev.spec.container_concurrency = Some(4);
+        rev.metadata.annotations.get_or_insert_default().insert(
+            ANNOTATION_ALLOWED_OUTBOUND_HOSTS.into(),
+            "example.com, api.local:8443,".into(),
+        );
+        let s = instance_spec(&rev, "wasm");
+        assert_eq!(s.request_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(s.container_concurrency, 4);
+        assert_eq!(s.allowed_outbound_hosts, ["example.com", "api.local:8443"]);
     }
 
     #[test]

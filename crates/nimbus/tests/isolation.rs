@@ -104,6 +104,17 @@ async fn a_memory_hog_is_oom_killed_and_the_revision_says_so() {
         "          resources:\n            limits: {memory: 32Mi}\n",
     );
     let (nimbus, client) = start(&yaml, "hog").await;
+    // A bystander service shares the machine, and must not notice.
+    assert!(
+        nimbus
+            .apply(&service("bystander", &[], ""))
+            .status
+            .success()
+    );
+    nimbus
+        .wait_service_ready("bystander", Duration::from_secs(60))
+        .await
+        .unwrap();
     let host = "hog.default.localhost";
     let reply = client.get(host, "/alloc?mb=200").await;
     assert!(
@@ -117,6 +128,11 @@ async fn a_memory_hog_is_oom_killed_and_the_revision_says_so() {
         .await;
     assert_eq!(reason, "OOMKilled");
     assert!(message.contains("memory limit"), "{message}");
+    let bystander = client
+        .get("bystander.default.localhost", "/")
+        .await
+        .unwrap();
+    assert_eq!(bystander.status, 200, "other services are unaffected");
     // It is restarted and serves again.
     let reply = client
         .get_until(host, "/", Duration::from_secs(30), |r| r.status == 200)

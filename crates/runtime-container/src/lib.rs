@@ -51,6 +51,6 @@ pub use config::OciConfig;
 pub use error::ContainerError;
 pub use launcher::OciLauncher;
 pub use mounts::HostFiles;
-pub use resources::{CFS_PERIOD_US, cpu_quota, cpu_shares, linux_resources};
+pub use resources::linux_resources;
 pub use rootfs::is_mount_point;
 pub use user::{ResolvedUser, UserError};

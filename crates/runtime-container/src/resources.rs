@@ -1,11 +1,10 @@
-//! `linux.resources` of the runtime spec from the revision's requests and limits, converted
-//! exactly as the kubelet converts them: memory limit in bytes; CPU limit as a CFS quota of
-//! `millis × 100` µs per 100 ms period (at least 1 ms); CPU request as `cpu.shares` of
-//! `millis × 1024 / 1000`, at least 2 (runc turns shares into `cpu.weight` on cgroup v2 the
-//! same way the kubelet does). A CPU limit without a request uses the limit as the request
-//! (Kubernetes' defaulting). The pids limit is the revision's, else the configured default.
-//! Device access is denied except for runc's default devices. Pure; no I/O.
+//! `linux.resources` of the runtime spec from the revision's requests and limits, converted by
+//! [`nimbus_cgroup::Limits::from_kubernetes`] — the one place that knows the kubelet's rules — so
+//! a container's cgroup gets the same values whether runc or the supervisor writes them. The
+//! pids limit is the revision's, else the configured default. Device access is denied except for
+//! runc's default devices. Pure; no I/O.
 
+use nimbus_cgroup::Limits;
 use nimbus_runtime::Resources;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
@@ -13,49 +12,36 @@ use oci_spec::runtime::{
     LinuxResources, LinuxResourcesBuilder,
 };
 
-/// The CFS period the kubelet uses (100 ms).
-pub const CFS_PERIOD_US: u64 = 100_000;
-/// The kubelet's smallest quota (1 ms).
-const MIN_QUOTA_US: i64 = 1_000;
-/// `cpu.shares` bounds.
-const MIN_SHARES: u64 = 2;
-const MAX_SHARES: u64 = 262_144;
-
-/// CFS quota (µs per [`CFS_PERIOD_US`]) for a CPU limit in millicores.
-pub fn cpu_quota(limit_millis: u64) -> i64 {
-    let quota = limit_millis.saturating_mul(CFS_PERIOD_US) / 1000;
-    i64::try_from(quota).unwrap_or(i64::MAX).max(MIN_QUOTA_US)
-}
-
-/// `cpu.shares` for a CPU request in millicores.
-pub fn cpu_shares(request_millis: u64) -> u64 {
-    (request_millis.saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES)
-}
-
 /// The whole `linux.resources` object.
 pub fn linux_resources(
     resources: &Resources,
     default_pids_limit: u64,
 ) -> Result<LinuxResources, OciSpecError> {
+    let limits = Limits::from_kubernetes(
+        resources.memory_limit,
+        resources.cpu_limit_millis,
+        resources.cpu_request_millis,
+        Some(resources.pids_limit.unwrap_or(default_pids_limit)),
+    );
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()?;
-    let pids = resources.pids_limit.unwrap_or(default_pids_limit);
-    let mut builder = LinuxResourcesBuilder::default()
-        .devices(vec![deny_all])
-        .pids(LinuxPidsBuilder::default().limit(to_i64(pids)).build()?);
-    if let Some(bytes) = resources.memory_limit {
+    let mut builder = LinuxResourcesBuilder::default().devices(vec![deny_all]);
+    if let Some(pids) = limits.pids_max {
+        builder = builder.pids(LinuxPidsBuilder::default().limit(to_i64(pids)).build()?);
+    }
+    if let Some(bytes) = limits.memory_max {
         builder = builder.memory(LinuxMemoryBuilder::default().limit(to_i64(bytes)).build()?);
     }
-    let request = resources.cpu_request_millis.or(resources.cpu_limit_millis);
-    if request.is_some() || resources.cpu_limit_millis.is_some() {
+    let explicit = resources.cpu_request_millis.is_some() || resources.cpu_limit_millis.is_some();
+    if explicit {
         let mut cpu = LinuxCpuBuilder::default();
-        if let Some(millis) = request {
-            cpu = cpu.shares(cpu_shares(millis));
+        if let Some(weight) = limits.cpu_weight {
+            cpu = cpu.shares(weight.shares);
         }
-        if let Some(millis) = resources.cpu_limit_millis {
-            cpu = cpu.quota(cpu_quota(millis)).period(CFS_PERIOD_US);
+        if let Some(q) = limits.cpu_quota {
+            cpu = cpu.quota(to_i64(q.quota_us)).period(q.period_us);
         }
         builder = builder.cpu(cpu.build()?);
     }
@@ -69,18 +55,6 @@ fn to_i64(n: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kubernetes_conversions() {
-        assert_eq!(cpu_quota(1000), 100_000);
-        assert_eq!(cpu_quota(250), 25_000);
-        assert_eq!(cpu_quota(1), MIN_QUOTA_US);
-        assert_eq!(cpu_shares(125), 128);
-        assert_eq!(cpu_shares(1000), 1024);
-        assert_eq!(cpu_shares(1), 2);
-        assert_eq!(cpu_shares(0), 2);
-        assert_eq!(cpu_shares(1_000_000), MAX_SHARES);
-    }
 
     #[test]
     fn the_contract_example_serializes_as_runc_expects() {

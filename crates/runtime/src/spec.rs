@@ -63,6 +63,14 @@ pub struct InstanceSpec {
     /// How long after SIGTERM an instance may take to exit before SIGKILL
     /// (`terminationGracePeriodSeconds`); `None`: the runtime's default.
     pub termination_grace: Option<Duration>,
+    /// The revision's `timeoutSeconds`: the longest a request may run (`None`: the default).
+    pub request_timeout: Option<Duration>,
+    /// `containerConcurrency`: requests one instance handles at once (0 = unlimited).
+    pub container_concurrency: u32,
+    /// Hosts (`host` or `host:port`) the instance may call out to, for runtimes that mediate
+    /// outbound requests (Wasm: `nimbus.dev/allowed-outbound-hosts`, comma-separated). Empty:
+    /// none.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 /// Resource requests and limits, as Kubernetes quantities converted to numbers.
