@@ -48,3 +48,4 @@ pub use limits::{
     CpuQuota, CpuWeight, KUBERNETES_CPU_PERIOD_US, KUBERNETES_MIN_QUOTA_US, Limits, MAX_SHARES,
     MIN_SHARES,
 };
+pub use mountinfo::mount_points;

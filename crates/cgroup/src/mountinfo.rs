@@ -65,6 +65,14 @@ fn cgroup_mount(mount_point: &str, fs_type: &str, options: &str) -> Option<Cgrou
     })
 }
 
+/// The mount points (fifth field) of `/proc/self/mountinfo` text, escapes decoded. Public for
+/// other crates that must know what is mounted (the container launcher's overlays).
+pub fn mount_points(info: &str) -> impl Iterator<Item = String> + '_ {
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape)
+}
+
 /// Undo the kernel's octal escapes in mount paths (`\040` for a space, `\011`, `\012`, `\134`).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nimbus_testkit::image::{
     Registry, have_tools, is_root, skopeo_copy, test_rootfs, write_oci_layout,
 };
-use nimbus_testkit::{Nimbus, RouterClient, condition};
+use nimbus_testkit::{Nimbus, RouterClient, condition, manifest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 const LAYOUT_REF: &str = "test.local/test-app:1";
@@ -48,23 +48,10 @@ fn app_config() -> serde_json::Value {
     })
 }
 
-/// A Service running `image` with `extra` container fields (indented for the container).
+/// A Service running `image` (minScale 1) with `extra` container fields.
 fn service(name: &str, image: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/min-scale: "1"
-    spec:
-      containers:
-        - image: {image}
-{extra}"#
-    )
+    let scale = [("autoscaling.knative.dev/min-scale", "1")];
+    manifest::service(name, &scale, "", &format!("image: {image}\n{extra}"))
 }
 
 fn apply(nimbus: &Nimbus, yaml: &str) {
@@ -130,7 +117,7 @@ async fn an_image_from_a_registry_is_deployed_by_reference_with_the_runtime_cont
         "-p",
         "s3cret",
     ]);
-    let extra = "          env: [{name: MESSAGE, value: from-registry}]\n          resources:\n            limits: {memory: 128Mi, cpu: \"1\"}\n            requests: {cpu: 125m}\n";
+    let extra = "env: [{name: MESSAGE, value: from-registry}]\nresources: {limits: {memory: 128Mi, cpu: \"1\"}, requests: {cpu: 125m}}";
     apply(&nimbus, &service("reg", &image, extra));
     nimbus
         .wait_service_ready("reg", Duration::from_secs(120))
@@ -217,7 +204,7 @@ async fn an_image_imported_from_a_docker_save_archive_is_served() {
         "header and one image"
     );
 
-    let extra = "          securityContext: {runAsUser: 4242}\n";
+    let extra = "securityContext: {runAsUser: 4242}";
     apply(&nimbus, &service("imported", "imported/test-app:2", extra));
     nimbus
         .wait_service_ready("imported", Duration::from_secs(120))
@@ -281,7 +268,7 @@ async fn a_container_memory_hog_is_oom_killed() {
         .unwrap();
     let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
     let image = format!("{}/apps/test-app:1", registry.addr);
-    let extra = "          resources:\n            limits: {memory: 32Mi}\n";
+    let extra = "resources: {limits: {memory: 32Mi}}";
     apply(&nimbus, &service("hog", &image, extra));
     nimbus
         .wait_service_ready("hog", Duration::from_secs(120))

@@ -7,35 +7,18 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nimbus_testkit::{Nimbus, RouterClient, condition, image::test_app_binary};
+use nimbus_testkit::{Nimbus, RouterClient, condition, image::test_app_binary, manifest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 
-/// A process service running the test app with minScale 1, plus `extra` container fields
-/// (indented for the container) and `annotations`.
+/// A process service running the test app with minScale 1, plus `extra` container fields and
+/// `annotations`.
 fn service(name: &str, annotations: &[(&str, &str)], extra: &str) -> String {
+    let mut all = vec![("autoscaling.knative.dev/min-scale", "1")];
+    all.extend_from_slice(annotations);
     let app = test_app_binary();
-    let annotations: String = annotations
-        .iter()
-        .map(|(k, v)| format!("        {k}: \"{v}\"\n"))
-        .collect();
-    format!(
-        r#"apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/min-scale: "1"
-{annotations}    spec:
-      runtimeClassName: process
-      containers:
-        - command: ["{app}"]
-{extra}"#,
-        app = app.display()
-    )
+    let container = format!("command: [\"{}\"]\n{extra}", app.display());
+    manifest::service(name, &all, "runtimeClassName: process", &container)
 }
 
 /// Whether limits can be enforced here; prints why not (and fails in CI).
@@ -98,11 +81,7 @@ async fn a_memory_hog_is_oom_killed_and_the_revision_says_so() {
     if !cgroups_available() {
         return;
     }
-    let yaml = service(
-        "hog",
-        &[],
-        "          resources:\n            limits: {memory: 32Mi}\n",
-    );
+    let yaml = service("hog", &[], "resources: {limits: {memory: 32Mi}}");
     let (nimbus, client) = start(&yaml, "hog").await;
     // A bystander service shares the machine, and must not notice.
     assert!(
@@ -170,7 +149,7 @@ async fn a_failing_liveness_probe_restarts_the_instance() {
     let yaml = service(
         "live",
         &[],
-        "          livenessProbe:\n            httpGet: {path: /healthz}\n            periodSeconds: 1\n            failureThreshold: 2\n",
+        "livenessProbe: {httpGet: {path: /healthz}, periodSeconds: 1, failureThreshold: 2}",
     );
     let (_nimbus, client) = start(&yaml, "live").await;
     let host = "live.default.localhost";
@@ -192,7 +171,7 @@ async fn a_readiness_probe_gates_traffic() {
     let yaml = service(
         "gated",
         &[],
-        "          env: [{name: READY_DELAY_MS, value: \"1500\"}]\n          readinessProbe:\n            httpGet: {path: /ready}\n",
+        "env: [{name: READY_DELAY_MS, value: \"1500\"}]\nreadinessProbe: {httpGet: {path: /ready}}",
     );
     let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
     let applied = Instant::now();

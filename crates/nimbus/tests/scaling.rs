@@ -7,33 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nimbus_testkit::{Nimbus, RouterClient};
+use nimbus_testkit::{Nimbus, RouterClient, manifest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 
 fn service(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String {
-    let annotations: String = annotations
-        .iter()
-        .map(|(k, v)| format!("        {k}: \"{v}\"\n"))
-        .collect();
-    format!(
-        r#"apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/window: "6s"
-        nimbus.dev/scale-to-zero-grace-period: "0s"
-{annotations}    spec:
-      runtimeClassName: process
-{spec_extra}      containers:
-        - command: ["{BIN}"]
-          args: ["sample-function"]
-"#
-    )
+    let mut all = vec![
+        ("autoscaling.knative.dev/window", "6s"),
+        ("nimbus.dev/scale-to-zero-grace-period", "0s"),
+    ];
+    all.extend_from_slice(annotations);
+    let spec = format!("runtimeClassName: process\n{spec_extra}");
+    let container = format!("command: [\"{BIN}\"]\nargs: [\"sample-function\"]");
+    manifest::service(name, &all, &spec, &container)
 }
 
 async fn start_with(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
@@ -208,7 +194,7 @@ async fn a_burst_scales_up_and_back_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn container_concurrency_one_never_overlaps() {
-    let yaml = service("single", &[], "      containerConcurrency: 1\n");
+    let yaml = service("single", &[], "containerConcurrency: 1");
     let (_nimbus, client) = start_with(&yaml, "single").await;
     let stop = Arc::new(AtomicBool::new(false));
     let running = load(

@@ -1,12 +1,13 @@
 //! WebAssembly revisions end to end: deploy the example component through the real binary, call
 //! it through the router, roll out a second revision, split traffic between the two, and show a
-//! trapping request is contained.
+//! trapping request is contained; and the per-revision limits the manifest sets (memory,
+//! timeout, containerConcurrency through the router, outbound hosts).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use nimbus_testkit::{Nimbus, RouterClient, build_hello_wasm};
+use nimbus_testkit::{Nimbus, RouterClient, build_hello_wasm, condition};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 const HOST: &str = "hw.default.localhost";
@@ -62,5 +63,114 @@ async fn wasm_revisions_split_and_contain_traps() {
     assert!(
         table.contains("hw-00001") && table.contains("hw-00002"),
         "{table}"
+    );
+}
+
+/// A Wasm service whose limits are set in its manifest; one instance (min = max scale 1).
+fn limited_service(name: &str, wasm: &Path, memory: &str) -> String {
+    format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"1\"\n        autoscaling.knative.dev/max-scale: \"1\"\n        nimbus.dev/allowed-outbound-hosts: \"127.0.0.1\"\n    spec:\n      runtimeClassName: wasm\n      containerConcurrency: 1\n      timeoutSeconds: 2\n      containers:\n        - image: \"{}\"\n          resources:\n            limits:\n              memory: {memory}\n",
+        wasm.display()
+    )
+}
+
+/// The revision's `Ready` condition once it is `False`: (reason, message).
+async fn wait_revision_failed(nimbus: &Nimbus, revision: &str) -> (String, String) {
+    let path = format!("/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rev = nimbus.api_get(&path).await.unwrap();
+        let status = rev
+            .as_ref()
+            .map(|r| r["status"].clone())
+            .unwrap_or_default();
+        let (ready, reason, message) = condition(&status, "Ready");
+        if ready == "False" {
+            return (reason, message);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{revision} never failed: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_limits_come_from_the_manifest() {
+    let Some(wasm) = build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
+    else {
+        return;
+    };
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let wait = Duration::from_secs(60);
+    let host = "lim.default.localhost";
+    assert!(
+        nimbus
+            .apply(&limited_service("lim", &wasm, "16Mi"))
+            .status
+            .success()
+    );
+    nimbus.wait_service_ready("lim", wait).await.unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+
+    // resources.limits.memory
+    let alloc = client.get(host, "/alloc").await.unwrap();
+    assert_eq!(alloc.status, 500, "{alloc:?}");
+    assert!(
+        alloc.body.contains("memory limit of 16 MiB"),
+        "{}",
+        alloc.body
+    );
+
+    // nimbus.dev/allowed-outbound-hosts: 127.0.0.1 (the router itself), not localhost
+    let port = nimbus.http_port();
+    let fetched = client
+        .get(host, &format!("/fetch?127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    assert!(fetched.body.starts_with("fetched: "), "{fetched:?}");
+    let denied = client
+        .get(host, &format!("/fetch?localhost:{port}"))
+        .await
+        .unwrap();
+    assert!(denied.body.contains("HttpRequestDenied"), "{denied:?}");
+
+    // timeoutSeconds: 2 ends the loop; containerConcurrency: 1 makes the next request wait for it
+    let started = std::time::Instant::now();
+    let (looped, waited) = tokio::join!(client.get(host, "/loop"), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = std::time::Instant::now();
+        (client.get(host, "/").await.unwrap(), sent.elapsed())
+    });
+    let looped = looped.unwrap();
+    assert_eq!(looped.status, 504, "{looped:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(waited.0.status, 200, "{:?}", waited.0);
+    assert!(
+        waited.1 >= Duration::from_millis(700),
+        "waited for the looping request's instance: {:?}",
+        waited.1
+    );
+
+    // more memory than the pool gives an instance fails the revision with both numbers
+    assert!(
+        nimbus
+            .apply(&limited_service("huge", &wasm, "2Gi"))
+            .status
+            .success()
+    );
+    let (reason, message) = wait_revision_failed(&nimbus, "huge-00001").await;
+    assert_eq!(reason, "MemoryLimitTooLarge", "{message}");
+    assert!(message.contains("2147483648 bytes (2 GiB)"), "{message}");
+    assert!(message.contains("1073741824 bytes (1 GiB)"), "{message}");
+    assert_eq!(
+        client.get(host, "/").await.unwrap().status,
+        200,
+        "lim unaffected"
     );
 }

@@ -100,37 +100,7 @@ pub fn is_mount_point(path: &Path) -> bool {
         return false;
     };
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mount_points(&info).any(|point| Path::new(&point) == path)
-}
-
-/// The mount points (fifth field) of mountinfo text, with `\ooo` escapes decoded.
-fn mount_points(info: &str) -> impl Iterator<Item = String> + '_ {
-    info.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_octal)
-}
-
-fn unescape_octal(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            let text = std::str::from_utf8(d).ok()?;
-            u8::from_str_radix(text, 8).ok()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    nimbus_cgroup::mount_points(&info).any(|point| Path::new(&point) == path)
 }
 
 #[cfg(test)]
@@ -175,7 +145,7 @@ mod tests {
     fn mountinfo_points_are_decoded() {
         let info = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
                     90 27 0:50 / /b/with\\040space rw - overlay overlay rw\n";
-        let points: Vec<String> = mount_points(info).collect();
+        let points: Vec<String> = nimbus_cgroup::mount_points(info).collect();
         assert_eq!(points, ["/proc", "/b/with space"]);
         assert!(is_mount_point(Path::new("/proc")));
     }

@@ -118,13 +118,13 @@ mod tests {
         }
     }
 
+    /// When each check ran, since the test began.
+    type Times = Arc<Mutex<Vec<Duration>>>;
+
     /// A check that returns the scripted results in order, then passes forever, recording when it ran.
     fn scripted(
         results: &[bool],
-    ) -> (
-        impl FnMut() -> std::future::Ready<Result<(), String>>,
-        Arc<Mutex<Vec<Duration>>>,
-    ) {
+    ) -> (impl FnMut() -> std::future::Ready<Result<(), String>>, Times) {
         let mut script: VecDeque<bool> = results.iter().copied().collect();
         let times = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();

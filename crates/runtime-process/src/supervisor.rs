@@ -438,12 +438,13 @@ impl Supervisor {
     fn log_file(&self) -> Option<std::path::PathBuf> {
         let dir = self.shared.config.data_dir.as_ref()?;
         let revision = &self.spec.revision;
-        Some(
-            dir.join("logs")
-                .join(&revision.namespace)
-                .join(&revision.name)
-                .join(format!("{}.log", self.id)),
-        )
+        let root = nimbus_logs::logs_root(dir);
+        Some(nimbus_logs::instance_file(
+            &root,
+            &revision.namespace,
+            &revision.name,
+            &self.id,
+        ))
     }
 
     /// Publish this instance's endpoint. `false` if it was removed meanwhile (it must then stop).

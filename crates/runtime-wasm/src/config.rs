@@ -1,12 +1,20 @@
-//! How the Wasm runtime behaves: where compiled components are cached, and the limits every
-//! request runs under. Plain data with documented defaults; no I/O.
+//! How the Wasm runtime behaves: where compiled components are cached, the size of the
+//! pooling allocator, and the limits a request runs under when its revision does not set them.
+//! Plain data with documented defaults; no I/O.
 //!
-//! The limits are runtime-wide for now: [`nimbus_runtime::InstanceSpec`] does not yet carry a
-//! revision's `resources.limits.memory`, `timeoutSeconds`, `containerConcurrency` or allowed
-//! outbound hosts. Once it does, each field here becomes the default the spec overrides.
+//! Per revision, the manifest wins (see `limits.rs`): `resources.limits.memory` replaces
+//! [`WasmRuntimeConfig::memory_limit_bytes`] (up to [`WasmRuntimeConfig::max_memory_bytes`]),
+//! `timeoutSeconds` replaces [`WasmRuntimeConfig::request_timeout`], and the annotation
+//! `nimbus.dev/allowed-outbound-hosts` replaces [`WasmRuntimeConfig::allowed_outbound_hosts`].
+//! `containerConcurrency` is not enforced here at all: the router already keeps each instance
+//! at or below it (`crates/router/src/capacity.rs`), queueing the excess and answering 503 when
+//! the queue is full or the wait runs out, so the runtime does not limit twice.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Wasm pages are 64 KiB.
+const PAGE: usize = 64 << 10;
 
 /// Configuration of a [`crate::WasmRuntime`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,20 +22,24 @@ pub struct WasmRuntimeConfig {
     /// Where precompiled components are cached:
     /// `<data_dir>/wasm-cache/<engine>/<sha256>.cwasm`. `None` compiles in memory on every start.
     pub data_dir: Option<PathBuf>,
-    /// Linear memory one request's instance may grow to, in bytes (default 128 MiB). Growing
-    /// past it fails inside the guest; a guest that then traps gets a 500 naming the limit.
+    /// Linear memory one request's instance may grow to, in bytes, when the revision sets no
+    /// `resources.limits.memory` (default 128 MiB). Growing past it fails inside the guest; a
+    /// guest that then traps gets a 500 naming the limit.
+    pub memory_limit_bytes: usize,
+    /// The pooling allocator's per-instance maximum of linear memory, in bytes, rounded up to
+    /// whole 64 KiB pages (default 1 GiB, at most 4 GiB): the largest `resources.limits.memory`
+    /// a revision may ask for. A revision asking for more fails with `MemoryLimitTooLarge`.
+    /// Must be at least `memory_limit_bytes`.
     pub max_memory_bytes: usize,
-    /// Wall-clock and CPU budget of one request (default 300 s, Knative's `timeoutSeconds`
-    /// default). Guest code is interrupted at the deadline (epoch interruption); the client gets
-    /// a 504.
+    /// Wall-clock and CPU budget of one request when the revision sets no `timeoutSeconds`
+    /// (default 300 s, Knative's default). Guest code is interrupted at the deadline (epoch
+    /// interruption); the client gets a 504.
     pub request_timeout: Duration,
-    /// Requests one instance runs at once; further ones wait for a slot (Knative's
-    /// `containerConcurrency`). `0` means unlimited (default).
-    pub max_concurrent_per_instance: usize,
     /// Largest request body accepted, in bytes (default 16 MiB); larger ones get a 413.
     pub max_body_bytes: u64,
-    /// Hosts (`name` or `name:port`) the component may send outgoing HTTP requests to. Empty
-    /// (default): every outgoing request is denied with `HTTP-request-denied`.
+    /// Hosts (`name` or `name:port`) a component may send outgoing HTTP requests to when its
+    /// revision has no `nimbus.dev/allowed-outbound-hosts` annotation. Empty (default): every
+    /// outgoing request is denied with `HTTP-request-denied`.
     pub allowed_outbound_hosts: Vec<String>,
     /// How often the epoch advances (default 10 ms): the granularity of the request timeout.
     pub epoch_tick: Duration,
@@ -43,9 +55,9 @@ impl Default for WasmRuntimeConfig {
     fn default() -> Self {
         Self {
             data_dir: None,
-            max_memory_bytes: 128 << 20,
+            memory_limit_bytes: 128 << 20,
+            max_memory_bytes: 1 << 30,
             request_timeout: Duration::from_secs(300),
-            max_concurrent_per_instance: 0,
             max_body_bytes: 16 << 20,
             allowed_outbound_hosts: Vec::new(),
             epoch_tick: Duration::from_millis(10),
@@ -56,21 +68,22 @@ impl Default for WasmRuntimeConfig {
 }
 
 impl WasmRuntimeConfig {
-    /// Epoch ticks in one request timeout (at least one).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = self.epoch_tick.as_nanos().max(1);
-        let ticks = self.request_timeout.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    /// The pool's per-instance memory maximum as the engine gets it: `max_memory_bytes` rounded
+    /// up to whole pages (at least one).
+    pub(crate) fn pool_memory_bytes(&self) -> usize {
+        self.max_memory_bytes.div_ceil(PAGE).max(1) * PAGE
     }
 
-    /// Whether the guest may send a request to `authority` (`host` or `host:port`).
-    pub(crate) fn allows_outbound(&self, authority: &str) -> bool {
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host);
-        self.allowed_outbound_hosts.iter().any(|allowed| {
-            allowed.eq_ignore_ascii_case(authority) || allowed.eq_ignore_ascii_case(host)
-        })
+    /// Why this configuration cannot work, if it cannot.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.memory_limit_bytes > self.pool_memory_bytes() {
+            return Err(format!(
+                "memory_limit_bytes ({}) is more than max_memory_bytes ({})",
+                self.memory_limit_bytes,
+                self.pool_memory_bytes()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -79,24 +92,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadline_rounds_up_to_whole_ticks() {
-        let mut c = WasmRuntimeConfig::default();
-        assert_eq!(c.deadline_ticks(), 30_000);
-        c.request_timeout = Duration::from_millis(15);
-        assert_eq!(c.deadline_ticks(), 2);
-        c.request_timeout = Duration::ZERO;
-        assert_eq!(c.deadline_ticks(), 1);
+    fn the_defaults_are_consistent() {
+        let c = WasmRuntimeConfig::default();
+        assert_eq!(c.check(), Ok(()));
+        assert_eq!(c.pool_memory_bytes(), c.max_memory_bytes);
     }
 
     #[test]
-    fn outbound_is_denied_unless_listed() {
-        let mut c = WasmRuntimeConfig::default();
-        assert!(!c.allows_outbound("example.com"));
-        c.allowed_outbound_hosts = vec!["example.com".into(), "api.local:8443".into()];
-        assert!(c.allows_outbound("example.com"));
-        assert!(c.allows_outbound("EXAMPLE.com:443"));
-        assert!(c.allows_outbound("api.local:8443"));
-        assert!(!c.allows_outbound("api.local:80"));
-        assert!(!c.allows_outbound("evil.com"));
+    fn the_pool_maximum_is_whole_pages() {
+        let mut c = WasmRuntimeConfig {
+            max_memory_bytes: PAGE + 1,
+            memory_limit_bytes: 1,
+            ..WasmRuntimeConfig::default()
+        };
+        assert_eq!(c.pool_memory_bytes(), 2 * PAGE);
+        c.max_memory_bytes = 0;
+        assert_eq!(c.pool_memory_bytes(), PAGE);
+    }
+
+    #[test]
+    fn a_default_limit_above_the_pool_is_refused() {
+        let c = WasmRuntimeConfig {
+            max_memory_bytes: 32 << 20,
+            ..WasmRuntimeConfig::default()
+        };
+        let error = c.check().unwrap_err();
+        assert!(
+            error.contains("134217728") && error.contains("33554432"),
+            "{error}"
+        );
     }
 }

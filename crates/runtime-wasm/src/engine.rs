@@ -1,5 +1,6 @@
 //! The one wasmtime [`Engine`] a runtime shares across revisions: component model, pooling
-//! allocator sized from the config, epoch interruption driven by a background ticker thread,
+//! allocator sized from the config (its per-instance memory maximum is the ceiling of every
+//! revision's memory limit), epoch interruption driven by a background ticker thread,
 //! and the [`Linker`] offering WASI 0.2 plus `wasi:http`.
 
 use std::sync::mpsc;
@@ -11,9 +12,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::config::WasmRuntimeConfig;
 use crate::host::Host;
-
-/// Wasm pages are 64 KiB.
-const PAGE: usize = 64 << 10;
 
 /// Build the engine: pooling allocator (instantiation reuses pre-reserved, copy-on-write
 /// slots, so a request's instance costs microseconds) and epoch interruption (the request
@@ -34,7 +32,7 @@ fn pool(config: &WasmRuntimeConfig) -> PoolingAllocationConfig {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
-        .max_memory_size(config.max_memory_bytes.div_ceil(PAGE).max(1) * PAGE);
+        .max_memory_size(config.pool_memory_bytes());
     pool
 }
 

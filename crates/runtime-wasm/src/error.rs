@@ -1,7 +1,10 @@
 //! Why a revision's component cannot be served, worded for the user: each variant has a
-//! CamelCase reason (reported as `Ready=False` with that reason) and a message naming the image.
+//! CamelCase reason (reported as `Ready=False` with that reason) and a message naming the image
+//! or the manifest field at fault.
 
 use std::path::PathBuf;
+
+use crate::limits::human_bytes;
 
 /// A component that could not be loaded. [`LoadError::reason`] is what the revision's `Ready`
 /// condition shows.
@@ -40,6 +43,16 @@ pub enum LoadError {
         path.display()
     )]
     WrongWorld { path: PathBuf, detail: String },
+    /// The revision's `resources.limits.memory` is more than the pooling allocator gives one
+    /// instance. Checked before anything is compiled.
+    #[error(
+        "resources.limits.memory asks for {requested} bytes ({}), more than the Wasm runtime's \
+         per-instance maximum of {maximum} bytes ({}); lower resources.limits.memory to at most \
+         {maximum} (or raise the runtime's max_memory_bytes)",
+        human_bytes(*requested),
+        human_bytes(*maximum as u64)
+    )]
+    MemoryLimitTooLarge { requested: u64, maximum: usize },
     /// The compile cache could not be written (the component itself is fine).
     #[error("cannot write the compiled component to {}: {source}", path.display())]
     Cache {
@@ -59,6 +72,7 @@ impl LoadError {
             Self::ImageNotFound { .. } => "ImageNotFound",
             Self::NotAComponent { .. } | Self::InvalidComponent { .. } => "InvalidComponent",
             Self::WrongWorld { .. } => "WrongWorld",
+            Self::MemoryLimitTooLarge { .. } => "MemoryLimitTooLarge",
             Self::Cache { .. } => "CompileCacheError",
             Self::Interrupted => "CompileInterrupted",
         }

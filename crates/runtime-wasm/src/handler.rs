@@ -1,5 +1,5 @@
 //! One request through one fresh component instance: check the body size, create a store
-//! with the request's limits, instantiate from the revision's [`ProxyPre`], call
+//! with the revision's limits, instantiate from the revision's [`ProxyPre`], call
 //! `wasi:http/incoming-handler.handle`, and turn whatever happened into an HTTP response.
 //!
 //! Faults stay inside the request: a trap is a 500, an exhausted budget a 504, an oversized
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -21,12 +21,15 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::body::{CappedBody, plain};
 use crate::config::WasmRuntimeConfig;
 use crate::host::Host;
+use crate::limits::{Limits, human_bytes};
 
 /// A compiled, linked revision, ready to serve: everything a request needs.
 pub(crate) struct App {
     pub pre: ProxyPre<Host>,
     /// The component's environment (`K_*` variables, then the spec's env).
     pub env: Vec<(String, String)>,
+    /// The revision's memory, deadline and outbound limits.
+    pub limits: Limits,
     pub config: Arc<WasmRuntimeConfig>,
 }
 
@@ -43,7 +46,6 @@ impl App {
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
-        permit: Option<OwnedSemaphorePermit>,
     ) -> Response<HyperOutgoingBody> {
         if let Some(len) = declared_length(&request)
             && len > self.config.max_body_bytes
@@ -54,9 +56,9 @@ impl App {
         let request = request.map(|body| {
             CappedBody::new(body, self.config.max_body_bytes, Arc::clone(&body_exceeded))
         });
-        let timeout = self.config.request_timeout;
+        let timeout = self.limits.request_timeout;
         let (sender, receiver) = oneshot::channel();
-        let guest = match self.start(request, sender, permit) {
+        let guest = match self.start(request, sender) {
             Ok(guest) => guest,
             Err(e) => return self.fault(&e, false),
         };
@@ -78,20 +80,20 @@ impl App {
     }
 
     /// Create the store and spawn the guest: instantiate, then `handle`. The task owns the store
-    /// (and the concurrency permit) until the guest returns, also after the response started.
+    /// until the guest returns, also after the response started.
     fn start(
         &self,
         request: Request<CappedBody<Incoming>>,
         sender: oneshot::Sender<GuestResponse>,
-        permit: Option<OwnedSemaphorePermit>,
     ) -> wasmtime::Result<tokio::task::JoinHandle<Outcome>> {
-        let mut store = Store::new(self.pre.engine(), Host::new(&self.config, &self.env));
+        let host = Host::new(&self.config, &self.limits, &self.env);
+        let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limits);
         // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
         // worker thread); once the request's ticks are spent it is interrupted. Tokio's
         // `yield_now` lets the I/O driver run before the guest resumes; a plain self-wake would
         // not, and new connections would wait behind a spinning guest.
-        let mut ticks_left = self.config.deadline_ticks();
+        let mut ticks_left = self.limits.deadline_ticks(self.config.epoch_tick);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             ticks_left = ticks_left.saturating_sub(1);
@@ -115,7 +117,6 @@ impl App {
                     .await
             }
             .await;
-            drop(permit);
             Outcome {
                 result,
                 memory_exceeded: store.data().limits.exceeded,
@@ -159,11 +160,8 @@ impl App {
         let what = trap.map_or_else(|| first_line(error), ToString::to_string);
         tracing::debug!(error = %format!("{error:?}"), "component request failed");
         if memory_exceeded {
-            let limit = self.config.max_memory_bytes;
-            let message = format!(
-                "the component exceeded its memory limit of {} MiB ({what})",
-                limit >> 20
-            );
+            let limit = human_bytes(self.limits.memory_bytes as u64);
+            let message = format!("the component exceeded its memory limit of {limit} ({what})");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, message);
         }
         let message = match trap {
@@ -174,7 +172,7 @@ impl App {
     }
 
     fn timed_out(&self) -> Response<HyperOutgoingBody> {
-        let timeout = self.config.request_timeout;
+        let timeout = self.limits.request_timeout;
         plain(
             StatusCode::GATEWAY_TIMEOUT,
             format!("the component did not answer within the request timeout of {timeout:?}"),

@@ -1,8 +1,6 @@
 //! The per-request store data: WASI context (environment only), `wasi:http` context, the
-//! memory limiter and the outbound-request policy. One [`Host`] lives exactly as long as one
-//! request's instance.
-
-use std::sync::Arc;
+//! memory limiter and the outbound-request policy (both from the revision's limits). One
+//! [`Host`] lives exactly as long as one request's instance.
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -12,6 +10,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::config::WasmRuntimeConfig;
+use crate::limits::{Limits, OutboundHosts};
 
 /// The `T` of every `Store<T>`.
 pub(crate) struct Host {
@@ -23,7 +22,8 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub fn new(config: &Arc<WasmRuntimeConfig>, env: &[(String, String)]) -> Self {
+    /// A request's store data under its revision's `limits`.
+    pub fn new(config: &WasmRuntimeConfig, limits: &Limits, env: &[(String, String)]) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(env);
         if config.inherit_stdio {
@@ -33,8 +33,8 @@ impl Host {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            outbound: OutboundPolicy(Arc::clone(config)),
-            limits: MemoryLimit::new(config.max_memory_bytes),
+            outbound: OutboundPolicy(limits.outbound.clone()),
+            limits: MemoryLimit::new(limits.memory_bytes),
         }
     }
 }
@@ -109,9 +109,9 @@ impl ResourceLimiter for MemoryLimit {
 
 // === impl OutboundPolicy ===
 
-/// Outgoing HTTP: denied (`HTTP-request-denied`) unless the authority is in
-/// [`WasmRuntimeConfig::allowed_outbound_hosts`]; allowed requests use wasmtime's default client.
-struct OutboundPolicy(Arc<WasmRuntimeConfig>);
+/// Outgoing HTTP: denied (`HTTP-request-denied`) unless the authority is among the revision's
+/// allowed hosts; allowed requests use wasmtime's default client.
+struct OutboundPolicy(OutboundHosts);
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
 type Sent = wasmtime_wasi_http::Result<(
@@ -127,9 +127,7 @@ impl WasiHttpHooks for OutboundPolicy {
         _response_done: BoxFuture<wasmtime_wasi_http::Result<()>>,
     ) -> BoxFuture<Sent> {
         let authority = request.uri().authority().map(|a| a.as_str().to_owned());
-        let allowed = authority
-            .as_deref()
-            .is_some_and(|a| self.0.allows_outbound(a));
+        let allowed = authority.as_deref().is_some_and(|a| self.0.allows(a));
         if !allowed {
             tracing::debug!(?authority, "outgoing request denied");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });

@@ -17,18 +17,26 @@
 //!   which is a bind once the component is loaded: scaling from zero costs microseconds.
 //! - **One component instance per request** (the cold start), from the pooling allocator's
 //!   pre-reserved copy-on-write slots. Nothing survives between requests.
-//! - **Limits per request** ([`WasmRuntimeConfig`]): linear memory (a trap after a refused grow is
-//!   a 500 naming the limit), a deadline enforced by epoch interruption (a background thread
-//!   advances the epoch every `epoch_tick`; the client gets a 504), concurrency per instance,
-//!   request body size (413), outbound HTTP denied unless the host is allowed. A fault drops
-//!   only that request's store.
+//! - **Limits per request**, per revision from its manifest, the [`WasmRuntimeConfig`] giving the
+//!   defaults: linear memory from `resources.limits.memory` (a trap after a refused grow is a 500
+//!   naming the limit; asking for more than the pool's per-instance maximum fails the revision
+//!   with `MemoryLimitTooLarge` before anything is compiled), a deadline from `timeoutSeconds`
+//!   enforced by epoch interruption (a background thread advances the epoch every `epoch_tick`;
+//!   the client gets a 504), outbound HTTP denied unless the host is listed in the annotation
+//!   `nimbus.dev/allowed-outbound-hosts`, and the runtime-wide request body size (413). A fault
+//!   drops only that request's store.
+//! - **Concurrency.** `containerConcurrency` is enforced by the router, which never sends an
+//!   instance more requests at once (the excess waits in its queue, or gets a 503 when the queue
+//!   is full or the wait runs out); the runtime does not count a second time. Across the
+//!   runtime, the pooling allocator's `max_instances` bounds live component instances (503).
 //! - **Environment.** The component sees `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` and the
 //!   spec's `env` through `wasi:cli/environment`; it gets no preopened directory and no
 //!   socket address.
 //! - **Status.** Like the process runtime: `Starting` while loading, `Ready` once an instance
 //!   listens (or once loaded with zero wanted), `Failed` with a CamelCase reason when the
 //!   component cannot be served: `ImageNotFound`, `InvalidComponent` (not a component, not
-//!   valid), `WrongWorld` (missing export or unknown imports), `UnsupportedImage`.
+//!   valid), `WrongWorld` (missing export or unknown imports), `UnsupportedImage`,
+//!   `MemoryLimitTooLarge`.
 //!
 //! This crate decides nothing about *how many* instances run and never reads API objects.
 
@@ -40,6 +48,7 @@ mod error;
 mod handler;
 mod host;
 mod image;
+mod limits;
 mod runtime;
 mod server;
 mod state;

@@ -1,4 +1,5 @@
 //! [`WasmRuntime`]: the [`Runtime`] implementation. The first `set_desired` of a revision
+//! works out its limits (failing it at once, before any compile, when they cannot be met) and
 //! starts loading its component on a blocking thread; instances (listeners) are started and
 //! stopped synchronously once it is loaded.
 
@@ -20,8 +21,9 @@ use crate::engine::{self, EpochTicker};
 use crate::error::LoadError;
 use crate::handler::App;
 use crate::image::component_path;
+use crate::limits::Limits;
 use crate::server::Server;
-use crate::state::{Component, Shared};
+use crate::state::{Component, RevisionState, Shared};
 
 /// Labels the Knative runtime contract's `K_SERVICE` and `K_CONFIGURATION` come from.
 const LABEL_SERVICE: &str = "serving.knative.dev/service";
@@ -37,9 +39,11 @@ pub struct WasmRuntime {
 }
 
 /// The engine could not be set up (for example: the pooling allocator could not reserve its
-/// address space).
+/// address space), or the configuration contradicts itself.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmRuntimeError {
+    #[error("invalid wasm runtime configuration: {0}")]
+    Config(String),
     #[error("cannot create the wasmtime engine: {0}")]
     Engine(String),
     #[error("cannot start the epoch ticker thread: {0}")]
@@ -67,6 +71,7 @@ impl WasmRuntime {
         config: WasmRuntimeConfig,
         registry: EndpointRegistry,
     ) -> Result<Arc<Self>, WasmRuntimeError> {
+        config.check().map_err(WasmRuntimeError::Config)?;
         let engine =
             engine::engine(&config).map_err(|e| WasmRuntimeError::Engine(format!("{e:#}")))?;
         let linker =
@@ -96,15 +101,17 @@ impl WasmRuntime {
 #[async_trait]
 impl Runtime for WasmRuntime {
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
-        let (created, surplus) = self
+        let config = &self.shared.config;
+        let (to_load, surplus) = self
             .shared
             .upsert(spec, |revision, created| {
                 revision.desired = replicas;
-                (created, revision.reconcile())
+                let limits = created.then(|| prepare(revision, config)).flatten();
+                (limits, revision.reconcile())
             })
             .ok_or(RuntimeError::ShuttingDown)?;
-        if created {
-            spawn_load(Arc::clone(&self.shared), spec.clone());
+        if let Some(limits) = to_load {
+            spawn_load(Arc::clone(&self.shared), spec.clone(), limits);
         }
         surplus.into_iter().for_each(|server| drop(server.stop()));
         Ok(())
@@ -137,20 +144,34 @@ impl Drop for WasmRuntime {
     }
 }
 
+/// A new revision's limits; when they cannot be met the revision is failed at once and
+/// `None` returned (nothing is loaded).
+fn prepare(revision: &mut RevisionState, config: &WasmRuntimeConfig) -> Option<Limits> {
+    match Limits::for_revision(&revision.spec, config) {
+        Ok(limits) => Some(limits),
+        Err(e) => {
+            revision.component = failed(&revision.spec.revision, &e);
+            None
+        }
+    }
+}
+
+fn failed(key: &RevisionKey, e: &LoadError) -> Component {
+    tracing::warn!(revision = %key, reason = e.reason(), error = %e, "cannot serve the component");
+    Component::Failed(e.reason().to_owned(), format!("revision {key}: {e}"))
+}
+
 /// Load the revision's component off the async threads, then start its wanted instances.
-fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec) {
+fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
     tokio::spawn(async move {
         let key = spec.revision.clone();
         let loader = Arc::clone(&shared);
-        let loaded = tokio::task::spawn_blocking(move || load(&loader, &spec))
+        let loaded = tokio::task::spawn_blocking(move || load(&loader, &spec, limits))
             .await
             .unwrap_or(Err(LoadError::Interrupted));
         let component = match loaded {
             Ok(app) => Component::Loaded(Arc::new(app)),
-            Err(e) => {
-                tracing::warn!(revision = %key, reason = e.reason(), error = %e, "cannot serve the component");
-                Component::Failed(e.reason().to_owned(), format!("revision {key}: {e}"))
-            }
+            Err(e) => failed(&key, &e),
         };
         let surplus = shared.update(&key, |revision| {
             revision.component = component;
@@ -163,7 +184,7 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec) {
     });
 }
 
-fn load(shared: &Shared, spec: &InstanceSpec) -> Result<App, LoadError> {
+fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, LoadError> {
     let started = Instant::now();
     let path = component_path(spec.image.as_deref())?;
     let cache = shared
@@ -181,6 +202,7 @@ fn load(shared: &Shared, spec: &InstanceSpec) -> Result<App, LoadError> {
     Ok(App {
         pre,
         env: contract_env(spec),
+        limits,
         config: Arc::clone(&shared.config),
     })
 }

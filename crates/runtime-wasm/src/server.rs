@@ -1,7 +1,11 @@
 //! One instance of a revision: an HTTP/1.1 server on a loopback port whose every request runs
 //! in a fresh component instance. Binding is synchronous and takes microseconds, so an
 //! instance is ready the moment it exists; stopping closes the listener, lets in-flight
-//! requests finish (bounded by the request timeout) and closes idle connections.
+//! requests finish (bounded by the revision's request timeout) and closes idle connections.
+//!
+//! An instance takes every request it is sent: `containerConcurrency` is the router's to
+//! enforce (it sends an instance no more than that many at once), and the pooling allocator
+//! bounds component instances across the runtime (503 beyond it).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::handler::App;
@@ -49,13 +53,11 @@ impl Server {
 }
 
 async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Receiver<()>) {
-    let limit = app.config.max_concurrent_per_instance;
-    let slots = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => connection(stream, &app, slots.as_ref(), &graceful),
+                Ok((stream, _)) => connection(stream, &app, &graceful),
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -65,27 +67,16 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Recei
         }
     }
     drop(listener);
-    let drain = app.config.request_timeout;
+    let drain = app.limits.request_timeout;
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
 }
 
-fn connection(
-    stream: TcpStream,
-    app: &Arc<App>,
-    slots: Option<&Arc<Semaphore>>,
-    graceful: &GracefulShutdown,
-) {
+fn connection(stream: TcpStream, app: &Arc<App>, graceful: &GracefulShutdown) {
     let _ = stream.set_nodelay(true);
-    let (app, slots) = (Arc::clone(app), slots.cloned());
+    let app = Arc::clone(app);
     let service = service_fn(move |request| {
-        let (app, slots) = (Arc::clone(&app), slots.clone());
-        async move {
-            let permit = match slots {
-                Some(slots) => slots.acquire_owned().await.ok(),
-                None => None,
-            };
-            Ok::<_, std::convert::Infallible>(app.handle(request, permit).await)
-        }
+        let app = Arc::clone(&app);
+        async move { Ok::<_, std::convert::Infallible>(app.handle(request).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -129,23 +129,46 @@ async fn bodies_over_the_limit_are_413_declared_or_streamed() {
 }
 
 #[tokio::test]
-async fn outbound_http_is_denied_unless_the_host_is_allowed() {
+async fn outbound_http_is_denied_unless_the_revision_allows_the_host() {
     let image = hello_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let denying = runtime(dir.path());
-    let addr = serve_one(&denying, &spec("hello-00001", &image)).await;
-    let (status, body) = get(addr, &format!("/fetch?{addr}")).await;
+    let runtime = runtime(dir.path());
+    let denied = serve_one(&runtime, &spec("hello-00001", &image)).await;
+    let mut allowing = spec("hello-00002", &image);
+    allowing.allowed_outbound_hosts = vec!["localhost".into(), "127.0.0.1".into()];
+    let allowed = serve_one(&runtime, &allowing).await;
+    let (status, body) = get(denied, &format!("/fetch?{allowed}")).await;
     assert_eq!(status, 200);
     assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert_eq!(
+        get(allowed, &format!("/fetch?{denied}")).await.1,
+        "fetched: 200\n"
+    );
+    runtime.shutdown().await;
+}
 
+#[tokio::test]
+async fn the_runtimes_outbound_hosts_apply_when_the_revision_names_none() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let target = runtime(dir.path());
+    let addr = serve_one(&target, &spec("hello-00001", &image)).await;
     let allowing = runtime_with(dir.path(), |c| {
         c.allowed_outbound_hosts = vec!["127.0.0.1".into()]
     });
-    let other = serve_one(&allowing, &spec("hello-00001", &image)).await;
+    let by_default = serve_one(&allowing, &spec("hello-00001", &image)).await;
     assert_eq!(
-        get(other, &format!("/fetch?{addr}")).await.1,
+        get(by_default, &format!("/fetch?{addr}")).await.1,
         "fetched: 200\n"
     );
-    denying.shutdown().await;
+    let mut elsewhere = spec("hello-00002", &image);
+    elsewhere.allowed_outbound_hosts = vec!["example.com".into()];
+    let replaced = serve_one(&allowing, &elsewhere).await;
+    let (_, body) = get(replaced, &format!("/fetch?{addr}")).await;
+    assert!(
+        body.contains("HttpRequestDenied"),
+        "replaced, not added: {body}"
+    );
+    target.shutdown().await;
     allowing.shutdown().await;
 }

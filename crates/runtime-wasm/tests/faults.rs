@@ -143,6 +143,77 @@ async fn growing_past_the_memory_limit_is_a_500_naming_it() {
 }
 
 #[tokio::test]
+async fn the_revisions_memory_limit_replaces_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mut spec = spec("grow-00001", &wat_fixture(dir.path(), "grow"));
+    spec.resources.memory_limit = Some(8 << 20);
+    let small = serve_one(&runtime, &spec).await;
+    spec.revision.name = "grow-00002".into();
+    spec.resources.memory_limit = Some(POOL_MEMORY as u64);
+    let large = serve_one(&runtime, &spec).await;
+    let (status, body) = get(small, "/").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("memory limit of 8 MiB"), "{body}");
+    let (status, body) = get(large, "/").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("memory limit of 64 MiB"), "{body}");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_memory_limit_above_the_pool_fails_the_revision_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mut spec = spec("big-00001", &wat_fixture(dir.path(), "grow"));
+    spec.resources.memory_limit = Some(1 << 30);
+    runtime.set_desired(&spec, 1).await.unwrap();
+    let status = runtime.status(&spec.revision).unwrap();
+    let RevisionPhase::Failed { reason, message } = status.phase else {
+        panic!("failed at set_desired, not later: {status:?}");
+    };
+    assert_eq!(reason, "MemoryLimitTooLarge");
+    assert!(message.contains("default/big-00001"), "{message}");
+    assert!(message.contains("1073741824 bytes (1 GiB)"), "{message}");
+    assert!(message.contains("67108864 bytes (64 MiB)"), "{message}");
+    assert!(
+        message.contains("lower resources.limits.memory"),
+        "{message}"
+    );
+    let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
+    assert!(
+        endpoints
+            .failure
+            .unwrap()
+            .starts_with("MemoryLimitTooLarge")
+    );
+    runtime.set_desired(&spec, 2).await.unwrap();
+    assert_eq!(runtime.status(&spec.revision).unwrap().ready, 0);
+    assert_eq!(
+        runtime.compile_stats(),
+        Default::default(),
+        "nothing compiled"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_revisions_timeout_replaces_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime_with(dir.path(), |c| c.request_timeout = PATIENCE);
+    let mut spec = spec("spin-00001", &wat_fixture(dir.path(), "spin"));
+    spec.request_timeout = Some(TIMEOUT);
+    let addr = serve_one(&runtime, &spec).await;
+    let started = std::time::Instant::now();
+    let (status, body) = get(addr, "/").await;
+    let took = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("500ms"), "{body}");
+    assert!(took >= TIMEOUT && took < TIMEOUT * 10, "{took:?}");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_declared_oversized_body_is_a_413_before_instantiation() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
@@ -252,22 +323,19 @@ async fn the_compiled_component_is_cached_and_reused_by_the_next_runtime() {
 }
 
 #[tokio::test]
-async fn requests_beyond_the_instance_concurrency_wait_for_a_slot() {
+async fn container_concurrency_is_left_to_the_router() {
+    // The router sends an instance at most `containerConcurrency` requests at once; the
+    // runtime does not count again, so requests sent directly all run at once.
     let dir = tempfile::tempdir().unwrap();
-    let runtime = runtime_with(dir.path(), |c| c.max_concurrent_per_instance = 1);
-    let addr = serve_one(
-        &runtime,
-        &spec("spin-00001", &wat_fixture(dir.path(), "spin")),
-    )
-    .await;
+    let runtime = runtime(dir.path());
+    let mut spec = spec("spin-00001", &wat_fixture(dir.path(), "spin"));
+    spec.container_concurrency = 1;
+    let addr = serve_one(&runtime, &spec).await;
     let started = std::time::Instant::now();
     let (first, second) = tokio::join!(get(addr, "/"), get(addr, "/"));
     assert_eq!((first.0, second.0), (504, 504));
     let took = started.elapsed();
-    assert!(
-        took >= TIMEOUT * 2,
-        "the second ran after the first: {took:?}"
-    );
+    assert!(took < TIMEOUT * 2, "both ran at once: {took:?}");
     runtime.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 //! (never fixed sleeps). Shared here so test files do not copy them.
 
 pub mod image;
+pub mod manifest;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,29 +1,50 @@
 //! Cold-start benchmark: time from a request to a scaled-to-zero Nimbus service until its first
-//! response byte, next to the floor measured in the same run — spawning the same sample binary
-//! and polling it until its first response byte.
+//! response byte, for the process runtime and the container runtime, each next to its floor
+//! measured in the same run.
 //!
 //! ```text
 //! cargo build --release -p nimbus -p nimbus-hello -p nimbus-bench
 //! target/release/coldstart --bin-dir target/release --runs 50
 //! ```
 //!
-//! Method. Floor: `spawn(nimbus-hello, PORT=p)`, then connect + `GET /` every 100 µs until the
-//! first byte of a response arrives. Nimbus: `nimbus serve`, N services (the same binary; window
-//! 6 s, grace 0 s) created at once and left idle until every one is at zero instances; then each
-//! gets one `GET /` through the router, timed to the first response byte. The two kinds of run
-//! alternate (floor, nimbus, floor, ...) so machine noise hits both alike. Reported: medians,
-//! p90, and the ratio of medians. Everything runs on 127.0.0.1.
+//! Method. Every row runs the same `nimbus-hello` binary and polls (connect + `GET /` every
+//! 100 µs) or requests until the first response byte, on 127.0.0.1.
+//!
+//! - spawn floor: `spawn(nimbus-hello, PORT=p)` + poll.
+//! - nimbus process: one `GET /` through the router to an idle `runtimeClassName: process`
+//!   service whose command is `nimbus-hello`.
+//! - runc floor: Nimbus's own container launcher driven directly — build the instance bundle
+//!   (overlay over the stored image's rootfs, config.json) and spawn the exact `runc run`
+//!   command an instance gets — + poll. No supervisor, router or autoscaler.
+//! - nimbus container: one `GET /` through the router to an idle service with
+//!   `image: bench.local/hello:1`, a minimal image (the binary, its `ldd` libraries) imported
+//!   with `nimbus image import`.
+//!
+//! N services of each kind (window 6 s, grace 0 s) are created at once and left idle until every
+//! one is at zero instances, so one wait serves every run. Each round waits for idle CPUs, then
+//! runs the four rows in turn, so machine noise hits all alike. Container rows need root and
+//! runc; without them the program says why and measures the rest. Reported: median, p90, min,
+//! and the ratio of each Nimbus median to the median of the floor of its kind.
 
-use nimbus_bench::{http, nimbus};
+use nimbus_bench::container::{self, RuncFloor};
+use nimbus_bench::nimbus::{self, Workload};
+use nimbus_bench::stats::{Summary, ms};
+use nimbus_bench::{floor, quiet};
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The image the container services run.
+const REFERENCE: &str = "bench.local/hello:1";
+
+/// Idle CPU share required before each round.
+const IDLE_THRESHOLD: f64 = 0.90;
 
 struct Args {
     bin_dir: PathBuf,
     runs: usize,
     socket_activation: bool,
+    quiet_max_wait: Duration,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +52,7 @@ fn parse_args() -> Args {
         bin_dir: PathBuf::from("target/release"),
         runs: 50,
         socket_activation: false,
+        quiet_max_wait: Duration::from_secs(2),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -38,8 +60,16 @@ fn parse_args() -> Args {
             "--bin-dir" => args.bin_dir = it.next().map(PathBuf::from).unwrap_or(args.bin_dir),
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.runs),
             "--socket-activation" => args.socket_activation = true,
+            "--quiet-max-wait" => {
+                if let Some(s) = it.next().and_then(|v| v.parse().ok()) {
+                    args.quiet_max_wait = Duration::from_secs_f64(s);
+                }
+            }
             "-h" | "--help" => {
-                println!("usage: coldstart [--bin-dir DIR] [--runs N] [--socket-activation]");
+                println!(
+                    "usage: coldstart [--bin-dir DIR] [--runs N] [--socket-activation] \
+                     [--quiet-max-wait SECS]"
+                );
                 std::process::exit(0);
             }
             other => {
@@ -51,45 +81,45 @@ fn parse_args() -> Args {
     args
 }
 
+/// The samples of one whole run, a vector per row.
+#[derive(Default)]
+struct Samples {
+    spawn: Vec<Duration>,
+    process: Vec<Duration>,
+    runc: Vec<Duration>,
+    runc_bundle: Vec<Duration>,
+    container: Vec<Duration>,
+    /// Rounds that started before the CPUs reached the idle threshold.
+    not_quiet: usize,
+}
+
 fn main() {
     let args = parse_args();
     let hello = args.bin_dir.join("nimbus-hello");
     let nimbus_bin = args.bin_dir.join("nimbus");
     for b in [&hello, &nimbus_bin] {
         if !b.exists() {
-            eprintln!(
+            fail(&format!(
                 "{} is missing; build it: cargo build --release -p nimbus -p nimbus-hello",
                 b.display()
-            );
-            std::process::exit(2);
+            ));
         }
     }
-    let mut server = match nimbus::Server::start(&nimbus_bin) {
-        Ok(s) => s,
-        Err(e) => fail(&format!("starting nimbus: {e}")),
-    };
-    let names: Vec<String> = (0..args.runs).map(|i| format!("cold{i}")).collect();
-    if let Err(e) = server.deploy_idle(&names, &hello, args.socket_activation) {
-        fail(&format!("deploying: {e}"));
+    let no_containers = container::unavailable();
+    if let Some(why) = &no_containers {
+        eprintln!("coldstart: container rows skipped: {why} (they need root and runc)");
     }
-    eprintln!("waiting for {} services to scale to zero ...", names.len());
-    if let Err(e) = server.wait_all_at_zero(&names, Duration::from_secs(120)) {
-        fail(&e);
-    }
-    let mut floor = Vec::new();
-    let mut cold = Vec::new();
-    for name in &names {
-        match spawn_floor(&hello) {
-            Ok(d) => floor.push(d),
-            Err(e) => fail(&format!("floor run: {e}")),
-        }
-        match server.cold_request(name) {
-            Ok(d) => cold.push(d),
-            Err(e) => fail(&format!("cold request to {name}: {e}")),
-        }
-    }
+    let scratch =
+        std::env::temp_dir().join(format!("nimbus-coldstart-{}-bench", std::process::id()));
+    let mut server = nimbus::Server::start(&nimbus_bin)
+        .unwrap_or_else(|e| fail(&format!("starting nimbus: {e}")));
+    let result = run(&args, &server, &scratch, no_containers.is_none());
     server.stop();
-    report(&floor, &cold, args.socket_activation);
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(samples) => report(&samples, &args),
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(msg: &str) -> ! {
@@ -97,83 +127,126 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Spawn the sample binary on a free port and time until its first response byte.
-fn spawn_floor(hello: &std::path::Path) -> Result<Duration, String> {
-    let port = http::free_port().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let child = Command::new(hello)
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut guard = KillOnDrop(child);
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = start + Duration::from_secs(10);
-    loop {
-        if let Ok(()) = http::first_byte(&addr, "localhost", "/") {
-            let elapsed = start.elapsed();
-            let _ = guard.0.kill();
-            return Ok(elapsed);
+/// Set up the services (and the runc floor), wait for zero, measure every round.
+fn run(
+    args: &Args,
+    server: &nimbus::Server,
+    scratch: &Path,
+    containers: bool,
+) -> Result<Samples, String> {
+    let hello = args.bin_dir.join("nimbus-hello");
+    let names =
+        |prefix: &str| -> Vec<String> { (0..args.runs).map(|i| format!("{prefix}{i}")).collect() };
+    let (procs, ctrs) = (names("proc"), names("ctr"));
+    let mut runc = None;
+    if containers {
+        let layout = container::write_image(&hello, &scratch.join("image"), REFERENCE)?;
+        server.import_image(&args.bin_dir.join("nimbus"), &layout)?;
+        let store = server.data_dir().join("images");
+        runc = Some(RuncFloor::new(
+            &store,
+            REFERENCE,
+            &scratch.join("runc-floor"),
+        )?);
+    }
+    server.deploy_idle(
+        &procs,
+        &Workload::Process(hello.clone()),
+        args.socket_activation,
+    )?;
+    let mut all = procs.clone();
+    if containers {
+        server.deploy_idle(&ctrs, &Workload::Image(REFERENCE.into()), false)?;
+        all.extend(ctrs.iter().cloned());
+    }
+    eprintln!("waiting for {} services to scale to zero ...", all.len());
+    server.wait_all_at_zero(&all, Duration::from_secs(300))?;
+    let mut samples = Samples::default();
+    for i in 0..args.runs {
+        if !quiet::wait_for_idle(IDLE_THRESHOLD, args.quiet_max_wait) {
+            samples.not_quiet += 1;
         }
-        if Instant::now() > deadline {
-            return Err("the sample binary never answered".into());
+        samples
+            .spawn
+            .push(floor::spawn(&hello).map_err(|e| format!("spawn floor: {e}"))?);
+        samples.process.push(cold(server, &procs[i])?);
+        if let Some(runc) = runc.as_mut() {
+            let r = runc.run().map_err(|e| format!("runc floor: {e}"))?;
+            samples.runc.push(r.total);
+            samples.runc_bundle.push(r.bundle);
+            samples.container.push(cold(server, &ctrs[i])?);
         }
-        // Poll like a careful supervisor would (Nimbus's own runtime polls every 150 µs): a
-        // busy loop would steal the CPU the starting process needs on a 2-core machine.
-        std::thread::sleep(Duration::from_micros(100));
+    }
+    Ok(samples)
+}
+
+fn cold(server: &nimbus::Server, name: &str) -> Result<Duration, String> {
+    server
+        .cold_request(name)
+        .map_err(|e| format!("cold request to {name}: {e}"))
+}
+
+fn report(s: &Samples, args: &Args) {
+    println!(
+        "cold start, {} rounds (socket activation for process services: {}); \
+         {} round(s) began with the CPUs < {:.0}% idle",
+        args.runs,
+        args.socket_activation,
+        s.not_quiet,
+        IDLE_THRESHOLD * 100.0
+    );
+    println!(
+        "  {:<40} {:>11} {:>11} {:>11}  ratio of medians",
+        "", "median", "p90", "min"
+    );
+    let spawn = Summary::of(&s.spawn);
+    let runc = Summary::of(&s.runc);
+    row("spawn floor (spawn + poll)", spawn, None);
+    row(
+        "nimbus process (zero → first byte)",
+        Summary::of(&s.process),
+        spawn.map(|f| (f, "spawn floor")),
+    );
+    if runc.is_none() {
+        println!("  (container rows skipped: see above)");
+        return;
+    }
+    row("runc floor (bundle + runc run + poll)", runc, None);
+    row(
+        "nimbus container (zero → first byte)",
+        Summary::of(&s.container),
+        runc.map(|f| (f, "runc floor")),
+    );
+    if let Some(b) = Summary::of(&s.runc_bundle) {
+        println!(
+            "  of the runc floor, building the bundle (overlay mount, config.json): median {}",
+            ms(b.median)
+        );
+    }
+    if let (Some(c), Some(p), Some(r), Some(f)) = (
+        Summary::of(&s.container),
+        Summary::of(&s.process),
+        runc,
+        spawn,
+    ) {
+        println!(
+            "  container/process = {:.2}x (nimbus), {:.2}x (floors)",
+            c.ratio_to(&p),
+            r.ratio_to(&f)
+        );
     }
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn report(floor: &[Duration], cold: &[Duration], socket_activation: bool) {
-    let mut f = floor.to_vec();
-    let mut c = cold.to_vec();
-    f.sort();
-    c.sort();
-    let (fm, cm) = (percentile(&f, 0.5), percentile(&c, 0.5));
+fn row(label: &str, summary: Option<Summary>, floor: Option<(Summary, &str)>) {
+    let Some(s) = summary else { return };
+    let ratio = match floor {
+        Some((f, name)) => format!("{:.2}x {name}", s.ratio_to(&f)),
+        None => "1.00x".to_owned(),
+    };
     println!(
-        "cold start, {} runs each (socket activation: {socket_activation})",
-        c.len()
-    );
-    println!("  {:<34} {:>12} {:>12} {:>12}", "", "median", "p90", "min");
-    println!(
-        "  {:<34} {:>12} {:>12} {:>12}",
-        "floor (spawn + poll, same binary)",
-        ms(fm),
-        ms(percentile(&f, 0.9)),
-        ms(f[0])
-    );
-    println!(
-        "  {:<34} {:>12} {:>12} {:>12}",
-        "nimbus (zero → first byte)",
-        ms(cm),
-        ms(percentile(&c, 0.9)),
-        ms(c[0])
-    );
-    println!(
-        "  ratio of medians nimbus/floor = {:.2}x",
-        cm.as_secs_f64() / fm.as_secs_f64()
+        "  {label:<40} {:>11} {:>11} {:>11}  {ratio}",
+        ms(s.median),
+        ms(s.p90),
+        ms(s.min)
     );
 }

@@ -1,6 +1,6 @@
 //! Helpers for the Wasm runtime tests: a runtime with short limits, specs, components (WAT
-//! fixtures compiled here, and the Rust example built for wasm32-wasip2 when the target is
-//! installed), event-driven waiting with deadlines and a small HTTP client.
+//! fixtures compiled here, and the Rust example built for wasm32-wasip2 by the testkit when the
+//! target is installed), event-driven waiting with deadlines and a small HTTP client.
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -22,8 +22,10 @@ use tokio::time::Instant;
 pub const PATIENCE: Duration = Duration::from_secs(120);
 /// The request timeout of test runtimes.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
-/// The memory limit of test runtimes.
+/// The default memory limit of test runtimes.
 pub const MEMORY: usize = 32 << 20;
+/// The pool's per-instance memory maximum in test runtimes.
+pub const POOL_MEMORY: usize = 64 << 20;
 /// The body limit of test runtimes.
 pub const MAX_BODY: u64 = 1024;
 
@@ -39,7 +41,8 @@ pub fn runtime_with(
     let mut config = WasmRuntimeConfig {
         data_dir: Some(data_dir.to_owned()),
         request_timeout: TIMEOUT,
-        max_memory_bytes: MEMORY,
+        memory_limit_bytes: MEMORY,
+        max_memory_bytes: POOL_MEMORY,
         max_body_bytes: MAX_BODY,
         max_instances: 50,
         inherit_stdio: false,
@@ -85,46 +88,17 @@ pub fn wat_fixture(dir: &Path, name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// The example component `examples/hello-wasm`, built once per test binary; `None` (after
-/// printing why) when the wasm32-wasip2 target is not installed.
+/// The example component `examples/hello-wasm`, built once per test binary (by
+/// [`nimbus_testkit::build_hello_wasm`], into the target directory the `nimbus` tests share);
+/// `None` (after printing why) when the wasm32-wasip2 target is not installed.
 pub fn hello_wasm() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(build_hello_wasm).as_deref()
-}
-
-fn build_hello_wasm() -> Option<PathBuf> {
-    if let Some(why) = missing_wasm_target() {
-        eprintln!("SKIPPED: the example component cannot be built: {why}");
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .arg("--manifest-path")
-        .arg(root.join("examples/hello-wasm/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building examples/hello-wasm failed");
-    Some(target_dir.join("wasm32-wasip2/release/hello_wasm.wasm"))
-}
-
-/// Why the wasm32-wasip2 standard library is unavailable, if it is.
-fn missing_wasm_target() -> Option<String> {
-    let output = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let lib = Path::new(&sysroot).join("lib/rustlib/wasm32-wasip2");
-    (!lib.is_dir()).then(|| {
-        format!(
-            "{} is missing; run `rustup target add wasm32-wasip2`",
-            lib.display()
-        )
-    })
+    BUILT
+        .get_or_init(|| {
+            let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm");
+            nimbus_testkit::build_hello_wasm(&target_dir)
+        })
+        .as_deref()
 }
 
 /// Wait (event-driven, with a deadline) until the revision's status satisfies `done`.
