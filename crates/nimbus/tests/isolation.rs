@@ -192,3 +192,23 @@ async fn a_readiness_probe_gates_traffic() {
         .unwrap();
     assert_eq!(reply.status, 200, "traffic only reaches a ready instance");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_exec_startup_probe_is_the_revisions_reason() {
+    let yaml = service(
+        "slowstart",
+        &[],
+        "startupProbe: {exec: {command: [/bin/sh, -c, \"echo not yet; exit 1\"]}, periodSeconds: 1, failureThreshold: 2}",
+    );
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    assert!(nimbus.apply(&yaml).status.success());
+    let (_, _, message) =
+        wait_ready_condition(&nimbus, "slowstart", Duration::from_secs(30), |_, r| {
+            r == "StartupProbeFailed"
+        })
+        .await;
+    assert!(
+        message.contains("startup probe failed 2 times"),
+        "{message}"
+    );
+}

@@ -124,7 +124,10 @@ mod tests {
     /// A check that returns the scripted results in order, then passes forever, recording when it ran.
     fn scripted(
         results: &[bool],
-    ) -> (impl FnMut() -> std::future::Ready<Result<(), String>>, Times) {
+    ) -> (
+        impl FnMut() -> std::future::Ready<Result<(), String>>,
+        Times,
+    ) {
         let mut script: VecDeque<bool> = results.iter().copied().collect();
         let times = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();

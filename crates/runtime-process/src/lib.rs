@@ -24,6 +24,7 @@ mod config;
 mod failure;
 mod health;
 mod host;
+mod instance;
 mod launcher;
 mod output;
 mod ports;

@@ -1,0 +1,241 @@
+//! Starting and releasing one attempt of an instance — the steps around the launcher: lease a
+//! port (or bind the activation socket), make the cgroup with the revision's limits, build the
+//! launcher's command and spawn it in the cgroup, and afterwards remove the cgroup and let the
+//! launcher clean up. The supervisor decides when; this module only does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nimbus_cgroup::{Cgroup, Limits};
+use nimbus_runtime::ProbeAction;
+
+use crate::activation::ActivationSocket;
+use crate::failure::Failure;
+use crate::host;
+use crate::launcher::{LaunchContext, LaunchError};
+use crate::output::{OutputSink, OutputTail};
+use crate::probe::{self, ProbeTarget};
+use crate::process::{self, Listen, RunningProcess, StartError};
+use crate::readiness;
+use crate::supervisor::Supervisor;
+
+/// Pause after a failed exec readiness check while an instance starts.
+const EXEC_READY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Supervisor {
+    /// Lease a port, make the cgroup, and start the launcher's command in it.
+    pub(crate) async fn launch(&self, tail: &OutputTail) -> Result<Instance, StartError> {
+        let launcher = &self.shared.launcher;
+        let ports = &self.shared.ports;
+        let listen = if self.spec.socket_activation && launcher.socket_activation() {
+            Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
+        } else {
+            Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+        };
+        let cgroup = self.cgroup()?;
+        let ctx = LaunchContext {
+            id: self.id.clone(),
+            port: listen.port(),
+            env: process::contract_env(&self.spec, listen.port()),
+            cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
+            scratch: self.scratch_dir(),
+        };
+        match self.start_process(&listen, &ctx, cgroup.as_ref(), tail) {
+            Ok(process) => {
+                tracing::debug!(instance = %self.id, pid = process.pid(), port = ctx.port, "instance started");
+                let target = self.probe_target(&ctx);
+                Ok(Instance {
+                    process,
+                    listen,
+                    ctx,
+                    cgroup,
+                    target,
+                })
+            }
+            Err(error) => {
+                launcher.cleanup(&ctx).await;
+                remove_scratch(&ctx.scratch);
+                Err(error)
+            }
+        }
+    }
+
+    fn start_process(
+        &self,
+        listen: &Listen,
+        ctx: &LaunchContext,
+        cgroup: Option<&Cgroup>,
+        tail: &OutputTail,
+    ) -> Result<RunningProcess, StartError> {
+        let launcher = &self.shared.launcher;
+        let cmd = match listen {
+            Listen::Activated(socket) => {
+                host::activated_command(&self.spec, ctx, socket).map_err(|source| {
+                    let command = self.spec.command.first().cloned().unwrap_or_default();
+                    match source.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            StartError::CommandNotFound { command, source }
+                        }
+                        _ => StartError::Spawn { command, source },
+                    }
+                })?
+            }
+            Listen::Port(_) => launcher.command(&self.spec, ctx)?,
+        };
+        let join = match cgroup {
+            Some(cgroup) if !launcher.joins_cgroup_itself() => {
+                let joiner = cgroup.joiner().map_err(cgroup_error)?;
+                let hook: Box<dyn FnMut() -> std::io::Result<()> + Send + Sync> =
+                    Box::new(move || joiner.join());
+                Some(hook)
+            }
+            _ => None,
+        };
+        let sink = OutputSink {
+            instance: self.id.clone(),
+            log_file: self.log_file(),
+            tail: tail.clone(),
+        };
+        process::spawn(cmd, &sink, join)
+    }
+
+    /// This instance's cgroup with the revision's limits, when cgroups are in use.
+    fn cgroup(&self) -> Result<Option<Cgroup>, StartError> {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return Ok(None);
+        };
+        let r = &self.spec.resources;
+        let pids = r
+            .pids_limit
+            .unwrap_or(self.shared.config.default_pids_limit);
+        let limits = Limits::from_kubernetes(
+            r.memory_limit,
+            r.cpu_limit_millis,
+            r.cpu_request_millis,
+            Some(pids),
+        );
+        let name = format!(
+            "{}/{}/{}",
+            self.shared.tag, self.spec.revision.namespace, self.id
+        );
+        cgroups
+            .create(&name, &limits)
+            .map(Some)
+            .map_err(cgroup_error)
+    }
+
+    /// How probes reach this instance: its port, and the launcher's way to run a command in it.
+    fn probe_target(&self, ctx: &LaunchContext) -> ProbeTarget {
+        let (launcher, spec, ctx) = (
+            Arc::clone(&self.shared.launcher),
+            Arc::clone(&self.spec),
+            ctx.clone(),
+        );
+        ProbeTarget {
+            port: ctx.port,
+            exec: Arc::new(move |argv: &[String]| launcher.exec(&spec, &ctx, argv)),
+        }
+    }
+
+    /// After the instance's process is gone: kill what is left in its cgroup and remove it,
+    /// then let the launcher clean up.
+    pub(crate) async fn release(&self, instance: Instance) {
+        let Instance { ctx, cgroup, .. } = instance;
+        if let Some(cgroup) = cgroup {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = cgroup.remove() {
+                    tracing::warn!("cannot remove an instance cgroup: {e}");
+                }
+            })
+            .await
+            .ok();
+        }
+        self.shared.launcher.cleanup(&ctx).await;
+        remove_scratch(&ctx.scratch);
+    }
+
+    /// `failure`, or `OOMKilled` when the kernel killed a process of the instance for memory.
+    pub(crate) fn oom_or(
+        &self,
+        instance: &Instance,
+        failure: Failure,
+        tail: &OutputTail,
+    ) -> Failure {
+        match &instance.cgroup {
+            Some(cgroup) if cgroup.oom_kills() > 0 => {
+                Failure::oom_killed(&self.id, self.spec.resources.memory_limit, &tail.lines())
+            }
+            _ => failure,
+        }
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        let base = match &self.shared.config.data_dir {
+            Some(dir) => dir.join("instances"),
+            None => std::env::temp_dir().join(format!("nimbus-instances-{}", self.shared.tag)),
+        };
+        base.join(&self.spec.revision.namespace).join(&self.id)
+    }
+
+    pub(crate) fn log_file(&self) -> Option<std::path::PathBuf> {
+        let dir = self.shared.config.data_dir.as_ref()?;
+        let revision = &self.spec.revision;
+        let root = nimbus_logs::logs_root(dir);
+        Some(nimbus_logs::instance_file(
+            &root,
+            &revision.namespace,
+            &revision.name,
+            &self.id,
+        ))
+    }
+}
+
+/// What one attempt holds: the process, its port or socket, what the launcher was given, the
+/// cgroup, and where probes go.
+pub(crate) struct Instance {
+    pub process: RunningProcess,
+    pub listen: Listen,
+    pub ctx: LaunchContext,
+    pub cgroup: Option<Cgroup>,
+    pub target: ProbeTarget,
+}
+
+/// How a starting instance proves it serves: its readiness probe passes; without one, its port
+/// accepts connections, or (socket activation) the program accepted one from its socket.
+/// Knative probes a starting instance as fast as sensible whatever the probe's period.
+pub(crate) fn ready_check(
+    instance: &Instance,
+    probe: Option<&nimbus_runtime::Probe>,
+) -> Box<dyn FnMut() -> bool + Send> {
+    match (probe, &instance.listen) {
+        (Some(p), _) => {
+            let (action, target, timeout) = (p.action.clone(), instance.target.clone(), p.timeout);
+            // A command per check is costly: pace exec probes.
+            let pause = matches!(action, ProbeAction::Exec { .. }).then_some(EXEC_READY_PAUSE);
+            Box::new(move || {
+                let passed = probe::check(&action, &target, timeout).is_ok();
+                if let (false, Some(pause)) = (passed, pause) {
+                    std::thread::sleep(pause);
+                }
+                passed
+            })
+        }
+        (None, listen @ Listen::Port(_)) => Box::new(readiness::connects(listen.addr())),
+        (None, Listen::Activated(socket)) => Box::new(socket.accepted_check()),
+    }
+}
+
+fn cgroup_error(error: nimbus_cgroup::CgroupError) -> StartError {
+    StartError::Launch(LaunchError::new(
+        "CgroupError",
+        format!("cannot set up the instance's resource limits: {error}"),
+    ))
+}
+
+fn remove_scratch(dir: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %dir.display(), "cannot remove an instance's scratch directory: {e}");
+    }
+}
