@@ -61,8 +61,9 @@ impl Server {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
         let (mut router, mut api) = (String::new(), String::new());
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in lines.by_ref().map_while(Result::ok) {
             if let Some(a) = line.strip_prefix("nimbus: router listening on http://") {
                 router = a.trim().to_string();
             }
@@ -76,6 +77,9 @@ impl Server {
         if router.is_empty() || api.is_empty() {
             return Err("nimbus did not print its addresses".into());
         }
+        // Keep reading: with the pipe closed, nimbus would die of EPIPE when it prints
+        // "shutting down", before stopping its instances.
+        std::thread::spawn(move || lines.for_each(drop));
         Ok(Self {
             child,
             router,
@@ -131,16 +135,18 @@ impl Server {
         Ok(())
     }
 
-    /// Create one idle-able service per name (window 6 s, grace 0 s), all running `workload`.
+    /// Create one idle-able service per name (stable window `window`, grace 0 s), all running
+    /// `workload`.
     pub fn deploy_idle(
         &self,
         names: &[String],
         workload: &Workload,
+        window: Duration,
         socket_activation: bool,
     ) -> Result<(), String> {
         for name in names {
             let mut annotations = serde_json::json!({
-                "autoscaling.knative.dev/window": "6s",
+                "autoscaling.knative.dev/window": format!("{}s", window.as_secs()),
                 "nimbus.dev/scale-to-zero-grace-period": "0s",
             });
             // Only host processes can take a pre-bound socket.
@@ -244,6 +250,25 @@ impl Server {
         }
     }
 
+    /// Wait until no container is left in the server's runc state (`<data-dir>/runc`).
+    /// Revisions report zero instances as soon as scale-down begins, but a container whose
+    /// program ignores SIGTERM (as pid 1, `nimbus-hello` does) is only killed and deleted
+    /// when its termination grace period ends.
+    pub fn wait_containers_gone(&self, timeout: Duration) -> Result<(), String> {
+        let state = self.data_dir.join("runc");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = std::fs::read_dir(&state).map_or(0, |d| d.count());
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{left} containers still exist after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// One request through the router to an idle service, timed to the first response byte.
     pub fn cold_request(&self, name: &str) -> Result<Duration, String> {
         let host = format!("{name}.default.localhost");
@@ -257,7 +282,8 @@ impl Server {
             // SIGTERM lets nimbus stop its instances; fall back to kill.
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Containers that ignore SIGTERM take their 10 s grace period to stop.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;

@@ -117,8 +117,23 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
+    /// Stops the instances, then deletes the revision's logs (like a pod's, they go with it).
     async fn remove(&self, revision: &RevisionKey) {
-        stop_and_wait(self.shared.take(Some(revision))).await;
+        let taken = self.shared.take(Some(revision));
+        let known = !taken.is_empty();
+        stop_and_wait(taken).await;
+        if let (true, Some(dir)) = (known, &self.shared.config.data_dir) {
+            let logs = nimbus_logs::revision_dir(
+                &nimbus_logs::logs_root(dir),
+                &revision.namespace,
+                &revision.name,
+            );
+            if let Err(e) = std::fs::remove_dir_all(&logs)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %logs.display(), "cannot remove a deleted revision's logs: {e}");
+            }
+        }
     }
 
     fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus> {

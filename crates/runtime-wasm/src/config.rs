@@ -122,4 +122,32 @@ mod tests {
             "{error}"
         );
     }
+
+    /// The README's Wasm section states these defaults; keep the two in step.
+    #[test]
+    fn the_readme_states_the_defaults() {
+        let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(readme).unwrap();
+        let start = readme
+            .find("## WebAssembly functions")
+            .expect("Wasm section");
+        let section = &readme[start..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |e| e + 3);
+        let section = &section[..end];
+        let c = WasmRuntimeConfig::default();
+        let human = |bytes: usize| crate::limits::human_bytes(bytes as u64);
+        let stated = [
+            format!("| {} |", human(c.memory_limit_bytes)),
+            format!("maximum ({})", human(c.max_memory_bytes)),
+            format!("| {} s |", c.request_timeout.as_secs()),
+            format!("over {}", crate::limits::human_bytes(c.max_body_bytes)),
+        ];
+        for fact in stated {
+            assert!(
+                section.contains(&fact),
+                "README's Wasm section lacks {fact:?}"
+            );
+        }
+        assert!(c.allowed_outbound_hosts.is_empty() && section.contains("| none |"));
+    }
 }

@@ -120,7 +120,8 @@ async fn a_loop_is_a_504_at_the_timeout_and_others_are_unaffected() {
     assert_eq!(spun.0, 504, "{}", spun.1);
     assert!(spun.1.contains("request timeout"), "{}", spun.1);
     let took = started.elapsed();
-    assert!(took >= TIMEOUT && took < TIMEOUT * 10, "{took:?}");
+    // Only the lower bound is a property; how late the epoch tick lands depends on the load.
+    assert!(took >= TIMEOUT, "{took:?}");
     assert_eq!(get(spin, "/").await.0, 504, "the instance still serves");
     runtime.shutdown().await;
 }
@@ -184,6 +185,7 @@ async fn a_memory_limit_above_the_pool_fails_the_revision_before_compiling() {
     assert!(
         endpoints
             .failure
+            .as_deref()
             .unwrap()
             .starts_with("MemoryLimitTooLarge")
     );
@@ -209,7 +211,8 @@ async fn the_revisions_timeout_replaces_the_default() {
     let took = started.elapsed();
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("500ms"), "{body}");
-    assert!(took >= TIMEOUT && took < TIMEOUT * 10, "{took:?}");
+    // Only the lower bound is a property; how late the epoch tick lands depends on the load.
+    assert!(took >= TIMEOUT, "{took:?}");
     runtime.shutdown().await;
 }
 

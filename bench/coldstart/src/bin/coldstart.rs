@@ -20,9 +20,12 @@
 //!   `image: bench.local/hello:1`, a minimal image (the binary, its `ldd` libraries) imported
 //!   with `nimbus image import`.
 //!
-//! N services of each kind (window 6 s, grace 0 s) are created at once and left idle until every
-//! one is at zero instances, so one wait serves every run. Each round waits for idle CPUs, then
-//! runs the four rows in turn, so machine noise hits all alike. Container rows need root and
+//! N services of each kind (grace 0 s, stable window `--window`, default 120 s) are created at
+//! once and left idle until every one is at zero instances and every container is deleted, so
+//! one wait serves every run. The long window keeps the instances started by the measured
+//! requests alive until all rounds are done, so no scale-down (for containers: runc kill,
+//! delete, unmount) runs during a measurement; rounds that start later than that are counted.
+//! Each round waits for idle CPUs, then runs the four rows in turn, so noise hits all alike. Container rows need root and
 //! runc; without them the program says why and measures the rest. Reported: median, p90, min,
 //! and the ratio of each Nimbus median to the median of the floor of its kind.
 
@@ -32,7 +35,7 @@ use nimbus_bench::stats::{Summary, ms};
 use nimbus_bench::{floor, quiet};
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The image the container services run.
 const REFERENCE: &str = "bench.local/hello:1";
@@ -45,6 +48,7 @@ struct Args {
     runs: usize,
     socket_activation: bool,
     quiet_max_wait: Duration,
+    window: Duration,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +57,7 @@ fn parse_args() -> Args {
         runs: 50,
         socket_activation: false,
         quiet_max_wait: Duration::from_secs(2),
+        window: Duration::from_secs(120),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -65,10 +70,15 @@ fn parse_args() -> Args {
                     args.quiet_max_wait = Duration::from_secs_f64(s);
                 }
             }
+            "--window" => {
+                if let Some(s) = it.next().and_then(|v| v.parse().ok()) {
+                    args.window = Duration::from_secs(s);
+                }
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: coldstart [--bin-dir DIR] [--runs N] [--socket-activation] \
-                     [--quiet-max-wait SECS]"
+                     [--quiet-max-wait SECS] [--window SECS]"
                 );
                 std::process::exit(0);
             }
@@ -91,6 +101,8 @@ struct Samples {
     container: Vec<Duration>,
     /// Rounds that started before the CPUs reached the idle threshold.
     not_quiet: usize,
+    /// Rounds that started a stable window or more after the first: scale-downs may overlap.
+    late: usize,
 }
 
 fn main() {
@@ -149,20 +161,23 @@ fn run(
             &scratch.join("runc-floor"),
         )?);
     }
-    server.deploy_idle(
-        &procs,
-        &Workload::Process(hello.clone()),
-        args.socket_activation,
-    )?;
+    let process = Workload::Process(hello.clone());
+    server.deploy_idle(&procs, &process, args.window, args.socket_activation)?;
     let mut all = procs.clone();
     if containers {
-        server.deploy_idle(&ctrs, &Workload::Image(REFERENCE.into()), false)?;
+        let image = Workload::Image(REFERENCE.into());
+        server.deploy_idle(&ctrs, &image, args.window, false)?;
         all.extend(ctrs.iter().cloned());
     }
     eprintln!("waiting for {} services to scale to zero ...", all.len());
-    server.wait_all_at_zero(&all, Duration::from_secs(300))?;
+    server.wait_all_at_zero(&all, args.window * 2 + Duration::from_secs(120))?;
+    server.wait_containers_gone(Duration::from_secs(120))?;
     let mut samples = Samples::default();
+    let first_round = Instant::now();
     for i in 0..args.runs {
+        if first_round.elapsed() >= args.window {
+            samples.late += 1;
+        }
         if !quiet::wait_for_idle(IDLE_THRESHOLD, args.quiet_max_wait) {
             samples.not_quiet += 1;
         }
@@ -188,12 +203,14 @@ fn cold(server: &nimbus::Server, name: &str) -> Result<Duration, String> {
 
 fn report(s: &Samples, args: &Args) {
     println!(
-        "cold start, {} rounds (socket activation for process services: {}); \
-         {} round(s) began with the CPUs < {:.0}% idle",
+        "cold start, {} rounds (socket activation for process services: {}, window {:?}); \
+         {} round(s) began with the CPUs < {:.0}% idle, {} after scale-downs could begin",
         args.runs,
         args.socket_activation,
+        args.window,
         s.not_quiet,
-        IDLE_THRESHOLD * 100.0
+        IDLE_THRESHOLD * 100.0,
+        s.late
     );
     println!(
         "  {:<40} {:>11} {:>11} {:>11}  ratio of medians",
