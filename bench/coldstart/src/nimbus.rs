@@ -179,7 +179,7 @@ impl Server {
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"template": {
                 "metadata": {"annotations": {"autoscaling.knative.dev/target": target.to_string()}},
-                "spec": {"runtimeClassName": "process", "containers": [{"command": [hello.display().to_string()]}]}
+                "spec": Workload::Process(hello.to_owned()).pod_spec(),
             }}
         });
         self.api(

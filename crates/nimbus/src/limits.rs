@@ -25,6 +25,16 @@ pub fn clean_stale(data_dir: &Path) {
     }
 }
 
+/// On a clean shutdown, after every instance stopped: remove this server's cgroup parent.
+pub fn remove_parent(data_dir: &Path) {
+    let Ok(cgroups) = nimbus_cgroup::Cgroups::detect(&cgroup_parent(data_dir)) else {
+        return;
+    };
+    if let Err(e) = cgroups.remove_all() {
+        tracing::warn!("cannot remove this server's cgroups: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

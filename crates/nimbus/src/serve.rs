@@ -156,6 +156,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = scaler_task.await;
     runtimes.shutdown().await;
+    crate::limits::remove_parent(&args.data_dir);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;
         let _ = api_task.await;

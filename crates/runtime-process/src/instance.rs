@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nimbus_cgroup::{Cgroup, Limits};
+use nimbus_cgroup::Cgroup;
 use nimbus_runtime::ProbeAction;
 
 use crate::activation::ActivationSocket;
@@ -32,7 +32,7 @@ impl Supervisor {
         } else {
             Listen::Port(ports.lease().map_err(StartError::NoPort)?)
         };
-        let cgroup = self.cgroup()?;
+        let cgroup = self.cgroup().await?;
         let ctx = LaunchContext {
             id: self.id.clone(),
             port: listen.port(),
@@ -100,28 +100,11 @@ impl Supervisor {
     }
 
     /// This instance's cgroup with the revision's limits, when cgroups are in use.
-    fn cgroup(&self) -> Result<Option<Cgroup>, StartError> {
-        let Some(cgroups) = &self.shared.cgroups else {
+    async fn cgroup(&self) -> Result<Option<Cgroup>, StartError> {
+        let Some(pool) = &self.shared.cgroups else {
             return Ok(None);
         };
-        let r = &self.spec.resources;
-        let pids = r
-            .pids_limit
-            .unwrap_or(self.shared.config.default_pids_limit);
-        let limits = Limits::from_kubernetes(
-            r.memory_limit,
-            r.cpu_limit_millis,
-            r.cpu_request_millis,
-            Some(pids),
-        );
-        let name = format!(
-            "{}/{}/{}",
-            self.shared.tag, self.spec.revision.namespace, self.id
-        );
-        cgroups
-            .create(&name, &limits)
-            .map(Some)
-            .map_err(cgroup_error)
+        pool.take(&self.spec).await.map(Some).map_err(cgroup_error)
     }
 
     /// How probes reach this instance: its port, and the launcher's way to run a command in it.

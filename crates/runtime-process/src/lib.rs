@@ -20,6 +20,7 @@
 //! [`LoadProbe`]: nimbus_runtime::LoadProbe
 
 mod activation;
+mod cgroup_pool;
 mod config;
 mod failure;
 mod health;

@@ -105,20 +105,26 @@ impl Runtime for ProcessRuntime {
             })?;
         let shared = Arc::clone(&self.shared);
         let in_flight = self.in_flight(&spec.revision);
-        let surplus = self.shared.upsert(spec, |revision| {
+        let changed = self.shared.upsert(spec, |revision| {
             revision.desired = replicas;
-            reconcile(&shared, revision, &in_flight)
+            let surplus = reconcile(&shared, revision, &in_flight);
+            (surplus, Arc::clone(&revision.spec))
         });
+        let (surplus, spec) = changed.ok_or(RuntimeError::ShuttingDown)?;
         // The surplus's endpoints are unpublished by now; only then are they told to stop.
-        surplus
-            .ok_or(RuntimeError::ShuttingDown)?
-            .into_iter()
-            .for_each(begin_stop);
+        surplus.into_iter().for_each(begin_stop);
+        // A cold start later should find its cgroup made.
+        if let Some(pool) = &self.shared.cgroups {
+            pool.prewarm(&spec);
+        }
         Ok(())
     }
 
     /// Stops the instances, then deletes the revision's logs (like a pod's, they go with it).
     async fn remove(&self, revision: &RevisionKey) {
+        if let Some(pool) = &self.shared.cgroups {
+            pool.forget(revision);
+        }
         let taken = self.shared.take(Some(revision));
         let known = !taken.is_empty();
         stop_and_wait(taken).await;
@@ -150,6 +156,9 @@ impl Runtime for ProcessRuntime {
 
     async fn shutdown(&self) {
         stop_and_wait(self.shared.take(None)).await;
+        if let Some(pool) = &self.shared.cgroups {
+            pool.forget_all();
+        }
     }
 }
 

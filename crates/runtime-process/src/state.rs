@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use nimbus_cgroup::Cgroups;
 
+use crate::cgroup_pool::CgroupPool;
 use crate::config::ProcessRuntimeConfig;
 use crate::failure::Failure;
 use crate::launcher::Launcher;
@@ -39,7 +40,7 @@ pub(crate) struct Shared {
     /// Distinguishes this runtime's cgroups and scratch directories from other runtimes'.
     pub tag: String,
     /// Where instance limits are enforced; `None` when cgroups are unavailable or disabled.
-    pub cgroups: Option<Cgroups>,
+    pub cgroups: Option<Arc<CgroupPool>>,
     revisions: Mutex<Revisions>,
 }
 
@@ -164,8 +165,10 @@ impl Shared {
     ) -> Self {
         static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}-{n}", std::process::id());
+        let cgroups = cgroups.map(|c| CgroupPool::new(c, tag.clone(), config.default_pids_limit));
         Self {
-            tag: format!("{}-{n}", std::process::id()),
+            tag,
             launcher,
             cgroups,
             config,

@@ -25,9 +25,10 @@
 //! one wait serves every run. The long window keeps the instances started by the measured
 //! requests alive until all rounds are done, so no scale-down (for containers: runc kill,
 //! delete, unmount) runs during a measurement; rounds that start later than that are counted.
-//! Each round waits for idle CPUs, then runs the four rows in turn, so noise hits all alike. Container rows need root and
-//! runc; without them the program says why and measures the rest. Reported: median, p90, min,
-//! and the ratio of each Nimbus median to the median of the floor of its kind.
+//! Each round waits for idle CPUs, then runs the four rows in turn, so noise hits all alike.
+//! Container rows need root and runc; without them the program says why and measures the rest.
+//! Reported: median, p90, min, and the ratio of each Nimbus median to the median of the floor
+//! of its kind.
 
 use nimbus_bench::container::{self, RuncFloor};
 use nimbus_bench::nimbus::{self, Workload};
