@@ -38,19 +38,9 @@ fn cgroups_available() -> bool {
 }
 
 async fn start(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
-    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
-    let out = nimbus.apply(yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    nimbus
-        .wait_service_ready(name, Duration::from_secs(60))
+    Nimbus::start_serving(Path::new(BIN), &[], yaml, name, Duration::from_secs(60))
         .await
-        .unwrap();
-    let client = RouterClient::new(&nimbus.http_addr);
-    (nimbus, client)
+        .unwrap()
 }
 
 /// Poll the first revision's Ready condition until `want(status, reason)` holds.

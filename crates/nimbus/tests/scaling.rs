@@ -23,19 +23,15 @@ fn service(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String
 }
 
 async fn start_with(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
-    let nimbus = Nimbus::start_with(Path::new(BIN), &["--autoscaler-tick", "250ms"]).unwrap();
-    let out = nimbus.apply(yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    nimbus
-        .wait_service_ready(name, Duration::from_secs(30))
-        .await
-        .unwrap();
-    let client = RouterClient::new(&nimbus.http_addr);
-    (nimbus, client)
+    Nimbus::start_serving(
+        Path::new(BIN),
+        &["--autoscaler-tick", "250ms"],
+        yaml,
+        name,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
 }
 
 /// The revision's (actual, desired) replicas from its status.

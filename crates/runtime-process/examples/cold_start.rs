@@ -7,6 +7,7 @@
 //! ```text
 //! cargo build --release -p nimbus-hello
 //! cargo run --release -p nimbus-runtime-process --example cold_start [-- HELLO_BINARY [RUNS]]
+//! NIMBUS_NO_CGROUPS=1 cargo run ...   # the same without per-instance cgroups
 //! ```
 
 use std::collections::BTreeMap;
@@ -60,7 +61,12 @@ async fn main() {
         "{} not found; build nimbus-hello first",
         hello.display()
     );
-    let runtime = ProcessRuntime::new(ProcessRuntimeConfig::default());
+    // `NIMBUS_NO_CGROUPS=1` measures without per-instance cgroups, to see what they cost.
+    let mut config = ProcessRuntimeConfig::default();
+    if std::env::var_os("NIMBUS_NO_CGROUPS").is_some() {
+        config.cgroup_parent = None;
+    }
+    let runtime = ProcessRuntime::new(config);
     println!(
         "{runs} cold starts of {} per mode (after one warm-up)\n",
         hello.display()

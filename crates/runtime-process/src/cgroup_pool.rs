@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nimbus_cgroup::{Cgroup, CgroupError, Cgroups, Limits};
 use nimbus_runtime::{InstanceSpec, RevisionKey};
 
+/// How long after a spare is taken the next one is made.
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Spare cgroups for the revisions of one runtime.
 pub(crate) struct CgroupPool {
     cgroups: Cgroups,
@@ -93,7 +96,13 @@ impl CgroupPool {
                     })??
             }
         };
-        self.prewarm(spec);
+        // Not now: making a cgroup holds the kernel's cgroup lock, which the instance starting
+        // right now needs to join its own.
+        let (pool, spec) = (Arc::clone(self), Arc::clone(spec));
+        tokio::spawn(async move {
+            tokio::time::sleep(REFILL_DELAY).await;
+            pool.prewarm(&spec);
+        });
         Ok(cgroup)
     }
 

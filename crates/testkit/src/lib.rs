@@ -253,6 +253,25 @@ impl Nimbus {
         Ok(Some(resp.json().await?))
     }
 
+    /// Start Nimbus (with `extra` serve flags), apply `yaml`, and wait until service `name` is
+    /// ready; returns the server and a client for its router.
+    pub async fn start_serving(
+        bin: &Path,
+        extra: &[&str],
+        yaml: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Self, RouterClient)> {
+        let nimbus = Self::start_with(bin, extra)?;
+        let out = nimbus.apply(yaml);
+        if !out.status.success() {
+            bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        nimbus.wait_service_ready(name, timeout).await?;
+        let client = RouterClient::new(&nimbus.http_addr);
+        Ok((nimbus, client))
+    }
+
     /// A Knative Service's JSON from the API.
     pub async fn service(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         self.api_get(&format!(
