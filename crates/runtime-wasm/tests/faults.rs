@@ -120,8 +120,9 @@ async fn a_loop_is_a_504_at_the_timeout_and_others_are_unaffected() {
     assert_eq!(spun.0, 504, "{}", spun.1);
     assert!(spun.1.contains("request timeout"), "{}", spun.1);
     let took = started.elapsed();
-    // Only the lower bound is a property; how late the epoch tick lands depends on the load.
-    assert!(took >= TIMEOUT, "{took:?}");
+    // Only a lower bound is a property: the deadline is counted in epoch ticks, so it may land
+    // up to one tick early, and how late depends on the load.
+    assert!(took >= TIMEOUT * 8 / 10, "{took:?}");
     assert_eq!(get(spin, "/").await.0, 504, "the instance still serves");
     runtime.shutdown().await;
 }
@@ -211,8 +212,9 @@ async fn the_revisions_timeout_replaces_the_default() {
     let took = started.elapsed();
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("500ms"), "{body}");
-    // Only the lower bound is a property; how late the epoch tick lands depends on the load.
-    assert!(took >= TIMEOUT, "{took:?}");
+    // Only a lower bound is a property: the deadline is counted in epoch ticks, so it may land
+    // up to one tick early, and how late depends on the load.
+    assert!(took >= TIMEOUT * 8 / 10, "{took:?}");
     runtime.shutdown().await;
 }
 
