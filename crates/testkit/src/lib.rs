@@ -5,6 +5,7 @@
 
 pub mod image;
 pub mod manifest;
+pub mod runtime;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

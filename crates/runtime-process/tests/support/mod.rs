@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_runtime::{
-    Endpoint, InstanceSpec, LoadProbe, Protocol, RevisionEndpoints, RevisionKey, RevisionPhase,
+    Endpoint, InstanceSpec, LoadProbe, Protocol, RevisionEndpoints, RevisionKey,
     RevisionRuntimeStatus, Runtime,
 };
 use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig, RestartBackoff};
@@ -102,26 +102,14 @@ pub fn fixture(name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Wait (event-driven, with a deadline) until the revision's status satisfies `done`.
+/// Wait until the revision's status satisfies `done` (see `nimbus_testkit::runtime`).
 pub async fn wait_until(
     runtime: &ProcessRuntime,
     revision: &RevisionKey,
     what: &str,
     done: impl Fn(&RevisionRuntimeStatus) -> bool,
 ) -> RevisionRuntimeStatus {
-    let deadline = Instant::now() + PATIENCE;
-    let mut events = runtime.subscribe();
-    loop {
-        let status = runtime.status(revision);
-        if let Some(status) = status.as_ref().filter(|s| done(s)) {
-            return status.clone();
-        }
-        let next = tokio::time::timeout_at(deadline, events.recv()).await;
-        assert!(
-            next.is_ok(),
-            "timed out waiting for {what}; last status: {status:?}"
-        );
-    }
+    nimbus_testkit::runtime::wait_until(runtime, revision, what, PATIENCE, done).await
 }
 
 pub async fn wait_ready(
@@ -129,19 +117,12 @@ pub async fn wait_ready(
     revision: &RevisionKey,
     n: u32,
 ) -> RevisionRuntimeStatus {
-    wait_until(runtime, revision, &format!("{n} ready"), |s| s.ready == n).await
+    nimbus_testkit::runtime::wait_ready(runtime, revision, n, PATIENCE).await
 }
 
 /// Wait until the phase is `Failed`; returns `(reason, message)`.
 pub async fn wait_failed(runtime: &ProcessRuntime, revision: &RevisionKey) -> (String, String) {
-    let status = wait_until(runtime, revision, "failure", |s| {
-        matches!(s.phase, RevisionPhase::Failed { .. })
-    })
-    .await;
-    match status.phase {
-        RevisionPhase::Failed { reason, message } => (reason, message),
-        _ => unreachable!(),
-    }
+    nimbus_testkit::runtime::wait_failed(runtime, revision, PATIENCE).await
 }
 
 /// The ready endpoints' addresses.

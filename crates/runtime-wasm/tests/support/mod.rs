@@ -12,11 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use nimbus_runtime::{
-    InstanceSpec, Protocol, RevisionKey, RevisionPhase, RevisionRuntimeStatus, Runtime,
-};
+use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey, RevisionRuntimeStatus, Runtime};
 use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
-use tokio::time::Instant;
 
 /// How long any test waits for something that should happen quickly (compiling included).
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -101,26 +98,14 @@ pub fn hello_wasm() -> Option<&'static Path> {
         .as_deref()
 }
 
-/// Wait (event-driven, with a deadline) until the revision's status satisfies `done`.
+/// Wait until the revision's status satisfies `done` (see `nimbus_testkit::runtime`).
 pub async fn wait_until(
     runtime: &WasmRuntime,
     revision: &RevisionKey,
     what: &str,
     done: impl Fn(&RevisionRuntimeStatus) -> bool,
 ) -> RevisionRuntimeStatus {
-    let deadline = Instant::now() + PATIENCE;
-    let mut events = runtime.subscribe();
-    loop {
-        let status = runtime.status(revision);
-        if let Some(status) = status.as_ref().filter(|s| done(s)) {
-            return status.clone();
-        }
-        let next = tokio::time::timeout_at(deadline, events.recv()).await;
-        assert!(
-            next.is_ok(),
-            "timed out waiting for {what}; last status: {status:?}"
-        );
-    }
+    nimbus_testkit::runtime::wait_until(runtime, revision, what, PATIENCE, done).await
 }
 
 pub async fn wait_ready(
@@ -128,19 +113,12 @@ pub async fn wait_ready(
     revision: &RevisionKey,
     n: u32,
 ) -> RevisionRuntimeStatus {
-    wait_until(runtime, revision, &format!("{n} ready"), |s| s.ready == n).await
+    nimbus_testkit::runtime::wait_ready(runtime, revision, n, PATIENCE).await
 }
 
 /// Wait until the phase is `Failed`; returns `(reason, message)`.
 pub async fn wait_failed(runtime: &WasmRuntime, revision: &RevisionKey) -> (String, String) {
-    let status = wait_until(runtime, revision, "failure", |s| {
-        matches!(s.phase, RevisionPhase::Failed { .. })
-    })
-    .await;
-    match status.phase {
-        RevisionPhase::Failed { reason, message } => (reason, message),
-        _ => unreachable!(),
-    }
+    nimbus_testkit::runtime::wait_failed(runtime, revision, PATIENCE).await
 }
 
 /// Deploy `spec` with one instance and return its address.
