@@ -3,9 +3,11 @@
 //! user). Pure; validation already refused what cannot be translated, so anything odd left
 //! here falls back to the runtime's defaults.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe as K8sProbe};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nimbus_api::Revision;
 use nimbus_api::constants::*;
@@ -99,21 +101,14 @@ fn annotation_flag(rev: &Revision, key: &str) -> bool {
 /// Limits and requests as numbers, plus the `nimbus.dev/pids-limit` annotation.
 fn resources(rev: &Revision, c: &Container) -> Resources {
     let r = c.resources.as_ref();
-    let get = |which: Option<&std::collections::BTreeMap<String, _>>, name: &str| {
-        which
-            .and_then(|m| m.get(name))
-            .map(|q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| q.0.clone())
+    let get = |which: Option<&BTreeMap<String, Quantity>>, name: &str| {
+        which.and_then(|m| m.get(name)).map(|q| q.0.clone())
     };
     let limits = r.and_then(|r| r.limits.as_ref());
     let requests = r.and_then(|r| r.requests.as_ref());
     let bytes = |q: Option<String>| q.and_then(|q| parse_bytes(&q).ok());
     let millis = |q: Option<String>| q.and_then(|q| parse_millis(&q).ok());
-    let pids_limit = rev
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_PIDS_LIMIT))
-        .and_then(|v| v.parse().ok());
+    let pids_limit = annotation(rev, ANNOTATION_PIDS_LIMIT).and_then(|v| v.parse().ok());
     Resources {
         memory_limit: bytes(get(limits, "memory")),
         memory_request: bytes(get(requests, "memory")),

@@ -14,22 +14,21 @@ pub fn cgroup_parent(data_dir: &Path) -> String {
     format!("nimbus/{short}")
 }
 
-/// Kill and remove instance cgroups a previous run with this data directory left behind.
-/// Silent when cgroups are unavailable (the runtimes say so once when they start).
-pub fn clean_stale(data_dir: &Path) {
-    let Ok(cgroups) = nimbus_cgroup::Cgroups::detect(&cgroup_parent(data_dir)) else {
-        return;
-    };
+/// The cgroups of the server using `data_dir`, detected once for all its runtimes, with what a
+/// crashed predecessor left there killed and removed. `None` (said once, as a warning) when
+/// they are unavailable: instances then run without limits.
+pub fn detect(data_dir: &Path) -> Option<nimbus_cgroup::Cgroups> {
+    let cgroups = nimbus_cgroup::Cgroups::detect(&cgroup_parent(data_dir))
+        .inspect_err(|e| tracing::warn!("instances run without resource limits: {e}"))
+        .ok()?;
     if let Err(e) = cgroups.clean_stale() {
         tracing::warn!("cannot remove instance cgroups left by an earlier run: {e}");
     }
+    Some(cgroups)
 }
 
-/// On a clean shutdown, after every instance stopped: remove this server's cgroup parent.
-pub fn remove_parent(data_dir: &Path) {
-    let Ok(cgroups) = nimbus_cgroup::Cgroups::detect(&cgroup_parent(data_dir)) else {
-        return;
-    };
+/// On a clean shutdown, after every instance stopped: remove the server's cgroup parent.
+pub fn remove_parent(cgroups: &nimbus_cgroup::Cgroups) {
     if let Err(e) = cgroups.remove_all() {
         tracing::warn!("cannot remove this server's cgroups: {e}");
     }

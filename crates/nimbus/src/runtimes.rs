@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use nimbus_api::constants::{RUNTIME_OCI, RUNTIME_PROCESS, RUNTIME_WASM};
+use nimbus_cgroup::Cgroups;
 use nimbus_image::Progress;
 use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
 use nimbus_runtime_container::{OciConfig, OciLauncher};
@@ -22,23 +23,34 @@ pub struct Runtimes {
     pub oci: Arc<ProcessRuntime>,
     pub wasm: Arc<WasmRuntime>,
     pub registry: EndpointRegistry,
+    /// The server's cgroups, shared by the process and OCI runtimes (`None`: no limits).
+    pub cgroups: Option<Cgroups>,
 }
 
 impl Runtimes {
     pub fn start(data_dir: &Path, insecure_registries: Vec<String>) -> anyhow::Result<Self> {
         let registry = EndpointRegistry::new();
+        let cgroups = crate::limits::detect(data_dir);
         let config = ProcessRuntimeConfig {
             data_dir: Some(data_dir.to_path_buf()),
-            cgroup_parent: Some(crate::limits::cgroup_parent(data_dir)),
             ..Default::default()
         };
-        let process =
-            ProcessRuntime::with_launcher(config.clone(), Arc::new(HostLauncher), registry.clone());
+        let process = ProcessRuntime::with_launcher(
+            config.clone(),
+            Arc::new(HostLauncher),
+            registry.clone(),
+            cgroups.clone(),
+        );
         let store = crate::cmd_image::open_store(data_dir, insecure_registries)?;
         let mut oci_config = OciConfig::new(data_dir.join("runc"));
         oci_config.pull_progress = Arc::new(LogProgress);
         let launcher = OciLauncher::new(Arc::new(store), oci_config);
-        let oci = ProcessRuntime::with_launcher(config, Arc::new(launcher), registry.clone());
+        let oci = ProcessRuntime::with_launcher(
+            config,
+            Arc::new(launcher),
+            registry.clone(),
+            cgroups.clone(),
+        );
         let wasm = WasmRuntime::with_registry(
             WasmRuntimeConfig {
                 data_dir: Some(data_dir.to_path_buf()),
@@ -52,6 +64,7 @@ impl Runtimes {
             oci,
             wasm,
             registry,
+            cgroups,
         })
     }
 
@@ -73,13 +86,16 @@ impl Runtimes {
         let _ = self.oci.set_load_probe(probe);
     }
 
-    /// Stop every instance of every runtime, gracefully.
+    /// Stop every instance of every runtime, gracefully, then remove the server's cgroups.
     pub async fn shutdown(&self) {
         tokio::join!(
             self.process.shutdown(),
             self.oci.shutdown(),
             self.wasm.shutdown()
         );
+        if let Some(cgroups) = &self.cgroups {
+            crate::limits::remove_parent(cgroups);
+        }
     }
 }
 

@@ -81,7 +81,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = args.data_dir.join("nimbus.db");
     let store =
         Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
-    crate::limits::clean_stale(&args.data_dir);
     let http = bind(args.http_addr, "--http-addr").await?;
     let api = bind(args.api_addr, "--api-addr").await?;
     let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
@@ -156,7 +155,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = scaler_task.await;
     runtimes.shutdown().await;
-    crate::limits::remove_parent(&args.data_dir);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;
         let _ = api_task.await;

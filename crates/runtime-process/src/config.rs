@@ -21,8 +21,8 @@ pub struct ProcessRuntimeConfig {
     pub restart_backoff: RestartBackoff,
     /// Output lines kept in memory per instance for failure messages (default 50).
     pub output_lines: usize,
-    /// The cgroup (under each hierarchy's root) instances' cgroups are made in (default
-    /// `nimbus`); `None` runs without limits.
+    /// The cgroup (under each hierarchy's root) [`crate::ProcessRuntime::new`] makes instances'
+    /// cgroups in (default `nimbus`); `None` runs without limits.
     pub cgroup_parent: Option<String>,
     /// `pids.max` of an instance whose revision sets none (default 4096).
     pub default_pids_limit: u64,

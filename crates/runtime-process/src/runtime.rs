@@ -37,34 +37,37 @@ pub struct ProcessRuntime {
 pub struct LoadProbeAlreadySet;
 
 impl ProcessRuntime {
-    /// A runtime of host processes (`runtimeClassName: process`).
+    /// A runtime of host processes (`runtimeClassName: process`), with cgroups detected under
+    /// [`ProcessRuntimeConfig::cgroup_parent`]; when they are unavailable this says so (a
+    /// warning) and instances run without limits.
     pub fn new(config: ProcessRuntimeConfig) -> Arc<Self> {
-        Self::with_launcher(config, Arc::new(HostLauncher), EndpointRegistry::new())
-    }
-
-    /// A runtime whose instances `launcher` starts (e.g. containers); everything else —
-    /// ports, limits, probes, restarts, draining, logs — is the same as for host processes.
-    /// Cgroups are detected here; when they are unavailable this says so once (a warning) and
-    /// instances run without limits. Ready endpoints are published into `registry` (shared with
-    /// other runtimes, so one router sees them all).
-    pub fn with_launcher(
-        config: ProcessRuntimeConfig,
-        launcher: Arc<dyn Launcher>,
-        registry: EndpointRegistry,
-    ) -> Arc<Self> {
         let cgroups = config.cgroup_parent.as_deref().and_then(|parent| {
             Cgroups::detect(parent)
                 .inspect_err(|e| tracing::warn!("instances run without resource limits: {e}"))
                 .ok()
         });
+        Self::with_launcher(
+            config,
+            Arc::new(HostLauncher),
+            EndpointRegistry::new(),
+            cgroups,
+        )
+    }
+
+    /// A runtime whose instances `launcher` starts (e.g. containers); everything else —
+    /// ports, limits, probes, restarts, draining, logs — is the same as for host processes.
+    /// Instances get their cgroups under `cgroups` (detected once by the caller, who may share
+    /// them between runtimes; `None` runs without limits) and their ready endpoints are
+    /// published into `registry` (shared with other runtimes, so one router sees them all).
+    pub fn with_launcher(
+        config: ProcessRuntimeConfig,
+        launcher: Arc<dyn Launcher>,
+        registry: EndpointRegistry,
+        cgroups: Option<Cgroups>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             shared: Arc::new(Shared::new(config, launcher, cgroups, registry)),
         })
-    }
-
-    /// Whether instance limits are enforced (cgroups were found and usable).
-    pub fn enforces_limits(&self) -> bool {
-        self.shared.cgroups.is_some()
     }
 
     /// Tell the runtime how many requests are in flight per endpoint (the router knows; it is
