@@ -2,17 +2,17 @@
 """Nimbus serving the hello-wasm component through its router vs `wasmtime serve` of the same
 wasmtime release, same component, same load tool, in the same run.
 
-Paths measured (alternating A B C, rounds):
+Paths measured (alternating A B, rounds):
   wasmtime   wasmtime serve -Scli (one instantiation per request, its default for WASIp2)
-  nimbus     Nimbus's router → the wasm runtime's instance listener (what users hit)
-  runtime    the wasm runtime's instance listener directly (runtime cost without the router hop)
+  nimbus     Nimbus's router → the wasm runtime's instance, called in-process (what users hit)
 
 Load shapes: saturation (wrk -t2 -c50) for requests/s, one connection (wrk -t1 -c1) for p50/p99.
 
 Cold start, medians over --cold-runs:
   nimbus zero → first byte   the service scaled to zero by the autoscaler, then one request
-                             through the router on a new connection (includes activation and
-                             the listener bind; the component is already compiled)
+                             through the router on a new connection (includes the activator,
+                             the autoscaler's decision and the instance start; the component
+                             is already compiled)
   wasmtime spawn → first byte  `wasmtime serve` of the precompiled component started, polled
                              until its first response (the floor a process-per-function
                              platform pays)
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -126,14 +125,6 @@ def wait_zero(api: str, service: str, dir: Path, timeout_s: float = 60) -> None:
             raise BenchError(f"{service} did not scale to zero within {timeout_s:.0f}s")
         time.sleep(0.2)
     time.sleep(0.5)  # the status is written right after the runtime stopped the instance
-
-
-def instance_addr(log: Path, revision_prefix: str) -> str | None:
-    """The wasm instance's listener, from the runtime's "wasm instance listening" log line."""
-    pattern = re.compile(r"wasm instance listening instance=" + re.escape(revision_prefix)
-                         + r"\S* addr=(127\.0\.0\.1:\d+)")
-    found = pattern.findall(re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")))
-    return found[-1] if found else None
 
 
 def measure(procs, load, urls, hook, args, runs):
@@ -243,11 +234,6 @@ def main() -> int:
         apply(procs, bin, n.api_addr, dir, SERVICE, image, PINNED)
         wait_http_ok(n.router_addr, HOST, "the wasm service through the router", 120, n.child)
         urls["nimbus"] = (f"http://{n.router_addr}/", HOST)
-        direct = instance_addr(dir / "nimbus.log", SERVICE)
-        if direct:
-            urls["runtime"] = (f"http://{direct}/", HOST)
-        else:
-            print("note: the wasm instance's address is not in the log; skipping the runtime path")
         runs: list[dict] = []
         for load in (wrk.Load("saturation", 2, 50, args.duration),
                      wrk.Load("one-conn", 1, 1, args.duration)):

@@ -136,8 +136,37 @@ impl Scaler {
     }
 
     /// A request is waiting for capacity on `revision` (called from the data path; cheap).
+    ///
+    /// When the revision's runtime applies a scale at once ([`Runtime::set_desired_now`]) the
+    /// activation is decided and applied right here, on the waiting request's thread: scaling
+    /// an in-process instance from zero then involves no other thread. Otherwise it is handed
+    /// to the scaling loop, which decides at once too.
     pub fn activate(&self, revision: &RevisionKey) {
-        let _ = self.activations.send(revision.clone());
+        if !self.activate_now(revision) {
+            let _ = self.activations.send(revision.clone());
+        }
+    }
+
+    /// The activation recorded, decided and, when the runtime can, applied on the caller's
+    /// thread. `false` when the scale must be applied by the loop (which decides again).
+    fn activate_now(&self, key: &RevisionKey) -> bool {
+        let now = self.now();
+        let mut targets = self.lock();
+        let Some(t) = targets.get_mut(key) else {
+            return false;
+        };
+        let ready = t.runtime.status(key).map_or(0, |s| s.ready);
+        t.autoscaler.activate(now);
+        let decision = t.autoscaler.decide(now, ready, t.reachable);
+        if t.desired == Some(decision.desired) {
+            return true;
+        }
+        if !t.runtime.set_desired_now(&t.spec, decision.desired) {
+            return false;
+        }
+        tracing::debug!(revision = %key, desired = decision.desired, "scale on activation");
+        t.desired = Some(decision.desired);
+        true
     }
 
     /// Run the sampling/decision loop until `shutdown` resolves.
@@ -198,32 +227,32 @@ impl Scaler {
         }
     }
 
-    /// Decide for one revision (recording a sample first when `record`) and apply the result.
+    /// Decide for one revision (recording a sample first when `record`) and apply the result:
+    /// at once, under the lock, when the runtime can ([`Runtime::set_desired_now`]), so these
+    /// applies are ordered with the ones [`Scaler::activate`] makes on request threads;
+    /// otherwise after the lock is released.
     async fn decide_one(&self, key: &RevisionKey, record: bool) -> Option<Decision> {
         let now = self.now();
-        let ready = self
-            .lock()
-            .get(key)
-            .map(|t| t.runtime.status(key).map_or(0, |s| s.ready))?;
         let (decision, apply) = {
             let mut targets = self.lock();
             let t = targets.get_mut(key)?;
+            let ready = t.runtime.status(key).map_or(0, |s| s.ready);
             if record {
                 self.record(key, t, now);
             }
             let decision = t.autoscaler.decide(now, ready, t.reachable);
             let changed = t.desired != Some(decision.desired);
             t.desired = Some(decision.desired);
-            (
-                decision,
-                changed.then(|| (t.spec.clone(), t.runtime.clone())),
-            )
-        };
-        if let Some((spec, runtime)) = apply {
-            tracing::debug!(revision = %key, desired = decision.desired, panicking = decision.panicking, "scale");
-            if let Err(e) = runtime.set_desired(&spec, decision.desired).await {
-                tracing::warn!(revision = %key, error = %e, "cannot apply scale");
+            if changed {
+                tracing::debug!(revision = %key, desired = decision.desired, panicking = decision.panicking, "scale");
             }
+            let later = changed && !t.runtime.set_desired_now(&t.spec, decision.desired);
+            (decision, later.then(|| (t.spec.clone(), t.runtime.clone())))
+        };
+        if let Some((spec, runtime)) = apply
+            && let Err(e) = runtime.set_desired(&spec, decision.desired).await
+        {
+            tracing::warn!(revision = %key, error = %e, "cannot apply scale");
         }
         Some(decision)
     }

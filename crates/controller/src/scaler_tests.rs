@@ -23,6 +23,8 @@ impl MetricsSource for Load {
 #[derive(Default)]
 struct Recorder {
     desired: Mutex<Vec<u32>>,
+    /// Applies scales at once (as the Wasm runtime does); counts those applies.
+    at_once: Option<AtomicU64>,
 }
 
 #[async_trait]
@@ -30,6 +32,14 @@ impl Runtime for Recorder {
     async fn set_desired(&self, _: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
         self.desired.lock().unwrap().push(replicas);
         Ok(())
+    }
+    fn set_desired_now(&self, _: &InstanceSpec, replicas: u32) -> bool {
+        let Some(applied) = &self.at_once else {
+            return false;
+        };
+        applied.fetch_add(1, Ordering::SeqCst);
+        self.desired.lock().unwrap().push(replicas);
+        true
     }
     async fn remove(&self, _: &RevisionKey) {}
     fn status(&self, _: &RevisionKey) -> Option<RevisionRuntimeStatus> {
@@ -89,8 +99,12 @@ fn scaling(target: f64) -> ScalingSpec {
 }
 
 async fn setup(target: f64) -> (Arc<Scaler>, Arc<Load>, Arc<Recorder>) {
+    setup_with(target, Recorder::default()).await
+}
+
+async fn setup_with(target: f64, runtime: Recorder) -> (Arc<Scaler>, Arc<Load>, Arc<Recorder>) {
     let load = Arc::new(Load::default());
-    let runtime = Arc::new(Recorder::default());
+    let runtime = Arc::new(runtime);
     let scaler = Scaler::new(load.clone(), ScalerConfig::default());
     scaler
         .register(spec(), scaling(target), runtime.clone(), true)
@@ -108,6 +122,25 @@ async fn idle_revision_scales_to_zero_after_window_plus_grace() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(runtime.last(), 0, "window (6s) + grace (2s) passed");
     assert_eq!(scaler.desired(&spec().revision), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_runtime_that_applies_at_once_scales_from_zero_on_the_activating_thread() {
+    let at_once = Recorder {
+        at_once: Some(AtomicU64::new(0)),
+        ..Recorder::default()
+    };
+    let (scaler, _load, runtime) = setup_with(10.0, at_once).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(runtime.last(), 0, "scaled to zero, at once as well");
+    let applied = || runtime.at_once.as_ref().unwrap().load(Ordering::SeqCst);
+    assert_eq!(applied(), 2, "the first scale and the scale to zero");
+    scaler.activate(&spec().revision);
+    assert_eq!(runtime.last(), 1, "applied before activate returned");
+    assert_eq!(scaler.desired(&spec().revision), Some(1));
+    scaler.activate(&spec().revision);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(applied(), 3, "a second activation changes nothing");
 }
 
 #[tokio::test(start_paused = true)]

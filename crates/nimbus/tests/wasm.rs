@@ -1,7 +1,8 @@
 //! WebAssembly revisions end to end: deploy the example component through the real binary, call
 //! it through the router, roll out a second revision, split traffic between the two, and show a
-//! trapping request is contained; and the per-revision limits the manifest sets (memory,
-//! timeout, containerConcurrency through the router, outbound hosts).
+//! trapping request is contained; the per-revision limits the manifest sets (memory,
+//! timeout, containerConcurrency through the router, outbound hosts); and what the component
+//! prints shown by `nimbus logs`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -173,4 +174,62 @@ async fn wasm_limits_come_from_the_manifest() {
         200,
         "lim unaffected"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_output_shows_in_nimbus_logs() {
+    let Some(wasm) = build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
+    else {
+        return;
+    };
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let wait = Duration::from_secs(60);
+    assert!(nimbus.apply(&service(&wasm, "one", "")).status.success());
+    nimbus.wait_service_ready("hw", wait).await.unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+    let r = client.get(HOST, "/log?wasm-says-hi").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "logged\n"), "{r:?}");
+
+    // stdout, stderr and the partial last line, each prefixed with the instance
+    let expected = [
+        "wasm-says-hi",
+        "wasm-says-hi on stderr",
+        "wasm-says-hi without newline",
+    ];
+    let deadline = std::time::Instant::now() + wait;
+    let out = loop {
+        let out = nimbus.cli_ok(&["logs", "hw"]);
+        let texts: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, text)| text))
+            .collect();
+        if expected.iter().all(|e| texts.contains(e)) {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nimbus logs hw never showed {expected:?}:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        out.lines()
+            .filter(|l| l.contains("wasm-says-hi"))
+            .all(|l| l.starts_with("hw-00001-")),
+        "{out}"
+    );
+
+    // deleting the service deletes the revision's logs
+    let logs = nimbus.data_dir().join("logs/default/hw-00001");
+    assert!(logs.is_dir(), "{}", logs.display());
+    nimbus.cli_ok(&["delete", "service", "hw"]);
+    let deadline = std::time::Instant::now() + wait;
+    while logs.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} kept",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

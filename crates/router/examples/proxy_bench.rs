@@ -49,11 +49,7 @@ fn main() -> std::io::Result<()> {
 
 fn router(backend: SocketAddr, config: RouterConfig) -> Router {
     let endpoints = EndpointRegistry::new();
-    let ready = vec![Endpoint {
-        id: "bench-1-0".into(),
-        addr: backend,
-        protocol: Protocol::Http1,
-    }];
+    let ready = vec![Endpoint::tcp("bench-1-0", backend, Protocol::Http1)];
     let revision = RevisionKey::new("default", "bench-1");
     let failure = None;
     endpoints.set(&revision, RevisionEndpoints { ready, failure });

@@ -83,7 +83,12 @@ impl Inner {
         let limit = target.container_concurrency;
         match target.capacity.try_acquire(current, limit, exclude) {
             Acquire::Leased(lease) => Ok(lease),
-            _ => self.queue(target, exclude, waited).await,
+            outcome => {
+                // At zero now, even if the activation below starts an instance before the
+                // wait loop first looks (an in-process runtime scales on this thread).
+                waited.cold |= matches!(outcome, Acquire::NoneReady) && exclude.is_none();
+                self.queue(target, exclude, waited).await
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! The one body type that flows through the router, in both directions.
 //!
-//! A [`Body`] is either nothing, one in-memory chunk (error pages, tests), or a hyper
-//! [`Incoming`] stream passed through frame by frame — the router never buffers a whole body.
+//! A [`Body`] is either nothing, one in-memory chunk (error pages, tests), a hyper
+//! [`Incoming`] stream passed through frame by frame, or the streaming body of an in-process
+//! instance's response ([`LocalBody`]) — the router never buffers a whole body.
 //! A response body also carries the request's [`Permit`] (the revision's and the instance's
 //! in-flight counts), so a request counts as in flight — and keeps its place under the
 //! instance's `containerConcurrency` — until its response body is finished or dropped — and
@@ -14,12 +15,15 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use nimbus_runtime::{BoxError, LocalBody};
 
 use crate::capacity::Permit;
 use crate::pool::Pooled;
 
-/// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body.
+/// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body or of
+/// an in-process instance's body.
 pub struct Body {
     kind: Kind,
     permit: Option<Permit>,
@@ -30,6 +34,7 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
+    Local(LocalBody),
 }
 
 // === impl Body ===
@@ -42,6 +47,11 @@ impl Body {
             permit: None,
             connection: None,
         }
+    }
+
+    /// The body as an in-process instance takes it.
+    pub(crate) fn into_local(self) -> LocalBody {
+        self.boxed_unsync()
     }
 
     /// Keeps the request counted as in flight until this body ends or is dropped.
@@ -77,7 +87,7 @@ impl fmt::Debug for Body {
         let kind = match self.kind {
             Kind::Empty => "empty",
             Kind::Full(_) => "full",
-            Kind::Incoming(_) => "streaming",
+            Kind::Incoming(_) | Kind::Local(_) => "streaming",
         };
         f.debug_struct("Body").field("kind", &kind).finish()
     }
@@ -87,6 +97,16 @@ impl From<Incoming> for Body {
     fn from(body: Incoming) -> Self {
         Self {
             kind: Kind::Incoming(body),
+            permit: None,
+            connection: None,
+        }
+    }
+}
+
+impl From<LocalBody> for Body {
+    fn from(body: LocalBody) -> Self {
+        Self {
+            kind: Kind::Local(body),
             permit: None,
             connection: None,
         }
@@ -122,17 +142,18 @@ impl From<&'static str> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(chunk) => Poll::Ready(chunk.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Local(body) => Pin::new(body).poll_frame(cx),
         };
         if let Poll::Ready(None) = polled {
             // The exchange is over: stop counting it even if the connection keeps the body.
@@ -146,6 +167,7 @@ impl http_body::Body for Body {
             Kind::Empty => true,
             Kind::Full(chunk) => chunk.is_none(),
             Kind::Incoming(body) => body.is_end_stream(),
+            Kind::Local(body) => body.is_end_stream(),
         }
     }
 
@@ -154,6 +176,7 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(chunk) => SizeHint::with_exact(chunk.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming(body) => body.size_hint(),
+            Kind::Local(body) => body.size_hint(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! never waits and never performs I/O; the activator (`activator.rs`) waits on top of it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -148,7 +149,7 @@ impl Capacity {
             .ready
             .iter()
             .chain(&instances.draining)
-            .filter(|s| s.endpoint.id == endpoint.id && s.endpoint.addr == endpoint.addr)
+            .filter(|s| s.endpoint == *endpoint)
             .map(|s| s.in_flight.load(Ordering::SeqCst))
             .sum()
     }
@@ -276,11 +277,12 @@ impl Lease {
         &self.0.endpoint
     }
 
-    /// The instance's keep-alive HTTP/1.1 connections (kept as `settings` say).
-    pub fn pool(&self, settings: PoolSettings) -> &Arc<Http1Pool> {
-        let slot = &self.0;
-        slot.pool
-            .get_or_init(|| Arc::new(Http1Pool::new(slot.endpoint.addr, settings)))
+    /// The keep-alive HTTP/1.1 connections to the instance at `addr` (its endpoint's address),
+    /// kept as `settings` say.
+    pub fn pool(&self, addr: SocketAddr, settings: PoolSettings) -> &Arc<Http1Pool> {
+        self.0
+            .pool
+            .get_or_init(|| Arc::new(Http1Pool::new(addr, settings)))
     }
 
     /// Bundles the lease with the request's revision-level in-flight guard.
@@ -318,11 +320,11 @@ mod tests {
     use nimbus_runtime::Protocol;
 
     fn ep(port: u16) -> Endpoint {
-        Endpoint {
-            id: format!("i{port}"),
-            addr: ([127, 0, 0, 1], port).into(),
-            protocol: Protocol::Http1,
-        }
+        Endpoint::tcp(
+            format!("i{port}"),
+            ([127, 0, 0, 1], port).into(),
+            Protocol::Http1,
+        )
     }
 
     fn ready(ports: &[u16]) -> Option<Arc<RevisionEndpoints>> {
@@ -345,7 +347,7 @@ mod tests {
     }
 
     fn port(lease: &Lease) -> u16 {
-        lease.endpoint().addr.port()
+        lease.endpoint().addr().unwrap().port()
     }
 
     #[test]

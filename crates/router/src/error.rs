@@ -5,7 +5,6 @@
 //! the client gets (with `Retry-After` when waiting a moment may help). This module never logs
 //! and never performs I/O.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -63,18 +62,20 @@ pub enum ProxyError {
         message: String,
     },
     /// Opening a connection to the instance failed; the request was not sent.
-    #[error("revision {revision}: cannot connect to instance at {addr}: {source}")]
+    #[error("revision {revision}: cannot connect to instance {instance}: {source}")]
     Connect {
         revision: RevisionKey,
-        addr: SocketAddr,
+        /// The endpoint as displayed: its id and its address.
+        instance: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The instance closed the connection or sent an invalid response.
-    #[error("revision {revision}: instance at {addr} failed: {source}")]
+    #[error("revision {revision}: instance {instance} failed: {source}")]
     Instance {
         revision: RevisionKey,
-        addr: SocketAddr,
+        /// The endpoint as displayed: its id and where it is.
+        instance: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },

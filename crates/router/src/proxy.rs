@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use nimbus_runtime::{Endpoint, Protocol};
+use nimbus_runtime::{Endpoint, Protocol, Transport};
 
 use crate::activator::{COLD_START_HEADER, Waited};
 use crate::body::Body;
@@ -111,21 +110,32 @@ impl Inner {
     ) -> Result<Answer, Failed> {
         let endpoint = lease.endpoint();
         let send = async {
-            match endpoint.protocol {
-                Protocol::Http1 => {
-                    let (resp, connection) = self
-                        .upstream
-                        .send_http1(lease.pool(self.upstream.http1), req)
-                        .await?;
+            match &endpoint.transport {
+                Transport::Tcp {
+                    addr,
+                    protocol: Protocol::Http1,
+                } => {
+                    let pool = lease.pool(*addr, self.upstream.http1);
+                    let (resp, connection) = self.upstream.send_http1(pool, req).await?;
                     Ok(Answer {
-                        resp,
+                        resp: resp.map(Body::from),
                         connection: Some(connection),
                     })
                 }
-                Protocol::H2c => {
-                    let resp = self.upstream.send_h2c(endpoint.addr, req).await?;
+                Transport::Tcp {
+                    addr,
+                    protocol: Protocol::H2c,
+                } => {
+                    let resp = self.upstream.send_h2c(*addr, req).await?;
                     Ok(Answer {
-                        resp,
+                        resp: resp.map(Body::from),
+                        connection: None,
+                    })
+                }
+                Transport::InProcess(instance) => {
+                    let resp = instance.call(req.map(Body::into_local)).await;
+                    Ok(Answer {
+                        resp: resp.map(Body::from),
                         connection: None,
                     })
                 }
@@ -136,7 +146,7 @@ impl Inner {
             Ok(Err(SendError::Connect(source, unsent))) => Err(Failed {
                 error: ProxyError::Connect {
                     revision: target.revision.clone(),
-                    addr: endpoint.addr,
+                    instance: endpoint.to_string(),
                     source,
                 },
                 unsent: Some(unsent),
@@ -176,7 +186,7 @@ impl From<Failed> for ProxyError {
 
 /// The instance's response head, and the pooled HTTP/1.1 connection it came over.
 struct Answer {
-    resp: Response<Incoming>,
+    resp: Response<Body>,
     connection: Option<Pooled>,
 }
 
@@ -198,14 +208,14 @@ fn respond(
             Some(on_client) => Ok(splice_response(resp, on_client, permit)),
             None => Err(ProxyError::Instance {
                 revision: target.revision.clone(),
-                addr: permit.endpoint().addr,
+                instance: permit.endpoint().to_string(),
                 source: "unrequested protocol switch".into(),
             }),
         };
     }
     headers::strip_hop_by_hop(resp.headers_mut(), false);
     Ok(resp.map(|body| {
-        let body = Body::from(body).with_permit(permit);
+        let body = body.with_permit(permit);
         match connection {
             Some(connection) => body.with_connection(connection),
             None => body,
@@ -238,7 +248,7 @@ fn instance_error(
 ) -> ProxyError {
     ProxyError::Instance {
         revision: target.revision.clone(),
-        addr: endpoint.addr,
+        instance: endpoint.to_string(),
         source,
     }
 }
@@ -262,15 +272,11 @@ fn upstream_request(
 /// client's host as `:authority` and no protocol switch. Applying it again for another
 /// instance gives the same request as rewriting the original for that one.
 fn retarget(req: &mut Request<Body>, endpoint: &Endpoint) -> Result<(), ProxyError> {
-    match endpoint.protocol {
-        Protocol::Http1 => {
-            let authority = req.uri().authority().cloned();
-            keep_host_header(req.headers_mut(), authority.as_ref());
-            *req.version_mut() = Version::HTTP_11;
-            let uri = std::mem::take(req.uri_mut());
-            *req.uri_mut() = http1_target(req.method(), uri, endpoint.addr)?;
-        }
-        Protocol::H2c => {
+    match &endpoint.transport {
+        Transport::Tcp {
+            protocol: Protocol::H2c,
+            addr,
+        } => {
             let headers = req.headers_mut();
             if headers.contains_key(header::UPGRADE) {
                 headers.remove(header::UPGRADE);
@@ -281,7 +287,7 @@ fn retarget(req: &mut Request<Body>, endpoint: &Endpoint) -> Result<(), ProxyErr
             *req.version_mut() = Version::HTTP_2;
             let authority = match host {
                 Some(host) => host,
-                None => addr_authority(endpoint.addr)?,
+                None => addr_authority(*addr)?,
             };
             let mut uri = http::uri::Parts::default();
             uri.scheme = Some(Scheme::HTTP);
@@ -290,14 +296,28 @@ fn retarget(req: &mut Request<Body>, endpoint: &Endpoint) -> Result<(), ProxyErr
             *req.uri_mut() =
                 Uri::from_parts(uri).map_err(|e| ProxyError::InvalidTarget(e.to_string()))?;
         }
+        // An in-process instance takes the request as an HTTP/1.1 instance would.
+        Transport::Tcp {
+            protocol: Protocol::Http1,
+            ..
+        }
+        | Transport::InProcess(_) => {
+            let authority = req.uri().authority().cloned();
+            keep_host_header(req.headers_mut(), authority.as_ref());
+            *req.version_mut() = Version::HTTP_11;
+            let uri = std::mem::take(req.uri_mut());
+            *req.uri_mut() = http1_target(req.method(), uri, endpoint.addr())?;
+        }
     }
     Ok(())
 }
 
 /// The HTTP/1.1 request target: origin form (`/path?query`, as most clients already send it),
-/// or the instance's address for `CONNECT` (authority form).
-fn http1_target(method: &Method, uri: Uri, addr: SocketAddr) -> Result<Uri, ProxyError> {
-    if method == Method::CONNECT {
+/// or the instance's address for `CONNECT` (authority form) when it has one.
+fn http1_target(method: &Method, uri: Uri, addr: Option<SocketAddr>) -> Result<Uri, ProxyError> {
+    if let Some(addr) = addr
+        && method == Method::CONNECT
+    {
         return Ok(Uri::from(addr_authority(addr)?));
     }
     if uri.scheme().is_none() && uri.authority().is_none() && uri.path_and_query().is_some() {
@@ -339,11 +359,7 @@ mod tests {
     use super::*;
 
     fn endpoint(protocol: Protocol) -> Endpoint {
-        Endpoint {
-            id: "i1".into(),
-            addr: ([127, 0, 0, 1], 9000).into(),
-            protocol,
-        }
+        Endpoint::tcp("i1", ([127, 0, 0, 1], 9000).into(), protocol)
     }
 
     fn client() -> Forwarding {

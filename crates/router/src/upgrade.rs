@@ -6,7 +6,6 @@
 //! and the instance) until it ends.
 
 use http::Response;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -16,7 +15,7 @@ use crate::headers::strip_hop_by_hop;
 
 /// Turns the instance's `101` into the client's `101` and starts splicing the two connections.
 pub(crate) fn splice_response(
-    mut resp: Response<Incoming>,
+    mut resp: Response<Body>,
     client: OnUpgrade,
     permit: Permit,
 ) -> Response<Body> {

@@ -117,7 +117,7 @@ async fn cold_start(runtime: &Arc<ProcessRuntime>, spec: &InstanceSpec) -> Sampl
             .get(&spec.revision)
             .and_then(|e| e.ready.first().cloned());
         if let Some(endpoint) = ready {
-            break endpoint.addr;
+            break endpoint.addr().expect("a process listens on a socket");
         }
         changes.changed().await.expect("registry alive");
     };

@@ -177,11 +177,7 @@ impl Supervisor {
     }
 
     fn endpoint(&self, addr: SocketAddr) -> Endpoint {
-        Endpoint {
-            id: self.id.clone(),
-            addr,
-            protocol: self.spec.protocol,
-        }
+        Endpoint::tcp(self.id.clone(), addr, self.spec.protocol)
     }
 
     /// Publish the ready instance and watch it (exit, liveness, readiness) until it fails or the
@@ -282,7 +278,7 @@ impl Supervisor {
 
     /// Publish this instance's endpoint. `false` if it was removed meanwhile (it must then stop).
     fn report_published(&self, endpoint: Endpoint) -> bool {
-        tracing::debug!(instance = %self.id, addr = %endpoint.addr, "instance published");
+        tracing::debug!(instance = %self.id, endpoint = %endpoint, "instance published");
         let ordinal = self.ordinal;
         let published = self.shared.update(&self.spec.revision, |revision| {
             revision.instances.get_mut(&ordinal)?.endpoint = Some(endpoint);
@@ -294,7 +290,7 @@ impl Supervisor {
     /// Mark this instance ready (published and proven to serve), forgetting earlier failures.
     /// `false` if it was removed meanwhile (it must then stop).
     fn report_ready(&self, endpoint: Endpoint) -> bool {
-        tracing::debug!(instance = %self.id, addr = %endpoint.addr, "instance ready");
+        tracing::debug!(instance = %self.id, endpoint = %endpoint, "instance ready");
         let ordinal = self.ordinal;
         let ready = self.shared.update(&self.spec.revision, |revision| {
             let slot = revision.instances.get_mut(&ordinal)?;

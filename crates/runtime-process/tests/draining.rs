@@ -30,7 +30,7 @@ async fn a_request_in_flight_completes_before_the_instance_is_stopped() {
     let pids = instance_pids(&spec.revision);
     assert!(!pids.is_empty());
     probe.set(&endpoint, 1); // the router counts the request before sending it
-    let slow = tokio::spawn(get(endpoint.addr, "/sleep?ms=300"));
+    let slow = tokio::spawn(get(endpoint.addr().unwrap(), "/sleep?ms=300"));
     runtime.set_desired(&spec, 0).await.unwrap(); // returns while the instance drains
     assert!(
         addrs(&runtime, &spec.revision).is_empty(),
@@ -65,7 +65,7 @@ async fn remove_waits_for_the_drain_and_the_stop() {
         e.ready.is_empty()
     })
     .await;
-    let body = get(endpoint.addr, "/sleep?ms=50").await;
+    let body = get(endpoint.addr().unwrap(), "/sleep?ms=50").await;
     assert!(body.starts_with("slept 50 ms"), "{body}");
     assert!(
         !remove.is_finished(),
@@ -104,7 +104,7 @@ async fn scale_down_stops_the_idle_instance_not_the_busy_one() {
     // Without load, the newest would go; make it the busy one.
     let busy = all.iter().find(|e| e.id.ends_with("-2")).unwrap().clone();
     probe.set(&busy, 1);
-    let slow = tokio::spawn(get(busy.addr, "/sleep?ms=200"));
+    let slow = tokio::spawn(get(busy.addr().unwrap(), "/sleep?ms=200"));
     runtime.set_desired(&spec, 1).await.unwrap();
     assert_eq!(
         endpoints(&runtime, &spec.revision),

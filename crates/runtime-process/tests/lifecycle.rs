@@ -19,8 +19,8 @@ async fn started_instance_is_published_and_answers() {
     let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
     assert_eq!(endpoints.ready.len(), 1);
     assert_eq!(endpoints.ready[0].id, "ready-00001-1");
-    assert!(endpoints.ready[0].addr.ip().is_loopback());
-    let pid = get(endpoints.ready[0].addr, "/pid").await;
+    assert!(endpoints.ready[0].addr().unwrap().ip().is_loopback());
+    let pid = get(endpoints.ready[0].addr().unwrap(), "/pid").await;
     assert!(pid.parse::<i32>().is_ok(), "{pid}");
     runtime.shutdown().await;
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, Full};
+use nimbus_runtime::BoxError;
 use wasmtime_wasi_http::Error;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -36,7 +37,7 @@ impl<B> CappedBody<B> {
 impl<B> Body for CappedBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Error>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
     type Error = Error;
@@ -47,7 +48,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(stream_error(e.into())))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
@@ -70,6 +71,15 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Why the request body stream failed, as `wasi:http` reports it to the guest: the client's
+/// connection failing (hyper's error, passed through by the router) or something else.
+fn stream_error(error: BoxError) -> Error {
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => Error::Hyper(*hyper),
+        Err(other) => Error::InternalError(Some(other.to_string())),
     }
 }
 

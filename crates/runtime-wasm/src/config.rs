@@ -19,8 +19,10 @@ const PAGE: usize = 64 << 10;
 /// Configuration of a [`crate::WasmRuntime`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WasmRuntimeConfig {
-    /// Where precompiled components are cached:
-    /// `<data_dir>/wasm-cache/<engine>/<sha256>.cwasm`. `None` compiles in memory on every start.
+    /// Where precompiled components are cached
+    /// (`<data_dir>/wasm-cache/<engine>/<sha256>.cwasm`) and instance logs are written
+    /// (`<data_dir>/logs/<namespace>/<revision>/<instance>.log`). `None` compiles in memory on
+    /// every start and keeps no logs.
     pub data_dir: Option<PathBuf>,
     /// Linear memory one request's instance may grow to, in bytes, when the revision sets no
     /// `resources.limits.memory` (default 128 MiB). Growing past it fails inside the guest; a
@@ -46,8 +48,9 @@ pub struct WasmRuntimeConfig {
     /// Component instances that may exist at once across all revisions: the size of the pooling
     /// allocator (default 1000). A request beyond it gets a 503 (safe to retry).
     pub max_instances: u32,
-    /// Send the guest's stdout and stderr to this process's stdout and stderr (default true);
-    /// otherwise they are discarded.
+    /// Without a `data_dir`, send the guest's stdout and stderr to this process's stdout and
+    /// stderr (default true); otherwise they are discarded. With a `data_dir` they go to the
+    /// instance's log file instead, whatever this says.
     pub inherit_stdio: bool,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use nimbus_runtime::LocalBody;
 use tokio::sync::oneshot;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
@@ -22,6 +22,7 @@ use crate::body::{CappedBody, plain};
 use crate::config::WasmRuntimeConfig;
 use crate::host::Host;
 use crate::limits::{Limits, human_bytes};
+use crate::output::InstanceLog;
 
 /// A compiled, linked revision, ready to serve: everything a request needs.
 pub(crate) struct App {
@@ -42,10 +43,12 @@ struct Outcome {
 type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
 
 impl App {
-    /// Serve one request. Never fails: faults become 4xx/5xx responses.
+    /// Serve one request, its output going to `log`. Never fails: faults become 4xx/5xx
+    /// responses.
     pub async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<LocalBody>,
+        log: Option<Arc<InstanceLog>>,
     ) -> Response<HyperOutgoingBody> {
         if let Some(len) = declared_length(&request)
             && len > self.config.max_body_bytes
@@ -58,7 +61,7 @@ impl App {
         });
         let timeout = self.limits.request_timeout;
         let (sender, receiver) = oneshot::channel();
-        let guest = match self.start(request, sender) {
+        let guest = match self.start(request, sender, log.as_ref()) {
             Ok(guest) => guest,
             Err(e) => return self.fault(&e, false),
         };
@@ -83,10 +86,11 @@ impl App {
     /// until the guest returns, also after the response started.
     fn start(
         &self,
-        request: Request<CappedBody<Incoming>>,
+        request: Request<CappedBody<LocalBody>>,
         sender: oneshot::Sender<GuestResponse>,
+        log: Option<&Arc<InstanceLog>>,
     ) -> wasmtime::Result<tokio::task::JoinHandle<Outcome>> {
-        let host = Host::new(&self.config, &self.limits, &self.env);
+        let host = Host::new(&self.config, &self.limits, &self.env, log);
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limits);
         // Every epoch tick the guest yields to the executor (a spinning guest must not hold a

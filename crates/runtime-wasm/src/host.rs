@@ -1,7 +1,11 @@
-//! The per-request store data: WASI context (environment only), `wasi:http` context, the
-//! memory limiter and the outbound-request policy (both from the revision's limits). One
-//! [`Host`] lives exactly as long as one request's instance.
+//! The per-request store data: WASI context (environment, and stdout/stderr into the instance's
+//! log), `wasi:http` context, the memory limiter and the outbound-request policy (both from the
+//! revision's limits). One [`Host`] lives exactly as long as one request's instance; dropping it
+//! writes the request's partial last output lines.
 
+use std::sync::Arc;
+
+use nimbus_logs::Stream;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -11,6 +15,7 @@ use wasmtime_wasi_http::{
 
 use crate::config::WasmRuntimeConfig;
 use crate::limits::{Limits, OutboundHosts};
+use crate::output::{GuestOutput, InstanceLog};
 
 /// The `T` of every `Store<T>`.
 pub(crate) struct Host {
@@ -22,12 +27,26 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// A request's store data under its revision's `limits`.
-    pub fn new(config: &WasmRuntimeConfig, limits: &Limits, env: &[(String, String)]) -> Self {
+    /// A request's store data under its revision's `limits`. The guest's stdout and stderr go
+    /// to the instance's `log` when it has one; otherwise to this process's when the config
+    /// says `inherit_stdio`, else nowhere.
+    pub fn new(
+        config: &WasmRuntimeConfig,
+        limits: &Limits,
+        env: &[(String, String)],
+        log: Option<&Arc<InstanceLog>>,
+    ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(env);
-        if config.inherit_stdio {
-            wasi.inherit_stdout().inherit_stderr();
+        match log {
+            Some(log) => {
+                wasi.stdout(GuestOutput::new(log, Stream::Stdout))
+                    .stderr(GuestOutput::new(log, Stream::Stderr));
+            }
+            None if config.inherit_stdio => {
+                wasi.inherit_stdout().inherit_stderr();
+            }
+            None => {}
         }
         Self {
             wasi: wasi.build(),

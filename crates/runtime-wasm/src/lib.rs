@@ -11,10 +11,12 @@
 //!   compiled and the artifact written there (`<engine>` hashes wasmtime's precompile
 //!   compatibility, so artifacts of another version or configuration are never loaded). It is
 //!   then linked (WASI 0.2 + `wasi:http`) into a `ProxyPre` once.
-//! - **Instances are listeners.** The [`Runtime`](nimbus_runtime::Runtime) contract publishes
-//!   socket addresses, so an instance is an in-process HTTP/1.1 server on `127.0.0.1:0`; the
-//!   router proxies to it like to any instance. An instance is ready as soon as it listens,
-//!   which is a bind once the component is loaded: scaling from zero costs microseconds.
+//! - **Instances are in-process.** An instance is published as an in-process endpoint
+//!   ([`LocalHandle`](nimbus_runtime::LocalHandle)); the router calls it directly on the thread
+//!   that accepted the request (no socket, no second HTTP parse), with the same traffic split,
+//!   `containerConcurrency`, timeouts and metrics as any instance. An instance is ready as soon
+//!   as it exists, which is an allocation once the component is loaded: scaling from zero
+//!   costs microseconds.
 //! - **One component instance per request** (the cold start), from the pooling allocator's
 //!   pre-reserved copy-on-write slots. Nothing survives between requests.
 //! - **Limits per request**, per revision from its manifest, the [`WasmRuntimeConfig`] giving the
@@ -32,8 +34,16 @@
 //! - **Environment.** The component sees `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` and the
 //!   spec's `env` through `wasi:cli/environment`; it gets no preopened directory and no
 //!   socket address.
+//! - **Output.** With a data directory, what the guest writes to stdout and stderr goes line by
+//!   line into its instance's log file, `<data_dir>/logs/<namespace>/<revision>/<instance>.log`
+//!   (the instance being the endpoint id `<revision>-<ordinal>`; CRI format, capped and rotated
+//!   by `nimbus-logs`), which the API's `log` subresource and `nimbus logs` read, and to
+//!   `tracing` at debug level. The file is opened on the first line; long lines are cut at 4 KiB;
+//!   a request's partial last line is written when the request ends. Removing a revision
+//!   deletes its logs. Without a data directory, output goes to the server's stdout/stderr
+//!   (`inherit_stdio`) or nowhere.
 //! - **Status.** Like the process runtime: `Starting` while loading, `Ready` once an instance
-//!   listens (or once loaded with zero wanted), `Failed` with a CamelCase reason when the
+//!   runs (or once loaded with zero wanted), `Failed` with a CamelCase reason when the
 //!   component cannot be served: `ImageNotFound`, `InvalidComponent` (not a component, not
 //!   valid), `WrongWorld` (missing export or unknown imports), `UnsupportedImage`,
 //!   `MemoryLimitTooLarge`.
@@ -48,9 +58,10 @@ mod error;
 mod handler;
 mod host;
 mod image;
+mod instance;
 mod limits;
+mod output;
 mod runtime;
-mod server;
 mod state;
 
 pub use config::WasmRuntimeConfig;

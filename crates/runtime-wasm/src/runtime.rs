@@ -1,7 +1,7 @@
 //! [`WasmRuntime`]: the [`Runtime`] implementation. The first `set_desired` of a revision
 //! works out its limits (failing it at once, before any compile, when they cannot be met) and
-//! starts loading its component on a blocking thread; instances (listeners) are started and
-//! stopped synchronously once it is loaded.
+//! starts loading its component on a blocking thread; instances are started and stopped
+//! synchronously once it is loaded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,18 +22,14 @@ use crate::error::LoadError;
 use crate::handler::App;
 use crate::image::component_path;
 use crate::limits::Limits;
-use crate::server::Server;
 use crate::state::{Component, RevisionState, Shared};
 
 /// Labels the Knative runtime contract's `K_SERVICE` and `K_CONFIGURATION` come from.
 const LABEL_SERVICE: &str = "serving.knative.dev/service";
 const LABEL_CONFIGURATION: &str = "serving.knative.dev/configuration";
 
-/// Serves `wasi:http` components: one loopback HTTP listener per instance, one component
+/// Serves `wasi:http` components: instances the router calls in-process, one component
 /// instantiation per request.
-///
-/// Dropping the runtime aborts every instance at once; call [`Runtime::shutdown`] first to let
-/// in-flight requests finish.
 pub struct WasmRuntime {
     shared: Arc<Shared>,
 }
@@ -102,23 +98,40 @@ impl WasmRuntime {
 impl Runtime for WasmRuntime {
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
         let config = &self.shared.config;
-        let (to_load, surplus) = self
+        let to_load = self
             .shared
             .upsert(spec, |revision, created| {
                 revision.desired = replicas;
                 let limits = created.then(|| prepare(revision, config)).flatten();
-                (limits, revision.reconcile())
+                revision.reconcile();
+                limits
             })
             .ok_or(RuntimeError::ShuttingDown)?;
         if let Some(limits) = to_load {
             spawn_load(Arc::clone(&self.shared), spec.clone(), limits);
         }
-        surplus.into_iter().for_each(|server| drop(server.stop()));
         Ok(())
     }
 
+    /// A revision whose component is loading or loaded starts and stops instances without
+    /// I/O; an unknown one needs `set_desired` (its component is loaded in the background).
+    fn set_desired_now(&self, spec: &InstanceSpec, replicas: u32) -> bool {
+        self.shared
+            .update(&spec.revision, |revision| {
+                revision.desired = replicas;
+                revision.reconcile();
+            })
+            .is_some()
+    }
+
+    /// Forgets the revision, then deletes its logs (like a pod's, they go with it). Requests
+    /// still running finish; what they print from now on is dropped.
     async fn remove(&self, revision: &RevisionKey) {
-        stop_and_wait(self.shared.take(Some(revision))).await;
+        for removed in self.shared.take(Some(revision)) {
+            if let Some(logs) = &removed.logs {
+                logs.remove();
+            }
+        }
     }
 
     fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus> {
@@ -134,13 +147,7 @@ impl Runtime for WasmRuntime {
     }
 
     async fn shutdown(&self) {
-        stop_and_wait(self.shared.take(None)).await;
-    }
-}
-
-impl Drop for WasmRuntime {
-    fn drop(&mut self) {
-        self.shared.abort_all();
+        self.shared.take(None);
     }
 }
 
@@ -173,14 +180,10 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
             Ok(app) => Component::Loaded(Arc::new(app)),
             Err(e) => failed(&key, &e),
         };
-        let surplus = shared.update(&key, |revision| {
+        shared.update(&key, |revision| {
             revision.component = component;
-            revision.reconcile()
+            revision.reconcile();
         });
-        surplus
-            .into_iter()
-            .flatten()
-            .for_each(|server| drop(server.stop()));
     });
 }
 
@@ -224,12 +227,4 @@ fn contract_env(spec: &InstanceSpec) -> Vec<(String, String)> {
         }
     }
     env
-}
-
-/// Stop the instances and wait until each has drained.
-async fn stop_and_wait(servers: Vec<Server>) {
-    let tasks: Vec<_> = servers.into_iter().map(Server::stop).collect();
-    for task in tasks {
-        let _ = task.await;
-    }
 }

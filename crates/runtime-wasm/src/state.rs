@@ -3,15 +3,15 @@
 //!
 //! Every change goes through [`Shared::update`] or [`Shared::upsert`], which afterwards
 //! publish the revision's endpoints (only when they changed) and send a [`RuntimeEvent`] (only
-//! when the status changed). The lock is held for bookkeeping and listener binds only (both
-//! synchronous and short), never across an `.await`.
+//! when the status changed). The lock is held for bookkeeping only (short and synchronous:
+//! starting an instance is an allocation), never across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nimbus_runtime::{
-    Endpoint, EndpointRegistry, InstanceSpec, Protocol, RevisionEndpoints, RevisionKey,
+    Endpoint, EndpointRegistry, InstanceSpec, LocalHandle, RevisionEndpoints, RevisionKey,
     RevisionPhase, RevisionRuntimeStatus, RuntimeEvent,
 };
 use tokio::sync::broadcast;
@@ -21,7 +21,8 @@ use crate::config::WasmRuntimeConfig;
 use crate::engine::EpochTicker;
 use crate::handler::App;
 use crate::host::Host;
-use crate::server::Server;
+use crate::instance::Instance;
+use crate::output::RevisionLogs;
 
 /// Buffered events per subscriber before it lags.
 const EVENT_BUFFER: usize = 1024;
@@ -63,16 +64,20 @@ pub(crate) struct RevisionState {
     pub spec: Arc<InstanceSpec>,
     pub desired: u32,
     pub component: Component,
-    /// Running instances by ordinal (each is ready: it listens).
-    pub instances: BTreeMap<u64, Server>,
+    /// Running instances by ordinal (each is ready from the start).
+    pub instances: BTreeMap<u64, LocalHandle>,
     pub next_ordinal: u64,
     pub ever_ready: bool,
-    /// The latest listener bind failure, cleared by the next successful bind.
-    pub bind_failure: Option<String>,
+    /// Where its instances' output goes; `None` without a data directory.
+    pub logs: Option<Arc<RevisionLogs>>,
 }
 
 impl RevisionState {
-    fn new(spec: &InstanceSpec) -> Self {
+    fn new(spec: &InstanceSpec, config: &WasmRuntimeConfig) -> Self {
+        let logs = config
+            .data_dir
+            .as_deref()
+            .map(|dir| RevisionLogs::new(dir, &spec.revision));
         Self {
             spec: Arc::new(spec.clone()),
             desired: 0,
@@ -80,26 +85,27 @@ impl RevisionState {
             instances: BTreeMap::new(),
             next_ordinal: 1,
             ever_ready: false,
-            bind_failure: None,
+            logs,
         }
     }
 
-    /// `Ready` while an instance listens, or when the component is loaded and none is wanted
-    /// (scaling from zero is a bind away); `Failed` when the component cannot be served;
-    /// otherwise `Starting`.
+    /// The id of the instance `ordinal`: its endpoint id and log file name.
+    fn instance_id(&self, ordinal: u64) -> String {
+        format!("{}-{ordinal}", self.spec.revision.name)
+    }
+
+    /// `Ready` while an instance runs, or when the component is loaded and none is wanted
+    /// (scaling from zero is an allocation away); `Failed` when the component cannot be
+    /// served; otherwise `Starting`.
     pub fn status(&self) -> RevisionRuntimeStatus {
         let ready = u32::try_from(self.instances.len()).unwrap_or(u32::MAX);
-        let phase = match (&self.component, &self.bind_failure) {
+        let phase = match &self.component {
             _ if ready > 0 => RevisionPhase::Ready,
-            (Component::Failed(reason, message), _) => RevisionPhase::Failed {
+            Component::Failed(reason, message) => RevisionPhase::Failed {
                 reason: reason.clone(),
                 message: message.clone(),
             },
-            (Component::Loaded(_), Some(message)) => RevisionPhase::Failed {
-                reason: "ListenFailed".to_owned(),
-                message: message.clone(),
-            },
-            (Component::Loaded(_), None) if self.desired == 0 => RevisionPhase::Ready,
+            Component::Loaded(_) if self.desired == 0 => RevisionPhase::Ready,
             _ => RevisionPhase::Starting,
         };
         RevisionRuntimeStatus {
@@ -112,14 +118,11 @@ impl RevisionState {
     }
 
     pub fn endpoints(&self) -> RevisionEndpoints {
-        let name = &self.spec.revision.name;
         let ready = self
             .instances
             .iter()
-            .map(|(ordinal, server)| Endpoint {
-                id: format!("{name}-{ordinal}"),
-                addr: server.addr,
-                protocol: Protocol::Http1,
+            .map(|(&ordinal, instance)| {
+                Endpoint::in_process(self.instance_id(ordinal), instance.clone())
             })
             .collect();
         let failure = match &self.component {
@@ -130,37 +133,23 @@ impl RevisionState {
     }
 
     /// Start instances up to `desired` (when loaded) and take out the surplus, newest first.
-    /// Returns the surplus, to be stopped once their endpoints are unpublished.
-    pub fn reconcile(&mut self) -> Vec<Server> {
+    /// A surplus instance drains by itself: requests already routed to it finish.
+    pub fn reconcile(&mut self) {
         if let Component::Loaded(app) = &self.component {
-            let app = Arc::clone(app);
             while self.instances.len() < self.desired as usize {
-                match Server::start(Arc::clone(&app)) {
-                    Ok(server) => {
-                        let (name, ordinal) = (&self.spec.revision.name, self.next_ordinal);
-                        tracing::info!(instance = %format!("{name}-{ordinal}"), addr = %server.addr, "wasm instance listening");
-                        self.instances.insert(self.next_ordinal, server);
-                        self.next_ordinal += 1;
-                        self.ever_ready = true;
-                        self.bind_failure = None;
-                    }
-                    Err(e) => {
-                        self.bind_failure = Some(format!("cannot listen on 127.0.0.1: {e}"));
-                        break;
-                    }
-                }
+                let ordinal = self.next_ordinal;
+                let id = self.instance_id(ordinal);
+                let log = self.logs.as_ref().map(|logs| logs.instance(id.clone()));
+                self.instances
+                    .insert(ordinal, Instance::start(Arc::clone(app), log));
+                self.next_ordinal += 1;
+                self.ever_ready = true;
+                tracing::debug!(instance = %id, "wasm instance started");
             }
         }
-        let mut surplus = Vec::new();
         while self.instances.len() > self.desired as usize {
-            surplus.extend(self.instances.pop_last().map(|(_, server)| server));
+            self.instances.pop_last();
         }
-        surplus
-    }
-
-    /// Take every instance out.
-    pub fn take_all(&mut self) -> Vec<Server> {
-        std::mem::take(&mut self.instances).into_values().collect()
     }
 }
 
@@ -205,7 +194,7 @@ impl Shared {
         let revision = revisions
             .map
             .entry(spec.revision.clone())
-            .or_insert_with(|| RevisionState::new(spec));
+            .or_insert_with(|| RevisionState::new(spec, &self.config));
         Some(self.publish_after(&spec.revision, revision, |r| change(r, created), created))
     }
 
@@ -221,8 +210,8 @@ impl Shared {
     }
 
     /// Forget one revision, or all of them and refuse new ones (`None`: shutdown), clearing
-    /// their endpoints. Returns their instances so the caller can stop them outside the lock.
-    pub fn take(&self, key: Option<&RevisionKey>) -> Vec<Server> {
+    /// their endpoints; returns what was forgotten (dropped by the caller, outside the lock).
+    pub fn take(&self, key: Option<&RevisionKey>) -> Vec<RevisionState> {
         let mut revisions = self.lock();
         let keys: Vec<RevisionKey> = match key {
             Some(key) => revisions
@@ -236,22 +225,15 @@ impl Shared {
                 revisions.map.keys().cloned().collect()
             }
         };
-        let mut servers = Vec::new();
+        let mut taken = Vec::new();
         for key in keys {
-            if let Some(mut revision) = revisions.map.remove(&key) {
-                servers.extend(revision.take_all());
+            if let Some(revision) = revisions.map.remove(&key) {
                 self.registry.set(&key, RevisionEndpoints::default());
                 let _ = self.events.send(RuntimeEvent { revision: key });
+                taken.push(revision);
             }
         }
-        servers
-    }
-
-    /// Abort every instance at once (the runtime is dropped without a shutdown).
-    pub fn abort_all(&self) {
-        for revision in self.lock().map.values() {
-            revision.instances.values().for_each(Server::abort);
-        }
+        taken
     }
 
     fn publish_after<R>(

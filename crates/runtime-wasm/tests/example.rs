@@ -27,11 +27,11 @@ async fn answers_with_the_env_var_and_the_path() {
         ("TARGET".into(), "first".into()),
         ("TARGET".into(), "Nimbus".into()),
     ];
-    let addr = serve_one(&runtime, &spec).await;
+    let instance = serve_one(&runtime, &spec).await;
     let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
     assert_eq!(endpoints.ready[0].id, "hello-00001-1");
-    assert!(endpoints.ready[0].addr.ip().is_loopback());
-    let (status, body) = get(addr, "/some/path?x=1").await;
+    assert_eq!(endpoints.ready[0].addr(), None, "in process, no socket");
+    let (status, body) = get(&instance, "/some/path?x=1").await;
     assert_eq!(status, 200);
     assert_eq!(body, "Hello Nimbus! You asked for /some/path?x=1\n");
     runtime.shutdown().await;
@@ -49,12 +49,12 @@ async fn scales_to_zero_and_back() {
     assert!(runtime.endpoints().get(&spec.revision).is_none());
     assert_eq!(runtime.status(&spec.revision).unwrap().actual, 0);
     runtime.set_desired(&spec, 2).await.unwrap();
-    let again = addrs(&runtime, &spec.revision);
+    let again = instances(&runtime, &spec.revision);
     assert_eq!(again.len(), 2, "listening at once, no compile");
     assert!(!again.contains(&first));
     for addr in again {
         assert_eq!(
-            get(addr, "/").await,
+            get(&addr, "/").await,
             (200, "Hello World! You asked for /\n".into())
         );
     }
@@ -67,10 +67,10 @@ async fn a_panic_is_a_500_and_the_next_request_is_fine() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
-    let (status, body) = get(addr, "/trap").await;
+    let (status, body) = get(&addr, "/trap").await;
     assert_eq!(status, 500);
     assert!(body.contains("the component trapped"), "{body}");
-    assert_eq!(get(addr, "/after").await.0, 200);
+    assert_eq!(get(&addr, "/after").await.0, 200);
     runtime.shutdown().await;
 }
 
@@ -81,14 +81,14 @@ async fn an_infinite_loop_is_a_504_and_the_next_request_is_fine() {
     let runtime = runtime(dir.path());
     let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
     let started = std::time::Instant::now();
-    let (looped, meanwhile) = tokio::join!(get(addr, "/loop"), async {
+    let (looped, meanwhile) = tokio::join!(get(&addr, "/loop"), async {
         tokio::time::sleep(TIMEOUT / 5).await;
-        get(addr, "/meanwhile").await
+        get(&addr, "/meanwhile").await
     });
     assert_eq!(meanwhile.0, 200, "served while another request spins");
     assert_eq!(looped.0, 504, "{}", looped.1);
     assert!(started.elapsed() < TIMEOUT * 10);
-    assert_eq!(get(addr, "/after").await.0, 200);
+    assert_eq!(get(&addr, "/after").await.0, 200);
     runtime.shutdown().await;
 }
 
@@ -98,10 +98,10 @@ async fn unbounded_allocation_is_a_500_at_the_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
-    let (status, body) = get(addr, "/alloc").await;
+    let (status, body) = get(&addr, "/alloc").await;
     assert_eq!(status, 500);
     assert!(body.contains("memory limit of 32 MiB"), "{body}");
-    assert_eq!(get(addr, "/after").await.0, 200);
+    assert_eq!(get(&addr, "/after").await.0, 200);
     runtime.shutdown().await;
 }
 
@@ -113,7 +113,7 @@ async fn bodies_over_the_limit_are_413_declared_or_streamed() {
     let addr = serve_one(&runtime, &spec("hello-00001", &image)).await;
     let small = vec![b'x'; MAX_BODY as usize];
     let big = vec![b'x'; MAX_BODY as usize + 1];
-    let post = |body| send(addr, http::Method::POST, "/echo", body);
+    let post = |body| send(&addr, http::Method::POST, "/echo", body);
     assert_eq!(
         post(Body::Fixed(small.clone())).await,
         (200, "1024 bytes\n".into())
@@ -124,7 +124,7 @@ async fn bodies_over_the_limit_are_413_declared_or_streamed() {
     );
     assert_eq!(post(Body::Fixed(big.clone())).await.0, 413);
     assert_eq!(post(Body::Chunked(big)).await.0, 413);
-    assert_eq!(get(addr, "/after").await.0, 200);
+    assert_eq!(get(&addr, "/after").await.0, 200);
     runtime.shutdown().await;
 }
 
@@ -133,15 +133,16 @@ async fn outbound_http_is_denied_unless_the_revision_allows_the_host() {
     let image = hello_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
+    let target = http_target().await;
     let denied = serve_one(&runtime, &spec("hello-00001", &image)).await;
     let mut allowing = spec("hello-00002", &image);
     allowing.allowed_outbound_hosts = vec!["localhost".into(), "127.0.0.1".into()];
     let allowed = serve_one(&runtime, &allowing).await;
-    let (status, body) = get(denied, &format!("/fetch?{allowed}")).await;
+    let (status, body) = get(&denied, &format!("/fetch?{target}")).await;
     assert_eq!(status, 200);
     assert!(body.contains("HttpRequestDenied"), "{body}");
     assert_eq!(
-        get(allowed, &format!("/fetch?{denied}")).await.1,
+        get(&allowed, &format!("/fetch?{target}")).await.1,
         "fetched: 200\n"
     );
     runtime.shutdown().await;
@@ -151,24 +152,57 @@ async fn outbound_http_is_denied_unless_the_revision_allows_the_host() {
 async fn the_runtimes_outbound_hosts_apply_when_the_revision_names_none() {
     let image = hello_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let target = runtime(dir.path());
-    let addr = serve_one(&target, &spec("hello-00001", &image)).await;
+    let addr = http_target().await;
     let allowing = runtime_with(dir.path(), |c| {
         c.allowed_outbound_hosts = vec!["127.0.0.1".into()]
     });
     let by_default = serve_one(&allowing, &spec("hello-00001", &image)).await;
     assert_eq!(
-        get(by_default, &format!("/fetch?{addr}")).await.1,
+        get(&by_default, &format!("/fetch?{addr}")).await.1,
         "fetched: 200\n"
     );
     let mut elsewhere = spec("hello-00002", &image);
     elsewhere.allowed_outbound_hosts = vec!["example.com".into()];
     let replaced = serve_one(&allowing, &elsewhere).await;
-    let (_, body) = get(replaced, &format!("/fetch?{addr}")).await;
+    let (_, body) = get(&replaced, &format!("/fetch?{addr}")).await;
     assert!(
         body.contains("HttpRequestDenied"),
         "replaced, not added: {body}"
     );
-    target.shutdown().await;
     allowing.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_the_component_prints_lands_in_its_instance_log() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let spec = spec("hello-00001", &image);
+    let instance = serve_one(&runtime, &spec).await;
+    assert_eq!(get(&instance, "/log?hi").await, (200, "logged\n".into()));
+    let logs = dir.path().join("logs/default/hello-00001");
+    let expected = [
+        ("hello-00001-1", nimbus_logs::Stream::Stdout, "hi"),
+        ("hello-00001-1", nimbus_logs::Stream::Stderr, "hi on stderr"),
+        (
+            "hello-00001-1",
+            nimbus_logs::Stream::Stdout,
+            "hi without newline",
+        ),
+    ];
+    // The partial last line is written once the guest returns, which may be after the response.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let lines = nimbus_logs::read_revision(&logs, None, None).unwrap();
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.instance.as_str(), l.stream, l.text.as_str()))
+            .collect();
+        if got == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
 }

@@ -92,7 +92,7 @@ async fn a_trap_is_a_500_and_the_next_request_runs() {
     )
     .await;
     for _ in 0..3 {
-        let (status, body) = get(addr, "/").await;
+        let (status, body) = get(&addr, "/").await;
         assert_eq!(status, 500);
         assert!(body.contains("the component trapped"), "{body}");
         assert!(body.contains("unreachable"), "{body}");
@@ -115,7 +115,7 @@ async fn a_loop_is_a_504_at_the_timeout_and_others_are_unaffected() {
     )
     .await;
     let started = std::time::Instant::now();
-    let (spun, trapped) = tokio::join!(get(spin, "/"), get(trap, "/"));
+    let (spun, trapped) = tokio::join!(get(&spin, "/"), get(&trap, "/"));
     assert_eq!(trapped.0, 500, "a spinning request does not hold up others");
     assert_eq!(spun.0, 504, "{}", spun.1);
     assert!(spun.1.contains("request timeout"), "{}", spun.1);
@@ -123,7 +123,7 @@ async fn a_loop_is_a_504_at_the_timeout_and_others_are_unaffected() {
     // Only a lower bound is a property: the deadline is counted in epoch ticks, so it may land
     // up to one tick early, and how late depends on the load.
     assert!(took >= TIMEOUT * 8 / 10, "{took:?}");
-    assert_eq!(get(spin, "/").await.0, 504, "the instance still serves");
+    assert_eq!(get(&spin, "/").await.0, 504, "the instance still serves");
     runtime.shutdown().await;
 }
 
@@ -137,7 +137,7 @@ async fn growing_past_the_memory_limit_is_a_500_naming_it() {
     )
     .await;
     for _ in 0..2 {
-        let (status, body) = get(addr, "/").await;
+        let (status, body) = get(&addr, "/").await;
         assert_eq!(status, 500);
         assert!(body.contains("memory limit of 32 MiB"), "{body}");
     }
@@ -154,10 +154,10 @@ async fn the_revisions_memory_limit_replaces_the_default() {
     spec.revision.name = "grow-00002".into();
     spec.resources.memory_limit = Some(POOL_MEMORY as u64);
     let large = serve_one(&runtime, &spec).await;
-    let (status, body) = get(small, "/").await;
+    let (status, body) = get(&small, "/").await;
     assert_eq!(status, 500);
     assert!(body.contains("memory limit of 8 MiB"), "{body}");
-    let (status, body) = get(large, "/").await;
+    let (status, body) = get(&large, "/").await;
     assert_eq!(status, 500);
     assert!(body.contains("memory limit of 64 MiB"), "{body}");
     runtime.shutdown().await;
@@ -208,7 +208,7 @@ async fn the_revisions_timeout_replaces_the_default() {
     spec.request_timeout = Some(TIMEOUT);
     let addr = serve_one(&runtime, &spec).await;
     let started = std::time::Instant::now();
-    let (status, body) = get(addr, "/").await;
+    let (status, body) = get(&addr, "/").await;
     let took = started.elapsed();
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("500ms"), "{body}");
@@ -228,13 +228,13 @@ async fn a_declared_oversized_body_is_a_413_before_instantiation() {
     )
     .await;
     let big = vec![b'x'; MAX_BODY as usize + 1];
-    let (status, body) = send(addr, http::Method::POST, "/", Body::Fixed(big)).await;
+    let (status, body) = send(&addr, http::Method::POST, "/", Body::Fixed(big)).await;
     assert_eq!(status, 413, "the trapping guest never ran: {body}");
     runtime.shutdown().await;
 }
 
 #[tokio::test]
-async fn scaling_starts_and_stops_listeners() {
+async fn scaling_starts_and_stops_instances() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let spec = spec("scale-00001", &wat_fixture(dir.path(), "trap"));
@@ -244,7 +244,7 @@ async fn scaling_starts_and_stops_listeners() {
     let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
     let ids: Vec<&str> = endpoints.ready.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["scale-00001-1", "scale-00001-2", "scale-00001-3"]);
-    let third = endpoints.ready[2].addr;
+    let third = in_process(&endpoints.ready[2]);
     runtime.set_desired(&spec, 2).await.unwrap();
     assert_eq!(
         runtime.status(&spec.revision).unwrap().ready,
@@ -252,7 +252,7 @@ async fn scaling_starts_and_stops_listeners() {
         "scale-down is immediate"
     );
     assert!(
-        !addrs(&runtime, &spec.revision).contains(&third),
+        !instances(&runtime, &spec.revision).contains(&third),
         "newest stopped first"
     );
     runtime.set_desired(&spec, 0).await.unwrap();
@@ -323,7 +323,7 @@ async fn the_compiled_component_is_cached_and_reused_by_the_next_runtime() {
             .unwrap(),
         written
     );
-    assert_eq!(get(addr, "/").await.0, 500, "the cached component runs");
+    assert_eq!(get(&addr, "/").await.0, 500, "the cached component runs");
     second.shutdown().await;
 }
 
@@ -337,7 +337,7 @@ async fn container_concurrency_is_left_to_the_router() {
     spec.container_concurrency = 1;
     let addr = serve_one(&runtime, &spec).await;
     let started = std::time::Instant::now();
-    let (first, second) = tokio::join!(get(addr, "/"), get(addr, "/"));
+    let (first, second) = tokio::join!(get(&addr, "/"), get(&addr, "/"));
     assert_eq!((first.0, second.0), (504, 504));
     let took = started.elapsed();
     assert!(took < TIMEOUT * 2, "both ran at once: {took:?}");
@@ -353,12 +353,37 @@ async fn a_full_instance_pool_is_a_503() {
         &spec("spin-00001", &wat_fixture(dir.path(), "spin")),
     )
     .await;
-    let (first, second) = tokio::join!(get(addr, "/"), async {
+    let (first, second) = tokio::join!(get(&addr, "/"), async {
         tokio::time::sleep(TIMEOUT / 5).await;
-        get(addr, "/").await
+        get(&addr, "/").await
     });
     assert_eq!(first.0, 504);
     assert_eq!(second.0, 503, "{}", second.1);
     assert!(second.1.contains("retry later"), "{}", second.1);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_known_revision_scales_at_once_without_awaiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let spec = spec("now-00001", &wat_fixture(dir.path(), "trap"));
+    assert!(
+        !runtime.set_desired_now(&spec, 1),
+        "an unknown revision's component must be loaded first"
+    );
+    runtime.set_desired(&spec, 0).await.unwrap();
+    wait_until(&runtime, &spec.revision, "loaded", |s| {
+        s.phase == RevisionPhase::Ready
+    })
+    .await;
+    assert!(runtime.set_desired_now(&spec, 2));
+    assert_eq!(
+        instances(&runtime, &spec.revision).len(),
+        2,
+        "published at once"
+    );
+    assert!(runtime.set_desired_now(&spec, 0));
+    assert!(runtime.endpoints().get(&spec.revision).is_none());
     runtime.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! orders of magnitude less often than requests arrive.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::RevisionKey;
+use crate::local::LocalHandle;
 
 /// The protocol an instance speaks on its port (Knative: port name `h2c` or `http1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -25,8 +27,57 @@ pub enum Protocol {
 pub struct Endpoint {
     /// Unique within the revision (for example `hello-00001-7`).
     pub id: String,
-    pub addr: SocketAddr,
-    pub protocol: Protocol,
+    pub transport: Transport,
+}
+
+/// How the router reaches an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The instance listens on a socket (host processes, containers).
+    Tcp {
+        addr: SocketAddr,
+        protocol: Protocol,
+    },
+    /// The instance lives inside the server process (Wasm) and is called directly.
+    InProcess(LocalHandle),
+}
+
+// === impl Endpoint ===
+
+impl Endpoint {
+    /// An instance listening on `addr`.
+    pub fn tcp(id: impl Into<String>, addr: SocketAddr, protocol: Protocol) -> Self {
+        Self {
+            id: id.into(),
+            transport: Transport::Tcp { addr, protocol },
+        }
+    }
+
+    /// An instance inside the server process.
+    pub fn in_process(id: impl Into<String>, handle: LocalHandle) -> Self {
+        Self {
+            id: id.into(),
+            transport: Transport::InProcess(handle),
+        }
+    }
+
+    /// The socket address, for instances behind one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match &self.transport {
+            Transport::Tcp { addr, .. } => Some(*addr),
+            Transport::InProcess(_) => None,
+        }
+    }
+}
+
+/// `hello-00001-7 at 127.0.0.1:4242`, or `hello-00001-7 (in process)`.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.transport {
+            Transport::Tcp { addr, .. } => write!(f, "{} at {addr}", self.id),
+            Transport::InProcess(_) => write!(f, "{} (in process)", self.id),
+        }
+    }
 }
 
 /// The ready instances of one revision.
@@ -93,11 +144,11 @@ mod tests {
     use super::*;
 
     fn ep(port: u16) -> Endpoint {
-        Endpoint {
-            id: format!("i{port}"),
-            addr: ([127, 0, 0, 1], port).into(),
-            protocol: Protocol::Http1,
-        }
+        Endpoint::tcp(
+            format!("i{port}"),
+            ([127, 0, 0, 1], port).into(),
+            Protocol::Http1,
+        )
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! `replicas`, the registry is the EndpointSlices of the revision's Service.
 //!
 //! This crate owns only the interface and the shared endpoint registry; it never starts anything.
-//! Backends live in their own crates (`nimbus-runtime-process`, later OCI and Wasm).
+//! Backends live in their own crates (`nimbus-runtime-process` for host processes and, through
+//! `nimbus-runtime-container`, containers; `nimbus-runtime-wasm`). An instance is reached over a
+//! socket or, when it lives inside the server process, through a [`LocalHandle`].
 
 mod endpoints;
+mod local;
 mod spec;
 
-pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints};
+pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
+pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
 /// finish before stopping the instance. The router implements it.
@@ -51,6 +55,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// Changing `spec` for an existing revision is not allowed (revisions are immutable);
     /// implementations may ignore a changed spec.
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError>;
+
+    /// Applies [`Runtime::set_desired`] at once on the caller's thread, if this runtime can do
+    /// so without blocking or awaiting: its instances start without I/O (in-process Wasm
+    /// instances of an already loaded revision). Returns `false`, having done nothing, when the
+    /// caller must use `set_desired` instead (the default).
+    ///
+    /// The autoscaler uses it to scale from zero on the thread of the request that is waiting,
+    /// so a cold start does not wait for another thread to be scheduled.
+    fn set_desired_now(&self, spec: &InstanceSpec, replicas: u32) -> bool {
+        let _ = (spec, replicas);
+        false
+    }
 
     /// Stop every instance of the revision and forget it.
     async fn remove(&self, revision: &RevisionKey);

@@ -8,6 +8,9 @@
 //! - `/loop`: spins forever (the runtime answers 504 once the request timeout passes);
 //! - `/alloc`: allocates without bound (the runtime answers 500 at the memory limit);
 //! - `/echo`: reads the whole request body and answers with its length;
+//! - `/log?<text>`: prints `<text>` on stdout, `<text> on stderr` on stderr and
+//!   `<text> without newline` on stdout with no newline after it, then answers `logged`
+//!   (Nimbus puts the lines in the instance's log, shown by `nimbus logs`);
 //! - `/fetch?<host:port>`: sends `GET /` to that host and answers with the status it got, or
 //!   the error (outgoing HTTP is denied unless the runtime allows the host).
 
@@ -31,6 +34,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             "/loop" => spin(),
             "/alloc" => allocate_forever(),
             "/echo" => format!("{} bytes\n", read_body(request)),
+            p if p.starts_with("/log?") => log(&p["/log?".len()..]),
             p if p.starts_with("/fetch?") => fetch(&p["/fetch?".len()..]),
             _ => greeting(&path),
         };
@@ -41,6 +45,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
 fn greeting(path: &str) -> String {
     let target = std::env::var("TARGET").unwrap_or_else(|_| "World".to_owned());
     format!("Hello {target}! You asked for {path}\n")
+}
+
+fn log(text: &str) -> String {
+    println!("{text}");
+    eprintln!("{text} on stderr");
+    print!("{text} without newline");
+    // std buffers stdout by line; a component never exits, so flush by hand.
+    let _ = std::io::stdout().flush();
+    "logged\n".to_owned()
 }
 
 fn spin() -> ! {

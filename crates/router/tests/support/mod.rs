@@ -169,11 +169,7 @@ pub fn publish_all(endpoints: &EndpointRegistry, revision: &str, addrs: &[Socket
 
 /// The HTTP/1.1 endpoint `publish_all` gives the `n`-th (1-based) address of `revision`.
 pub fn endpoint(revision: &str, n: usize, addr: SocketAddr) -> Endpoint {
-    Endpoint {
-        id: format!("{revision}-{n}"),
-        addr,
-        protocol: Protocol::Http1,
-    }
+    Endpoint::tcp(format!("{revision}-{n}"), addr, Protocol::Http1)
 }
 
 /// An address nothing listens on: connections to it are refused.
@@ -184,11 +180,7 @@ pub fn dead_addr() -> SocketAddr {
 
 /// Publishes `addr` as the only ready instance of `revision`.
 pub fn publish(endpoints: &EndpointRegistry, revision: &str, addr: SocketAddr, protocol: Protocol) {
-    let ready = vec![Endpoint {
-        id: format!("{revision}-1"),
-        addr,
-        protocol,
-    }];
+    let ready = vec![Endpoint::tcp(format!("{revision}-1"), addr, protocol)];
     endpoints.set(
         &RevisionKey::new(NS, revision),
         RevisionEndpoints {

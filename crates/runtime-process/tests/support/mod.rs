@@ -129,7 +129,7 @@ pub async fn wait_failed(runtime: &ProcessRuntime, revision: &RevisionKey) -> (S
 pub fn addrs(runtime: &ProcessRuntime, revision: &RevisionKey) -> Vec<SocketAddr> {
     let endpoints = runtime.endpoints().get(revision);
     endpoints
-        .map(|e| e.ready.iter().map(|e| e.addr).collect())
+        .map(|e| e.ready.iter().map(|e| e.addr().unwrap()).collect())
         .unwrap_or_default()
 }
 

@@ -1,6 +1,7 @@
 //! Helpers for the Wasm runtime tests: a runtime with short limits, specs, components (WAT
 //! fixtures compiled here, and the Rust example built for wasm32-wasip2 by the testkit when the
-//! target is installed), event-driven waiting with deadlines and a small HTTP client.
+//! target is installed), event-driven waiting with deadlines, requests sent to an instance as the router sends them,
+//! and a loopback HTTP server for outbound requests.
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -12,7 +13,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey, RevisionRuntimeStatus, Runtime};
+use nimbus_runtime::{
+    BoxError, Endpoint, InstanceSpec, LocalHandle, Protocol, RevisionKey, RevisionRuntimeStatus,
+    Runtime, Transport,
+};
 use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
 
 /// How long any test waits for something that should happen quickly (compiling included).
@@ -121,24 +125,32 @@ pub async fn wait_failed(runtime: &WasmRuntime, revision: &RevisionKey) -> (Stri
     nimbus_testkit::runtime::wait_failed(runtime, revision, PATIENCE).await
 }
 
-/// Deploy `spec` with one instance and return its address.
-pub async fn serve_one(runtime: &WasmRuntime, spec: &InstanceSpec) -> SocketAddr {
+/// Deploy `spec` with one instance and return it.
+pub async fn serve_one(runtime: &WasmRuntime, spec: &InstanceSpec) -> LocalHandle {
     runtime.set_desired(spec, 1).await.unwrap();
     wait_ready(runtime, &spec.revision, 1).await;
-    addrs(runtime, &spec.revision)[0]
+    instances(runtime, &spec.revision).remove(0)
 }
 
-/// The ready endpoints' addresses.
-pub fn addrs(runtime: &WasmRuntime, revision: &RevisionKey) -> Vec<SocketAddr> {
+/// The ready instances (each an in-process endpoint).
+pub fn instances(runtime: &WasmRuntime, revision: &RevisionKey) -> Vec<LocalHandle> {
     let endpoints = runtime.endpoints().get(revision);
     endpoints
-        .map(|e| e.ready.iter().map(|e| e.addr).collect())
+        .map(|e| e.ready.iter().map(in_process).collect())
         .unwrap_or_default()
 }
 
+/// The handle of an in-process endpoint.
+pub fn in_process(endpoint: &Endpoint) -> LocalHandle {
+    match &endpoint.transport {
+        Transport::InProcess(handle) => handle.clone(),
+        other => panic!("a wasm instance is in-process, not {other:?}"),
+    }
+}
+
 /// `GET path`; returns status and body.
-pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    send(addr, http::Method::GET, path, Body::Empty).await
+pub async fn get(instance: &LocalHandle, path: &str) -> (u16, String) {
+    send(instance, http::Method::GET, path, Body::Empty).await
 }
 
 /// A request body: none, a fixed one (with `Content-Length`), or a streamed one (chunked).
@@ -148,36 +160,41 @@ pub enum Body {
     Chunked(Vec<u8>),
 }
 
-/// One request on a fresh connection; returns status and body.
-pub async fn send(addr: SocketAddr, method: http::Method, path: &str, body: Body) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let body = match body {
-        Body::Empty => Full::new(Bytes::new()).boxed(),
-        Body::Fixed(bytes) => Full::new(Bytes::from(bytes)).boxed(),
+/// One request, as the router sends it; returns status and body.
+pub async fn send(
+    instance: &LocalHandle,
+    method: http::Method,
+    path: &str,
+    body: Body,
+) -> (u16, String) {
+    let (length, body) = match body {
+        Body::Empty => (
+            Some(0),
+            Full::new(Bytes::new()).map_err(Into::into).boxed_unsync(),
+        ),
+        Body::Fixed(bytes) => (
+            Some(bytes.len()),
+            Full::new(Bytes::from(bytes))
+                .map_err(Into::into)
+                .boxed_unsync(),
+        ),
         Body::Chunked(bytes) => {
             let frames = bytes
                 .chunks(100)
-                .map(|c| {
-                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
-                        Bytes::copy_from_slice(c),
-                    ))
-                })
+                .map(|c| Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
                 .collect::<Vec<_>>();
-            http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed()
+            let stream = http_body_util::StreamBody::new(futures::stream::iter(frames));
+            (None, stream.boxed_unsync())
         }
     };
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "test")
-        .body(body)
-        .unwrap();
-    let response = sender.send_request(request).await.expect("response");
+        .header("host", "test");
+    if let Some(length) = length {
+        request = request.header("content-length", length);
+    }
+    let response = instance.call(request.body(body).unwrap()).await;
     let status = response.status().as_u16();
     let bytes = response
         .into_body()
@@ -186,4 +203,21 @@ pub async fn send(addr: SocketAddr, method: http::Method, path: &str, body: Body
         .expect("body")
         .to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A plain HTTP server on loopback answering every request `200 ok`: a target for the
+/// component's outbound requests.
+pub async fn http_target() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+        }
+    });
+    addr
 }
