@@ -154,6 +154,11 @@ enum RegistryCommand {
 }
 
 fn main() -> ExitCode {
+    // `nimbus serve` starts its instance stubs as `nimbus <STUB_ARG> <revision>` (hidden): they
+    // must run before anything else, and never return.
+    if nimbus_runtime_process::stub_requested() {
+        nimbus_runtime_process::run_instance_stub();
+    }
     let cli = Cli::parse();
     // HTTPS clients (the CLI's, image pulls) use ring, like the API's TLS; the tree's reqwest
     // is built without a default provider.

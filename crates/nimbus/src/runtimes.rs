@@ -14,7 +14,7 @@ use nimbus_cgroup::Cgroups;
 use nimbus_image::Progress;
 use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
 use nimbus_runtime_container::{OciConfig, OciLauncher};
-use nimbus_runtime_process::{HostLauncher, ProcessRuntime, ProcessRuntimeConfig};
+use nimbus_runtime_process::{HostLauncher, ProcessRuntime, ProcessRuntimeConfig, StubCommand};
 use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
 
 /// Every runtime of the server.
@@ -33,6 +33,9 @@ impl Runtimes {
         let cgroups = crate::limits::detect(data_dir);
         let config = ProcessRuntimeConfig {
             data_dir: Some(data_dir.to_path_buf()),
+            // Host instances are executed by stubs that waited in their cgroups: this binary
+            // re-executed (see `main`). The OCI runtime's instances are joined by runc instead.
+            instance_stub: Some(StubCommand::this_executable()),
             ..Default::default()
         };
         let process = ProcessRuntime::with_launcher(

@@ -4,10 +4,17 @@
 //! `sh -c 'exec …'` hop (what setting `LISTEN_PID` via the shell would cost). Prints a table; it
 //! asserts nothing about time.
 //!
+//! Each mode is its own revision, scaled to zero after every start (as the autoscaler does), so
+//! what a revision keeps between starts (its spare cgroup) is there for the next one.
+//! `--idle SECS` waits that long after an instance is gone before the next start: cold starts
+//! follow idle spells, and the kernel's first cgroup attach after one waits for an RCU grace
+//! period, which back-to-back starts never see.
+//!
 //! ```text
 //! cargo build --release -p nimbus-hello
-//! cargo run --release -p nimbus-runtime-process --example cold_start [-- HELLO_BINARY [RUNS]]
+//! cargo run --release -p nimbus-runtime-process --example cold_start [-- [--idle SECS] [HELLO_BINARY [RUNS]]]
 //! NIMBUS_NO_CGROUPS=1 cargo run ...   # the same without per-instance cgroups
+//! NIMBUS_NO_STUBS=1 cargo run ...     # cgroups joined at start, not by pre-started stubs
 //! ```
 
 use std::collections::BTreeMap;
@@ -17,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey, Runtime};
-use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig};
+use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig, StubCommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One way of starting the sample function.
@@ -51,9 +58,18 @@ struct Sample {
     answered: Duration,
 }
 
-#[tokio::main]
-async fn main() {
-    let mut args = std::env::args().skip(1);
+fn main() {
+    // The runtime starts its instance stubs from this very executable.
+    if nimbus_runtime_process::stub_requested() {
+        nimbus_runtime_process::run_instance_stub();
+    }
+    tokio::runtime::Runtime::new()
+        .expect("a tokio runtime")
+        .block_on(measure());
+}
+
+async fn measure() {
+    let (idle, mut args) = options();
     let hello = args.next().map(PathBuf::from).unwrap_or_else(sibling_hello);
     let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50);
     assert!(
@@ -66,21 +82,27 @@ async fn main() {
     if std::env::var_os("NIMBUS_NO_CGROUPS").is_some() {
         config.cgroup_parent = None;
     }
+    // `NIMBUS_NO_STUBS=1`: instances join their cgroup between fork and exec at start instead
+    // of being executed by a stub that waited in it.
+    if std::env::var_os("NIMBUS_NO_STUBS").is_none() {
+        config.instance_stub = Some(StubCommand::this_executable());
+    }
     let runtime = ProcessRuntime::new(config);
     println!(
-        "{runs} cold starts of {} per mode (after one warm-up)\n",
+        "{runs} cold starts of {} per mode (after one warm-up), {idle:?} idle before each\n",
         hello.display()
     );
     println!(
         "{:<30} {:>15} {:>15} {:>18} {:>18} {:>8}",
         "mode", "published p50", "published p90", "first answer p50", "first answer p90", "ratio"
     );
-    let specs: Vec<InstanceSpec> = MODES.iter().map(|mode| spec(&hello, mode)).collect();
+    let specs: Vec<InstanceSpec> = (1..).zip(&MODES).map(|(n, m)| spec(&hello, m, n)).collect();
     let mut samples: Vec<Vec<Sample>> = specs.iter().map(|_| Vec::new()).collect();
     // Round-robin over the modes, so a change in machine load hits them all alike; run 0 warms
     // up (page cache, blocking threads) and is not counted.
     for run in 0..=runs {
         for (spec, samples) in specs.iter().zip(&mut samples) {
+            tokio::time::sleep(idle).await;
             let sample = cold_start(&runtime, spec).await;
             if run > 0 {
                 samples.push(sample);
@@ -105,8 +127,8 @@ async fn main() {
     runtime.shutdown().await;
 }
 
-/// Start one instance, wait for its endpoint, ask `/` once, then remove it (waiting until the
-/// process is gone, so runs do not overlap).
+/// Start one instance, wait for its endpoint, ask `/` once, then scale to zero and wait until
+/// the instance is gone (its port refuses connections), so runs do not overlap.
 async fn cold_start(runtime: &Arc<ProcessRuntime>, spec: &InstanceSpec) -> Sample {
     let registry = runtime.endpoints();
     let mut changes = registry.watch();
@@ -124,7 +146,10 @@ async fn cold_start(runtime: &Arc<ProcessRuntime>, spec: &InstanceSpec) -> Sampl
     let published = began.elapsed();
     first_response(addr).await;
     let answered = began.elapsed();
-    runtime.remove(&spec.revision).await;
+    runtime.set_desired(spec, 0).await.expect("valid spec");
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     Sample {
         published,
         answered,
@@ -140,7 +165,7 @@ async fn first_response(addr: SocketAddr) {
     assert!(response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200"));
 }
 
-fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
+fn spec(hello: &std::path::Path, mode: &Mode, n: u32) -> InstanceSpec {
     let hello = hello.to_string_lossy().into_owned();
     let command = if mode.via_sh {
         vec![
@@ -153,7 +178,7 @@ fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
         vec![hello]
     };
     InstanceSpec {
-        revision: RevisionKey::new("bench", "hello-00001"),
+        revision: RevisionKey::new("bench", format!("hello-{n:05}")),
         runtime_class: "process".into(),
         image: None,
         command,
@@ -166,6 +191,22 @@ fn spec(hello: &std::path::Path, mode: &Mode) -> InstanceSpec {
         labels: BTreeMap::new(),
         ..Default::default()
     }
+}
+
+/// `--idle SECS` (default 0) and the positional arguments.
+fn options() -> (Duration, impl Iterator<Item = String>) {
+    let mut idle = Duration::ZERO;
+    let mut positional = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--idle" {
+            let secs = args.next().and_then(|s| s.parse::<f64>().ok());
+            idle = Duration::from_secs_f64(secs.expect("--idle takes seconds"));
+        } else {
+            positional.push(arg);
+        }
+    }
+    (idle, positional.into_iter())
 }
 
 /// `nimbus-hello` next to this example's directory (`target/<profile>/examples/..`).

@@ -72,6 +72,11 @@ impl ActivationSocket {
         self.lease.port()
     }
 
+    /// The listening socket, to be passed to the program.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&*self.socket)
+    }
+
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port()))
     }
@@ -120,6 +125,14 @@ fn tcp_info(socket: &Socket) -> io::Result<libc::tcp_info> {
         return Err(io::Error::last_os_error());
     }
     Ok(info)
+}
+
+/// Make `env` (a whole environment) hand the socket on fd 3 to the process `pid`: any
+/// `LISTEN_FDS`/`LISTEN_PID` in it are replaced by ours.
+pub(crate) fn activate_env(env: &mut Vec<(OsString, OsString)>, pid: u32) {
+    env.retain(|(name, _)| !matches!(name.as_bytes(), b"LISTEN_FDS" | b"LISTEN_PID"));
+    env.push(("LISTEN_FDS".into(), "1".into()));
+    env.push(("LISTEN_PID".into(), pid.to_string().into()));
 }
 
 // === impl ActivatedExec ===

@@ -4,18 +4,33 @@
 //! first seen and again each time one is taken. A cold start takes the spare; only a start that
 //! finds none (the first ones of a burst) waits for a new cgroup, on a blocking thread.
 //!
+//! For host processes the spare also holds an instance stub (see [`crate::stub`]): a process
+//! already inside the cgroup, waiting to `execve` the instance, so the cgroup attach (which
+//! waits for an RCU grace period after an idle spell) is paid here too, in the background. A
+//! spare whose stub could not be started is still a spare; its instance joins the cgroup the
+//! ordinary way. A spare's stub is killed whenever its cgroup is removed: when the revision is
+//! forgotten (removed) or the runtime shuts down or is dropped. Scaling to zero keeps the spare:
+//! that is what the next cold start takes.
+//!
 //! A cgroup is never reused for a second instance: its OOM counter would speak of the last
 //! one, and runc removes a container's cgroup on delete anyway.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use nimbus_cgroup::{Cgroup, CgroupError, Cgroups, Limits};
 use nimbus_runtime::{InstanceSpec, RevisionKey};
+use tokio::sync::Notify;
+
+use crate::stub::{Stub, StubCommand};
 
 /// How long after a spare is taken the next one is made.
-const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+const REFILL_DELAY: Duration = Duration::from_millis(500);
+/// How long a start waits for a spare that is being made (normally ready within tens of
+/// milliseconds) before making its own cgroup.
+const SPARE_WAIT: Duration = Duration::from_secs(1);
 
 /// Spare cgroups for the revisions of one runtime.
 pub(crate) struct CgroupPool {
@@ -23,38 +38,84 @@ pub(crate) struct CgroupPool {
     /// Distinguishes this runtime's cgroups from other runtimes' under the same parent.
     tag: String,
     default_pids_limit: u64,
+    /// How spares' stubs are started; `None`: spares have no stub.
+    stub: Option<StubCommand>,
+    /// Whether a failed stub start was already reported as a warning (later ones are debug).
+    stub_warned: AtomicBool,
     /// Names are `<tag>/<namespace>/<revision>-<n>`, unique for the runtime's life.
     seq: AtomicU64,
-    revisions: Mutex<HashMap<RevisionKey, Spares>>,
+    revisions: Mutex<Revisions>,
+}
+
+/// The revisions with spares, and whether the pool was closed (shutdown: no more spares).
+#[derive(Default)]
+struct Revisions {
+    map: HashMap<RevisionKey, Spares>,
+    closed: bool,
 }
 
 /// One revision's spare, and whether one is being made.
 #[derive(Default)]
 struct Spares {
-    spare: Option<Cgroup>,
+    spare: Option<Spare>,
     making: bool,
+    /// Woken when a spare being made is stored (or failed).
+    made: Arc<Notify>,
+}
+
+/// A fresh cgroup with a revision's limits and, when stubs are in use, a stub waiting in it.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    /// Declared first: dropped (killed) before the cgroup is torn down.
+    pub stub: Option<Stub>,
+    pub cgroup: Cgroup,
+}
+
+impl Spare {
+    /// Kill the stub, then kill whatever is left in the cgroup and remove it. Blocks.
+    fn remove(self) -> Result<(), CgroupError> {
+        drop(self.stub);
+        self.cgroup.remove()
+    }
 }
 
 impl CgroupPool {
-    pub fn new(cgroups: Cgroups, tag: String, default_pids_limit: u64) -> Arc<Self> {
+    /// Spares made under `cgroups`; with `stub`, each holds a stub started by it.
+    pub fn new(
+        cgroups: Cgroups,
+        tag: String,
+        default_pids_limit: u64,
+        stub: Option<StubCommand>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cgroups,
             tag,
             default_pids_limit,
+            stub,
+            stub_warned: AtomicBool::new(false),
             seq: AtomicU64::new(1),
             revisions: Mutex::default(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RevisionKey, Spares>> {
+    fn lock(&self) -> MutexGuard<'_, Revisions> {
         self.revisions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Start making a spare for `spec`'s revision unless it has one (or one is being made).
     pub fn prewarm(self: &Arc<Self>, spec: &Arc<InstanceSpec>) {
+        self.make_spare(spec, true);
+    }
+
+    /// Start making a spare unless the revision has one or is being given one; a revision the
+    /// pool does not know gets one only if `add` (else it was forgotten: it is gone).
+    fn make_spare(self: &Arc<Self>, spec: &Arc<InstanceSpec>, add: bool) {
         {
             let mut revisions = self.lock();
-            let spares = revisions.entry(spec.revision.clone()).or_default();
+            if revisions.closed || (!add && !revisions.map.contains_key(&spec.revision)) {
+                return;
+            }
+            let spares = revisions.map.entry(spec.revision.clone()).or_default();
             if spares.spare.is_some() || spares.making {
                 return;
             }
@@ -62,66 +123,139 @@ impl CgroupPool {
         }
         let (pool, spec) = (Arc::clone(self), Arc::clone(spec));
         tokio::task::spawn_blocking(move || {
-            let made = pool.create(&spec);
-            let mut revisions = pool.lock();
-            // Forgotten meanwhile: the revision is gone; the cgroup goes too (dropped below).
-            let Some(spares) = revisions.get_mut(&spec.revision) else {
-                return;
-            };
-            spares.making = false;
-            match made {
-                Ok(cgroup) => spares.spare = Some(cgroup),
-                Err(e) => {
-                    tracing::warn!(revision = %spec.revision, "cannot make a spare cgroup: {e}")
-                }
+            let made = pool
+                .create(&spec)
+                .map(|cgroup| pool.with_stub(cgroup, &spec));
+            let made = made.inspect_err(
+                |e| tracing::warn!(revision = %spec.revision, "cannot make a spare cgroup: {e}"),
+            );
+            let unwanted = pool.keep(&spec.revision, made.ok());
+            if let Some(spare) = unwanted
+                && let Err(e) = spare.remove()
+            {
+                tracing::warn!("cannot remove a spare cgroup: {e}");
             }
         });
     }
 
+    /// Store a newly made spare; returns it back if the revision was forgotten meanwhile.
+    fn keep(&self, revision: &RevisionKey, made: Option<Spare>) -> Option<Spare> {
+        let mut revisions = self.lock();
+        let Some(spares) = revisions.map.get_mut(revision) else {
+            return made;
+        };
+        spares.making = false;
+        spares.made.notify_waiters();
+        match made {
+            Some(spare) => spares.spare.replace(spare),
+            None => None,
+        }
+    }
+
     /// A fresh cgroup with the revision's limits: the spare if there is one (then another is
-    /// started), else a new one made now.
-    pub async fn take(self: &Arc<Self>, spec: &Arc<InstanceSpec>) -> Result<Cgroup, CgroupError> {
-        let spare = self
-            .lock()
-            .get_mut(&spec.revision)
-            .and_then(|s| s.spare.take());
-        let cgroup = match spare {
-            Some(cgroup) => cgroup,
+    /// started), else a new one made now (without a stub: starting one now would pay the very
+    /// attach stubs exist to avoid).
+    pub async fn take(self: &Arc<Self>, spec: &Arc<InstanceSpec>) -> Result<Spare, CgroupError> {
+        let spare = self.take_spare(&spec.revision).await;
+        let spare = match spare {
+            Some(spare) => spare,
             None => {
                 let (pool, spec) = (Arc::clone(self), Arc::clone(spec));
-                tokio::task::spawn_blocking(move || pool.create(&spec))
+                let cgroup = tokio::task::spawn_blocking(move || pool.create(&spec))
                     .await
                     .map_err(|e| CgroupError::Unavailable {
                         why: format!("the cgroup task failed: {e}"),
-                    })??
+                    })??;
+                Spare { stub: None, cgroup }
             }
         };
-        // Not now: making a cgroup holds the kernel's cgroup lock, which the instance starting
-        // right now needs to join its own.
+        // Not now: making a cgroup (and attaching a stub) holds the kernel's cgroup lock, which
+        // the instance starting right now may need.
         let (pool, spec) = (Arc::clone(self), Arc::clone(spec));
         tokio::spawn(async move {
             tokio::time::sleep(REFILL_DELAY).await;
-            pool.prewarm(&spec);
+            pool.make_spare(&spec, false);
         });
-        Ok(cgroup)
+        Ok(spare)
+    }
+
+    /// The revision's spare; one being made is waited for (at most [`SPARE_WAIT`]): it is
+    /// nearly done, and making another one now would only compete with it for the kernel's
+    /// cgroup lock.
+    async fn take_spare(&self, revision: &RevisionKey) -> Option<Spare> {
+        let made = {
+            let mut revisions = self.lock();
+            let spares = revisions.map.get_mut(revision)?;
+            if let Some(spare) = spares.spare.take() {
+                return Some(spare);
+            }
+            if !spares.making {
+                return None;
+            }
+            Arc::clone(&spares.made)
+        };
+        let stored = made.notified();
+        tokio::pin!(stored);
+        stored.as_mut().enable();
+        // Stored between the look above and `enable`?
+        if let Some(spare) = self
+            .lock()
+            .map
+            .get_mut(revision)
+            .and_then(|s| s.spare.take())
+        {
+            return Some(spare);
+        }
+        let _ = tokio::time::timeout(SPARE_WAIT, stored).await;
+        self.lock().map.get_mut(revision)?.spare.take()
     }
 
     /// The revision is gone: remove its spare (in the background) and make no more.
     pub fn forget(&self, revision: &RevisionKey) {
-        let spare = self.lock().remove(revision).and_then(|s| s.spare);
-        if let Some(cgroup) = spare {
-            tokio::task::spawn_blocking(move || drop(cgroup.remove()));
+        let spare = self.lock().map.remove(revision).and_then(|s| s.spare);
+        if let Some(spare) = spare {
+            tokio::task::spawn_blocking(move || drop(spare.remove()));
         }
     }
 
-    /// Every revision is gone (shutdown): remove all spares now.
+    /// Every revision is gone (shutdown): remove all spares (and kill their stubs) now, and
+    /// make no more.
     pub fn forget_all(&self) {
-        let all: Vec<Spares> = self.lock().drain().map(|(_, s)| s).collect();
-        for cgroup in all.into_iter().filter_map(|s| s.spare) {
-            if let Err(e) = cgroup.remove() {
+        let all: Vec<Spares> = {
+            let mut revisions = self.lock();
+            revisions.closed = true;
+            revisions.map.drain().map(|(_, s)| s).collect()
+        };
+        for spare in all.into_iter().filter_map(|s| s.spare) {
+            if let Err(e) = spare.remove() {
                 tracing::warn!("cannot remove a spare cgroup: {e}");
             }
         }
+    }
+
+    /// `cgroup` as a spare, with a stub started in it if stubs are in use (and can be started).
+    fn with_stub(&self, cgroup: Cgroup, spec: &InstanceSpec) -> Spare {
+        let Some(command) = &self.stub else {
+            return Spare { stub: None, cgroup };
+        };
+        let label = spec.revision.to_string();
+        let stub = cgroup
+            .joiner()
+            .map_err(std::io::Error::other)
+            .and_then(|joiner| Stub::spawn(command, Some(joiner), &label));
+        let stub = stub
+            .inspect_err(|e| {
+                let first = !self.stub_warned.swap(true, Ordering::Relaxed);
+                let program = command.program.display();
+                let why = format!("cannot start an instance stub ({program}): {e}; cold starts attach the cgroup themselves");
+                if first {
+                    tracing::warn!(revision = %spec.revision, "{why}");
+                } else {
+                    tracing::debug!(revision = %spec.revision, "{why}");
+                }
+            })
+            .ok();
+        Spare { stub, cgroup }
     }
 
     fn create(&self, spec: &InstanceSpec) -> Result<Cgroup, CgroupError> {
@@ -138,5 +272,82 @@ impl CgroupPool {
             self.tag, spec.revision.namespace, spec.revision.name
         );
         self.cgroups.create(&name, &limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool under the default parent, or `None` without cgroups (not root, no cgroupfs).
+    fn pool() -> Option<Arc<CgroupPool>> {
+        let cgroups = Cgroups::detect("nimbus").ok()?;
+        let tag = format!("pool-test-{}", std::process::id());
+        Some(CgroupPool::new(cgroups, tag, 64, None))
+    }
+
+    fn spec(name: &str) -> Arc<InstanceSpec> {
+        Arc::new(InstanceSpec {
+            revision: RevisionKey::new("default", name),
+            command: vec!["true".into()],
+            ..Default::default()
+        })
+    }
+
+    /// (has a spare, one is being made), or `None` if the pool does not know the revision.
+    fn state(pool: &CgroupPool, spec: &InstanceSpec) -> Option<(bool, bool)> {
+        let revisions = pool.lock();
+        let spares = revisions.map.get(&spec.revision)?;
+        Some((spares.spare.is_some(), spares.making))
+    }
+
+    async fn wait_spare(pool: &CgroupPool, spec: &InstanceSpec) {
+        // Spares are made on blocking threads, in real time; this only yields to them.
+        for _ in 0..10_000 {
+            if state(pool, spec) == Some((true, false)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("no spare for {}", spec.revision);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_taken_spare_is_refilled_after_the_delay_unless_forgotten_or_closed() {
+        let Some(pool) = pool() else {
+            eprintln!("SKIPPED: spare cgroups need root and a cgroup filesystem");
+            return;
+        };
+        let (kept, gone) = (spec("pool-kept"), spec("pool-gone"));
+        pool.prewarm(&kept);
+        pool.prewarm(&gone);
+        wait_spare(&pool, &kept).await;
+        wait_spare(&pool, &gone).await;
+        let taken = [
+            pool.take(&kept).await.unwrap(),
+            pool.take(&gone).await.unwrap(),
+        ];
+        pool.forget(&gone.revision);
+        tokio::time::sleep(REFILL_DELAY - Duration::from_millis(1)).await;
+        assert_eq!(
+            state(&pool, &kept),
+            Some((false, false)),
+            "not before the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        wait_spare(&pool, &kept).await;
+        assert_eq!(
+            state(&pool, &gone),
+            None,
+            "a forgotten revision gets no spare"
+        );
+        // After shutdown a pending refill makes nothing either.
+        let again = pool.take(&kept).await.unwrap();
+        pool.forget_all();
+        tokio::time::sleep(REFILL_DELAY * 2).await;
+        assert_eq!(state(&pool, &kept), None);
+        for spare in taken.into_iter().chain([again]) {
+            spare.remove().unwrap();
+        }
     }
 }

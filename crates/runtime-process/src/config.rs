@@ -26,6 +26,12 @@ pub struct ProcessRuntimeConfig {
     pub cgroup_parent: Option<String>,
     /// `pids.max` of an instance whose revision sets none (default 4096).
     pub default_pids_limit: u64,
+    /// How instance stubs are started: processes made with each spare cgroup, already inside
+    /// it, that a cold start only has to `execve` (keeping the cgroup attach off the cold
+    /// start; see the `stub` module). Used for launchers that do not join the cgroup themselves
+    /// (host processes), when cgroups are in use. `None` (the default, as finding a program is
+    /// I/O): instances join their cgroup between fork and exec at start.
+    pub instance_stub: Option<crate::StubCommand>,
 }
 
 impl Default for ProcessRuntimeConfig {
@@ -38,6 +44,7 @@ impl Default for ProcessRuntimeConfig {
             output_lines: 50,
             cgroup_parent: Some("nimbus".to_owned()),
             default_pids_limit: 4096,
+            instance_stub: None,
         }
     }
 }

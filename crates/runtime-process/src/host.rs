@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use nimbus_runtime::InstanceSpec;
 
 use crate::activation::{ActivatedExec, ActivationSocket};
-use crate::launcher::{LaunchContext, LaunchError, Launcher};
+use crate::launcher::{ExecSpec, LaunchContext, LaunchError, Launcher};
 
 /// Variables a parent's own socket activation or service manager set; never inherited.
 pub(crate) const NOT_INHERITED: [&str; 4] = [
@@ -50,8 +50,7 @@ impl Launcher for HostLauncher {
         spec: &InstanceSpec,
         instance: &LaunchContext,
     ) -> Result<std::process::Command, LaunchError> {
-        let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
-        Ok(self.exec(spec, instance, &argv))
+        Ok(exec_spec(spec, instance, &argv(spec)).command())
     }
 
     fn exec(
@@ -60,14 +59,7 @@ impl Launcher for HostLauncher {
         instance: &LaunchContext,
         argv: &[String],
     ) -> std::process::Command {
-        let mut cmd = std::process::Command::new(argv.first().map_or("", String::as_str));
-        cmd.args(argv.iter().skip(1))
-            .env_clear()
-            .envs(environment(&instance.env));
-        if let Some(dir) = &spec.working_dir {
-            cmd.current_dir(dir);
-        }
-        cmd
+        exec_spec(spec, instance, argv).command()
     }
 
     async fn cleanup(&self, _instance: &LaunchContext) {}
@@ -75,18 +67,41 @@ impl Launcher for HostLauncher {
     fn socket_activation(&self) -> bool {
         true
     }
+
+    fn exec_spec(&self, spec: &InstanceSpec, instance: &LaunchContext) -> Option<ExecSpec> {
+        Some(exec_spec(spec, instance, &argv(spec)))
+    }
 }
 
-/// The command for a socket-activated host instance: `socket` arrives on fd 3.
+/// The instance's argv: `command + args`.
+fn argv(spec: &InstanceSpec) -> Vec<String> {
+    spec.command.iter().chain(&spec.args).cloned().collect()
+}
+
+/// `argv` with [`environment`] in the spec's working directory.
+fn exec_spec(spec: &InstanceSpec, instance: &LaunchContext, argv: &[String]) -> ExecSpec {
+    ExecSpec {
+        argv: argv.iter().map(OsString::from).collect(),
+        env: environment(&instance.env).into_iter().collect(),
+        cwd: spec.working_dir.clone(),
+    }
+}
+
+/// The command for a socket-activated host instance: `socket` arrives on fd 3. With `join`, the
+/// child joins its cgroup first (the activation hook ends in `execve`, so nothing after it runs).
 pub(crate) fn activated_command(
     spec: &InstanceSpec,
     instance: &LaunchContext,
     socket: &ActivationSocket,
+    join: Option<nimbus_cgroup::Joiner>,
 ) -> std::io::Result<std::process::Command> {
-    let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
+    let argv = argv(spec);
     let mut cmd = std::process::Command::new(&argv[0]);
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
+    }
+    if let Some(joiner) = join {
+        crate::process::join_before_exec(&mut cmd, joiner);
     }
     let cwd = spec.working_dir.as_deref();
     ActivatedExec::new(&argv, environment(&instance.env), cwd, socket)?.install(&mut cmd);

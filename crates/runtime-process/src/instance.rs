@@ -1,15 +1,19 @@
 //! Starting and releasing one attempt of an instance — the steps around the launcher: lease a
-//! port (or bind the activation socket), make the cgroup with the revision's limits, build the
-//! launcher's command and spawn it in the cgroup, and afterwards remove the cgroup and let the
-//! launcher clean up. The supervisor decides when; this module only does.
+//! port (or bind the activation socket), take the cgroup with the revision's limits (a spare
+//! made ahead, with a stub waiting in it for host processes), start the program in it — the
+//! stub `execve`s it, or else the launcher's command is spawned and joins the cgroup between
+//! fork and exec — and afterwards remove the cgroup and let the launcher clean up. The
+//! supervisor decides when; this module only does.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use nimbus_cgroup::Cgroup;
 use nimbus_runtime::ProbeAction;
+use tokio::process::Child;
 
-use crate::activation::ActivationSocket;
+use crate::activation::{self, ActivationSocket};
+use crate::cgroup_pool::Spare;
 use crate::failure::Failure;
 use crate::host;
 use crate::launcher::{LaunchContext, LaunchError};
@@ -17,13 +21,14 @@ use crate::output::{OutputSink, OutputTail};
 use crate::probe::{self, ProbeTarget};
 use crate::process::{self, Listen, RunningProcess, StartError};
 use crate::readiness;
+use crate::stub::{Handover, Stub};
 use crate::supervisor::Supervisor;
 
 /// Pause after a failed exec readiness check while an instance starts.
 const EXEC_READY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Supervisor {
-    /// Lease a port, make the cgroup, and start the launcher's command in it.
+    /// Lease a port, take the cgroup (and the stub waiting in it), and start the instance in it.
     pub(crate) async fn launch(&self, tail: &OutputTail) -> Result<Instance, StartError> {
         let launcher = &self.shared.launcher;
         let ports = &self.shared.ports;
@@ -32,7 +37,10 @@ impl Supervisor {
         } else {
             Listen::Port(ports.lease().map_err(StartError::NoPort)?)
         };
-        let cgroup = self.cgroup().await?;
+        let (stub, cgroup) = match self.spare().await? {
+            Some(Spare { stub, cgroup }) => (stub, Some(cgroup)),
+            None => (None, None),
+        };
         let ctx = LaunchContext {
             id: self.id.clone(),
             port: listen.port(),
@@ -40,7 +48,16 @@ impl Supervisor {
             cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
             scratch: self.scratch_dir(),
         };
-        match self.start_process(&listen, &ctx, cgroup.as_ref(), tail) {
+        let sink = OutputSink {
+            instance: self.id.clone(),
+            log_file: self.log_file(),
+            tail: tail.clone(),
+        };
+        let started = match self.exec_in_stub(stub, &listen, &ctx).await {
+            Some(started) => started.map(|child| RunningProcess::adopt(child, &sink)),
+            None => self.start_process(&listen, &ctx, cgroup.as_ref(), &sink),
+        };
+        match started {
             Ok(process) => {
                 tracing::debug!(instance = %self.id, pid = process.pid(), port = ctx.port, "instance started");
                 let target = self.probe_target(&ctx);
@@ -60,47 +77,74 @@ impl Supervisor {
         }
     }
 
+    /// Have the spare's stub (already in the cgroup) `execve` the instance. `None` when there
+    /// is no stub, the launcher's command is not a plain exec, or the stub was gone: then the
+    /// instance is started the ordinary way.
+    async fn exec_in_stub(
+        &self,
+        stub: Option<Stub>,
+        listen: &Listen,
+        ctx: &LaunchContext,
+    ) -> Option<Result<Child, StartError>> {
+        let stub = stub?;
+        let mut exec = self.shared.launcher.exec_spec(&self.spec, ctx)?;
+        let socket = match listen {
+            Listen::Activated(socket) => {
+                activation::activate_env(&mut exec.env, stub.pid()?);
+                Some(socket.as_fd())
+            }
+            Listen::Port(_) => None,
+        };
+        let limit = self.spec.startup_timeout;
+        match stub.exec(&exec, socket, limit).await {
+            Ok(child) => Some(Ok(child)),
+            Err(Handover::Failed(source)) => {
+                let command = exec.argv[0].to_string_lossy().into_owned();
+                Some(Err(StartError::spawn(command, source)))
+            }
+            Err(Handover::Gone(why)) => {
+                tracing::warn!(instance = %self.id, "{why}; starting the instance without it");
+                None
+            }
+        }
+    }
+
+    /// Start the launcher's command, joining the cgroup between fork and exec unless the
+    /// launcher's command joins it itself.
     fn start_process(
         &self,
         listen: &Listen,
         ctx: &LaunchContext,
         cgroup: Option<&Cgroup>,
-        tail: &OutputTail,
+        sink: &OutputSink,
     ) -> Result<RunningProcess, StartError> {
         let launcher = &self.shared.launcher;
-        let cmd = match listen {
-            Listen::Activated(socket) => {
-                host::activated_command(&self.spec, ctx, socket).map_err(|source| {
-                    let command = self.spec.command.first().cloned().unwrap_or_default();
-                    match source.kind() {
-                        std::io::ErrorKind::NotFound => {
-                            StartError::CommandNotFound { command, source }
-                        }
-                        _ => StartError::Spawn { command, source },
-                    }
-                })?
-            }
-            Listen::Port(_) => launcher.command(&self.spec, ctx)?,
-        };
         let join = match cgroup {
             Some(cgroup) if !launcher.joins_cgroup_itself() => {
-                let joiner = cgroup.joiner().map_err(cgroup_error)?;
-                let hook: Box<dyn FnMut() -> std::io::Result<()> + Send + Sync> =
-                    Box::new(move || joiner.join());
-                Some(hook)
+                Some(cgroup.joiner().map_err(cgroup_error)?)
             }
             _ => None,
         };
-        let sink = OutputSink {
-            instance: self.id.clone(),
-            log_file: self.log_file(),
-            tail: tail.clone(),
+        let cmd = match listen {
+            Listen::Activated(socket) => host::activated_command(&self.spec, ctx, socket, join)
+                .map_err(|source| {
+                    let command = self.spec.command.first().cloned().unwrap_or_default();
+                    StartError::spawn(command, source)
+                })?,
+            Listen::Port(_) => {
+                let mut cmd = launcher.command(&self.spec, ctx)?;
+                if let Some(joiner) = join {
+                    process::join_before_exec(&mut cmd, joiner);
+                }
+                cmd
+            }
         };
-        process::spawn(cmd, &sink, join)
+        process::spawn(cmd, sink)
     }
 
-    /// This instance's cgroup with the revision's limits, when cgroups are in use.
-    async fn cgroup(&self) -> Result<Option<Cgroup>, StartError> {
+    /// This instance's cgroup with the revision's limits (and maybe a stub waiting in it), when
+    /// cgroups are in use.
+    async fn spare(&self) -> Result<Option<Spare>, StartError> {
         let Some(pool) = &self.shared.cgroups else {
             return Ok(None);
         };

@@ -2,6 +2,7 @@
 //! runtime and the container runtime. Everything else — ports, cgroup limits, probes, restarts
 //! with back-off, draining, logs — is the supervisor's, shared by both.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -40,6 +41,36 @@ impl LaunchError {
             reason: reason.into(),
             message: message.into(),
         }
+    }
+}
+
+/// An instance's program as one `execve`: all a host launcher's command amounts to. Such a
+/// program can be started by a stub process waiting in the instance's cgroup (see
+/// [`Launcher::exec_spec`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// `argv`; `argv[0]` is the program, looked up on the environment's `PATH` (relative to
+    /// `cwd`) as `execvp` does unless it contains a `/`.
+    pub argv: Vec<OsString>,
+    /// The whole environment, in order (a later entry of the same name wins); nothing else is
+    /// inherited.
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directory; `None` keeps the server's.
+    pub cwd: Option<PathBuf>,
+}
+
+impl ExecSpec {
+    /// The same program as a [`std::process::Command`].
+    pub fn command(&self) -> std::process::Command {
+        let program = self.argv.first().cloned().unwrap_or_default();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(self.argv.iter().skip(1))
+            .env_clear()
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd
     }
 }
 
@@ -87,5 +118,14 @@ pub trait Launcher: Send + Sync + 'static {
     /// `cgroupsPath`). Otherwise the supervisor moves the child there before it executes.
     fn joins_cgroup_itself(&self) -> bool {
         false
+    }
+
+    /// The instance as one plain `execve`, when [`Launcher::command`] is nothing more (same
+    /// program, arguments, environment and working directory). The supervisor may then start
+    /// it from a stub process that has waited in the instance's cgroup since the cgroup was made,
+    /// keeping the cgroup attach off the cold start. `None` (the default): always spawn
+    /// `command`. Only asked of launchers that do not join the cgroup themselves.
+    fn exec_spec(&self, _spec: &InstanceSpec, _instance: &LaunchContext) -> Option<ExecSpec> {
+        None
     }
 }

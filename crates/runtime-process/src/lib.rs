@@ -13,6 +13,13 @@
 //! in-flight requests (per the router's [`LoadProbe`]), then stops them (SIGTERM to the process
 //! group, SIGKILL after the grace period).
 //!
+//! Each instance runs in its own cgroup with the revision's limits, made ahead of time (a spare
+//! per revision). For host processes the spare also holds a stub process already inside the
+//! cgroup; a cold start hands it the program to `execve`, so neither a fork nor a cgroup attach
+//! (which waits for an RCU grace period after an idle spell) is on the cold path, and limits
+//! hold from the program's first instruction. Embedders that want stubs set
+//! [`ProcessRuntimeConfig::instance_stub`] to a program that runs [`run_instance_stub`].
+//!
 //! This crate decides nothing about *how many* instances run (that is the autoscaler and the
 //! controller); it never reads API objects and never proxies traffic.
 //!
@@ -35,10 +42,12 @@ mod readiness;
 mod runtime;
 mod state;
 mod status;
+mod stub;
 mod supervisor;
 
 pub use config::{ProcessRuntimeConfig, RestartBackoff};
 pub use host::HostLauncher;
-pub use launcher::{LaunchContext, LaunchError, Launcher};
+pub use launcher::{ExecSpec, LaunchContext, LaunchError, Launcher};
 pub use process::StartError;
 pub use runtime::{LoadProbeAlreadySet, ProcessRuntime};
+pub use stub::{STUB_ARG, StubCommand, requested as stub_requested, run as run_instance_stub};

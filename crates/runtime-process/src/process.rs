@@ -1,6 +1,7 @@
 //! One operating-system process of an instance: spawning the command a launcher built (in its
 //! own process group, stdin at EOF, stdout/stderr piped into the logs, moved into its cgroup
-//! before it executes), waiting for it, and stopping it (SIGTERM to the group, SIGKILL after a
+//! before it executes) or adopting a stub that executed the program (spawned the same way, ahead
+//! of time; see `stub`), waiting for it, and stopping it (SIGTERM to the group, SIGKILL after a
 //! grace period). A [`RunningProcess`] that is dropped without being waited for kills its whole
 //! group, so no path leaves orphans behind.
 
@@ -10,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use nimbus_cgroup::Joiner;
 use nimbus_runtime::InstanceSpec;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -41,6 +43,14 @@ pub enum StartError {
 }
 
 impl StartError {
+    /// `command` could not be executed: `CommandNotFound` for a missing program, else `Spawn`.
+    pub(crate) fn spawn(command: String, source: io::Error) -> Self {
+        match source.kind() {
+            io::ErrorKind::NotFound => Self::CommandNotFound { command, source },
+            _ => Self::Spawn { command, source },
+        }
+    }
+
     /// The CamelCase reason reported in the revision's phase.
     pub fn reason(&self) -> String {
         match self {
@@ -82,54 +92,52 @@ pub(crate) struct RunningProcess {
     exited: Option<ExitStatus>,
 }
 
-/// Start `cmd` (built by a launcher) with piped output, in its own process group; `before_exec`
-/// runs in the child between `fork` and `exec` (joining the cgroup) and must be
-/// async-signal-safe.
+/// Start `cmd` (built by a launcher) with piped output, in its own process group.
 pub(crate) fn spawn(
     mut cmd: std::process::Command,
     sink: &OutputSink,
-    before_exec: Option<Box<dyn FnMut() -> io::Result<()> + Send + Sync>>,
 ) -> Result<RunningProcess, StartError> {
     let argv0 = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(hook) = before_exec {
-        // SAFETY: the hook is documented (and required by its providers) to make only
-        // async-signal-safe calls: it is the cgroup joiner, which only `write`s to descriptors
-        // opened before `fork`.
-        unsafe {
-            cmd.pre_exec(hook);
-        }
-    }
-    let mut child = tokio::process::Command::from(cmd)
+    let child = tokio::process::Command::from(cmd)
         .kill_on_drop(false)
         .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => StartError::CommandNotFound {
-                command: argv0.clone(),
-                source,
-            },
-            _ => StartError::Spawn {
-                command: argv0.clone(),
-                source,
-            },
-        })?;
-    let pid = child.id().expect("a just-spawned child has a pid");
-    let (stdout, stderr) = (
-        child.stdout.take().expect("piped"),
-        child.stderr.take().expect("piped"),
-    );
-    let pumps = Pumps::start(stdout, stderr, sink);
-    let group = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
-    Ok(RunningProcess {
-        child,
-        group,
-        pumps,
-        reaped: false,
-        exited: None,
-    })
+        .map_err(|source| StartError::spawn(argv0, source))?;
+    Ok(RunningProcess::adopt(child, sink))
+}
+
+/// Make `cmd`'s child join a cgroup between `fork` and `exec`, before any other `pre_exec` hook
+/// installed later (socket activation's runs `execve` itself).
+pub(crate) fn join_before_exec(cmd: &mut std::process::Command, joiner: Joiner) {
+    // SAFETY: the hook runs in the forked child, so it must be async-signal-safe: `Joiner::join`
+    // only calls write(2) on descriptors opened before the fork, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || joiner.join());
+    }
+}
+
+impl RunningProcess {
+    /// A started process with piped stdout/stderr, in its own process group (its pid is the
+    /// group's id): its output goes to `sink` from now on.
+    pub(crate) fn adopt(mut child: Child, sink: &OutputSink) -> Self {
+        let pid = child.id().expect("a just-spawned child has a pid");
+        let (stdout, stderr) = (
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        let pumps = Pumps::start(stdout, stderr, sink);
+        let group = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
+        Self {
+            child,
+            group,
+            pumps,
+            reaped: false,
+            exited: None,
+        }
+    }
 }
 
 /// `PORT`, `K_SERVICE` / `K_CONFIGURATION` (when labelled) and `K_REVISION`, then the spec's env

@@ -166,7 +166,11 @@ impl Shared {
         static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}-{n}", std::process::id());
-        let cgroups = cgroups.map(|c| CgroupPool::new(c, tag.clone(), config.default_pids_limit));
+        let stub = (!launcher.joins_cgroup_itself())
+            .then(|| config.instance_stub.clone())
+            .flatten();
+        let cgroups =
+            cgroups.map(|c| CgroupPool::new(c, tag.clone(), config.default_pids_limit, stub));
         Self {
             tag,
             launcher,

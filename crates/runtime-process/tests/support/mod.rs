@@ -13,14 +13,23 @@ use nimbus_runtime::{
     Endpoint, InstanceSpec, LoadProbe, Protocol, RevisionEndpoints, RevisionKey,
     RevisionRuntimeStatus, Runtime,
 };
-use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig, RestartBackoff};
+use nimbus_runtime_process::{ProcessRuntime, ProcessRuntimeConfig, RestartBackoff, StubCommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// How long any test waits for something that should happen quickly.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A runtime with short grace and back-off so tests run fast.
+/// This crate's stub binary (cargo builds it for the integration tests).
+pub fn stub_command() -> StubCommand {
+    StubCommand {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_nimbus-instance-stub")),
+        args: vec![],
+    }
+}
+
+/// A runtime with short grace and back-off so tests run fast, starting instances from stubs
+/// as `nimbus serve` does.
 pub fn runtime() -> Arc<ProcessRuntime> {
     runtime_with(|_| {})
 }
@@ -33,6 +42,7 @@ pub fn runtime_with(adjust: impl FnOnce(&mut ProcessRuntimeConfig)) -> Arc<Proce
             max: Duration::from_millis(200),
             reset_after: Duration::from_secs(60),
         },
+        instance_stub: Some(stub_command()),
         ..ProcessRuntimeConfig::default()
     };
     adjust(&mut config);
@@ -237,4 +247,53 @@ pub async fn wait_gone(pid: i32) {
         assert!(Instant::now() < deadline, "process {pid} still alive");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Whether this host lets the runtime make cgroups (root and a cgroup filesystem); stubs exist
+/// only then.
+pub fn cgroups_available() -> bool {
+    let v1 = Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.subtree_control").exists();
+    // /proc/self belongs to the effective user.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    root && (v1 || v2)
+}
+
+/// Pids of live stubs waiting for `revision` (their last argument is `<namespace>/<name>`).
+pub fn stub_pids(revision: &RevisionKey) -> Vec<i32> {
+    let label = revision.to_string().into_bytes();
+    let stub = env!("CARGO_BIN_EXE_nimbus-instance-stub").as_bytes();
+    let pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok());
+    pids.filter(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        args.first() == Some(&stub) && args.last() == Some(&&label[..]) && alive(*pid)
+    })
+    .collect()
+}
+
+/// Wait (polling, with a deadline) until exactly one stub waits for `revision`; its pid.
+pub async fn wait_stub(revision: &RevisionKey) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let [pid] = stub_pids(revision)[..] {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no stub for {revision}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Make `spec`'s revision known at zero instances, wait for its spare's stub, then ask for one
+/// instance: the cold start takes the stub. Returns the stub's pid.
+pub async fn start_from_stub(runtime: &ProcessRuntime, spec: &InstanceSpec) -> i32 {
+    runtime.set_desired(spec, 0).await.unwrap();
+    let stub = wait_stub(&spec.revision).await;
+    runtime.set_desired(spec, 1).await.unwrap();
+    stub
 }
