@@ -1,6 +1,7 @@
 //! Benchmark programs for Nimbus (`coldstart`, `burst`); this library holds what they share: a
 //! minimal blocking HTTP/1.1 client (so timings carry no client-library overhead), a driver
-//! for `nimbus serve`, the spawn and runc floors of a cold start, idle-CPU waits and summaries.
+//! for `nimbus serve`, the spawn, runc and `wasmtime serve` floors of a cold start, idle-CPU
+//! waits and summaries.
 
 pub mod container;
 pub mod floor;
@@ -8,3 +9,4 @@ pub mod http;
 pub mod nimbus;
 pub mod quiet;
 pub mod stats;
+pub mod wasm;

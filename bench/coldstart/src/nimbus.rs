@@ -14,6 +14,8 @@ pub enum Workload {
     Process(PathBuf),
     /// An image reference, run under runc (no `runtimeClassName`: Nimbus's default, `oci`).
     Image(String),
+    /// A WebAssembly component (`runtimeClassName: wasm`, `image: file://path`).
+    Wasm(PathBuf),
 }
 
 impl Workload {
@@ -25,6 +27,10 @@ impl Workload {
             }),
             Workload::Image(reference) => serde_json::json!({
                 "containers": [{"image": reference}],
+            }),
+            Workload::Wasm(component) => serde_json::json!({
+                "runtimeClassName": "wasm",
+                "containers": [{"image": format!("file://{}", component.display())}],
             }),
         }
     }

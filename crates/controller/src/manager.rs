@@ -198,25 +198,21 @@ impl Controller {
         }
     }
 
+    /// Forwards runtime events as revision keys, gathered over [`RUNTIME_EVENT_BATCH`]: the
+    /// status write a scale from zero causes then never competes for a CPU with the request
+    /// that caused it, and a burst of instance changes costs one reconcile per revision.
     fn forward_runtime_events(&self, tx: mpsc::UnboundedSender<ObjectKey>) {
         for runtime in self.ctx.runtimes.values() {
             let mut rx = runtime.subscribe();
             let tx = tx.clone();
             tokio::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) => {
-                            let key = ObjectKey::new(
-                                Kind::Revision,
-                                &ev.revision.namespace,
-                                &ev.revision.name,
-                            );
-                            if tx.send(key).is_err() {
-                                return;
-                            }
+                while let Some(batch) = runtime_event_batch(&mut rx).await {
+                    for revision in batch {
+                        let key =
+                            ObjectKey::new(Kind::Revision, &revision.namespace, &revision.name);
+                        if tx.send(key).is_err() {
+                            return;
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }
                 }
             });
@@ -279,7 +275,77 @@ async fn ctx_version(ctx: &Context) -> Vec<String> {
     out
 }
 
+/// How long runtime events are gathered before their revisions are reconciled.
+const RUNTIME_EVENT_BATCH: Duration = Duration::from_millis(20);
+
+/// The revisions named by the next runtime event and by those that follow it within
+/// [`RUNTIME_EVENT_BATCH`]; `None` once the runtime is gone. A lagging receiver only missed
+/// keys, which the periodic resync covers.
+async fn runtime_event_batch(
+    rx: &mut tokio::sync::broadcast::Receiver<nimbus_runtime::RuntimeEvent>,
+) -> Option<HashSet<nimbus_runtime::RevisionKey>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let first = loop {
+        match rx.recv().await {
+            Ok(event) => break event.revision,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
+    };
+    let mut batch = HashSet::from([first]);
+    let gathered = async {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    batch.insert(event.revision);
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(RUNTIME_EVENT_BATCH, gathered).await;
+    Some(batch)
+}
+
 fn backoff(failures: u32) -> Duration {
     let ms = 100u64.saturating_mul(1 << failures.min(10));
     Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_runtime::{RevisionKey, RuntimeEvent};
+
+    fn event(name: &str) -> RuntimeEvent {
+        RuntimeEvent {
+            revision: RevisionKey::new("default", name),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_events_are_gathered_per_revision_for_a_moment() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+        for name in ["a", "b", "a"] {
+            tx.send(event(name)).unwrap();
+        }
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(RUNTIME_EVENT_BATCH / 2).await;
+            tx.send(event("c")).unwrap();
+            tokio::time::sleep(RUNTIME_EVENT_BATCH * 2).await;
+            tx.send(event("d")).unwrap();
+        });
+        let first = runtime_event_batch(&mut rx).await.unwrap();
+        let names = |batch: HashSet<RevisionKey>| {
+            let mut names: Vec<String> = batch.into_iter().map(|k| k.name).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(first), ["a", "b", "c"]);
+        let second = runtime_event_batch(&mut rx).await.unwrap();
+        assert_eq!(names(second), ["d"]);
+        sender.await.unwrap();
+        assert!(runtime_event_batch(&mut rx).await.is_none(), "runtime gone");
+    }
 }

@@ -108,8 +108,8 @@ impl Inner {
         };
         // Subscribe before looking, so no endpoint change between the two is missed.
         let changes = self.endpoints.watch();
-        self.activate(&target.revision);
         let started = Instant::now();
+        self.activate(&target.revision);
         let budget = target.timeout.min(self.config.max_activation_wait);
         let deadline = started + budget.saturating_sub(waited.total);
         let result = self

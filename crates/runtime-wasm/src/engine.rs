@@ -32,9 +32,19 @@ fn pool(config: &WasmRuntimeConfig) -> PoolingAllocationConfig {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
-        .max_memory_size(config.pool_memory_bytes());
+        .max_memory_size(config.pool_memory_bytes())
+        // A finished request's pages stay mapped and are reset in place (only the dirty ones,
+        // found with PAGEMAP_SCAN where the kernel has it), so the next request in the slot
+        // takes no page faults for them; beyond this the slot is decommitted as usual.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     pool
 }
+
+/// Bytes of each memory and table kept resident between the requests a pool slot serves:
+/// enough for a Rust guest's stack, data and first heap pages.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Every interface a `wasi:http/proxy` component may import, plus the rest of WASI 0.2's CLI
 /// world (environment, filesystem, sockets) so that components built with `std` link. No

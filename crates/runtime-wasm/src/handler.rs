@@ -24,6 +24,9 @@ use crate::host::Host;
 use crate::limits::{Limits, human_bytes};
 use crate::output::InstanceLog;
 
+/// Longest a revision's warm-up instantiation may take before it is abandoned.
+const WARM_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A compiled, linked revision, ready to serve: everything a request needs.
 pub(crate) struct App {
     pub pre: ProxyPre<Host>,
@@ -90,22 +93,7 @@ impl App {
         sender: oneshot::Sender<GuestResponse>,
         log: Option<&Arc<InstanceLog>>,
     ) -> wasmtime::Result<tokio::task::JoinHandle<Outcome>> {
-        let host = Host::new(&self.config, &self.limits, &self.env, log);
-        let mut store = Store::new(self.pre.engine(), host);
-        store.limiter(|host| &mut host.limits);
-        // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
-        // worker thread); once the request's ticks are spent it is interrupted. Tokio's
-        // `yield_now` lets the I/O driver run before the guest resumes; a plain self-wake would
-        // not, and new connections would wait behind a spinning guest.
-        let mut ticks_left = self.limits.deadline_ticks(self.config.epoch_tick);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            ticks_left = ticks_left.saturating_sub(1);
-            Ok(match ticks_left {
-                0 => UpdateDeadline::Interrupt,
-                _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
-            })
-        });
+        let mut store = self.store(log);
         let req = store
             .data_mut()
             .http()
@@ -126,6 +114,43 @@ impl App {
                 memory_exceeded: store.data().limits.exceeded,
             }
         }))
+    }
+
+    /// A store for one request under the revision's limits, its output going to `log`.
+    fn store(&self, log: Option<&Arc<InstanceLog>>) -> Store<Host> {
+        let host = Host::new(&self.config, &self.limits, &self.env, log);
+        let mut store = Store::new(self.pre.engine(), host);
+        store.limiter(|host| &mut host.limits);
+        // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
+        // worker thread); once the request's ticks are spent it is interrupted. Tokio's
+        // `yield_now` lets the I/O driver run before the guest resumes; a plain self-wake would
+        // not, and new connections would wait behind a spinning guest.
+        let mut ticks_left = self.limits.deadline_ticks(self.config.epoch_tick);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks_left = ticks_left.saturating_sub(1);
+            Ok(match ticks_left {
+                0 => UpdateDeadline::Interrupt,
+                _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            })
+        });
+        store
+    }
+
+    /// Instantiate the component once and throw the instance away, when the revision is
+    /// loaded: what wasmtime builds lazily on a component's first instantiation (its
+    /// copy-on-write memory images) is then built off the request path, and the pool slot's
+    /// pages are resident. No export is called, so the guest serves nothing and sees no
+    /// request. A failure, or a start function still running after [`WARM_UP_LIMIT`], is left
+    /// for the requests to report.
+    pub async fn warm_up(&self) {
+        let mut store = self.store(None);
+        let instantiated = self.pre.instantiate_async(&mut store);
+        match tokio::time::timeout(WARM_UP_LIMIT, instantiated).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %first_line(&e), "warm-up instantiation failed"),
+            Err(_) => tracing::debug!("warm-up instantiation still running; abandoned"),
+        }
     }
 
     /// The guest ended without setting a response: find out why.

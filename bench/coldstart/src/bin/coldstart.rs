@@ -1,10 +1,10 @@
 //! Cold-start benchmark: time from a request to a scaled-to-zero Nimbus service until its first
-//! response byte, for the process runtime and the container runtime, each next to its floor
+//! response byte, for the process, container and Wasm runtimes, each next to its floor
 //! measured in the same run.
 //!
 //! ```text
 //! cargo build --release -p nimbus -p nimbus-hello -p nimbus-bench
-//! target/release/coldstart --bin-dir target/release --runs 50
+//! target/release/coldstart --bin-dir target/release --runs 50 [--wasmtime PATH]
 //! ```
 //!
 //! Method. Every row runs the same `nimbus-hello` binary and polls (connect + `GET /` every
@@ -19,6 +19,12 @@
 //! - nimbus container: one `GET /` through the router to an idle service with
 //!   `image: bench.local/hello:1`, a minimal image (the binary, its `ldd` libraries) imported
 //!   with `nimbus image import`.
+//! - wasmtime serve floor (with `--wasmtime PATH`, the CLI of the wasmtime release Nimbus
+//!   embeds): `wasmtime serve` of `examples/hello-wasm`, precompiled, spawned + poll.
+//! - nimbus wasm: one `GET /` through the router to an idle `runtimeClassName: wasm` service
+//!   running the same component (compiled once when the service was created, as in use).
+//! - nimbus wasm, warm: the same request again at once on a new connection (the instance now
+//!   exists): the client's and the router's share of the cold row.
 //!
 //! N services of each kind (grace 0 s, stable window `--window`, default 120 s) are created at
 //! once and left idle until every one is at zero instances and every container is deleted, so
@@ -33,6 +39,7 @@
 use nimbus_bench::container::{self, RuncFloor};
 use nimbus_bench::nimbus::{self, Workload};
 use nimbus_bench::stats::{Summary, ms};
+use nimbus_bench::wasm::{self, WasmtimeFloor};
 use nimbus_bench::{floor, quiet};
 
 use std::path::{Path, PathBuf};
@@ -50,6 +57,7 @@ struct Args {
     socket_activation: bool,
     quiet_max_wait: Duration,
     window: Duration,
+    wasmtime: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +67,7 @@ fn parse_args() -> Args {
         socket_activation: false,
         quiet_max_wait: Duration::from_secs(2),
         window: Duration::from_secs(120),
+        wasmtime: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,10 +85,11 @@ fn parse_args() -> Args {
                     args.window = Duration::from_secs(s);
                 }
             }
+            "--wasmtime" => args.wasmtime = it.next().map(PathBuf::from),
             "-h" | "--help" => {
                 println!(
                     "usage: coldstart [--bin-dir DIR] [--runs N] [--socket-activation] \
-                     [--quiet-max-wait SECS] [--window SECS]"
+                     [--quiet-max-wait SECS] [--window SECS] [--wasmtime PATH]"
                 );
                 std::process::exit(0);
             }
@@ -100,6 +110,9 @@ struct Samples {
     runc: Vec<Duration>,
     runc_bundle: Vec<Duration>,
     container: Vec<Duration>,
+    wasmtime: Vec<Duration>,
+    wasm: Vec<Duration>,
+    wasm_warm: Vec<Duration>,
     /// Rounds that started before the CPUs reached the idle threshold.
     not_quiet: usize,
     /// Rounds that started a stable window or more after the first: scale-downs may overlap.
@@ -150,7 +163,7 @@ fn run(
     let hello = args.bin_dir.join("nimbus-hello");
     let names =
         |prefix: &str| -> Vec<String> { (0..args.runs).map(|i| format!("{prefix}{i}")).collect() };
-    let (procs, ctrs) = (names("proc"), names("ctr"));
+    let (procs, ctrs, wasms) = (names("proc"), names("ctr"), names("wasm"));
     let mut runc = None;
     if containers {
         let layout = container::write_image(&hello, &scratch.join("image"), REFERENCE)?;
@@ -165,6 +178,19 @@ fn run(
     let process = Workload::Process(hello.clone());
     server.deploy_idle(&procs, &process, args.window, args.socket_activation)?;
     let mut all = procs.clone();
+    let mut wasmtime = None;
+    match wasm::component(&scratch.join("hello-wasm")) {
+        Ok(component) => {
+            if let Some(path) = &args.wasmtime {
+                let dir = scratch.join("wasmtime-floor");
+                wasmtime = Some(WasmtimeFloor::new(path, &component, &dir)?);
+            }
+            server.deploy_idle(&wasms, &Workload::Wasm(component), args.window, false)?;
+            all.extend(wasms.iter().cloned());
+        }
+        Err(why) => eprintln!("coldstart: wasm rows skipped: {why}"),
+    }
+    let with_wasm = all.len() > procs.len();
     if containers {
         let image = Workload::Image(REFERENCE.into());
         server.deploy_idle(&ctrs, &image, args.window, false)?;
@@ -191,6 +217,15 @@ fn run(
             samples.runc.push(r.total);
             samples.runc_bundle.push(r.bundle);
             samples.container.push(cold(server, &ctrs[i])?);
+        }
+        if let Some(floor) = &wasmtime {
+            samples
+                .wasmtime
+                .push(floor.run().map_err(|e| format!("wasmtime floor: {e}"))?);
+        }
+        if with_wasm {
+            samples.wasm.push(cold(server, &wasms[i])?);
+            samples.wasm_warm.push(cold(server, &wasms[i])?);
         }
     }
     Ok(samples)
@@ -225,6 +260,11 @@ fn report(s: &Samples, args: &Args) {
         Summary::of(&s.process),
         spawn.map(|f| (f, "spawn floor")),
     );
+    report_containers(s, spawn, runc);
+    report_wasm(s);
+}
+
+fn report_containers(s: &Samples, spawn: Option<Summary>, runc: Option<Summary>) {
     if runc.is_none() {
         println!("  (container rows skipped: see above)");
         return;
@@ -253,6 +293,28 @@ fn report(s: &Samples, args: &Args) {
             r.ratio_to(&f)
         );
     }
+}
+
+fn report_wasm(s: &Samples) {
+    if s.wasm.is_empty() {
+        println!("  (wasm rows skipped: see above)");
+        return;
+    }
+    let floor = Summary::of(&s.wasmtime);
+    match floor {
+        Some(_) => row("wasmtime serve floor (spawn + poll)", floor, None),
+        None => println!("  (no wasmtime serve floor: pass --wasmtime PATH)"),
+    }
+    row(
+        "nimbus wasm (zero → first byte)",
+        Summary::of(&s.wasm),
+        floor.map(|f| (f, "wasmtime serve floor")),
+    );
+    row(
+        "nimbus wasm, warm (new connection)",
+        Summary::of(&s.wasm_warm),
+        floor.map(|f| (f, "wasmtime serve floor")),
+    );
 }
 
 fn row(label: &str, summary: Option<Summary>, floor: Option<(Summary, &str)>) {
