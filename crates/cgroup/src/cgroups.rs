@@ -138,7 +138,11 @@ impl Cgroups {
 
     /// Create and remove a cgroup below the parent, checking each controller's files appear.
     fn probe(&self) -> Result<(), CgroupError> {
-        let probe = format!("nimbus-probe-{}", std::process::id());
+        // Unique per call: runtimes detected at once in one process (tests) must not remove
+        // each other's probe while they look at it.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = format!("nimbus-probe-{}-{n}", std::process::id());
         for hierarchy in &self.hierarchies {
             let dir = hierarchy.root.join(&self.parent).join(&probe);
             fsio::make_dir(&dir).map_err(|e| unavailable(CgroupError::io(&dir, e)))?;

@@ -104,3 +104,22 @@ fn bad_names_are_refused() {
         );
     }
 }
+
+#[test]
+fn detecting_one_parent_from_many_threads_at_once_works_for_all() {
+    // Runtimes of one process (the tests of a crate) detect the same parent concurrently; the
+    // probe cgroup each makes and removes must not be another's.
+    let Some(fx) = fixture("concurrent") else {
+        return;
+    };
+    let parent = fx.cgroups.parent().to_owned();
+    let detected: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| nimbus_cgroup::Cgroups::detect(&parent).map(|_| ())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for result in detected {
+        result.unwrap();
+    }
+}
