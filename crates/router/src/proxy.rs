@@ -204,6 +204,8 @@ fn respond(
         connection,
     } = answer;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Only a connection can switch protocols: an in-process instance has none.
+        let client_upgrade = client_upgrade.filter(|_| permit.endpoint().addr().is_some());
         return match client_upgrade {
             Some(on_client) => Ok(splice_response(resp, on_client, permit)),
             None => Err(ProxyError::Instance {
@@ -296,12 +298,19 @@ fn retarget(req: &mut Request<Body>, endpoint: &Endpoint) -> Result<(), ProxyErr
             *req.uri_mut() =
                 Uri::from_parts(uri).map_err(|e| ProxyError::InvalidTarget(e.to_string()))?;
         }
-        // An in-process instance takes the request as an HTTP/1.1 instance would.
+        // An in-process instance takes the request as an HTTP/1.1 instance would, except that
+        // it cannot switch protocols (there is no connection to hand over).
         Transport::Tcp {
             protocol: Protocol::Http1,
             ..
         }
         | Transport::InProcess(_) => {
+            if matches!(endpoint.transport, Transport::InProcess(_)) {
+                let headers = req.headers_mut();
+                if headers.remove(header::UPGRADE).is_some() {
+                    headers.remove(header::CONNECTION);
+                }
+            }
             let authority = req.uri().authority().cloned();
             keep_host_header(req.headers_mut(), authority.as_ref());
             *req.version_mut() = Version::HTTP_11;

@@ -143,3 +143,19 @@ async fn an_instance_that_does_not_answer_in_time_is_a_504() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body.contains("fn-00001"), "{body}");
 }
+
+#[tokio::test]
+async fn an_upgrade_request_reaches_an_in_process_instance_as_a_plain_request() {
+    let echo = Arc::new(Echo::default());
+    let router = router_with(&echo, Duration::from_secs(5), 0);
+    let req = Request::get("/ws")
+        .header("host", HOST)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = call(&router, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(echoed(&body, "upgrade").is_empty(), "{body}");
+    assert!(echoed(&body, "connection").is_empty(), "{body}");
+}

@@ -175,7 +175,10 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, Revisions> {
-        self.revisions.lock().expect("wasm runtime state poisoned")
+        // Taken on router threads too (scale from zero): a panic elsewhere must not spread.
+        self.revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn status(&self, key: &RevisionKey) -> Option<RevisionRuntimeStatus> {
@@ -258,9 +261,9 @@ impl Shared {
     }
 
     /// Tells subscribers that the revision's status changed. Inside a Tokio runtime the event
-    /// leaves [`ANNOUNCE_DELAY`] later, from a timer on the same thread: a scale from zero
-    /// applied on a request's thread (`set_desired_now`) then wakes no other thread before
-    /// that request is answered (waking an idle thread costs up to a few hundred microseconds
+    /// leaves [`ANNOUNCE_DELAY`] later, from a timer of the current runtime: a scale from zero
+    /// applied on a router thread (`set_desired_now`) then wakes no other thread before that
+    /// request is answered (waking an idle thread costs up to a few hundred microseconds
     /// on a VM). The controller gathers events over 20 ms anyway.
     fn announce(&self, key: &RevisionKey) {
         let event = RuntimeEvent {

@@ -50,7 +50,7 @@ async fn scales_to_zero_and_back() {
     assert_eq!(runtime.status(&spec.revision).unwrap().actual, 0);
     runtime.set_desired(&spec, 2).await.unwrap();
     let again = instances(&runtime, &spec.revision);
-    assert_eq!(again.len(), 2, "listening at once, no compile");
+    assert_eq!(again.len(), 2, "running at once, no compile");
     assert!(!again.contains(&first));
     for addr in again {
         assert_eq!(

@@ -7,8 +7,9 @@
 //! target/release/coldstart --bin-dir target/release --runs 50 [--wasmtime PATH]
 //! ```
 //!
-//! Method. Every row runs the same `nimbus-hello` binary and polls (connect + `GET /` every
-//! 100 µs) or requests until the first response byte, on 127.0.0.1.
+//! Method. The process and container rows run the same `nimbus-hello` binary, the Wasm rows
+//! the `examples/hello-wasm` component; each polls (connect + `GET /` every 100 µs) or
+//! requests until the first response byte, on 127.0.0.1.
 //!
 //! - spawn floor: `spawn(nimbus-hello, PORT=p)` + poll.
 //! - nimbus process: one `GET /` through the router to an idle `runtimeClassName: process`
@@ -26,12 +27,12 @@
 //! - nimbus wasm, warm: the same request again at once on a new connection (the instance now
 //!   exists): the client's and the router's share of the cold row.
 //!
-//! N services of each kind (grace 0 s, stable window `--window`, default 120 s) are created at
-//! once and left idle until every one is at zero instances and every container is deleted, so
-//! one wait serves every run. The long window keeps the instances started by the measured
+//! N services of each kind (process, image, Wasm; grace 0 s, stable window `--window`, default
+//! 120 s) are created at once and left idle until every one is at zero instances and every
+//! container is deleted, so one wait serves every run. The long window keeps the instances started by the measured
 //! requests alive until all rounds are done, so no scale-down (for containers: runc kill,
 //! delete, unmount) runs during a measurement; rounds that start later than that are counted.
-//! Each round waits for idle CPUs, then runs the four rows in turn, so noise hits all alike.
+//! Each round waits for idle CPUs, then runs the rows in turn, so noise hits all alike.
 //! Container rows need root and runc; without them the program says why and measures the rest.
 //! Reported: median, p90, min, and the ratio of each Nimbus median to the median of the floor
 //! of its kind.

@@ -183,6 +183,10 @@ impl Stub {
             let why = format!("the instance stub had exited ({status})");
             return Err(Handover::Gone(io::Error::other(why)));
         }
+        // The stub reads at once; a stalled one must not hold this thread past `limit`.
+        self.control
+            .set_write_timeout(Some(limit))
+            .map_err(Handover::Gone)?;
         self.send(&header, &payload, socket)
             .map_err(Handover::Gone)?;
         let report = tokio::time::timeout(limit, self.report()).await;
