@@ -5,13 +5,31 @@
 //! prints shown by `nimbus logs`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nimbus_testkit::{Nimbus, RouterClient, build_hello_wasm, condition};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 const HOST: &str = "hw.default.localhost";
+
+/// How long a service may take to become ready (the first one compiles the component).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The example component, built once per test binary; `None` (the test skips, after the
+/// testkit printed why) without the wasm32-wasip2 target.
+fn hello_wasm() -> Option<PathBuf> {
+    build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
+}
+
+/// A server with the service `hw` (the example, `TARGET=one`) ready, and a client of its router.
+async fn serve_hw(wasm: &Path) -> (Nimbus, RouterClient) {
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    assert!(nimbus.apply(&service(wasm, "one", "")).status.success());
+    nimbus.wait_service_ready("hw", WAIT).await.unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+    (nimbus, client)
+}
 
 fn service(wasm: &Path, target: &str, traffic: &str) -> String {
     format!(
@@ -22,15 +40,11 @@ fn service(wasm: &Path, target: &str, traffic: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_revisions_split_and_contain_traps() {
-    let Some(wasm) = build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
-    else {
+    let Some(wasm) = hello_wasm() else {
         return;
     };
-    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
-    let wait = Duration::from_secs(60);
-    assert!(nimbus.apply(&service(&wasm, "one", "")).status.success());
-    nimbus.wait_service_ready("hw", wait).await.unwrap();
-    let client = RouterClient::new(&nimbus.http_addr);
+    let (nimbus, client) = serve_hw(&wasm).await;
+    let wait = WAIT;
     let r = client.get(HOST, "/").await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("one"), "{}", r.body);
@@ -99,12 +113,11 @@ async fn wait_revision_failed(nimbus: &Nimbus, revision: &str) -> (String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_limits_come_from_the_manifest() {
-    let Some(wasm) = build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
-    else {
+    let Some(wasm) = hello_wasm() else {
         return;
     };
     let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
-    let wait = Duration::from_secs(60);
+    let wait = WAIT;
     let host = "lim.default.localhost";
     assert!(
         nimbus
@@ -178,15 +191,11 @@ async fn wasm_limits_come_from_the_manifest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_output_shows_in_nimbus_logs() {
-    let Some(wasm) = build_hello_wasm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm"))
-    else {
+    let Some(wasm) = hello_wasm() else {
         return;
     };
-    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
-    let wait = Duration::from_secs(60);
-    assert!(nimbus.apply(&service(&wasm, "one", "")).status.success());
-    nimbus.wait_service_ready("hw", wait).await.unwrap();
-    let client = RouterClient::new(&nimbus.http_addr);
+    let (nimbus, client) = serve_hw(&wasm).await;
+    let wait = WAIT;
     let r = client.get(HOST, "/log?wasm-says-hi").await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "logged\n"), "{r:?}");
 
