@@ -87,19 +87,15 @@ fn cached(
     dir: &Path,
 ) -> Result<(Component, Source), LoadError> {
     let artifact = dir.join(format!("{:x}.cwasm", Sha256::digest(bytes)));
-    // Read into memory rather than mapped from the file: the code is then resident in this
-    // revision's own pages, so the first request after a scale from zero takes no page fault
-    // per code page it runs (a few hundred microseconds on a VM). It costs the artifact's size
-    // in private memory per revision.
-    if let Ok(precompiled) = std::fs::read(&artifact) {
-        // SAFETY: `deserialize` trusts the bytes to be wasmtime's own precompiled output.
-        // They are: only `store` below writes into the cache, always bytes returned by
+    if artifact.is_file() {
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own precompiled output.
+        // This file was: only `store` below writes into the cache, always bytes returned by
         // `Engine::precompile_component` of an engine whose precompile compatibility hash
         // names the directory (so the same wasmtime version, target and settings), and it
         // writes them to a temporary file renamed into place, so the file is never partial.
         // The cache lives in Nimbus's own data directory, which is as trusted as its binary.
         // wasmtime additionally checks the artifact's header against this engine.
-        match unsafe { Component::deserialize(engine, &precompiled) } {
+        match unsafe { Component::deserialize_file(engine, &artifact) } {
             Ok(component) => return Ok((component, Source::Cached)),
             Err(e) => tracing::warn!(
                 artifact = %artifact.display(),

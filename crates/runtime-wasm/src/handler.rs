@@ -24,9 +24,6 @@ use crate::host::Host;
 use crate::limits::{Limits, human_bytes};
 use crate::output::InstanceLog;
 
-/// Longest a revision's warm-up instantiation may take before it is abandoned.
-const WARM_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// A compiled, linked revision, ready to serve: everything a request needs.
 pub(crate) struct App {
     pub pre: ProxyPre<Host>,
@@ -135,22 +132,6 @@ impl App {
             })
         });
         store
-    }
-
-    /// Instantiate the component once and throw the instance away, when the revision is
-    /// loaded: what wasmtime builds lazily on a component's first instantiation (its
-    /// copy-on-write memory images) is then built off the request path, and the pool slot's
-    /// pages are resident. No export is called, so the guest serves nothing and sees no
-    /// request. A failure, or a start function still running after [`WARM_UP_LIMIT`], is left
-    /// for the requests to report.
-    pub async fn warm_up(&self) {
-        let mut store = self.store(None);
-        let instantiated = self.pre.instantiate_async(&mut store);
-        match tokio::time::timeout(WARM_UP_LIMIT, instantiated).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %first_line(&e), "warm-up instantiation failed"),
-            Err(_) => tracing::debug!("warm-up instantiation still running; abandoned"),
-        }
     }
 
     /// The guest ended without setting a response: find out why.

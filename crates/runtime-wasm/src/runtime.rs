@@ -177,10 +177,7 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
             .await
             .unwrap_or(Err(LoadError::Interrupted));
         let component = match loaded {
-            Ok(app) => {
-                app.warm_up().await;
-                Component::Loaded(Arc::new(app))
-            }
+            Ok(app) => Component::Loaded(Arc::new(app)),
             Err(e) => failed(&key, &e),
         };
         shared.update(&key, |revision| {
