@@ -54,7 +54,15 @@ pub struct ScalingSpec {
     pub max_scale_down_rate: f64,
     /// The revision's `containerConcurrency` (0 = unlimited).
     pub container_concurrency: u32,
+    /// How long a revision may try to get an instance ready (after creation, an activation
+    /// or losing its last ready instance) before the autoscaler gives up and lets it go to
+    /// zero: Knative's activation timeout, the progress deadline
+    /// (`serving.knative.dev/progress-deadline`) plus 30 s.
+    pub activation_timeout: Duration,
 }
+
+/// Knative's `activationTimeoutBuffer`: the activation timeout is the progress deadline plus this.
+pub const ACTIVATION_TIMEOUT_BUFFER: Duration = Duration::from_secs(30);
 
 impl Default for ScalingSpec {
     fn default() -> Self {
@@ -76,6 +84,9 @@ impl Default for ScalingSpec {
             max_scale_up_rate: 1000.0,
             max_scale_down_rate: 2.0,
             container_concurrency: 0,
+            activation_timeout: Duration::from_secs(
+                crate::constants::DEFAULT_PROGRESS_DEADLINE_SECONDS,
+            ) + ACTIVATION_TIMEOUT_BUFFER,
         }
     }
 }
@@ -199,6 +210,13 @@ impl ScalingSpec {
         }
         if let Some(v) = p.number("max-scale-down-rate", 1.0000001, f64::MAX) {
             s.max_scale_down_rate = v;
+        }
+        // Validated with the template (`validate_template`); an unreadable value keeps the default.
+        if let Some(deadline) = annotations
+            .and_then(|a| a.get(crate::constants::ANNOTATION_PROGRESS_DEADLINE))
+            .and_then(|d| parse_duration(d).ok())
+        {
+            s.activation_timeout = deadline.saturating_add(ACTIVATION_TIMEOUT_BUFFER);
         }
         if p.errors.is_empty() {
             Ok(s)

@@ -7,8 +7,30 @@ pub const LABEL_SERVICE: &str = "serving.knative.dev/service";
 pub const LABEL_CONFIGURATION: &str = "serving.knative.dev/configuration";
 /// Label on Revisions: the Configuration generation that created them.
 pub const LABEL_CONFIGURATION_GENERATION: &str = "serving.knative.dev/configurationGeneration";
-/// Label on Revisions naming the Route(s) that send them traffic.
+/// Label on Ingresses (and Knative's cluster-local services) naming their Route.
 pub const LABEL_ROUTE: &str = "serving.knative.dev/route";
+/// Label on PodAutoscalers naming their Revision.
+pub const LABEL_REVISION: &str = "serving.knative.dev/revision";
+/// Label on PodAutoscalers: their Revision's uid.
+pub const LABEL_REVISION_UID: &str = "serving.knative.dev/revisionUID";
+/// Label on Revisions and Configurations set by the route reconciler: `active` when a Route
+/// references them, `reserve` when none does any more, `pending` until a Route has looked.
+pub const LABEL_ROUTING_STATE: &str = "serving.knative.dev/routingState";
+/// `routingState` of an object some Route references.
+pub const ROUTING_STATE_ACTIVE: &str = "active";
+/// `routingState` of an object no Route references any more.
+pub const ROUTING_STATE_RESERVE: &str = "reserve";
+/// `routingState` of a new object no Route has looked at yet.
+pub const ROUTING_STATE_PENDING: &str = "pending";
+/// Annotation: when `routingState` last changed (RFC 3339); revision GC's "last active" time.
+pub const ANNOTATION_ROUTING_STATE_MODIFIED: &str = "serving.knative.dev/routingStateModified";
+/// Annotation: the Routes (comma-separated, sorted) that reference the object.
+pub const ANNOTATION_ROUTES: &str = "serving.knative.dev/routes";
+/// Annotation on a Revision: `"true"` keeps it from revision garbage collection.
+pub const ANNOTATION_NO_GC: &str = "serving.knative.dev/no-gc";
+/// Annotation (Nimbus extension, on the revision template): the backend that runs it,
+/// `process`, `oci` or `wasm` (default `oci`). See `nimbus_api::runtime`.
+pub const ANNOTATION_RUNTIME: &str = "nimbus.dev/runtime";
 /// Annotation: who created the object.
 pub const ANNOTATION_CREATOR: &str = "serving.knative.dev/creator";
 /// Annotation: who last changed the object's spec.
@@ -27,17 +49,27 @@ pub const ANNOTATION_ALLOWED_OUTBOUND_HOSTS: &str = "nimbus.dev/allowed-outbound
 /// Annotation on Routes/Services: `cluster-local` keeps it off the public domain.
 pub const LABEL_VISIBILITY: &str = "networking.knative.dev/visibility";
 
-/// `runtimeClassName` that selects the host-process runtime (Nimbus extension).
+/// Backend name (`nimbus.dev/runtime`, or legacy `runtimeClassName`): host processes.
 pub const RUNTIME_PROCESS: &str = "process";
-/// `runtimeClassName` (or its absence with an `image`) selecting OCI containers.
+/// Backend name: OCI containers (the default).
 pub const RUNTIME_OCI: &str = "oci";
-/// `runtimeClassName` selecting WebAssembly components.
+/// Backend name: WebAssembly components.
 pub const RUNTIME_WASM: &str = "wasm";
+/// Finalizer Nimbus puts on a Revision while its instances may still run: removed once the
+/// runtime has stopped them all and forgotten the revision.
+pub const FINALIZER_INSTANCES: &str = "nimbus.dev/instances";
+/// Field manager of the controller's server-side applies.
+pub const CONTROLLER_MANAGER: &str = "nimbus-controller";
 
 /// Default `timeoutSeconds` (Knative: 300).
 pub const DEFAULT_TIMEOUT_SECONDS: i64 = 300;
 /// Maximum `timeoutSeconds` (Knative: 600).
 pub const MAX_TIMEOUT_SECONDS: i64 = 600;
+/// Default `responseStartTimeoutSeconds` when below `timeoutSeconds` (Knative's
+/// `revision-response-start-timeout-seconds`, which defaults to `revision-timeout-seconds`: 300).
+pub const DEFAULT_RESPONSE_START_TIMEOUT_SECONDS: i64 = 300;
+/// Default `idleTimeoutSeconds` (Knative's `revision-idle-timeout-seconds`: 0, no limit).
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: i64 = 0;
 /// Maximum `containerConcurrency` (Knative: 1000).
 pub const MAX_CONTAINER_CONCURRENCY: i64 = 1000;
 /// Default progress deadline for an instance to become ready, in seconds. Knative's is 600 s for

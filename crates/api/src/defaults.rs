@@ -25,6 +25,7 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Configuration(c) => default_revision_spec(&mut c.spec.template.spec),
         Object::Revision(r) => default_revision_spec(&mut r.spec),
         Object::Route(r) => default_traffic(&mut r.spec.traffic),
+        Object::PodAutoscaler(_) | Object::Ingress(_) => {}
     }
 }
 

@@ -1,4 +1,5 @@
-//! Nimbus's resource model: Knative Serving's `serving.knative.dev/v1` types, built on
+//! Nimbus's resource model: Knative Serving's `serving.knative.dev/v1` types (and the two
+//! internal kinds its controllers keep state in: PodAutoscaler and Ingress), built on
 //! k8s-openapi's `ObjectMeta` and `Container` so field names match Kubernetes exactly; parsing of
 //! YAML/JSON manifests with precise locations; and validation with field paths.
 //!
@@ -12,17 +13,26 @@ pub mod constants;
 pub mod defaults;
 pub mod duration;
 pub mod error;
+pub mod fields;
+pub mod kingress;
 pub mod names;
 pub mod networking;
 pub mod object;
 pub mod parse;
+pub mod podautoscaler;
+pub mod printer;
 pub mod quantity;
+pub mod runtime;
+#[cfg(feature = "schemars")]
+pub mod schema;
 pub mod serving;
 pub mod validate;
 
 pub use conditions::{Condition, ConditionStatus};
 pub use error::{FieldError, ParseError};
+pub use kingress::KIngress;
 pub use object::{Kind, Object};
+pub use podautoscaler::PodAutoscaler;
 pub use serving::{
     Configuration, ConfigurationSpec, Revision, RevisionSpec, RevisionTemplateSpec, Route,
     RouteSpec, Service, ServiceSpec, TrafficTarget,

@@ -25,6 +25,18 @@ pub fn check_dns_label(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check a DNS-1123 subdomain (RuntimeClass names): at most 253 characters, dot-separated
+/// DNS labels.
+pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
+    if value.len() > 253 {
+        return Err(format!(
+            "{value:?} is {} characters long; at most 253 are allowed",
+            value.len()
+        ));
+    }
+    value.split('.').try_for_each(check_dns_label)
+}
+
 /// The name of the `n`th revision of a configuration (`hello-00001`).
 pub fn revision_name(configuration: &str, n: i64) -> String {
     format!("{configuration}-{n:05}")

@@ -1,26 +1,35 @@
-//! One enum over the four resource kinds, so stores, the API server and the CLI can handle any of
-//! them without four copies of the same code.
+//! One enum over the resource kinds, so stores, the API server and the CLI can handle any of
+//! them without one copy of the same code per kind.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+use crate::kingress::KIngress;
+use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
 
-/// The resource kinds Nimbus serves.
+/// The resource kinds Nimbus serves: Knative Serving's four public kinds and the two internal
+/// ones its controllers hand state over with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Service,
     Configuration,
     Revision,
     Route,
+    /// `autoscaling.internal.knative.dev/v1alpha1` PodAutoscaler.
+    PodAutoscaler,
+    /// `networking.internal.knative.dev/v1alpha1` Ingress.
+    Ingress,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
         Kind::Route,
+        Kind::PodAutoscaler,
+        Kind::Ingress,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -30,6 +39,8 @@ impl Kind {
             Kind::Configuration => Configuration::KIND,
             Kind::Revision => Revision::KIND,
             Kind::Route => Route::KIND,
+            Kind::PodAutoscaler => PodAutoscaler::KIND,
+            Kind::Ingress => KIngress::KIND,
         }
     }
 
@@ -40,18 +51,101 @@ impl Kind {
             Kind::Configuration => Configuration::PLURAL,
             Kind::Revision => Revision::PLURAL,
             Kind::Route => Route::PLURAL,
+            Kind::PodAutoscaler => PodAutoscaler::PLURAL,
+            Kind::Ingress => KIngress::PLURAL,
         }
     }
 
-    /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`).
+    /// The API group: `serving.knative.dev` for the public kinds.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::PodAutoscaler => crate::podautoscaler::GROUP,
+            Kind::Ingress => crate::kingress::GROUP,
+            _ => crate::GROUP,
+        }
+    }
+
+    /// `v1`, or `v1alpha1` for the internal kinds.
+    pub fn version(self) -> &'static str {
+        match self {
+            Kind::PodAutoscaler | Kind::Ingress => "v1alpha1",
+            _ => "v1",
+        }
+    }
+
+    /// `group/version`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
+            Kind::Ingress => crate::kingress::API_VERSION,
+            _ => crate::API_VERSION,
+        }
+    }
+
+    /// The kinds of one `group/version`.
+    pub fn of_api_version(api_version: &str) -> impl Iterator<Item = Kind> + '_ {
+        Kind::ALL
+            .into_iter()
+            .filter(move |k| k.api_version() == api_version)
+    }
+
+    /// kubectl short names (`ksvc`, `rev`, `kpa`, `king`, ...).
+    pub fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service => &["kservice", "ksvc"],
+            Kind::Configuration => &["config", "cfg"],
+            Kind::Revision => &["rev"],
+            Kind::Route => &["rt"],
+            Kind::PodAutoscaler => &["kpa", "pa"],
+            Kind::Ingress => &["kingress", "king"],
+        }
+    }
+
+    /// kubectl categories (`kubectl get knative`), as Knative's CRDs declare them.
+    pub fn categories(self) -> &'static [&'static str] {
+        match self {
+            Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
+            Kind::Ingress => &["knative-internal", "networking"],
+            _ => &["all", "knative", "serving"],
+        }
+    }
+
+    /// The kind a `group`, `version` and resource `plural` name, as in a REST path
+    /// (`/apis/{group}/{version}/.../{plural}`); `None` when that group-version has no such
+    /// resource.
+    pub fn of_resource(group: &str, version: &str, plural: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.group() == group && k.version() == version && k.plural() == plural)
+    }
+
+    /// Whether users write this kind (the internal kinds are written by Nimbus's controllers;
+    /// users may read them, as on Knative).
+    pub fn is_internal(self) -> bool {
+        matches!(self, Kind::PodAutoscaler | Kind::Ingress)
+    }
+
+    /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
+    /// `plural.group` for the internal kinds (`ingresses.networking.internal.knative.dev`).
     pub fn parse(s: &str) -> Option<Kind> {
-        match s.to_ascii_lowercase().as_str() {
+        let lower = s.to_ascii_lowercase();
+        let found = match lower.as_str() {
             "service" | "services" | "ksvc" | "kservice" | "svc" => Some(Kind::Service),
             "configuration" | "configurations" | "config" | "cfg" => Some(Kind::Configuration),
             "revision" | "revisions" | "rev" => Some(Kind::Revision),
             "route" | "routes" | "rt" => Some(Kind::Route),
+            "podautoscaler" | "podautoscalers" | "kpa" | "pa" => Some(Kind::PodAutoscaler),
+            "kingress" | "king" | "ingress" | "ingresses" => Some(Kind::Ingress),
             _ => None,
-        }
+        };
+        found.or_else(|| {
+            Kind::ALL.into_iter().find(|k| {
+                let (plural, singular) = (k.plural(), k.as_str().to_ascii_lowercase());
+                [plural, singular.as_str()]
+                    .iter()
+                    .any(|name| lower == format!("{name}.{}", k.group()))
+            })
+        })
     }
 }
 
@@ -69,6 +163,8 @@ pub enum Object {
     Configuration(Configuration),
     Revision(Revision),
     Route(Route),
+    PodAutoscaler(PodAutoscaler),
+    Ingress(KIngress),
 }
 
 macro_rules! each {
@@ -78,6 +174,8 @@ macro_rules! each {
             Object::Configuration($o) => $e,
             Object::Revision($o) => $e,
             Object::Route($o) => $e,
+            Object::PodAutoscaler($o) => $e,
+            Object::Ingress($o) => $e,
         }
     };
 }
@@ -89,6 +187,8 @@ impl Object {
             Object::Configuration(_) => Kind::Configuration,
             Object::Revision(_) => Kind::Revision,
             Object::Route(_) => Kind::Route,
+            Object::PodAutoscaler(_) => Kind::PodAutoscaler,
+            Object::Ingress(_) => Kind::Ingress,
         }
     }
 
@@ -110,11 +210,48 @@ impl Object {
 
     /// Fill in `apiVersion` and `kind`.
     pub fn set_type_meta(&mut self) {
-        let kind = self.kind().as_str().to_string();
+        let (kind, api_version) = (self.kind().as_str(), self.kind().api_version());
         each!(self, o => {
-            o.api_version = crate::API_VERSION.to_string();
-            o.kind = kind;
+            o.api_version = api_version.to_string();
+            o.kind = kind.to_string();
         })
+    }
+
+    /// The object's `generation` (0 when unset).
+    pub fn generation(&self) -> i64 {
+        self.metadata().generation.unwrap_or(0)
+    }
+
+    /// The object's `status` as JSON (`null` when it has none).
+    pub fn status_json(&self) -> serde_json::Value {
+        each!(self, o => serde_json::to_value(&o.status).unwrap_or_default())
+    }
+
+    /// Take `other`'s status (same kind; otherwise nothing changes). The status subresource's
+    /// rule: spec writes keep the stored status, status writes keep the stored rest.
+    pub fn copy_status_from(&mut self, other: &Object) {
+        match (self, other) {
+            (Object::Service(t), Object::Service(f)) => t.status = f.status.clone(),
+            (Object::Configuration(t), Object::Configuration(f)) => t.status = f.status.clone(),
+            (Object::Revision(t), Object::Revision(f)) => t.status = f.status.clone(),
+            (Object::Route(t), Object::Route(f)) => t.status = f.status.clone(),
+            (Object::PodAutoscaler(t), Object::PodAutoscaler(f)) => t.status = f.status.clone(),
+            (Object::Ingress(t), Object::Ingress(f)) => t.status = f.status.clone(),
+            _ => {}
+        }
+    }
+
+    /// Whether deletion has been requested and waits for finalizers.
+    pub fn is_deleting(&self) -> bool {
+        self.metadata().deletion_timestamp.is_some()
+    }
+
+    /// Whether `finalizer` is on the object.
+    pub fn has_finalizer(&self, finalizer: &str) -> bool {
+        self.metadata()
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == finalizer))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -128,6 +265,8 @@ impl Object {
             Kind::Configuration => Object::Configuration(serde_json::from_value(value)?),
             Kind::Revision => Object::Revision(serde_json::from_value(value)?),
             Kind::Route => Object::Route(serde_json::from_value(value)?),
+            Kind::PodAutoscaler => Object::PodAutoscaler(serde_json::from_value(value)?),
+            Kind::Ingress => Object::Ingress(serde_json::from_value(value)?),
         })
     }
 }
@@ -141,7 +280,20 @@ mod tests {
         assert_eq!(Kind::parse("ksvc"), Some(Kind::Service));
         assert_eq!(Kind::parse("Revisions"), Some(Kind::Revision));
         assert_eq!(Kind::parse("pods"), None);
+        assert_eq!(
+            Kind::of_resource("serving.knative.dev", "v1", "ingresses"),
+            None
+        );
+        assert_eq!(Kind::parse("kpa"), Some(Kind::PodAutoscaler));
+        assert_eq!(
+            Kind::parse("ingresses.networking.internal.knative.dev"),
+            Some(Kind::Ingress)
+        );
         for k in Kind::ALL {
+            assert_eq!(
+                Kind::of_resource(k.group(), k.version(), k.plural()),
+                Some(k)
+            );
             assert_eq!(Kind::parse(k.plural()), Some(k));
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }

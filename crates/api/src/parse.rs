@@ -89,6 +89,8 @@ pub fn decode_object_lenient(
         Kind::Configuration => Object::Configuration(decode_typed(&value)?),
         Kind::Revision => Object::Revision(decode_typed(&value)?),
         Kind::Route => Object::Route(decode_typed(&value)?),
+        Kind::PodAutoscaler => Object::PodAutoscaler(decode_typed(&value)?),
+        Kind::Ingress => Object::Ingress(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();
@@ -116,23 +118,22 @@ fn check_type_meta(expected: Option<Kind>, value: &Value) -> Result<Kind, Vec<Fi
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind_str = map.get("kind").and_then(Value::as_str);
     let mut errors = Vec::new();
-    match api_version {
-        Some(crate::API_VERSION) => {}
-        None if expected.is_some() => {}
-        other => errors.push(FieldError::new(
-            "apiVersion",
-            format!(
-                "{} is not served; use \"{}\"",
-                show(other),
-                crate::API_VERSION
-            ),
-        )),
-    }
     let kind = match (kind_str, expected) {
         (None, Some(k)) => Some(k),
         (Some(s), _) => Kind::ALL.into_iter().find(|k| k.as_str() == s),
         (None, None) => None,
     };
+    // The apiVersion the kind is served at; `Ingress` exists in several groups, so a wrong
+    // group is reported against the apiVersion, not the kind.
+    let served = kind.map_or(crate::API_VERSION, Kind::api_version);
+    match api_version {
+        Some(v) if v == served => {}
+        None if expected.is_some() => {}
+        other => errors.push(FieldError::new(
+            "apiVersion",
+            format!("{} is not served; use \"{served}\"", show(other)),
+        )),
+    }
     match (kind, expected) {
         (Some(k), Some(e)) if k != e => errors.push(FieldError::new(
             "kind",
@@ -141,8 +142,9 @@ fn check_type_meta(expected: Option<Kind>, value: &Value) -> Result<Kind, Vec<Fi
         (None, _) => errors.push(FieldError::new(
             "kind",
             format!(
-                "{} is not served; use one of Service, Configuration, Revision, Route",
-                show(kind_str)
+                "{} is not served; use one of {}",
+                show(kind_str),
+                Kind::ALL.map(Kind::as_str).join(", ")
             ),
         )),
         _ => {}

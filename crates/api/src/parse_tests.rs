@@ -308,3 +308,63 @@ fn resources_and_probes_are_validated_with_paths() {
         .unwrap();
     assert!(memory.message.contains("128Mi"), "{}", memory.message);
 }
+
+/// A Service whose template sets the three request timeouts.
+fn with_timeouts(timeout: i64, response_start: i64, idle: i64) -> String {
+    format!(
+        r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: t}}
+spec:
+  template:
+    spec:
+      timeoutSeconds: {timeout}
+      responseStartTimeoutSeconds: {response_start}
+      idleTimeoutSeconds: {idle}
+      containers:
+        - image: x
+"#
+    )
+}
+
+#[test]
+fn request_timeouts_out_of_range_are_rejected_with_their_paths() {
+    let errs = errors(&with_timeouts(601, -1, 601));
+    let found: Vec<(&str, &str)> = errs
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    let spec = "spec.template.spec";
+    assert_eq!(
+        found,
+        [
+            (
+                format!("{spec}.timeoutSeconds").as_str(),
+                "601 is out of range; allowed 0 to 600 seconds"
+            ),
+            (
+                format!("{spec}.responseStartTimeoutSeconds").as_str(),
+                "-1 is out of range; allowed 0 to 600 seconds"
+            ),
+            (
+                format!("{spec}.idleTimeoutSeconds").as_str(),
+                "601 is out of range; allowed 0 to 600 seconds"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn response_start_and_idle_may_exceed_timeout_seconds_as_in_knative() {
+    // Knative's webhook checks only timeoutSeconds against its maximum
+    // (pkg/apis/serving/v1/revision_validation.go, validateTimeoutSeconds); the two others
+    // just never outlast it. A manifest Knative accepts is accepted here too.
+    let Object::Service(s) = one(&with_timeouts(10, 20, 30)) else {
+        panic!("not a service")
+    };
+    let timeouts = crate::networking::RequestTimeouts::of(&s.spec.template.spec);
+    assert_eq!(timeouts.total, std::time::Duration::from_secs(10));
+    assert_eq!(timeouts.response_start, std::time::Duration::from_secs(10));
+    assert_eq!(timeouts.idle, Some(std::time::Duration::from_secs(30)));
+}

@@ -198,11 +198,17 @@ pub struct RevisionSpec {
     /// Hard limit of concurrent requests per instance; 0 means unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_concurrency: Option<i64>,
-    /// Maximum time to the first response byte, in seconds (default 300, max 600).
+    /// Maximum duration of a whole request, until the response body ends, in seconds (default
+    /// 300, max 600). A response not started by then is a 504; one still streaming is cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i64>,
+    /// Maximum time for the instance to start its response (send its headers) after the request
+    /// was delivered to it, in seconds (504 when exceeded). Default: 300 when `timeoutSeconds`
+    /// is larger, else `timeoutSeconds`; 0 means `timeoutSeconds` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_start_timeout_seconds: Option<i64>,
+    /// Maximum time a request stays open without receiving any bytes from the instance, in
+    /// seconds: before its headers and between body chunks. Default 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_seconds: Option<i64>,
     /// Selects the runtime (Nimbus: `process`, `oci`, `wasm`).
@@ -378,6 +384,23 @@ impl_resource! {
     Configuration => "Configuration", "configurations";
     Revision => "Revision", "revisions";
     Route => "Route", "routes";
+}
+
+macro_rules! impl_internal {
+    ($($ty:ty => $kind:literal, $plural:literal;)*) => {$(
+        impl $ty {
+            pub const KIND: &'static str = $kind;
+            pub const PLURAL: &'static str = $plural;
+            pub fn name(&self) -> &str { self.metadata.name.as_deref().unwrap_or("") }
+            pub fn namespace(&self) -> &str { self.metadata.namespace.as_deref().unwrap_or("default") }
+            pub fn generation(&self) -> i64 { self.metadata.generation.unwrap_or(0) }
+        }
+    )*};
+}
+
+impl_internal! {
+    crate::podautoscaler::PodAutoscaler => "PodAutoscaler", "podautoscalers";
+    crate::kingress::KIngress => "Ingress", "ingresses";
 }
 
 impl RevisionSpec {

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 mod container;
+mod immutable;
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,7 +14,12 @@ use crate::duration::parse_duration;
 use crate::error::FieldError;
 use crate::names::check_dns_label;
 use crate::object::Object;
+use crate::runtime::{Backend, runtime_choice};
 use crate::serving::{RevisionSpec, RevisionTemplateSpec, TrafficTarget};
+
+/// Environment variables the runtime contract sets; a manifest may not (Knative's
+/// `reservedEnvVars`).
+pub const RESERVED_ENV: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
 
 /// Ports Knative reserves for its own components; a user container may not listen on them.
 pub const RESERVED_PORTS: [i32; 5] = [8012, 8013, 8022, 9090, 9091];
@@ -31,16 +37,36 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Configuration(c) => {
             validate_template(&mut v, "spec.template", &c.spec.template, parent)
         }
-        Object::Revision(r) => validate_revision_spec(&mut v, "spec", &r.spec),
+        Object::Revision(r) => {
+            validate_runtime_annotation(&mut v, "metadata.annotations", &r.metadata);
+            validate_revision_spec(&mut v, "spec", &r.spec, &r.metadata);
+        }
         Object::Route(r) => validate_traffic(&mut v, "spec.traffic", &r.spec.traffic, parent, true),
+        // Written by Nimbus's own controllers; their specs are not user input.
+        Object::PodAutoscaler(_) | Object::Ingress(_) => {}
     }
     v.0
 }
 
-/// Rules that compare an update with the stored object. Knative's: a user-chosen revision name
-/// (`spec.template.metadata.name`) names one immutable template, so changing the template while
-/// keeping the name is refused.
+/// Why a Revision's spec may not change, as the API servers say it (the embedded one after the
+/// changed fields, a cluster's CRD in its validation rule's message).
+pub const REVISION_SPEC_IMMUTABLE: &str = "A Revision's spec never changes once created: change \
+    the Service's or Configuration's spec.template instead, which creates a new Revision";
+
+/// Rules that compare an update with the stored object. Knative's: a Revision's spec never
+/// changes, and a user-chosen revision name (`spec.template.metadata.name`) names one immutable
+/// template, so changing the template while keeping the name is refused.
 pub fn validate_update(old: &Object, new: &Object) -> Vec<FieldError> {
+    if let (Object::Revision(before), Object::Revision(after)) = (old, new)
+        && before.spec != after.spec
+    {
+        let json = |spec: &RevisionSpec| serde_json::to_value(spec).unwrap_or_default();
+        let changed = immutable::describe("spec", &json(&before.spec), &json(&after.spec));
+        return vec![FieldError::new(
+            "spec",
+            format!("{changed}. {REVISION_SPEC_IMMUTABLE}"),
+        )];
+    }
     let template = |o: &Object| match o {
         Object::Service(s) => Some(s.spec.template.clone()),
         Object::Configuration(c) => Some(c.spec.template.clone()),
@@ -115,7 +141,8 @@ fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, paren
             e,
         );
     }
-    validate_revision_spec(v, &format!("{path}.spec"), &t.spec);
+    validate_runtime_annotation(v, &format!("{path}.metadata.annotations"), &t.metadata);
+    validate_revision_spec(v, &format!("{path}.spec"), &t.spec, &t.metadata);
     let annotations_path = format!("{path}.metadata.annotations");
     let cc = t.spec.container_concurrency.unwrap_or(0);
     if let Err(errs) = crate::autoscaling::ScalingSpec::from_annotations(
@@ -127,17 +154,30 @@ fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, paren
     }
 }
 
-/// Validate a revision spec found at `path`.
-fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec) {
-    let runtime = spec.runtime_class_name.as_deref();
-    if let Some(rc) = runtime
-        && ![RUNTIME_PROCESS, RUNTIME_OCI, RUNTIME_WASM].contains(&rc)
+/// `nimbus.dev/runtime` names one of Nimbus's backends.
+fn validate_runtime_annotation(v: &mut Errors, path: &str, meta: &ObjectMeta) {
+    if let Some(value) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_RUNTIME))
+        && Backend::parse(value).is_none()
     {
         v.add(
-            format!("{path}.runtimeClassName"),
-            format!("{rc:?} is not a runtime Nimbus has; use \"{RUNTIME_PROCESS}\", \"{RUNTIME_OCI}\" or \"{RUNTIME_WASM}\""),
+            format!("{path}[{ANNOTATION_RUNTIME}]"),
+            format!("{value:?} is not a Nimbus backend; use \"{RUNTIME_PROCESS}\", \"{RUNTIME_OCI}\" or \"{RUNTIME_WASM}\""),
         );
     }
+}
+
+/// Validate a revision spec found at `path` (`meta`: the revision's or template's metadata).
+fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta: &ObjectMeta) {
+    if let Some(rc) = spec.runtime_class_name.as_deref()
+        && let Err(e) = crate::names::check_dns_subdomain(rc)
+    {
+        v.add(format!("{path}.runtimeClassName"), e);
+    }
+    let backend = runtime_choice(meta.annotations.as_ref(), spec).backend;
+    let runtime = Some(backend.as_str());
     match spec.containers.len() {
         0 => v.add(
             format!("{path}.containers"),
@@ -186,12 +226,12 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
     match runtime {
         Some(RUNTIME_PROCESS) if !has_command => v.add(
             format!("{path}.command"),
-            "is required for runtimeClassName \"process\": give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
+            "is required for the process backend (nimbus.dev/runtime: process): give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         ),
         Some(RUNTIME_PROCESS) => {}
         _ if c.image.as_deref().unwrap_or("").is_empty() => v.add(
             format!("{path}.image"),
-            "is required (or set spec.runtimeClassName: process and a command to run a host process)",
+            "is required (or annotate the template with nimbus.dev/runtime: process and give a command to run a host process)",
         ),
         _ => {}
     }
@@ -239,6 +279,15 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
     for (i, e) in c.env.as_deref().unwrap_or_default().iter().enumerate() {
         if e.name.is_empty() {
             v.add(format!("{path}.env[{i}].name"), "must not be empty");
+        }
+        if RESERVED_ENV.contains(&e.name.as_str()) {
+            v.add(
+                format!("{path}.env[{i}].name"),
+                format!(
+                    "{:?} is a reserved environment variable (Knative's runtime contract sets it)",
+                    e.name
+                ),
+            );
         }
         if e.value_from.is_some() {
             v.add(

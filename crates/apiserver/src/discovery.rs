@@ -1,6 +1,8 @@
-//! Discovery: what kubectl asks before anything else — the server version, the API groups, and
-//! the resources of `serving.knative.dev/v1` with their short names, categories, verbs and
-//! subresources. kubectl builds its REST mapping (`ksvc` → `services.serving.knative.dev`) from
+//! Discovery: what kubectl asks before anything else — the server version, the API groups
+//! (`serving.knative.dev/v1`, and Knative's internal `autoscaling.internal.knative.dev/v1alpha1`
+//! and `networking.internal.knative.dev/v1alpha1`), and each group-version's resources with
+//! their short names, categories, verbs and subresources. kubectl builds its REST mapping
+//! (`ksvc` → `services.serving.knative.dev`, `kpa` → `podautoscalers.autoscaling...`) from
 //! these answers.
 //!
 //! Only the legacy (unaggregated) documents are served. kubectl 1.32 first asks `/api` and
@@ -8,8 +10,11 @@
 //! answer's `Content-Type` is plain `application/json`. There is no core (`/api/v1`) group.
 
 use axum::Json;
-use nimbus_api::{API_VERSION, GROUP, Kind};
+use axum::extract::Path;
+use nimbus_api::Kind;
 use serde_json::{Value, json};
+
+use crate::status::ApiError;
 
 /// The Kubernetes minor version whose API conventions Nimbus follows (kubectl warns beyond a
 /// skew of one minor version).
@@ -43,39 +48,67 @@ pub async fn core_versions() -> Json<Value> {
     Json(json!({ "kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": [] }))
 }
 
-/// GET `/apis`.
+/// GET `/apis`: every group, in [`Kind::ALL`] order (`serving.knative.dev` first).
 pub async fn groups() -> Json<Value> {
-    Json(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [group()] }))
+    let groups: Vec<Value> = group_names().into_iter().map(group).collect();
+    Json(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
 }
 
-/// GET `/apis/serving.knative.dev`.
-pub async fn serving_group() -> Json<Value> {
-    Json(group())
+/// GET `/apis/{group}`.
+pub async fn api_group(Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    match group_names().into_iter().find(|g| *g == name) {
+        Some(g) => Ok(Json(group(g))),
+        None => Err(ApiError::no_such_path()),
+    }
 }
 
-fn group() -> Value {
-    let version = json!({ "groupVersion": API_VERSION, "version": "v1" });
+/// GET `/apis/{group}/{version}`.
+pub async fn api_resources(
+    Path((group, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let api_version = format!("{group}/{version}");
+    match Kind::of_api_version(&api_version).next() {
+        Some(kind) => Ok(Json(resource_list(kind.api_version()))),
+        None => Err(ApiError::no_such_path()),
+    }
+}
+
+/// The served groups, each once, in [`Kind::ALL`] order.
+fn group_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for group in Kind::ALL.map(Kind::group) {
+        if !names.contains(&group) {
+            names.push(group);
+        }
+    }
+    names
+}
+
+/// A group's `APIGroup`: each group serves one version.
+fn group(name: &str) -> Value {
+    let kind = Kind::ALL.into_iter().find(|k| k.group() == name);
+    let version = kind.map_or(
+        json!({}),
+        |k| json!({ "groupVersion": k.api_version(), "version": k.version() }),
+    );
     json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
-        "name": GROUP,
+        "name": name,
         "versions": [version],
         "preferredVersion": version,
     })
 }
 
-/// GET `/apis/serving.knative.dev/v1`.
-pub async fn serving_resources() -> Json<Value> {
-    Json(resource_list())
-}
-
-/// The `APIResourceList` of `serving.knative.dev/v1`.
-pub fn resource_list() -> Value {
-    let resources: Vec<Value> = Kind::ALL.into_iter().flat_map(resources_of).collect();
+/// The `APIResourceList` of one group-version.
+pub fn resource_list(api_version: &str) -> Value {
+    let resources: Vec<Value> = Kind::of_api_version(api_version)
+        .flat_map(resources_of)
+        .collect();
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": API_VERSION,
+        "groupVersion": api_version,
         "resources": resources,
     })
 }
@@ -89,8 +122,8 @@ fn resources_of(kind: Kind) -> [Value; 2] {
         "namespaced": true,
         "kind": kind.as_str(),
         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-        "shortNames": short_names(kind),
-        "categories": ["all", "knative", "serving"],
+        "shortNames": kind.short_names(),
+        "categories": kind.categories(),
     });
     let status = json!({
         "name": format!("{plural}/status"),
@@ -102,23 +135,13 @@ fn resources_of(kind: Kind) -> [Value; 2] {
     [resource, status]
 }
 
-/// Knative's short names. (`svc` is Kubernetes' Service; Nimbus's own CLI also accepts it.)
-pub fn short_names(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Service => &["kservice", "ksvc"],
-        Kind::Configuration => &["config", "cfg"],
-        Kind::Revision => &["rev"],
-        Kind::Route => &["rt"],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_kind_has_a_resource_and_a_status_subresource() {
-        let list = resource_list();
+        let list = resource_list(nimbus_api::API_VERSION);
         let names: Vec<&str> = list["resources"]
             .as_array()
             .unwrap()

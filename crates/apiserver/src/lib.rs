@@ -1,21 +1,28 @@
-//! Nimbus's control-plane API: the Knative Serving resources (`services`, `configurations`,
-//! `revisions`, `routes` in `serving.knative.dev/v1`) served over HTTP with Kubernetes API
-//! conventions, so that kubectl and kube-rs can talk to it as to a cluster.
+//! Nimbus's control-plane API: the resource kinds of `nimbus-api` served over HTTP with
+//! Kubernetes API conventions, so that kubectl and kube-rs can talk to it as to a cluster. Each
+//! kind is served under its own group-version, as a Kubernetes API server serves CRD groups:
+//! `services`, `configurations`, `revisions`, `routes` in `serving.knative.dev/v1`,
+//! `podautoscalers` in `autoscaling.internal.knative.dev/v1alpha1` and `ingresses` in
+//! `networking.internal.knative.dev/v1alpha1`.
 //!
 //! This crate owns the HTTP shape only: paths, verbs, query parameters, `Status` errors, list and
 //! watch encodings. What is valid is decided by `nimbus-api`; what is stored, and every
 //! `resourceVersion`, by `nimbus-store`. It never reconciles anything: after each successful write
 //! it calls the [`WriteHook`] so the controller can be poked.
 //!
+//! One set of handlers serves every kind: the routes match `/apis/{group}/{version}/...`, and the
+//! path extractors (`path.rs`) turn group, version and plural into the kind, or a 404 when that
+//! group-version has no such resource.
+//!
 //! | Path | Verbs |
 //! |---|---|
 //! | `/healthz` | GET (the only path answered without the token) |
-//! | `/version`, `/api`, `/apis`, `/apis/serving.knative.dev[/v1]` | GET: discovery |
-//! | `/openapi/v3[/apis/serving.knative.dev/v1]`, `/openapi/v2` | GET: schemas |
-//! | `{API_PREFIX}/{plural}` | GET list / watch across namespaces |
-//! | `{API_PREFIX}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
-//! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
-//! | `{API_PREFIX}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
+//! | `/version`, `/api`, `/apis`, `/apis/{group}[/{version}]` | GET: discovery |
+//! | `/openapi/v3[/apis/{group}/{version}]`, `/openapi/v2` | GET: schemas |
+//! | `/apis/{group}/{version}/{plural}` | GET list / watch across namespaces |
+//! | `/apis/{group}/{version}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
+//! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
+//! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
 //! | `{API_PREFIX}/namespaces/{ns}/services/{name}/log`, `.../revisions/{name}/log` | GET: instance logs (see [`logs`]) |
 //!
 //! GETs answer a `meta.k8s.io` `Table` when asked (`kubectl get`); writes take `fieldManager`,
@@ -23,12 +30,13 @@
 
 mod body;
 mod discovery;
-pub mod fields;
+pub use nimbus_api::fields;
 mod list;
 pub mod logs;
 mod openapi;
 mod params;
 mod patch;
+mod path;
 mod resources;
 mod selector;
 mod stamp;
@@ -57,7 +65,8 @@ pub use state::{ApiState, Caller, DEFAULT_BOOKMARK_INTERVAL, PUBLIC_PATHS, Write
 pub use status::{ApiError, Cause, Details, FieldConflict};
 pub use tls::{TlsError, TlsIdentity};
 
-/// The path prefix of every resource: `/apis/serving.knative.dev/v1`.
+/// The path prefix of the `serving.knative.dev/v1` resources (and of their `log` subresources).
+/// Each kind's resources are under `/apis/{}` of its [`Kind::api_version`](nimbus_api::Kind).
 pub const API_PREFIX: &str = "/apis/serving.knative.dev/v1";
 
 /// How long [`serve`] lets open requests (watches above all) finish after shutdown is asked.
@@ -65,44 +74,44 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The API as a service; test it with `tower::ServiceExt::oneshot`.
 pub fn app(state: ApiState) -> Router {
-    let p = API_PREFIX;
+    let r = path::RESOURCES;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::core_versions))
         .route("/apis", get(discovery::groups))
-        .route("/apis/serving.knative.dev", get(discovery::serving_group))
-        .route(p, get(discovery::serving_resources))
+        .route("/apis/{group}", get(discovery::api_group))
+        .route(r, get(discovery::api_resources))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_root))
         .route(
-            "/openapi/v3/apis/serving.knative.dev/v1",
-            get(openapi::v3_serving),
+            "/openapi/v3/apis/{group}/{version}",
+            get(openapi::v3_group_version),
         )
-        .route(&format!("{p}/{{plural}}"), get(list::list_all))
+        .route(&format!("{r}/{{plural}}"), get(list::list_or_watch))
         .route(
-            &format!("{p}/namespaces/{{ns}}/{{plural}}"),
-            get(list::list_namespaced).post(resources::create),
+            &format!("{r}/namespaces/{{ns}}/{{plural}}"),
+            get(list::list_or_watch).post(resources::create),
         )
         .route(
-            &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}"),
+            &format!("{r}/namespaces/{{ns}}/{{plural}}/{{name}}"),
             get(resources::get)
                 .put(resources::replace)
                 .patch(resources::patch)
                 .delete(resources::delete),
         )
         .route(
-            &format!("{p}/namespaces/{{ns}}/{{plural}}/{{name}}/status"),
+            &format!("{r}/namespaces/{{ns}}/{{plural}}/{{name}}/status"),
             get(resources::get)
                 .put(resources::replace_status)
                 .patch(resources::patch_status),
         )
         .route(
-            &format!("{p}/namespaces/{{ns}}/services/{{name}}/log"),
+            &format!("{API_PREFIX}/namespaces/{{ns}}/services/{{name}}/log"),
             get(logs::service_log),
         )
         .route(
-            &format!("{p}/namespaces/{{ns}}/revisions/{{name}}/log"),
+            &format!("{API_PREFIX}/namespaces/{{ns}}/revisions/{{name}}/log"),
             get(logs::revision_log),
         )
         .fallback(not_found)

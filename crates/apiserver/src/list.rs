@@ -10,17 +10,17 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
-use nimbus_api::{API_VERSION, Kind, Object};
+use nimbus_api::{Kind, Object};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::params::is_true;
-use crate::resources::kind_of;
+use crate::path::CollectionPath;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::state::ApiState;
 use crate::status::ApiError;
@@ -53,36 +53,15 @@ struct ContinueToken {
     after: String,
 }
 
-/// GET `/{plural}`: across namespaces.
-pub async fn list_all(
+/// GET `/{plural}` (across namespaces) and `/namespaces/{ns}/{plural}`.
+pub async fn list_or_watch(
     State(state): State<ApiState>,
-    Path(plural): Path<String>,
+    CollectionPath { kind, namespace }: CollectionPath,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    list_or_watch(state, &plural, None, &headers, params).await
-}
-
-/// GET `/namespaces/{ns}/{plural}`.
-pub async fn list_namespaced(
-    State(state): State<ApiState>,
-    Path((namespace, plural)): Path<(String, String)>,
-    headers: HeaderMap,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    list_or_watch(state, &plural, Some(namespace), &headers, params).await
-}
-
-async fn list_or_watch(
-    state: ApiState,
-    plural: &str,
-    namespace: Option<String>,
-    headers: &HeaderMap,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(plural)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let format = Format::negotiate(headers, params.include_object.as_deref())?;
+    let format = Format::negotiate(&headers, params.include_object.as_deref())?;
     let filter = WatchFilter {
         kind,
         namespace,
@@ -152,7 +131,7 @@ fn list(
         metadata["remainingItemCount"] = json!(rest.len());
     }
     Ok(json!({
-        "apiVersion": API_VERSION,
+        "apiVersion": filter.kind.api_version(),
         "kind": list_kind(filter.kind),
         "metadata": metadata,
         "items": items,

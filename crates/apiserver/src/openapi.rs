@@ -1,68 +1,92 @@
 //! OpenAPI documents generated from the Rust types (`schemars`, with k8s-openapi's own schemas
 //! for `ObjectMeta`, `Container` and friends), never written by hand.
 //!
-//! - `/openapi/v3` lists the group-versions; `/openapi/v3/apis/serving.knative.dev/v1` is the
-//!   document kubectl reads for `kubectl explain` and to learn that PATCH takes
-//!   `fieldValidation` (so `kubectl apply` leaves validation to the server rather than
-//!   falling back to client-side validation with `/openapi/v2`).
+//! - `/openapi/v3` lists the group-versions; `/openapi/v3/apis/{group}/{version}` is one
+//!   group-version's document (its paths, and the schemas they reach), which kubectl reads for
+//!   `kubectl explain` and to learn that PATCH takes `fieldValidation` (so `kubectl apply`
+//!   leaves validation to the server rather than falling back to client-side validation with
+//!   `/openapi/v2`).
 //! - `/openapi/v2` is the same schemas as Swagger 2.0 JSON (`kubectl explain
 //!   --output=plaintext-openapiv2`). Protobuf is not spoken: a client that only accepts it gets
 //!   406.
 //!
-//! Schemas are post-processed into the shape Kubernetes publishes: `$ref`s with siblings wrapped
-//! in `allOf`, no `nullable`/`default`, and `x-kubernetes-group-version-kind` on the kinds.
+//! Schemas come from `nimbus_api::schema` (shared with the CRDs a cluster installs) in the shape
+//! Kubernetes publishes: `$ref`s with siblings wrapped in `allOf`, no `nullable`/`default`; this
+//! module adds the list kinds, `Status` and `x-kubernetes-group-version-kind` on the kinds.
 
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use axum::Json;
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use nimbus_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
-use nimbus_api::{API_VERSION, Configuration, GROUP, Kind, Revision, Route, Service};
-use schemars::generate::SchemaSettings;
+use nimbus_api::{Kind, schema};
 use serde_json::{Map, Value, json};
 
 use crate::status::ApiError;
 
 /// The generated documents, built once.
 struct Documents {
-    v3: Value,
-    /// Changes whenever the document does; part of its URL so clients may cache it forever.
-    v3_hash: String,
+    /// One per group-version, in [`Kind::ALL`] order.
+    v3: Vec<GroupVersionDocument>,
     v2: Value,
 }
 
-const REF_V3: &str = "#/components/schemas/";
+/// The OpenAPI v3 document of one group-version.
+struct GroupVersionDocument {
+    /// `serving.knative.dev/v1`, ...
+    api_version: &'static str,
+    document: Value,
+    /// Changes whenever the document does; part of its URL so clients may cache it forever.
+    hash: String,
+}
+
+const REF_V3: &str = schema::REF_PREFIX;
 const REF_V2: &str = "#/definitions/";
-const GV_PATH: &str = "apis/serving.knative.dev/v1";
 
 fn documents() -> &'static Documents {
     static DOCS: OnceLock<Documents> = OnceLock::new();
     DOCS.get_or_init(|| {
         let schemas = schemas();
-        let v3 = v3_document(&schemas);
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        v3.to_string().hash(&mut hasher);
-        let v2 = v2_document(&schemas);
+        let mut v3: Vec<GroupVersionDocument> = Vec::new();
+        for kind in Kind::ALL {
+            if v3.iter().all(|d| d.api_version != kind.api_version()) {
+                v3.push(GroupVersionDocument::new(kind.api_version(), &schemas));
+            }
+        }
         Documents {
             v3,
-            v3_hash: format!("{:016X}", hasher.finish()),
-            v2,
+            v2: v2_document(&schemas),
         }
     })
 }
 
 /// GET `/openapi/v3`: where each group-version's document is.
 pub async fn v3_root() -> Json<Value> {
-    let url = format!("/openapi/v3/{GV_PATH}?hash={}", documents().v3_hash);
-    Json(json!({ "paths": { GV_PATH: { "serverRelativeURL": url } } }))
+    let paths: Map<String, Value> = documents()
+        .v3
+        .iter()
+        .map(|d| {
+            let path = format!("apis/{}", d.api_version);
+            let url = format!("/openapi/v3/{path}?hash={}", d.hash);
+            (path, json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    Json(json!({ "paths": paths }))
 }
 
-/// GET `/openapi/v3/apis/serving.knative.dev/v1`.
-pub async fn v3_serving(headers: HeaderMap) -> Result<Response, ApiError> {
+/// GET `/openapi/v3/apis/{group}/{version}`.
+pub async fn v3_group_version(
+    Path((group, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let api_version = format!("{group}/{version}");
+    let found = documents().v3.iter().find(|d| d.api_version == api_version);
+    let doc = found.ok_or_else(ApiError::no_such_path)?;
     accepts_json(&headers)?;
-    Ok(Json(documents().v3.clone()).into_response())
+    Ok(Json(doc.document.clone()).into_response())
 }
 
 /// GET `/openapi/v2`.
@@ -91,106 +115,64 @@ fn accepts_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 // === schemas ===
 
-/// Every schema, under its Kubernetes-style name, with `#/components/schemas/` references.
+/// Every schema of every group-version, under its Kubernetes-style name, with
+/// `#/components/schemas/` references.
 fn schemas() -> Map<String, Value> {
-    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut generator = schema::generator();
     for kind in Kind::ALL {
-        match kind {
-            Kind::Service => generator.subschema_for::<Service>(),
-            Kind::Configuration => generator.subschema_for::<Configuration>(),
-            Kind::Revision => generator.subschema_for::<Revision>(),
-            Kind::Route => generator.subschema_for::<Route>(),
-        };
+        schema::add_kind(&mut generator, kind);
     }
     generator.subschema_for::<ListMeta>();
     generator.subschema_for::<Status>();
-    let mut schemas: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .map(|(name, mut schema)| {
-            normalize(&mut schema);
-            (name, schema)
-        })
-        .collect();
+    let mut schemas = schema::take_definitions(&mut generator);
     for kind in Kind::ALL {
-        let name = schema_name(kind.as_str());
-        if let Some(schema) = schemas.get_mut(&name) {
-            describe_kind(schema, kind.as_str());
+        if let Some(schema) = schemas.get_mut(&schema_name(kind, kind.as_str())) {
+            describe_kind(schema, kind);
         }
-        schemas.insert(schema_name(&format!("{kind}List")), list_schema(kind));
+        schemas.insert(schema_name(kind, &list_kind(kind)), list_schema(kind));
     }
     schemas.insert(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
+        PATCH.into(),
         json!({ "type": "object", "description": "A patch: a JSON merge patch, a JSON patch or an apply configuration." }),
     );
     schemas
 }
 
-fn schema_name(kind: &str) -> String {
-    format!("dev.knative.serving.v1.{kind}")
+const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
+const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+
+/// A schema of `kind`'s group-version, named as Kubernetes names a CRD's: the reversed group,
+/// the version and the type (`dev.knative.internal.autoscaling.v1alpha1.PodAutoscaler`).
+fn schema_name(kind: Kind, type_name: &str) -> String {
+    schema::definition_name(kind, type_name)
 }
 
-/// Into Kubernetes' shape: optional values are not `nullable`, references with siblings sit in
-/// `allOf`, and no `default`s (the server applies defaults, the schema does not promise them).
-fn normalize(schema: &mut Value) {
-    let Value::Object(map) = schema else { return };
-    if let Some(inner) = unwrap_nullable(map) {
-        map.remove("anyOf");
-        map.extend(inner);
-    }
-    map.remove("nullable");
-    map.remove("default");
-    if map.len() > 1
-        && let Some(reference) = map.remove("$ref")
-    {
-        map.insert("allOf".into(), json!([{ "$ref": reference }]));
-    }
-    for key in ["properties", "patternProperties"] {
-        if let Some(Value::Object(props)) = map.get_mut(key) {
-            props.values_mut().for_each(normalize);
-        }
-    }
-    for key in ["items", "additionalProperties"] {
-        if let Some(v) = map.get_mut(key) {
-            normalize(v);
-        }
-    }
-    for key in ["allOf", "anyOf", "oneOf"] {
-        if let Some(Value::Array(list)) = map.get_mut(key) {
-            list.iter_mut().for_each(normalize);
-        }
-    }
-}
-
-/// `anyOf: [X, {"nullable": true, ...}]` (how schemars writes `Option<X>`) → X's keys.
-fn unwrap_nullable(map: &Map<String, Value>) -> Option<Map<String, Value>> {
-    let Some(Value::Array(any)) = map.get("anyOf") else {
-        return None;
-    };
-    let is_null = |v: &Value| {
-        v.get("nullable") == Some(&json!(true))
-            && v.get("$ref").is_none()
-            && v.get("type").is_none()
-    };
-    match any.as_slice() {
-        [x, n] | [n, x] if is_null(n) && !is_null(x) => x.as_object().cloned(),
-        _ => None,
-    }
+fn list_kind(kind: Kind) -> String {
+    format!("{kind}List")
 }
 
 /// Kubernetes' descriptions of the type fields, and the kind's GVK.
-fn describe_kind(schema: &mut Value, kind: &str) {
+fn describe_kind(schema: &mut Value, kind: Kind) {
+    let api_version = format!(
+        "APIVersion defines the versioned schema of this representation of an object: {}.",
+        kind.api_version()
+    );
     let describe = [
-        (
-            "apiVersion",
-            "APIVersion defines the versioned schema of this representation of an object: serving.knative.dev/v1.",
-        ),
+        ("apiVersion", api_version.as_str()),
         (
             "kind",
             "Kind is a string value representing the REST resource this object represents.",
         ),
         ("metadata", "Standard object's metadata."),
-        ("spec", "The desired state, written by users."),
+        (
+            "spec",
+            match kind.is_internal() {
+                true => {
+                    "The desired state, written by Nimbus's controllers (Knative's internal kind)."
+                }
+                false => "The desired state, written by users.",
+            },
+        ),
         (
             "status",
             "The observed state, written by Nimbus's controller (the status subresource).",
@@ -203,46 +185,102 @@ fn describe_kind(schema: &mut Value, kind: &str) {
             }
         }
     }
-    schema["x-kubernetes-group-version-kind"] = json!([gvk(kind)]);
+    schema["x-kubernetes-group-version-kind"] = json!([gvk(kind, kind.as_str())]);
 }
 
-fn gvk(kind: &str) -> Value {
-    json!({ "group": GROUP, "version": "v1", "kind": kind })
+/// `{group, version, kind}` of `type_name` (`kind` or its list) in `kind`'s group-version.
+fn gvk(kind: Kind, type_name: &str) -> Value {
+    json!({ "group": kind.group(), "version": kind.version(), "kind": type_name })
 }
 
 fn list_schema(kind: Kind) -> Value {
+    let list = list_kind(kind);
     json!({
         "type": "object",
         "description": format!("A list of {}.", kind.plural()),
         "required": ["items"],
         "properties": {
-            "apiVersion": { "type": "string", "description": "serving.knative.dev/v1" },
-            "kind": { "type": "string", "description": format!("{kind}List") },
+            "apiVersion": { "type": "string", "description": kind.api_version() },
+            "kind": { "type": "string", "description": list },
             "metadata": { "allOf": [{ "$ref": format!("{REF_V3}io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta") }] },
-            "items": { "type": "array", "items": { "$ref": format!("{REF_V3}{}", schema_name(kind.as_str())) } },
+            "items": { "type": "array", "items": { "$ref": format!("{REF_V3}{}", schema_name(kind, kind.as_str())) } },
         },
-        "x-kubernetes-group-version-kind": [gvk(&format!("{kind}List"))],
+        "x-kubernetes-group-version-kind": [gvk(kind, &list)],
     })
 }
 
 // === documents ===
 
-fn v3_document(schemas: &Map<String, Value>) -> Value {
+impl GroupVersionDocument {
+    fn new(api_version: &'static str, all: &Map<String, Value>) -> Self {
+        let document = v3_document(api_version, all);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        document.to_string().hash(&mut hasher);
+        Self {
+            api_version,
+            document,
+            hash: format!("{:016X}", hasher.finish()),
+        }
+    }
+}
+
+/// One group-version's paths, and of `all` the schemas they reach (with `Status`).
+fn v3_document(api_version: &str, all: &Map<String, Value>) -> Value {
     let mut paths = Map::new();
-    for kind in Kind::ALL {
+    for kind in Kind::of_api_version(api_version) {
         paths.extend(kind_paths(kind));
     }
+    let mut roots = vec![STATUS.to_string()];
+    for kind in Kind::of_api_version(api_version) {
+        roots.push(schema_name(kind, kind.as_str()));
+        roots.push(schema_name(kind, &list_kind(kind)));
+    }
+    roots.extend(references(&Value::Object(paths.clone())));
     json!({
         "openapi": "3.0.0",
-        "info": { "title": "Nimbus", "version": API_VERSION },
+        "info": { "title": "Nimbus", "version": api_version },
         "paths": paths,
-        "components": { "schemas": schemas },
+        "components": { "schemas": reachable(all, roots) },
     })
+}
+
+/// The schemas of `all` named in `roots`, and every schema they refer to, transitively.
+fn reachable(all: &Map<String, Value>, mut roots: Vec<String>) -> Map<String, Value> {
+    let mut found = Map::new();
+    while let Some(name) = roots.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        if let Some(schema) = all.get(&name) {
+            roots.extend(references(schema));
+            found.insert(name, schema.clone());
+        }
+    }
+    found
+}
+
+/// The schema names a value refers to with `$ref`.
+fn references(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v) {
+                ("$ref", Value::String(r)) => r
+                    .strip_prefix(REF_V3)
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect(),
+                _ => references(v),
+            })
+            .collect(),
+        Value::Array(list) => list.iter().flat_map(references).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The collection, item and status paths of a kind, with their operations.
 fn kind_paths(kind: Kind) -> Vec<(String, Value)> {
-    let base = format!("/apis/{API_VERSION}");
+    let base = format!("/apis/{}", kind.api_version());
     let plural = kind.plural();
     let ns = format!("{base}/namespaces/{{namespace}}/{plural}");
     let list = format!("{kind}List");
@@ -291,12 +329,12 @@ fn op(kind: Kind, action: &str, answer: &str, dry_run: bool) -> Value {
         false => Vec::new(),
     };
     json!({
-        "tags": ["servingKnativeDev_v1"],
+        "tags": [tag(kind)],
         "operationId": format!("{action}{kind}"),
         "parameters": params,
-        "responses": { "200": response(answer) },
+        "responses": { "200": response(kind, answer) },
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk(kind.as_str()),
+        "x-kubernetes-group-version-kind": gvk(kind, kind.as_str()),
     })
 }
 
@@ -320,8 +358,8 @@ fn write_op(kind: Kind, action: &str, extra: &[&str]) -> Value {
         ));
     }
     let schema = match action {
-        "patch" => "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".to_string(),
-        _ => schema_name(kind.as_str()),
+        "patch" => PATCH.to_string(),
+        _ => schema_name(kind, kind.as_str()),
     };
     let types: &[&str] = match action {
         "patch" => &[
@@ -341,18 +379,33 @@ fn write_op(kind: Kind, action: &str, extra: &[&str]) -> Value {
         })
         .collect();
     json!({
-        "tags": ["servingKnativeDev_v1"],
+        "tags": [tag(kind)],
         "operationId": format!("{action}{kind}"),
         "parameters": params,
         "requestBody": { "content": content, "required": true },
-        "responses": { "200": response(kind.as_str()), "201": response(kind.as_str()) },
+        "responses": { "200": response(kind, kind.as_str()), "201": response(kind, kind.as_str()) },
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk(kind.as_str()),
+        "x-kubernetes-group-version-kind": gvk(kind, kind.as_str()),
     })
 }
 
-fn response(kind: &str) -> Value {
-    let schema = json!({ "$ref": format!("{REF_V3}{}", schema_name(kind)) });
+/// Kubernetes' operation tag: the group in camel case and the version
+/// (`servingKnativeDev_v1`).
+fn tag(kind: Kind) -> String {
+    let mut words = kind.group().split('.');
+    let mut text = words.next().unwrap_or("").to_string();
+    for word in words {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            text.push(first.to_ascii_uppercase());
+            text.push_str(chars.as_str());
+        }
+    }
+    format!("{text}_{}", kind.version())
+}
+
+fn response(kind: Kind, answer: &str) -> Value {
+    let schema = json!({ "$ref": format!("{REF_V3}{}", schema_name(kind, answer)) });
     json!({ "description": "OK", "content": { "application/json": { "schema": schema } } })
 }
 
@@ -383,65 +436,12 @@ fn v2_document(schemas: &Map<String, Value>) -> Value {
     let definitions: Value = serde_json::from_str(&text).unwrap_or_default();
     json!({
         "swagger": "2.0",
-        "info": { "title": "Nimbus", "version": API_VERSION },
+        "info": { "title": "Nimbus", "version": env!("CARGO_PKG_VERSION") },
         "paths": {},
         "definitions": definitions,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_carry_their_gvk_and_traffic_is_documented() {
-        let doc = &documents().v3;
-        let schemas = &doc["components"]["schemas"];
-        let svc = &schemas["dev.knative.serving.v1.Service"];
-        assert_eq!(svc["x-kubernetes-group-version-kind"][0]["kind"], "Service");
-        let spec = &schemas["dev.knative.serving.v1.ServiceSpec"];
-        assert_eq!(spec["properties"]["traffic"]["type"], "array");
-        let target = &schemas["dev.knative.serving.v1.TrafficTarget"];
-        assert_eq!(target["properties"]["percent"]["type"], "integer");
-        assert!(target["properties"]["percent"].get("nullable").is_none());
-        assert!(schemas["io.k8s.api.core.v1.Container"]["properties"]["image"].is_object());
-        assert_eq!(
-            schemas["dev.knative.serving.v1.RevisionList"]["x-kubernetes-group-version-kind"][0]["kind"],
-            "RevisionList"
-        );
-    }
-
-    #[test]
-    fn every_reference_resolves() {
-        let doc = &documents().v3;
-        let text = doc.to_string();
-        for piece in text.split(REF_V3).skip(1) {
-            let name = &piece[..piece.find('"').unwrap()];
-            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
-        }
-    }
-
-    #[test]
-    fn patch_advertises_field_validation_for_kubectl() {
-        let doc = &documents().v3;
-        let patch = &doc["paths"]["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"]
-            ["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Service");
-        let names: Vec<&str> = patch["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
-        assert!(names.contains(&"fieldValidation"), "{names:?}");
-    }
-
-    #[test]
-    fn optional_references_are_wrapped_in_all_of() {
-        let mut s = json!({"anyOf": [{"$ref": "#/x"}, {"enum": [null], "nullable": true}], "description": "d"});
-        normalize(&mut s);
-        assert_eq!(s, json!({"allOf": [{"$ref": "#/x"}], "description": "d"}));
-        let v2 = &documents().v2;
-        assert!(!v2.to_string().contains(REF_V3));
-    }
-}
+#[path = "openapi_tests.rs"]
+mod tests;

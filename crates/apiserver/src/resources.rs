@@ -10,12 +10,12 @@
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use nimbus_api::parse::decode_object_lenient;
-use nimbus_api::{API_VERSION, Kind, Object};
+use nimbus_api::{Kind, Object};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,6 +23,7 @@ use crate::body;
 use crate::fields::{self, Entry};
 use crate::params::{FieldValidation, WriteParams};
 use crate::patch::{self, PatchType};
+use crate::path::{CollectionPath, ItemPath};
 use crate::stamp;
 use crate::state::{ApiState, Caller};
 use crate::status::{ApiError, Details};
@@ -30,14 +31,6 @@ use crate::table::Format;
 
 /// How often a patch is retried when another write slipped in between its read and its write.
 const PATCH_ATTEMPTS: usize = 5;
-
-/// `{plural}` of a URL: exactly one of the served resources' plural names.
-pub fn kind_of(plural: &str) -> Result<Kind, ApiError> {
-    Kind::ALL
-        .into_iter()
-        .find(|k| k.plural() == plural)
-        .ok_or_else(ApiError::no_such_path)
-}
 
 /// Query parameters of a single-object GET.
 #[derive(Debug, Default, Deserialize)]
@@ -65,12 +58,13 @@ struct Written {
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((namespace, plural)): Path<(String, String)>,
+    at: CollectionPath,
     params: WriteParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
+    // POST is routed only under `namespaces/{ns}`, so the namespace is always there.
+    let (kind, namespace) = (at.kind, at.namespace.unwrap_or_default());
     let mut value = body::parse(&headers, body)?;
     body::set_namespace(&mut value, &namespace)?;
     let w = Writer::new(&state, caller, params, &headers);
@@ -85,69 +79,59 @@ pub async fn create(
 /// GET `/namespaces/{ns}/{plural}/{name}` (and `.../status`), as an object or a Table.
 pub async fn get(
     State(state): State<ApiState>,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
     let format = Format::negotiate(&headers, params.include_object.as_deref())?;
-    let obj = state.store.must_get(kind, &namespace, &name)?;
-    let rv = obj.metadata().resource_version.clone();
-    Ok(Json(format.render(obj.to_json(), rv.as_deref())).into_response())
+    let obj = state.store.must_get(at.kind, &at.namespace, &at.name)?;
+    Ok(Json(format.render(&obj)).into_response())
 }
 
 /// PUT `/namespaces/{ns}/{plural}/{name}`: replace spec and metadata; status is kept.
 pub async fn replace(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     params: WriteParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
-    let value = body_for(&namespace, &name, &headers, body)?;
+    let value = body_for(&at, &headers, body)?;
     let w = Writer::new(&state, caller, params, &headers);
-    let stored = state.store.must_get(kind, &namespace, &name)?;
-    Ok(w.update(kind, &stored, value)?.into_response())
+    let stored = state.store.must_get(at.kind, &at.namespace, &at.name)?;
+    Ok(w.update(at.kind, &stored, value)?.into_response())
 }
 
 /// PUT `/namespaces/{ns}/{plural}/{name}/status`: replace only the status.
 pub async fn replace_status(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     params: WriteParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
-    let value = body_for(&namespace, &name, &headers, body)?;
+    let value = body_for(&at, &headers, body)?;
     let w = Writer::new(&state, caller, params, &headers);
-    Ok(w.update_status(kind, value)?.into_response())
+    Ok(w.update_status(at.kind, value)?.into_response())
 }
 
 /// PATCH `/namespaces/{ns}/{plural}/{name}`: merge patch, JSON patch or server-side apply.
 pub async fn patch(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     params: WriteParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
     let patch_type = patch::patch_type(&headers)?;
     let body = body.map_err(body::rejected)?;
     let w = Writer::new(&state, caller, params, &headers);
-    let target = Target {
-        kind,
-        namespace: &namespace,
-        name: &name,
-    };
     let written = retry_conflicts(|| match patch_type {
-        PatchType::Apply => w.apply(&target, &body),
-        PatchType::Merge | PatchType::Json => w.patch(&target, patch_type, &body, false),
+        PatchType::Apply => w.apply(&at, &body),
+        PatchType::Merge | PatchType::Json => w.patch(&at, patch_type, &body, false),
     })?;
     Ok(written.into_response())
 }
@@ -156,12 +140,11 @@ pub async fn patch(
 pub async fn patch_status(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     params: WriteParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural)?;
     let patch_type = match patch::patch_type(&headers)? {
         PatchType::Apply => {
             return Err(ApiError::UnsupportedMediaType(
@@ -172,39 +155,36 @@ pub async fn patch_status(
     };
     let body = body.map_err(body::rejected)?;
     let w = Writer::new(&state, caller, params, &headers);
-    let target = Target {
-        kind,
-        namespace: &namespace,
-        name: &name,
-    };
-    Ok(retry_conflicts(|| w.patch(&target, patch_type, &body, true))?.into_response())
+    Ok(retry_conflicts(|| w.patch(&at, patch_type, &body, true))?.into_response())
 }
 
 /// DELETE `/namespaces/{ns}/{plural}/{name}`: 200 with the object's last state.
 pub async fn delete(
     State(state): State<ApiState>,
-    Path((namespace, plural, name)): Path<(String, String, String)>,
+    at: ItemPath,
     params: WriteParams,
 ) -> Result<Json<Object>, ApiError> {
-    let kind = kind_of(&plural)?;
     if params.dry_run()? {
-        return Ok(Json(state.store.must_get(kind, &namespace, &name)?));
+        return Ok(Json(state.store.must_get(
+            at.kind,
+            &at.namespace,
+            &at.name,
+        )?));
     }
-    let deleted = state.store.delete(kind, &namespace, &name)?;
+    let deleted = state.store.delete(at.kind, &at.namespace, &at.name)?;
     state.written(&deleted);
     Ok(Json(deleted))
 }
 
 /// Parse a PUT body whose namespace and name the URL fixes.
 fn body_for(
-    namespace: &str,
-    name: &str,
+    at: &ItemPath,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, ApiError> {
     let mut value = body::parse(headers, body)?;
-    body::set_namespace(&mut value, namespace)?;
-    body::set_name(&mut value, name)?;
+    body::set_namespace(&mut value, &at.namespace)?;
+    body::set_name(&mut value, &at.name)?;
     Ok(value)
 }
 
@@ -241,13 +221,6 @@ impl From<ApiError> for Attempt {
     fn from(e: ApiError) -> Self {
         Attempt::Failed(e)
     }
-}
-
-/// The object a PATCH names.
-struct Target<'a> {
-    kind: Kind,
-    namespace: &'a str,
-    name: &'a str,
 }
 
 // === impl Writer ===
@@ -301,32 +274,23 @@ impl<'a> Writer<'a> {
         let base = base_entries(&old, &requested);
         let entries = fields::track_update(&old, &obj.to_json(), base, &self.manager, &now());
         set_managed(&mut obj, &entries)?;
+        self.check_update(stored, &obj)?;
         if self.params.dry_run()? {
             return Ok(Written::new(StatusCode::OK, obj, warnings));
         }
-        let updated = self.store_update(obj)?;
+        let updated = self.state.store.update(obj)?;
         self.state.written(&updated);
         Ok(Written::new(StatusCode::OK, updated, warnings))
     }
 
-    /// Write a spec update after the rules that compare it with the stored object.
-    fn store_update(&self, obj: Object) -> Result<Object, ApiError> {
-        if let Some(stored) = self
-            .state
-            .store
-            .get(obj.kind(), obj.namespace(), obj.name())?
-        {
-            let errors = nimbus_api::validate::validate_update(&stored, &obj);
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(
-                    obj.kind(),
-                    obj.name(),
-                    &errors,
-                    &obj.to_json(),
-                ));
-            }
+    /// Knative's rules that compare an update with the stored object (a Revision's spec never
+    /// changes), checked before any write, dry runs included.
+    fn check_update(&self, stored: &Object, obj: &Object) -> Result<(), ApiError> {
+        let errors = nimbus_api::validate::validate_update(stored, obj);
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(ApiError::forbidden(obj.kind(), obj.name(), &errors)),
         }
-        Ok(self.state.store.update(obj)?)
     }
 
     /// Replace only the status of the object `requested` describes.
@@ -343,7 +307,7 @@ impl<'a> Writer<'a> {
     /// A merge or JSON patch of the stored object (or only its status).
     fn patch(
         &self,
-        t: &Target,
+        t: &ItemPath,
         patch_type: PatchType,
         body: &[u8],
         status: bool,
@@ -351,7 +315,7 @@ impl<'a> Writer<'a> {
         let stored = self
             .state
             .store
-            .must_get(t.kind, t.namespace, t.name)
+            .must_get(t.kind, &t.namespace, &t.name)
             .map_err(ApiError::from)?;
         let old = stored.to_json();
         let mut doc = old.clone();
@@ -359,8 +323,8 @@ impl<'a> Writer<'a> {
             PatchType::Json => patch::json(&mut doc, body)?,
             _ => patch::merge(&mut doc, body)?,
         }
-        body::set_namespace(&mut doc, t.namespace)?;
-        body::set_name(&mut doc, t.name)?;
+        body::set_namespace(&mut doc, &t.namespace)?;
+        body::set_name(&mut doc, &t.name)?;
         let pinned = rv_of(&doc) != rv_of(&old);
         let result = match status {
             true => self.update_status(t.kind, doc),
@@ -370,7 +334,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Server-side apply of the configuration in `body` (creating the object if needed).
-    fn apply(&self, t: &Target, body: &[u8]) -> Result<Written, Attempt> {
+    fn apply(&self, t: &ItemPath, body: &[u8]) -> Result<Written, Attempt> {
         if self
             .params
             .field_manager
@@ -383,12 +347,12 @@ impl<'a> Writer<'a> {
             .into());
         }
         let mut config = parse_apply(body)?;
-        body::set_namespace(&mut config, t.namespace)?;
-        body::set_name(&mut config, t.name)?;
+        body::set_namespace(&mut config, &t.namespace)?;
+        body::set_name(&mut config, &t.name)?;
         let stored = self
             .state
             .store
-            .get(t.kind, t.namespace, t.name)
+            .get(t.kind, &t.namespace, &t.name)
             .map_err(ApiError::from)?;
         let live = stored.as_ref().map_or_else(|| skeleton(t), Object::to_json);
         let entries = Entry::read_all(&live);
@@ -415,7 +379,8 @@ impl<'a> Writer<'a> {
             &now(),
         )
         .map_err(|conflicts| ApiError::ApplyConflict {
-            details: Details::new(t.kind, t.name),
+            kind: t.kind,
+            details: Details::new(t.kind, &t.name),
             conflicts,
         })?;
         set_managed(&mut obj, &entries)?;
@@ -423,7 +388,7 @@ impl<'a> Writer<'a> {
         obj.metadata_mut().resource_version =
             rv_of(&config).or_else(|| rv_of(&live)).map(str::to_string);
         let written = match stored {
-            Some(_) => self.write_applied(obj, warnings),
+            Some(s) => self.write_applied(&s, obj, warnings),
             None => self
                 .create(obj)
                 .map(|o| Written::new(StatusCode::CREATED, o, warnings)),
@@ -431,11 +396,17 @@ impl<'a> Writer<'a> {
         written.map_err(|e| raced_unless(pinned, e))
     }
 
-    fn write_applied(&self, obj: Object, warnings: Vec<String>) -> Result<Written, ApiError> {
+    fn write_applied(
+        &self,
+        stored: &Object,
+        obj: Object,
+        warnings: Vec<String>,
+    ) -> Result<Written, ApiError> {
+        self.check_update(stored, &obj)?;
         if self.params.dry_run()? {
             return Ok(Written::new(StatusCode::OK, obj, warnings));
         }
-        let updated = self.store_update(obj)?;
+        let updated = self.state.store.update(obj)?;
         self.state.written(&updated);
         Ok(Written::new(StatusCode::OK, updated, warnings))
     }
@@ -464,9 +435,9 @@ fn parse_apply(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// What an apply to a missing object starts from.
-fn skeleton(t: &Target) -> Value {
+fn skeleton(t: &ItemPath) -> Value {
     json!({
-        "apiVersion": API_VERSION,
+        "apiVersion": t.kind.api_version(),
         "kind": t.kind.as_str(),
         "metadata": { "name": t.name, "namespace": t.namespace },
     })
@@ -491,7 +462,7 @@ fn base_entries(stored: &Value, requested: &Value) -> Vec<Entry> {
 }
 
 fn set_managed(obj: &mut Object, entries: &[Entry]) -> Result<(), ApiError> {
-    let mut v = json!({ "metadata": {} });
+    let mut v = json!({ "apiVersion": obj.kind().api_version(), "metadata": {} });
     Entry::write_all(&mut v, entries);
     let list = match v["metadata"].get("managedFields") {
         Some(l) => Some(

@@ -66,6 +66,8 @@ fn clear_status(obj: &mut Object) {
         Object::Configuration(o) => o.status = None,
         Object::Revision(o) => o.status = None,
         Object::Route(o) => o.status = None,
+        Object::PodAutoscaler(o) => o.status = None,
+        Object::Ingress(o) => o.status = None,
     }
 }
 

@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use nimbus_api::{API_VERSION, FieldError, GROUP, Kind};
+use nimbus_api::{FieldError, Kind};
 use nimbus_store::StoreError;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ pub enum ApiError {
         details: Option<Details>,
     },
     /// Create of an object whose name is taken.
-    #[error("{}.{GROUP} \"{}\" already exists", .details.kind, .details.name)]
+    #[error("{}.{} \"{}\" already exists", .details.kind, .details.group, .details.name)]
     AlreadyExists { details: Details },
     /// Optimistic concurrency: the given `resourceVersion` is stale.
     #[error("{message}")]
@@ -51,8 +51,9 @@ pub enum ApiError {
     #[error("{0}")]
     Unprocessable(String),
     /// A server-side apply would change fields other managers own.
-    #[error("{}", conflict_message(.conflicts))]
+    #[error("{}", conflict_message(*.kind, .conflicts))]
     ApplyConflict {
+        kind: Kind,
         details: Details,
         conflicts: Vec<FieldConflict>,
     },
@@ -74,22 +75,19 @@ pub enum ApiError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Details {
     pub name: String,
-    /// The resource (plural), e.g. `services`.
+    /// The API group of the object's kind, e.g. `serving.knative.dev`.
+    pub group: &'static str,
+    /// The resource (plural), e.g. `services`, or for `Invalid` the kind, e.g. `Service`.
     pub kind: String,
 }
 
-/// A field an apply would change although another manager owns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldConflict {
-    /// The other manager.
-    pub manager: String,
-    /// The field, as Kubernetes writes it: `.spec.traffic`.
-    pub field: String,
-}
+pub use nimbus_api::fields::FieldConflict;
 
 /// One entry of `details.causes`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cause {
+    /// Kubernetes' cause type: `FieldValueInvalid`, `FieldValueForbidden`, ...
+    pub reason: &'static str,
     pub field: String,
     pub message: String,
 }
@@ -158,6 +156,18 @@ impl ApiError {
         }
     }
 
+    /// A change that validation forbids (Knative's update rules: a Revision's spec never
+    /// changes): 422 with one `FieldValueForbidden` cause per field, worded as Kubernetes
+    /// words `field.Forbidden` (`spec: Forbidden: ...`).
+    pub fn forbidden(kind: Kind, name: &str, errors: &[FieldError]) -> Self {
+        let causes = errors.iter().map(Cause::forbidden).collect();
+        Self::Invalid {
+            kind,
+            details: Details::of_kind(kind, name),
+            causes,
+        }
+    }
+
     /// The Status object.
     pub fn to_status(&self) -> Value {
         let mut status = json!({
@@ -184,13 +194,17 @@ impl ApiError {
             Self::Invalid {
                 details, causes, ..
             } => (details, Some(causes.iter().map(Cause::to_json).collect())),
-            Self::ApplyConflict { details, conflicts } => (
+            Self::ApplyConflict {
+                kind,
                 details,
-                Some(conflicts.iter().map(FieldConflict::to_json).collect()),
+                conflicts,
+            } => (
+                details,
+                Some(conflicts.iter().map(|c| c.to_json(*kind)).collect()),
             ),
             _ => return None,
         };
-        let mut out = json!({ "name": details.name, "group": GROUP, "kind": details.kind });
+        let mut out = json!({ "name": details.name, "group": details.group, "kind": details.kind });
         if let Some(causes) = causes {
             out["causes"] = Value::Array(causes);
         }
@@ -212,7 +226,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, ref name, .. } => {
                 let details = Details::new(kind, name);
-                let message = format!("{}.{GROUP} \"{name}\" not found", kind.plural());
+                let message = format!("{}.{} \"{name}\" not found", kind.plural(), kind.group());
                 Self::NotFound {
                     message,
                     details: Some(details),
@@ -223,7 +237,12 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Conflict { kind, ref name, .. } => Self::Conflict {
                 details: Details::new(kind, name),
-                message: e.to_string(),
+                message: format!(
+                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been \
+                     modified; please apply your changes to the latest version and try again",
+                    kind.plural(),
+                    kind.group()
+                ),
             },
             StoreError::Invalid { .. } => Self::BadRequest(e.to_string()),
             StoreError::Gone { .. } => Self::Expired(e.to_string()),
@@ -239,6 +258,7 @@ impl Details {
     pub fn new(kind: Kind, name: &str) -> Self {
         Self {
             name: name.to_string(),
+            group: kind.group(),
             kind: kind.plural().to_string(),
         }
     }
@@ -248,39 +268,47 @@ impl Details {
     pub fn of_kind(kind: Kind, name: &str) -> Self {
         Self {
             name: name.to_string(),
+            group: kind.group(),
             kind: kind.as_str().to_string(),
         }
     }
 }
 
-// === impl FieldConflict ===
+// === FieldConflict as a Status cause ===
 
-impl FieldConflict {
-    fn to_json(&self) -> Value {
+trait ConflictJson {
+    fn to_json(&self, kind: Kind) -> Value;
+}
+
+impl ConflictJson for FieldConflict {
+    fn to_json(&self, kind: Kind) -> Value {
+        let api_version = kind.api_version();
         json!({
             "reason": "FieldManagerConflict",
-            "message": format!("conflict with \"{}\" using {API_VERSION}", self.manager),
+            "message": format!("conflict with \"{}\" using {api_version}", self.manager),
             "field": self.field,
         })
     }
 }
 
-/// Kubernetes' wording: `Apply failed with 1 conflict: conflict with "m" using g/v: .spec.x`.
-fn conflict_message(conflicts: &[FieldConflict]) -> String {
+/// Kubernetes' wording: `Apply failed with 1 conflict: conflict with "m" using g/v: .spec.x`,
+/// where `g/v` is the object's group-version.
+fn conflict_message(kind: Kind, conflicts: &[FieldConflict]) -> String {
+    let api_version = kind.api_version();
     let n = conflicts.len();
     let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
     managers.sort_unstable();
     managers.dedup();
     if let ([one], [manager]) = (conflicts, managers.as_slice()) {
         return format!(
-            "Apply failed with 1 conflict: conflict with \"{manager}\" using {API_VERSION}: {}",
+            "Apply failed with 1 conflict: conflict with \"{manager}\" using {api_version}: {}",
             one.field
         );
     }
     let mut text = format!("Apply failed with {n} conflicts:");
     for manager in managers {
         text.push_str(&format!(
-            " conflicts with \"{manager}\" using {API_VERSION}:"
+            " conflicts with \"{manager}\" using {api_version}:"
         ));
         for c in conflicts.iter().filter(|c| c.manager == manager) {
             text.push_str(&format!("\n- {}", c.field));
@@ -298,13 +326,22 @@ impl Cause {
             None => e.message.clone(),
         };
         Self {
+            reason: "FieldValueInvalid",
             field: e.path.clone(),
             message,
         }
     }
 
+    fn forbidden(e: &FieldError) -> Self {
+        Self {
+            reason: "FieldValueForbidden",
+            field: e.path.clone(),
+            message: format!("Forbidden: {}", e.message),
+        }
+    }
+
     fn to_json(&self) -> Value {
-        json!({ "reason": "FieldValueInvalid", "message": self.message, "field": self.field })
+        json!({ "reason": self.reason, "message": self.message, "field": self.field })
     }
 }
 
@@ -320,7 +357,7 @@ impl std::fmt::Display for Cause {
 
 /// `Service.serving.knative.dev "hello" is invalid: <cause>` or `...: [<cause>, <cause>]`.
 fn invalid_message(kind: &Kind, details: &Details, causes: &[Cause]) -> String {
-    let head = format!("{kind}.{GROUP} \"{}\" is invalid", details.name);
+    let head = format!("{kind}.{} \"{}\" is invalid", kind.group(), details.name);
     match causes {
         [] => head,
         [one] => format!("{head}: {one}"),

@@ -1,13 +1,14 @@
 //! `kubectl get`'s server-side printing: objects as a `meta.k8s.io` `Table` when the client's
 //! `Accept` asks for one (`application/json;as=Table;v=v1;g=meta.k8s.io`).
 //!
-//! The columns are Knative's `additionalPrinterColumns`, so `kubectl get ksvc` prints what it
-//! prints against a Knative cluster. Each row carries the object as `PartialObjectMetadata`
+//! The columns are Knative's `additionalPrinterColumns` (`nimbus_api::printer`, which the CRDs a
+//! cluster installs declare too), so `kubectl get ksvc` prints what it prints against a Knative
+//! cluster. Each row carries the object as `PartialObjectMetadata`
 //! (the default `includeObject=Metadata`), the whole object (`Object`) or nothing (`None`).
 
 use http::HeaderMap;
-use nimbus_api::Kind;
-use nimbus_api::constants::{LABEL_CONFIGURATION, LABEL_CONFIGURATION_GENERATION};
+use nimbus_api::printer::{self, PrinterColumn, Source};
+use nimbus_api::{Kind, Object};
 use serde_json::{Value, json};
 
 use crate::status::ApiError;
@@ -29,14 +30,6 @@ pub enum Include {
     None,
     Metadata,
     Object,
-}
-
-/// One column: its definition and how to read its cell from an object's JSON.
-struct Column {
-    name: &'static str,
-    type_: &'static str,
-    description: &'static str,
-    cell: fn(&Value) -> Value,
 }
 
 // === impl Format ===
@@ -82,12 +75,12 @@ impl Format {
     }
 
     /// Render one object (a GET of a single resource, or a watch event).
-    pub fn render(self, obj: Value, resource_version: Option<&str>) -> Value {
+    pub fn render(self, obj: &Object) -> Value {
         match self {
-            Format::Object => obj,
+            Format::Object => obj.to_json(),
             Format::Table { version, include } => {
-                let kind = kind_of_json(&obj);
-                table(kind, version, include, &[obj], resource_version, None)
+                let rv = obj.metadata().resource_version.as_deref();
+                table(obj.kind(), version, include, &[obj.to_json()], rv, None)
             }
         }
     }
@@ -130,11 +123,11 @@ pub fn table(
     continue_token: Option<&str>,
 ) -> Value {
     let columns = columns(kind);
-    let definitions: Vec<Value> = columns.iter().map(Column::definition).collect();
+    let definitions: Vec<Value> = columns.iter().map(definition).collect();
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(obj)).collect();
+            let cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
             let mut row = json!({ "cells": cells });
             if let Some(o) = include.row_object(obj) {
                 row["object"] = o;
@@ -158,130 +151,37 @@ pub fn table(
     })
 }
 
-fn kind_of_json(obj: &Value) -> Kind {
-    obj.get("kind")
-        .and_then(Value::as_str)
-        .and_then(Kind::parse)
-        .unwrap_or(Kind::Service)
-}
-
 // === columns ===
 
-/// Knative's printer columns for each kind, after NAME.
-fn columns(kind: Kind) -> Vec<Column> {
-    let mut cols = vec![Column {
-        name: "Name",
-        type_: "string",
-        description: "Name must be unique within a namespace.",
-        cell: |o| at(o, &["metadata", "name"]),
-    }];
-    cols.extend(match kind {
-        Kind::Service => vec![URL, LATEST_CREATED, LATEST_READY, READY, REASON],
-        Kind::Configuration => vec![LATEST_CREATED, LATEST_READY, READY, REASON],
-        Kind::Revision => vec![
-            CONFIG_NAME,
-            GENERATION,
-            READY,
-            REASON,
-            ACTUAL_REPLICAS,
-            DESIRED_REPLICAS,
-        ],
-        Kind::Route => vec![URL, READY, REASON],
-    });
+/// The NAME column every kind has, then Knative's printer columns for the kind.
+fn columns(kind: Kind) -> Vec<PrinterColumn> {
+    let mut cols = vec![NAME];
+    cols.extend_from_slice(printer::columns(kind));
     cols
 }
 
-const URL: Column = Column {
-    name: "URL",
+const NAME: PrinterColumn = PrinterColumn {
+    name: "Name",
     type_: "string",
-    description: "The URL where the resource is reachable (.status.url).",
-    cell: |o| at(o, &["status", "url"]),
-};
-const LATEST_CREATED: Column = Column {
-    name: "LatestCreated",
-    type_: "string",
-    description: "The latest revision created (.status.latestCreatedRevisionName).",
-    cell: |o| at(o, &["status", "latestCreatedRevisionName"]),
-};
-const LATEST_READY: Column = Column {
-    name: "LatestReady",
-    type_: "string",
-    description: "The latest revision ready to serve (.status.latestReadyRevisionName).",
-    cell: |o| at(o, &["status", "latestReadyRevisionName"]),
-};
-const READY: Column = Column {
-    name: "Ready",
-    type_: "string",
-    description: "The status of the Ready condition.",
-    cell: |o| ready(o, "status"),
-};
-const REASON: Column = Column {
-    name: "Reason",
-    type_: "string",
-    description: "The reason of the Ready condition.",
-    cell: |o| ready(o, "reason"),
-};
-const CONFIG_NAME: Column = Column {
-    name: "Config Name",
-    type_: "string",
-    description: "The Configuration that created this revision.",
-    cell: |o| at(o, &["metadata", "labels", LABEL_CONFIGURATION]),
-};
-const GENERATION: Column = Column {
-    name: "Generation",
-    type_: "string",
-    description: "The Configuration generation this revision was created from.",
-    cell: |o| at(o, &["metadata", "labels", LABEL_CONFIGURATION_GENERATION]),
-};
-const ACTUAL_REPLICAS: Column = Column {
-    name: "Actual Replicas",
-    type_: "integer",
-    description: "Instances running now (.status.actualReplicas).",
-    cell: |o| at(o, &["status", "actualReplicas"]),
-};
-const DESIRED_REPLICAS: Column = Column {
-    name: "Desired Replicas",
-    type_: "integer",
-    description: "Instances the autoscaler wants (.status.desiredReplicas).",
-    cell: |o| at(o, &["status", "desiredReplicas"]),
+    description: "Name must be unique within a namespace.",
+    source: Source::Field(&["metadata", "name"]),
 };
 
-// === impl Column ===
-
-impl Column {
-    fn definition(&self) -> Value {
-        let format = if self.name == "Name" { "name" } else { "" };
-        json!({
-            "name": self.name,
-            "type": self.type_,
-            "format": format,
-            "description": self.description,
-            "priority": 0,
-        })
-    }
-}
-
-/// The value at `path`, or null (kubectl prints an empty cell).
-fn at(obj: &Value, path: &[&str]) -> Value {
-    path.iter()
-        .try_fold(obj, |v, k| v.get(*k))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// A field of the `Ready` condition.
-fn ready(obj: &Value, field: &str) -> Value {
-    obj.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c.get(field))
-        .cloned()
-        .unwrap_or(Value::Null)
+fn definition(column: &PrinterColumn) -> Value {
+    let format = if column.name == "Name" { "name" } else { "" };
+    json!({
+        "name": column.name,
+        "type": column.type_,
+        "format": format,
+        "description": column.description,
+        "priority": 0,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nimbus_api::constants::{LABEL_CONFIGURATION, LABEL_CONFIGURATION_GENERATION};
 
     fn accept(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -356,16 +256,35 @@ mod tests {
         let rev = json!({"kind": "Revision", "metadata": {"name": "hello-00001", "labels": {
             LABEL_CONFIGURATION: "hello", LABEL_CONFIGURATION_GENERATION: "1"}},
             "status": {"actualReplicas": 1, "desiredReplicas": 1}});
+        let rev = Object::from_json(Kind::Revision, rev).unwrap();
         let t = Format::Table {
             version: "v1",
             include: Include::None,
         }
-        .render(rev, None);
+        .render(&rev);
         assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), 7);
         assert_eq!(
             t["rows"][0]["cells"],
             json!(["hello-00001", "hello", "1", null, null, 1, 1])
         );
         assert!(t["rows"][0].get("object").is_none());
+    }
+
+    #[test]
+    fn internal_kinds_have_knatives_printer_columns() {
+        let names = |kind| -> Vec<&str> { columns(kind).iter().map(|c| c.name).collect() };
+        assert_eq!(
+            names(Kind::PodAutoscaler),
+            ["Name", "DesiredScale", "ActualScale", "Ready", "Reason"]
+        );
+        assert_eq!(names(Kind::Ingress), ["Name", "Ready", "Reason"]);
+        let pa = json!({"kind": "PodAutoscaler", "metadata": {"name": "hello-00001"},
+            "status": {"desiredScale": 2, "actualScale": 1,
+                       "conditions": [{"type": "Ready", "status": "False", "reason": "Queued"}]}});
+        let t = table(Kind::PodAutoscaler, "v1", Include::None, &[pa], None, None);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["hello-00001", 2, 1, "False", "Queued"])
+        );
     }
 }

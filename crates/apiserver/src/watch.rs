@@ -206,8 +206,7 @@ impl Cursor {
     }
 
     fn render(&self, obj: &Object) -> Value {
-        let rv = obj.metadata().resource_version.clone();
-        self.options.format.render(obj.to_json(), rv.as_deref())
+        self.options.format.render(obj)
     }
 
     /// A `BOOKMARK` at the last resourceVersion sent.
@@ -218,7 +217,7 @@ impl Cursor {
         }
         let object = json!({
             "kind": self.filter.kind.as_str(),
-            "apiVersion": nimbus_api::API_VERSION,
+            "apiVersion": self.filter.kind.api_version(),
             "metadata": metadata,
         });
         self.pending.push_back(line("BOOKMARK", object));

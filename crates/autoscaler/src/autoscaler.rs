@@ -59,13 +59,19 @@ impl Decision {
 pub struct Autoscaler {
     spec: ScalingSpec,
     window: Duration,
-    created: Duration,
     buckets: Buckets,
     delay: MaxWindow,
     last_activity: Duration,
     pending_activation: bool,
     panic: Option<Panic>,
     last_desired: u32,
+    /// Whether the revision has had `max(initial-scale, min-scale)` instances ready at once
+    /// (Knative's `ScaleTargetInitialized`); until then `initial-scale` is a floor.
+    initialized: bool,
+    /// Since when the revision has wanted instances without having one ready.
+    activating_since: Option<Duration>,
+    /// After [`Autoscaler::resume`]: the resumed scale, held until this time.
+    resumed: Option<(Duration, u32)>,
 }
 
 /// Panic-mode state: when demand was last over the threshold and the peaks seen since panic
@@ -89,7 +95,7 @@ struct Recommendation {
 
 impl Autoscaler {
     /// The autoscaler of a revision created at `now`. Creation counts as activity, and the
-    /// revision wants `initial-scale` instances for its first stable window.
+    /// revision starts at `initial-scale` instances (rule 7).
     pub fn new(spec: ScalingSpec, now: Duration) -> Self {
         let window = spec.window.clamp(MIN_WINDOW, MAX_WINDOW);
         let panic = panic_window(&spec).clamp(MIN_WINDOW, window);
@@ -97,13 +103,30 @@ impl Autoscaler {
             buckets: Buckets::new(ceil_secs(window), ceil_secs(panic)),
             delay: MaxWindow::new(spec.scale_down_delay.min(MAX_WINDOW)),
             window,
-            created: now,
             last_activity: now,
             pending_activation: false,
             panic: None,
-            last_desired: 0,
+            // A revision is created at its initial scale (Knative creates its Deployment so).
+            last_desired: spec.initial_scale,
+            initialized: spec.initial_scale == 0 && spec.min_scale == 0,
+            activating_since: (spec.initial_scale > 0).then_some(now),
+            resumed: None,
             spec,
         }
+    }
+
+    /// The autoscaler of a revision that was already running at `desired` instances before
+    /// the process that decides for it restarted (the count comes from the store). The restart
+    /// counts as activity, its instances must get ready again (rule 8), `initial-scale` is
+    /// considered reached, and `desired` is held for one stable window: the samples that led
+    /// to it were lost with the old process, so no scale-down until a full window of new ones.
+    pub fn resume(spec: ScalingSpec, now: Duration, desired: u32) -> Self {
+        let mut a = Self::new(spec, now);
+        a.last_desired = desired;
+        a.initialized = true;
+        a.activating_since = (desired > 0).then_some(now);
+        a.resumed = Some((now.saturating_add(a.window), desired));
+        a
     }
 
     /// The spec this autoscaler applies.
@@ -137,14 +160,19 @@ impl Autoscaler {
     pub fn decide(&mut self, now: Duration, ready: u32, reachable: bool) -> Decision {
         if ready > 0 {
             self.pending_activation = false;
+            self.activating_since = None;
+        }
+        if ready >= self.spec.initial_scale.max(self.spec.min_scale) {
+            self.initialized = true;
         }
         let observed = self.observe(now);
         let recommendation = self.recommend(observed, ready, reachable);
         let mut desired = self.panic_mode(now, recommendation);
         desired = self.delay.apply(now, desired);
-        desired = self.floors(now, desired, ready);
+        desired = self.floors(now, desired, ready, reachable);
         desired = self.hold_in_panic(desired);
         desired = self.bounds(desired, reachable);
+        self.track_activation(now, desired, ready);
         self.last_desired = desired;
         Decision {
             desired,
@@ -252,22 +280,57 @@ impl Autoscaler {
         }
     }
 
-    /// Steps 6–8: activation from zero, initial scale, keeping the last instance.
-    fn floors(&self, now: Duration, mut desired: u32, ready: u32) -> u32 {
+    /// Steps 6–8: activation from zero, initial scale, keeping the last instance, and never
+    /// giving up on a revision that is still getting its first instance ready.
+    fn floors(&self, now: Duration, mut desired: u32, ready: u32, reachable: bool) -> u32 {
         let idle = self.idle_long_enough(now);
-        if self.pending_activation && !idle {
+        let timed_out = self.activation_timed_out(now);
+        if self.pending_activation && !timed_out {
             desired = desired.max(self.spec.activation_scale);
         }
-        if now.saturating_sub(self.created) < self.window {
+        if !self.initialized && reachable && !timed_out {
             desired = desired.max(self.spec.initial_scale);
         }
         if desired == 0 && !idle && (ready > 0 || self.last_desired > 0) {
             desired = 1;
         }
+        if desired == 0 && self.activating_since.is_some() && !timed_out {
+            desired = self.last_desired;
+        }
+        if let Some((until, resumed)) = self.resumed
+            && now < until
+            && !timed_out
+        {
+            desired = desired.max(resumed);
+        }
         desired
     }
 
-    /// Step 9: in panic mode the answer never goes down.
+    /// Knative's activation timeout: the revision has wanted instances for the whole
+    /// `activation_timeout` without one getting ready.
+    fn activation_timed_out(&self, now: Duration) -> bool {
+        self.activating_since
+            .is_some_and(|since| now.saturating_sub(since) >= self.spec.activation_timeout)
+    }
+
+    /// Starts the activation clock when instances are wanted and none is ready; stops it when
+    /// nothing is wanted (one is ready: stopped in `decide`). Reaching zero ends the initial
+    /// scale too: a revision that gave up does not start over on its own.
+    fn track_activation(&mut self, now: Duration, desired: u32, ready: u32) {
+        match (desired, ready) {
+            (0, _) => {
+                self.activating_since = None;
+                self.pending_activation = false;
+                self.initialized = true;
+            }
+            (_, 0) => {
+                self.activating_since.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Step 10: in panic mode the answer never goes down.
     fn hold_in_panic(&mut self, desired: u32) -> u32 {
         match &mut self.panic {
             Some(p) => {
@@ -278,7 +341,7 @@ impl Autoscaler {
         }
     }
 
-    /// Step 10: `min-scale` (reachable revisions only), then `max-scale` (0 = unlimited).
+    /// Step 11: `min-scale` (reachable revisions only), then `max-scale` (0 = unlimited).
     fn bounds(&self, mut desired: u32, reachable: bool) -> u32 {
         if reachable {
             desired = desired.max(self.spec.min_scale);

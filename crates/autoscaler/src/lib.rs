@@ -66,14 +66,20 @@
 //!    instances are only removed after demand has stayed low that long.
 //! 6. **Cold start**: after [`Autoscaler::activate`] (the activator holds a request and no
 //!    instance is ready) the answer is at least `activation-scale` until an instance is ready.
-//!    A request that is never served stops holding instances once the revision has been idle
-//!    long enough to scale to zero (rule 8), like Knative's activation timeout.
-//! 7. **Initial scale** (`initial-scale`, 1): for the first stable window after creation the
-//!    answer is at least `initial-scale`. This applies to unreachable revisions too: a new
-//!    revision is unreachable until it is ready, and it cannot get ready with no instance.
-//!    Nimbus does not wait past the window for instances that never get ready; the controller
-//!    reports such a revision as failed.
-//! 8. **Scale to zero** (`scale-to-zero-pod-retention-period`, 0 s; the per-revision
+//! 7. **Initial scale** (`initial-scale`, 1): a revision starts at `initial-scale` and, while
+//!    it is reachable, wants at least that many instances until `max(initial-scale,
+//!    min-scale)` of them have been ready at once (Knative's `ScaleTargetInitialized`). An
+//!    unreachable revision ignores it, as in Knative.
+//! 8. **Activation** (Knative's activation timeout: the progress deadline,
+//!    `serving.knative.dev/progress-deadline`, plus 30 s): while the revision wants instances
+//!    and none is ready (it was just created, activated from zero, or lost its last ready
+//!    instance) it is never scaled to zero, reachable or not, until it has been trying for the
+//!    whole activation timeout; then rules 6 and 7 let go and it may go to zero (a request
+//!    that arrives later starts a new attempt). A revision that never got ready is therefore
+//!    never scaled down before its deadline. An autoscaler made by [`Autoscaler::resume`]
+//!    (after a restart, from the scale the store recorded) holds that scale for one stable
+//!    window the same way.
+//! 9. **Scale to zero** (`scale-to-zero-pod-retention-period`, 0 s; the per-revision
 //!    `nimbus.dev/scale-to-zero-grace-period`, 30 s, which is global in Knative): once the
 //!    revision has had an instance (one is ready, or the last answer was above zero), the answer
 //!    is at least 1 until the revision has been idle for
@@ -81,11 +87,11 @@
 //!    concurrency, no activation and not being created. Knative marks a revision inactive one
 //!    stable window after its traffic stops and removes the last pod once it has been inactive
 //!    for the grace period and the retention period; this is the same moment.
-//! 9. **No scale-down in panic**: while panicking the answer never goes below the highest
-//!    answer since panic began (this also covers floors from rules 5–7 expiring mid-panic).
-//! 10. **Bounds** (`min-scale`, 0; `max-scale`, 0 = unlimited): at least `min-scale` if the
+//! 10. **No scale-down in panic**: while panicking the answer never goes below the highest
+//!     answer since panic began (this also covers floors from rules 5–8 expiring mid-panic).
+//! 11. **Bounds** (`min-scale`, 0; `max-scale`, 0 = unlimited): at least `min-scale` if the
 //!     revision is reachable (some route sends it traffic), then at most `max-scale`. An
-//!     unreachable revision ignores `min-scale` and goes to zero under rule 8; one that has
+//!     unreachable revision ignores `min-scale` and goes to zero under rule 9; one that has
 //!     been idle long enough goes to zero at once.
 //!
 //! The [`Decision`] also carries the **excess burst capacity** (`target-burst-capacity`, 200):

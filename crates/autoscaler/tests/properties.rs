@@ -65,7 +65,7 @@ fn valid_spec() -> impl Strategy<Value = ScalingSpec> {
         1.01..10.0f64,
     );
     let counts = (0..5u32, 0..50u32, 0..5u32, 1..5u32, prop::bool::ANY);
-    (durations, numbers, counts).prop_map(|(d, n, c)| {
+    (durations, numbers, counts, 1..700u64).prop_map(|(d, n, c, activation_timeout)| {
         let (window, delay, retention, grace, panic_pct) = d;
         let (target, utilization, threshold, up, down) = n;
         let (min, extra, initial, activation, rps) = c;
@@ -91,6 +91,7 @@ fn valid_spec() -> impl Strategy<Value = ScalingSpec> {
             max_scale_up_rate: up,
             max_scale_down_rate: down,
             container_concurrency: 0,
+            activation_timeout: s(activation_timeout),
         }
     })
 }
@@ -107,7 +108,7 @@ fn wild_spec() -> impl Strategy<Value = ScalingSpec> {
     };
     (
         (f(), f(), f(), f(), f(), f(), f()),
-        (d(), d(), d(), d()),
+        (d(), d(), d(), d(), d()),
         any::<[u32; 5]>(),
         any::<bool>(),
     )
@@ -128,6 +129,7 @@ fn wild_spec() -> impl Strategy<Value = ScalingSpec> {
             scale_down_delay: ds.1,
             scale_to_zero_retention: ds.2,
             scale_to_zero_grace: ds.3,
+            activation_timeout: ds.4,
             min_scale: c[0],
             max_scale: c[1],
             initial_scale: c[2],
@@ -230,18 +232,7 @@ proptest! {
 
     #[test]
     fn never_scales_to_zero_early(spec in valid_spec(), ops in ops(demand(), 0)) {
-        let mut previous = spec.initial_scale;
-        let probe = Autoscaler::new(spec.clone(), s(0));
-        let after = probe.scale_to_zero_after();
-        drive(spec, &ops, |_, op, d, now, last_activity| {
-            if let Op::Decide { ready, .. } = op
-                && d.desired == 0
-                && (previous > 0 || *ready > 0)
-            {
-                assert!(now - last_activity >= after, "zero {:?} after activity", now - last_activity);
-            }
-            previous = d.desired;
-        });
+        check_never_scales_to_zero_early(spec, &ops);
     }
 
     #[test]
@@ -262,6 +253,91 @@ proptest! {
             assert!(!d.excess_burst_capacity.is_nan(), "{d:?}");
         });
     }
+}
+
+/// A revision that has had instances (or wanted them) goes to zero only once it has been idle
+/// for `window + max(grace, retention)`, or once it has wanted instances without any getting
+/// ready for the whole activation timeout (Knative's activation timeout: then it gives up).
+fn check_never_scales_to_zero_early(spec: ScalingSpec, ops: &[Op]) {
+    let mut previous = spec.initial_scale;
+    let timeout = spec.activation_timeout;
+    let after = Autoscaler::new(spec.clone(), s(0)).scale_to_zero_after();
+    let mut activating_since = (spec.initial_scale > 0).then_some(s(1000));
+    drive(spec, ops, |_, op, d, now, last_activity| {
+        let Op::Decide { ready, .. } = *op else {
+            return;
+        };
+        if ready > 0 {
+            activating_since = None;
+        }
+        let gave_up = activating_since.is_some_and(|since| now - since >= timeout);
+        if d.desired == 0 && (previous > 0 || ready > 0) && !gave_up {
+            assert!(
+                now - last_activity >= after,
+                "zero {:?} after activity",
+                now - last_activity
+            );
+        }
+        match (d.desired, ready) {
+            (0, _) => activating_since = None,
+            (_, 0) => {
+                activating_since.get_or_insert(now);
+            }
+            _ => {}
+        }
+        previous = d.desired;
+    });
+}
+
+/// The counterexample CI found on a clean clone (issue #11): an unreachable revision created at
+/// initial scale 1 that never got an instance ready was scaled to zero 2.654 s after activity,
+/// because the autoscaler forgot that a revision starts at its initial scale. By Knative's
+/// rules it is still activating: it keeps its instance until the activation timeout.
+#[test]
+fn regression_unreachable_revision_at_initial_scale_is_not_zeroed_while_activating() {
+    let spec = ScalingSpec {
+        metric: Metric::Rps,
+        target: 1.0,
+        target_utilization: 0.01,
+        window: s(6),
+        panic_window_percentage: 1.0,
+        panic_threshold_percentage: 110.0,
+        min_scale: 0,
+        max_scale: 0,
+        initial_scale: 1,
+        activation_scale: 1,
+        scale_down_delay: Duration::ZERO,
+        scale_to_zero_retention: Duration::ZERO,
+        scale_to_zero_grace: Duration::ZERO,
+        target_burst_capacity: 200.0,
+        max_scale_up_rate: 1.01,
+        max_scale_down_rate: 1.01,
+        container_concurrency: 0,
+        activation_timeout: s(90),
+    };
+    let ops = [
+        Op::Record {
+            back: false,
+            dt: 3346,
+            concurrency: 323.7,
+            requests: 0.0,
+            period: 0,
+        },
+        Op::Decide {
+            dt: 2654,
+            ready: 0,
+            reachable: false,
+        },
+    ];
+    check_never_scales_to_zero_early(spec.clone(), &ops);
+    let mut a = Autoscaler::new(spec, s(1000));
+    assert_eq!(a.decide(s(1006), 0, false).desired, 1, "still activating");
+    assert_eq!(
+        a.decide(s(1089), 0, false).desired,
+        1,
+        "just before the timeout"
+    );
+    assert_eq!(a.decide(s(1091), 0, false).desired, 0, "gave up after 90 s");
 }
 
 #[test]

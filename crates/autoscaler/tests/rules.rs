@@ -109,16 +109,43 @@ fn activation_from_zero_wants_activation_scale_until_an_instance_is_ready() {
 }
 
 #[test]
-fn an_activation_never_served_stops_holding_instances_when_idle() {
+fn an_activation_never_served_gives_up_after_the_activation_timeout() {
     let spec = spec(|x| {
         x.window = s(6);
         x.scale_to_zero_grace = s(4);
         x.initial_scale = 0;
+        x.activation_timeout = s(20);
     });
     let mut sim = Sim::fixed(spec, 0);
     assert_eq!(sim.decide().desired, 0, "initial-scale 0 starts at zero");
     sim.a.activate(s(sim.now));
-    assert_eq!(desired(&sim.idle(10)), [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+    let ds = desired(&sim.idle(25)); // t = 1001..=1025; trying since t = 1001
+    assert!(
+        ds[..20].iter().all(|&d| d == 1),
+        "idle since 1010, but still activating"
+    );
+    assert!(ds[20..].iter().all(|&d| d == 0), "t >= 1021: gave up");
+    sim.a.activate(s(sim.now));
+    assert_eq!(sim.decide().desired, 1, "a later request tries again");
+}
+
+#[test]
+fn a_revision_that_never_got_ready_is_not_scaled_down_before_its_deadline() {
+    let short = spec(|x| {
+        x.window = s(6);
+        x.scale_to_zero_grace = s(0);
+        x.activation_timeout = s(70);
+    });
+    let mut sim = Sim::fixed(short, 0);
+    let ds = desired(&sim.idle(75)); // created at t = 1000 at initial scale 1
+    assert!(ds[..69].iter().all(|&d| d == 1), "t < 1070: still starting");
+    assert!(ds[69..].iter().all(|&d| d == 0), "t >= 1070: gave up");
+    let mut sim = Sim::fixed(spec(|x| x.window = s(6)), 0);
+    sim.reachable = false;
+    assert!(
+        sim.idle(60).iter().all(|d| d.desired == 1),
+        "unreachable too: it has not had a chance to run yet"
+    );
 }
 
 // === panic mode ===
@@ -203,25 +230,29 @@ fn scale_down_delay_is_the_maximum_of_the_undelayed_answers() {
 // === initial scale ===
 
 #[test]
-fn initial_scale_holds_for_the_first_stable_window() {
-    let mut sim = Sim::new(spec(|x| x.initial_scale = 3));
-    let ds = desired(&sim.idle(100)); // t = 1001..=1100
-    assert!(ds[..59].iter().all(|&d| d == 3), "t < 1060");
+fn initial_scale_holds_until_it_is_reached() {
+    let mut sim = Sim::fixed(spec(|x| x.initial_scale = 3), 1);
     assert!(
-        ds[59..89].iter().all(|&d| d == 1),
-        "the last instance is kept"
+        sim.idle(200).iter().all(|d| d.desired == 3),
+        "only 1 of 3 ever ready"
     );
+    sim.ready = 3;
     assert!(
-        ds[89..].iter().all(|&d| d == 0),
-        "t >= 1090: idle for window + grace"
+        sim.decide().desired < 3,
+        "reached: no demand, so it may scale down"
     );
+    assert!(sim.idle(100).iter().all(|d| d.desired < 3));
 }
 
 #[test]
-fn initial_scale_applies_to_a_new_unreachable_revision() {
-    let mut sim = Sim::new(spec(|x| x.initial_scale = 2));
+fn initial_scale_is_ignored_by_an_unreachable_revision() {
+    let mut sim = Sim::fixed(spec(|x| x.initial_scale = 3), 1);
     sim.reachable = false;
-    assert_eq!(sim.idle(1)[0].desired, 2);
+    assert_eq!(
+        sim.idle(1)[0].desired,
+        1,
+        "its one instance is kept until idle"
+    );
 }
 
 #[test]
@@ -330,4 +361,20 @@ fn excess_burst_capacity() {
         run(|x| x.target_burst_capacity = -1.0).excess_burst_capacity,
         -1.0
     );
+}
+
+// === resuming after a restart ===
+
+#[test]
+fn a_resumed_revision_holds_its_scale_for_a_window_then_follows_demand() {
+    let spec = spec(|x| x.window = s(6));
+    let mut a = Autoscaler::resume(spec, s(1000), 3);
+    let d = |a: &mut Autoscaler, t: u64, ready: u32| a.decide(s(t), ready, true).desired;
+    assert_eq!(d(&mut a, 1000, 0), 3, "instances start again");
+    assert_eq!(
+        d(&mut a, 1003, 3),
+        3,
+        "no scale-down before a full window of samples"
+    );
+    assert!(d(&mut a, 1007, 3) < 3, "then idle demand scales it down");
 }

@@ -1,100 +1,220 @@
 //! Configuration → one immutable Revision per template generation; status names the latest
-//! created and latest ready revisions.
+//! created and latest ready revisions. The rules are Knative's configuration reconciler's:
+//!
+//! - The latest created revision is the one the current template names: a user-chosen name
+//!   (`spec.template.metadata.name`) is looked up by name, and re-applying an older template
+//!   under its old name makes that revision the latest again (a rollback); a name taken by
+//!   another Configuration's revision, or by a revision with a different template, is refused.
+//!   Without a chosen name it is the revision labelled with the current generation.
+//! - `latestReadyRevisionName` never moves to an older generation than the current latest
+//!   ready: it is the newest ready revision among those between the latest ready's generation
+//!   and the configuration's (plus a rolled-back-to one, which comes first), so an instance
+//!   crash of the newest revision does not send `latestRevision` traffic to older code.
+//! - Then revision garbage collection (Knative's `config-gc`) runs over this Configuration's
+//!   revisions.
 
-use nimbus_api::conditions::{ConditionStatus, is_ready};
+use nimbus_api::conditions::{ConditionStatus, get_condition};
 use nimbus_api::constants::{
     ANNOTATION_CREATOR, ANNOTATION_LAST_MODIFIER, LABEL_CONFIGURATION,
-    LABEL_CONFIGURATION_GENERATION, LABEL_SERVICE,
+    LABEL_CONFIGURATION_GENERATION, LABEL_ROUTING_STATE, LABEL_SERVICE, ROUTING_STATE_PENDING,
 };
 use nimbus_api::names::revision_name;
+use nimbus_api::serving::ConfigurationStatus;
 use nimbus_api::{Configuration, Kind, Object, ObjectMeta, Revision};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::status::{child_annotations, child_labels, cond, label, owner_ref, ready_of, set_all};
+use crate::gc;
+use crate::resources::{Action, update_status};
+use crate::status::{
+    child_annotations, child_labels, cond, is_controlled_by, label, owner_ref, set_all,
+};
 
-pub(crate) async fn reconcile(ctx: &Context, cfg: Configuration) -> Result<(), ControllerError> {
-    let revisions = revisions_of(ctx, cfg.namespace(), cfg.name()).await?;
+pub(crate) async fn reconcile(
+    ctx: &Context,
+    cfg: Configuration,
+) -> Result<Action, ControllerError> {
+    if cfg.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let mut status = cfg.status.clone().unwrap_or_default();
-    let name_clash = match current_revision(&cfg, &revisions) {
-        Some(_) => None,
-        None => create_revision(ctx, &cfg).await?,
-    };
-    let revisions = revisions_of(ctx, cfg.namespace(), cfg.name()).await?;
-    status.latest_created_revision_name = revisions.last().map(|r| r.name().to_string());
-    status.latest_ready_revision_name = revisions
-        .iter()
-        .rev()
-        .find(|r| is_ready(&conditions(r)))
-        .map(|r| r.name().to_string());
-    let ready = match (&name_clash, revisions.last()) {
-        (Some(msg), _) => cond("Ready", ConditionStatus::False, "RevisionNameTaken", msg),
-        (None, None) => cond(
+    let conditions = match latest_created(ctx, &cfg).await? {
+        Err(message) => vec![cond(
             "Ready",
-            ConditionStatus::Unknown,
-            "RevisionMissing",
-            "No revision created yet.",
-        ),
-        (None, Some(latest)) => latest_ready_condition(latest),
+            ConditionStatus::False,
+            "RevisionFailed",
+            &format!("Revision creation failed with message: {message}."),
+        )],
+        Ok((latest, byo)) => {
+            let mut c = set_latest_created(&mut status, &latest);
+            c.extend(find_latest_ready(ctx, &cfg, &mut status, &latest, byo).await?);
+            c
+        }
     };
     status.observed_generation = Some(cfg.generation());
-    set_all(&mut status.conditions, vec![ready], &ctx.now());
-    if cfg.status.as_ref() != Some(&status) {
-        let mut cfg = cfg;
-        cfg.status = Some(status);
-        cfg.metadata.resource_version = None;
-        ctx.resources
-            .update_status(Object::Configuration(cfg))
-            .await?;
-    }
-    Ok(())
+    set_all(&mut status.conditions, conditions, &ctx.now());
+    write_status(ctx, &cfg, status.clone()).await?;
+    let next_gc = gc::collect_revisions(ctx, &cfg, &status).await?;
+    Ok(Action::requeue(next_gc))
 }
 
-/// Delete the Configuration's revisions (their cleanup stops the instances).
-pub(crate) async fn cleanup(
+/// The revision for the current template (created if needed) and whether its name was chosen
+/// by the user; `Err(message)` when the chosen name is taken.
+async fn latest_created(
     ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<(), ControllerError> {
-    for rev in revisions_of(ctx, namespace, name).await? {
-        ctx.resources
-            .delete(Kind::Revision, namespace, rev.name())
-            .await?;
+    cfg: &Configuration,
+) -> Result<Result<(Revision, bool), String>, ControllerError> {
+    if let Some(name) = &cfg.spec.template.metadata.name {
+        return match ctx
+            .resources
+            .get(Kind::Revision, cfg.namespace(), name)
+            .await?
+        {
+            Some(Object::Revision(rev)) => Ok(name_available(cfg, rev).map(|r| (r, true))),
+            _ => Ok(Ok((create_revision(ctx, cfg).await?, true))),
+        };
     }
-    Ok(())
+    let generation = cfg.generation().to_string();
+    let selector = [
+        (LABEL_CONFIGURATION, cfg.name()),
+        (LABEL_CONFIGURATION_GENERATION, generation.as_str()),
+    ];
+    let listed = ctx
+        .resources
+        .list(Kind::Revision, Some(cfg.namespace()), &selector)
+        .await?;
+    match listed.items.into_iter().next() {
+        Some(Object::Revision(rev)) => Ok(Ok((rev, false))),
+        _ => Ok(Ok((create_revision(ctx, cfg).await?, false))),
+    }
 }
 
-fn conditions(r: &Revision) -> Vec<nimbus_api::Condition> {
+/// Knative's `CheckNameAvailability`: a chosen name may name an existing revision of this
+/// Configuration made from the same template (or at this generation).
+fn name_available(cfg: &Configuration, rev: Revision) -> Result<Revision, String> {
+    let taken = || {
+        format!(
+            "revisions.serving.knative.dev \"{}\" already exists",
+            rev.name()
+        )
+    };
+    if !is_controlled_by(&rev.metadata, &cfg.metadata) {
+        return Err(taken());
+    }
+    let generation = cfg.generation().to_string();
+    if label(&rev.metadata, LABEL_CONFIGURATION_GENERATION) == Some(generation.as_str())
+        || rev.spec == cfg.spec.template.spec
+    {
+        return Ok(rev);
+    }
+    Err(taken())
+}
+
+/// Knative's `SetLatestCreatedRevisionName` plus the latest created revision's readiness.
+fn set_latest_created(
+    status: &mut ConfigurationStatus,
+    latest: &Revision,
+) -> Vec<nimbus_api::Condition> {
+    status.latest_created_revision_name = Some(latest.name().to_string());
+    let ready = latest
+        .status
+        .as_ref()
+        .and_then(|s| get_condition(&s.conditions, "Ready"));
+    match ready.map(|c| c.status) {
+        Some(ConditionStatus::False) => {
+            let message = ready.and_then(|c| c.message.clone()).unwrap_or_default();
+            vec![cond(
+                "Ready",
+                ConditionStatus::False,
+                "RevisionFailed",
+                &format!(
+                    "Revision \"{}\" failed with message: {message}.",
+                    latest.name()
+                ),
+            )]
+        }
+        _ if status.latest_ready_revision_name.as_deref() != Some(latest.name()) => {
+            vec![cond("Ready", ConditionStatus::Unknown, "", "")]
+        }
+        _ => vec![],
+    }
+}
+
+/// Knative's `findAndSetLatestReadyRevision`: the newest ready revision not older than the
+/// current latest ready (a rolled-back-to revision first).
+async fn find_latest_ready(
+    ctx: &Context,
+    cfg: &Configuration,
+    status: &mut ConfigurationStatus,
+    latest: &Revision,
+    byo: bool,
+) -> Result<Vec<nimbus_api::Condition>, ControllerError> {
+    let mut lowest = None;
+    if let Some(current) = &status.latest_ready_revision_name
+        && let Some(Object::Revision(r)) = ctx
+            .resources
+            .get(Kind::Revision, cfg.namespace(), current)
+            .await?
+    {
+        lowest = Some(generation_of(&r));
+    }
+    let chosen = cfg.spec.template.metadata.name.as_deref();
+    let ready = match (
+        byo && Some(latest.name()) == chosen && is_ready(latest),
+        lowest,
+    ) {
+        (true, _) => Some(latest.clone()),
+        (false, Some(low)) => newest_ready(ctx, cfg, low).await?,
+        (false, None) => newest_ready(ctx, cfg, 0).await?,
+    };
+    let Some(ready) = ready else {
+        return Ok(vec![]);
+    };
+    status.latest_ready_revision_name = Some(ready.name().to_string());
+    Ok(
+        if status.latest_created_revision_name == status.latest_ready_revision_name {
+            vec![cond("Ready", ConditionStatus::True, "", "")]
+        } else {
+            vec![]
+        },
+    )
+}
+
+fn is_ready(r: &Revision) -> bool {
     r.status
         .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default()
+        .is_some_and(|s| nimbus_api::conditions::is_ready(&s.conditions))
 }
 
-fn latest_ready_condition(latest: &Revision) -> nimbus_api::Condition {
-    let (status, reason, message) = ready_of(&conditions(latest));
-    match status {
-        ConditionStatus::True => cond("Ready", status, "", ""),
-        ConditionStatus::False => cond(
-            "Ready",
-            status,
-            "RevisionFailed",
-            &format!(
-                "Revision \"{}\" failed with message: {message}",
-                latest.name()
-            ),
-        ),
-        ConditionStatus::Unknown => cond(
-            "Ready",
-            status,
-            if reason.is_empty() {
-                "Deploying"
-            } else {
-                &reason
-            },
-            &message,
-        ),
+/// The newest ready revision of the configuration whose generation is at least `lowest`,
+/// looked up generation by generation from the newest (each one lookup in the label index),
+/// so the cost is the number of generations since the latest ready revision, not the
+/// configuration's whole history. With no latest ready revision yet (`lowest` 0) it may walk
+/// the history once.
+async fn newest_ready(
+    ctx: &Context,
+    cfg: &Configuration,
+    lowest: i64,
+) -> Result<Option<Revision>, ControllerError> {
+    for generation in (lowest.max(1)..=cfg.generation()).rev() {
+        let g = generation.to_string();
+        let selector = [
+            (LABEL_CONFIGURATION, cfg.name()),
+            (LABEL_CONFIGURATION_GENERATION, g.as_str()),
+        ];
+        let listed = ctx
+            .resources
+            .list(Kind::Revision, Some(cfg.namespace()), &selector)
+            .await?;
+        let found = listed.items.into_iter().find_map(|o| match o {
+            Object::Revision(r) if is_ready(&r) => Some(r),
+            _ => None,
+        });
+        if found.is_some() {
+            return Ok(found);
+        }
     }
+    Ok(None)
 }
 
 /// The generation label of a revision.
@@ -104,64 +224,17 @@ pub(crate) fn generation_of(r: &Revision) -> i64 {
         .unwrap_or(0)
 }
 
-/// Revisions of a configuration, oldest generation first.
-pub(crate) async fn revisions_of(
-    ctx: &Context,
-    ns: &str,
-    cfg: &str,
-) -> Result<Vec<Revision>, ControllerError> {
-    let mut out: Vec<Revision> = ctx
-        .resources
-        .list(Kind::Revision, Some(ns))
-        .await?
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::Revision(r) if label(&r.metadata, LABEL_CONFIGURATION) == Some(cfg) => Some(r),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|r| {
-        (
-            generation_of(r),
-            r.metadata.creation_timestamp.clone().map(|t| t.0),
-        )
-    });
-    Ok(out)
-}
-
-fn current_revision<'a>(cfg: &Configuration, revisions: &'a [Revision]) -> Option<&'a Revision> {
-    revisions
-        .iter()
-        .find(|r| generation_of(r) == cfg.generation())
-}
-
-/// Create the revision for the configuration's current generation. Returns a message instead
-/// when the user-chosen name is taken by a revision with a different template.
-async fn create_revision(
-    ctx: &Context,
-    cfg: &Configuration,
-) -> Result<Option<String>, ControllerError> {
-    let rev = desired_revision(cfg);
-    if let Some(Object::Revision(existing)) = ctx
-        .resources
-        .get(Kind::Revision, cfg.namespace(), rev.name())
-        .await?
-    {
-        if existing.spec == rev.spec
-            && label(&existing.metadata, LABEL_CONFIGURATION) == Some(cfg.name())
-        {
-            return Ok(None); // same template re-applied under its old name: nothing new to run
-        }
-        return Ok(Some(format!(
-            "Revision \"{}\" already exists with a different template; revisions are immutable, \
-             so choose a new spec.template.metadata.name (or remove it to get a generated one)",
-            rev.name()
-        )));
+async fn create_revision(ctx: &Context, cfg: &Configuration) -> Result<Revision, ControllerError> {
+    let mut rev = Object::Revision(desired_revision(cfg));
+    rev.set_type_meta();
+    match ctx.resources.create(rev).await? {
+        Object::Revision(r) => Ok(r),
+        _ => unreachable!("created a Revision"),
     }
-    ctx.resources.create(Object::Revision(rev)).await?;
-    Ok(None)
 }
 
+/// Knative's `MakeRevision`: the template with the configuration's labels, a creator
+/// annotation and `routingState: pending` until a Route looks at it.
 fn desired_revision(cfg: &Configuration) -> Revision {
     let template = &cfg.spec.template;
     let name = template
@@ -173,6 +246,7 @@ fn desired_revision(cfg: &Configuration) -> Revision {
     let mut extra = vec![
         (LABEL_CONFIGURATION, cfg.name()),
         (LABEL_CONFIGURATION_GENERATION, generation.as_str()),
+        (LABEL_ROUTING_STATE, ROUTING_STATE_PENDING),
     ];
     if let Some(svc) = label(&cfg.metadata, LABEL_SERVICE) {
         extra.push((LABEL_SERVICE, svc));
@@ -192,10 +266,33 @@ fn desired_revision(cfg: &Configuration) -> Revision {
             namespace: Some(cfg.namespace().to_string()),
             labels: child_labels(&template.metadata, &extra),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: Some(vec![owner_ref(Configuration::KIND, &cfg.metadata)]),
+            owner_references: Some(vec![owner_ref(Kind::Configuration, &cfg.metadata)]),
             ..Default::default()
         },
         spec: template.spec.clone(),
         ..Default::default()
     }
+}
+
+async fn write_status(
+    ctx: &Context,
+    cfg: &Configuration,
+    status: ConfigurationStatus,
+) -> Result<(), ControllerError> {
+    if cfg.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    update_status(
+        &*ctx.resources,
+        Kind::Configuration,
+        cfg.namespace(),
+        cfg.name(),
+        |o| {
+            if let Object::Configuration(c) = o {
+                c.status = Some(status.clone());
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }

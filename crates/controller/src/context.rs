@@ -1,14 +1,20 @@
 //! What every reconciler gets: access to resources, runtimes, the ingress, config and the clock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nimbus_api::networking::Ingress;
+use nimbus_api::Kind;
+use nimbus_api::k8s_openapi::jiff::Timestamp;
+use nimbus_api::runtime::Backend;
 use nimbus_runtime::Runtime;
 
+use crate::gc::{GcSchedule, RevisionGcConfig};
 use crate::ingress::IngressSink;
+use crate::removals::Removals;
 use crate::resources::Resources;
 use crate::scaler::Scaler;
+use crate::tracker::Tracker;
 
 /// Settings that shape what the controller produces.
 #[derive(Clone, Debug)]
@@ -17,6 +23,18 @@ pub struct ControllerConfig {
     pub domain: String,
     /// Port appended to URLs in status (the router's HTTP port), if not 80.
     pub url_port: Option<u16>,
+    /// Reconciles that may run at once (one object's reconciles never overlap).
+    pub workers: usize,
+    /// Knative's revision garbage collection (`config-gc`).
+    pub revision_gc: RevisionGcConfig,
+    /// Delete objects whose owner is gone (what kube-controller-manager's garbage collector
+    /// does on a cluster; embedded mode needs its own).
+    pub garbage_collector: bool,
+    /// How often everything is listed and reconciled again even without changes.
+    pub resync: Duration,
+    /// The kinds this controller reconciles (all of them in embedded mode; on a cluster the
+    /// router process reconciles only Ingresses and the operator everything else).
+    pub kinds: Vec<Kind>,
 }
 
 impl Default for ControllerConfig {
@@ -24,29 +42,58 @@ impl Default for ControllerConfig {
         Self {
             domain: nimbus_api::constants::DEFAULT_DOMAIN.to_string(),
             url_port: None,
+            workers: 4,
+            revision_gc: RevisionGcConfig::default(),
+            garbage_collector: true,
+            resync: Duration::from_secs(300),
+            kinds: Kind::ALL.to_vec(),
         }
+    }
+}
+
+/// Wall-clock time, replaceable in tests (conditions' transition times, revision GC ages).
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        // jiff's `std` clock is not enabled in this build; the system time is the same thing.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::new(since.as_secs() as i64, since.subsec_nanos() as i32).unwrap_or_default()
     }
 }
 
 /// Shared by all reconcilers.
 pub struct Context {
     pub resources: Arc<dyn Resources>,
-    /// Runtimes by `runtimeClassName`.
-    pub runtimes: HashMap<String, Arc<dyn Runtime>>,
-    pub ingress: Arc<dyn IngressSink>,
+    /// Runtimes by backend.
+    pub runtimes: HashMap<Backend, Arc<dyn Runtime>>,
+    /// Where Ingresses are programmed (the router). `None`: this controller does not reconcile
+    /// Ingresses (on a cluster the router process does).
+    pub ingress: Option<Arc<dyn IngressSink>>,
     pub config: ControllerConfig,
     /// Decides and applies instance counts.
     pub scaler: Arc<Scaler>,
-    /// The last ingress programmed per route: observed state of the data path, used to keep
-    /// serving the previous traffic while a new target is not ready (as Knative does).
-    pub(crate) programmed: Mutex<HashMap<(String, String), Ingress>>,
+    /// Which objects each Route read.
+    pub tracker: Tracker,
+    pub clock: Arc<dyn Clock>,
+    /// Revisions whose instances are being stopped in the background.
+    pub(crate) removals: Removals,
+    /// When each Configuration's revision GC runs next.
+    pub(crate) gc_schedule: GcSchedule,
 }
 
 impl Context {
     pub fn new(
         resources: Arc<dyn Resources>,
-        runtimes: HashMap<String, Arc<dyn Runtime>>,
-        ingress: Arc<dyn IngressSink>,
+        runtimes: HashMap<Backend, Arc<dyn Runtime>>,
+        ingress: Option<Arc<dyn IngressSink>>,
         config: ControllerConfig,
         scaler: Arc<Scaler>,
     ) -> Self {
@@ -56,13 +103,25 @@ impl Context {
             ingress,
             config,
             scaler,
-            programmed: Mutex::new(HashMap::new()),
+            tracker: Tracker::default(),
+            clock: Arc::new(SystemClock),
+            removals: Removals::default(),
+            gc_schedule: GcSchedule::default(),
         }
     }
 
-    /// RFC 3339 timestamp for condition transitions.
+    /// Use `clock` for wall-clock time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// RFC 3339 timestamp (seconds) for condition transitions and annotations.
     pub fn now(&self) -> String {
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        let secs = self.clock.now().as_second();
+        Timestamp::from_second(secs)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
     }
 
     /// `http://<host>[:port]`
@@ -70,30 +129,6 @@ impl Context {
         match self.config.url_port {
             Some(p) if p != 80 => format!("http://{host}:{p}"),
             _ => format!("http://{host}"),
-        }
-    }
-
-    pub(crate) fn program(&self, ingress: Ingress) {
-        let key = (ingress.namespace.clone(), ingress.name.clone());
-        let mut programmed = self.programmed.lock().unwrap_or_else(|p| p.into_inner());
-        if programmed.get(&key) != Some(&ingress) {
-            self.ingress.apply(ingress.clone());
-            programmed.insert(key, ingress);
-        }
-    }
-
-    pub(crate) fn is_programmed(&self, namespace: &str, name: &str) -> bool {
-        let programmed = self.programmed.lock().unwrap_or_else(|p| p.into_inner());
-        programmed.contains_key(&(namespace.to_string(), name.to_string()))
-    }
-
-    pub(crate) fn unprogram(&self, namespace: &str, name: &str) {
-        let mut programmed = self.programmed.lock().unwrap_or_else(|p| p.into_inner());
-        if programmed
-            .remove(&(namespace.to_string(), name.to_string()))
-            .is_some()
-        {
-            self.ingress.remove(namespace, name);
         }
     }
 }

@@ -31,8 +31,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         .and_then(|a| a.get(ANNOTATION_PROGRESS_DEADLINE))
         .and_then(|d| parse_duration(d).ok())
         .unwrap_or(Duration::from_secs(DEFAULT_PROGRESS_DEADLINE_SECONDS));
-    let mut labels = rev.metadata.labels.clone().unwrap_or_default();
-    labels.entry(LABEL_CONFIGURATION.to_string()).or_default();
+    let labels = rev.metadata.labels.clone().unwrap_or_default();
     let own_port = OwnPort {
         number: port.map(|p| p.container_port),
     };
@@ -43,12 +42,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         image: c.image.clone(),
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect(),
+        env: env(rev, &c),
         working_dir: c.working_dir.clone().map(Into::into),
         protocol,
         startup_timeout,
@@ -84,6 +78,31 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
             })
             .unwrap_or_default(),
     }
+}
+
+/// The manifest's env, then Knative's runtime contract (`K_SERVICE`, `K_CONFIGURATION`,
+/// `K_REVISION`; empty when the revision has no such owner), built here once for every
+/// runtime. Runtimes add only `PORT`, which they choose.
+fn env(rev: &Revision, c: &Container) -> Vec<(String, String)> {
+    let label = |key: &str| {
+        rev.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let manifest = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()));
+    let contract = [
+        ("K_SERVICE".to_string(), label(LABEL_SERVICE)),
+        ("K_CONFIGURATION".to_string(), label(LABEL_CONFIGURATION)),
+        ("K_REVISION".to_string(), rev.name().to_string()),
+    ];
+    manifest.chain(contract).collect()
 }
 
 fn annotation<'a>(rev: &'a Revision, key: &str) -> Option<&'a str> {
@@ -280,6 +299,23 @@ mod tests {
         assert_eq!(s.request_timeout, Some(Duration::from_secs(30)));
         assert_eq!(s.container_concurrency, 4);
         assert_eq!(s.allowed_outbound_hosts, ["example.com", "api.local:8443"]);
+    }
+
+    #[test]
+    fn the_runtime_contract_env_follows_the_manifest_env() {
+        let mut rev =
+            revision(serde_json::json!({"image": "x", "env": [{"name": "A", "value": "1"}]}));
+        rev.metadata.labels = Some([(LABEL_CONFIGURATION.to_string(), "hello".to_string())].into());
+        let names: Vec<(String, String)> = instance_spec(&rev, "oci").env;
+        assert_eq!(
+            names,
+            [
+                ("A".into(), "1".into()),
+                ("K_SERVICE".into(), "".into()),
+                ("K_CONFIGURATION".into(), "hello".into()),
+                ("K_REVISION".into(), "hello-00001".into()),
+            ]
+        );
     }
 
     #[test]

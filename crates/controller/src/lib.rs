@@ -1,14 +1,18 @@
-//! The control loop: reconcilers that turn what users asked for into what runs.
+//! The control loop: reconcilers that turn what users asked for into what runs, after Knative
+//! Serving's controllers.
 //!
 //! ```text
-//!  Service ──► Configuration ──► Revision (one per template generation) ──► Runtime (instances)
-//!     └──────► Route ──► resolved traffic ──► Ingress (the router's table)
+//!  Service ──► Configuration ──► Revision (one per template generation) ──► PodAutoscaler
+//!     │                              │  instances in a Runtime                 │ scaler: desired scale
+//!     └──────► Route ──► Ingress ──► router (IngressSink)                       ▼ (status)
 //! ```
 //!
-//! Each reconciler is an idempotent function of (desired object, observed children) that writes
-//! children and status through the [`Resources`] trait; nothing is remembered between runs except
-//! what is observable (the store, the runtime, the ingress). The embedded store is the first
-//! implementation of `Resources`; a kube-rs one can run the same reconcilers against a cluster.
+//! Each reconciler is an idempotent function of (desired object, observed children) that
+//! writes children by server-side apply and status with resourceVersion preconditions through
+//! the [`Resources`] trait, and keeps no state of its own: what must survive a restart lives in
+//! API objects (a revision's scale in its PodAutoscaler, the data path's programming in
+//! Ingresses). The embedded store is one implementation of `Resources`; a kube-rs client is the
+//! other, so the same reconcilers can run against a Kubernetes API server.
 //!
 //! This crate never does HTTP or spawns processes itself: it talks to a [`Runtime`] and an
 //! [`IngressSink`].
@@ -18,22 +22,34 @@
 mod configuration;
 mod context;
 mod error;
+pub mod gc;
 mod ingress;
 mod instance;
+mod labeler;
 mod manager;
+mod podautoscaler;
+mod queue;
+mod removals;
 mod resources;
 mod revision;
 mod route;
 mod scaler;
 mod service;
 mod status;
+mod store_resources;
+mod tracker;
 
-pub use context::{Context, ControllerConfig};
+pub use context::{Clock, Context, ControllerConfig, SystemClock};
 pub use error::ControllerError;
-pub use ingress::IngressSink;
+pub use gc::RevisionGcConfig;
+pub use ingress::{IngressSink, program as ingress_program};
 pub use manager::{Controller, ObjectKey};
-pub use resources::{Resources, StoreResources};
-pub use scaler::{MetricsSource, RevisionLoad, Scaler, ScalerConfig};
+pub use removals::Removal;
+pub use resources::{
+    Action, Change, Listed, ResourceError, Resources, Retry, Selector, update_meta, update_status,
+};
+pub use scaler::{MetricsSource, NoLoad, RevisionLoad, Scaler, ScalerConfig};
+pub use store_resources::StoreResources;
 
 #[cfg(test)]
 mod tests;

@@ -1,21 +1,28 @@
-//! The manager: a de-duplicating work queue fed by store changes, runtime events and a periodic
-//! resync, drained by one worker that calls the reconcilers. One worker keeps reconciles of
-//! related objects ordered, which is plenty for one machine.
+//! The manager: lists every object once, then watches from that list's resourceVersion (a
+//! watch that falls behind resumes from the last event it saw; one whose history is gone lists
+//! again), turns each change into the keys it concerns, and runs several workers over a work
+//! queue that never reconciles one object twice at once.
+//!
+//! A reconcile returns an [`Action`] (reconcile again after a while, or wait for a change) or
+//! an error whose kind decides the retry: a conflict is retried at once from fresh reads, an
+//! unavailable API with exponential backoff. A periodic resync lists everything again and, in
+//! embedded mode, sweeps for objects whose owner is gone.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use nimbus_api::constants::{LABEL_CONFIGURATION, LABEL_SERVICE};
+use futures::{FutureExt, StreamExt};
+use nimbus_api::constants::{LABEL_CONFIGURATION, LABEL_REVISION, LABEL_ROUTE, LABEL_SERVICE};
 use nimbus_api::{Kind, Object};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::{configuration, revision, route, service};
+use crate::queue::WorkQueue;
+use crate::resources::{Action, Change, ResourceError, Retry};
+use crate::{configuration, gc, ingress, podautoscaler, revision, route, service};
 
 /// Identifies one object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,9 +30,6 @@ pub struct ObjectKey {
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
-    /// The owning object named by the standard labels (Revision → Configuration, Configuration
-    /// and Route → Service), carried so a deletion can still wake its owner.
-    pub owner: Option<String>,
 }
 
 impl ObjectKey {
@@ -34,65 +38,41 @@ impl ObjectKey {
             kind,
             namespace: namespace.to_string(),
             name: name.to_string(),
-            owner: None,
         }
     }
 
     pub fn of(obj: &Object) -> Self {
-        let label = match obj.kind() {
-            Kind::Revision => Some(LABEL_CONFIGURATION),
-            Kind::Configuration | Kind::Route => Some(LABEL_SERVICE),
-            Kind::Service => None,
-        };
-        let owner = label.and_then(|l| obj.metadata().labels.as_ref()?.get(l).cloned());
-        Self {
-            owner,
-            ..Self::new(obj.kind(), obj.namespace(), obj.name())
-        }
-    }
-
-    fn plain(&self) -> Self {
-        Self {
-            owner: None,
-            ..self.clone()
-        }
+        Self::new(obj.kind(), obj.namespace(), obj.name())
     }
 }
 
-/// How often everything is reconciled even without events.
-const RESYNC: Duration = Duration::from_secs(10);
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A conflict is retried at once, but not in a tight loop.
+const CONFLICT_DELAY: Duration = Duration::from_millis(5);
+/// Retry of an error that cannot succeed until something else changes.
+const SLOW_RETRY: Duration = Duration::from_secs(60);
 
 /// Runs the reconcilers.
 #[derive(Clone)]
 pub struct Controller {
     ctx: Arc<Context>,
-}
-
-#[derive(Default)]
-struct Queue {
-    order: VecDeque<ObjectKey>,
-    pending: HashSet<ObjectKey>,
-}
-
-impl Queue {
-    fn push(&mut self, key: ObjectKey) {
-        let key = key.plain();
-        if self.pending.insert(key.clone()) {
-            self.order.push_back(key);
-        }
-    }
-
-    fn pop(&mut self) -> Option<ObjectKey> {
-        let key = self.order.pop_front()?;
-        self.pending.remove(&key);
-        Some(key)
-    }
+    queue: Arc<WorkQueue>,
+    failures: Arc<Mutex<HashMap<ObjectKey, u32>>>,
 }
 
 impl Controller {
     pub fn new(ctx: Context) -> Self {
-        Self { ctx: Arc::new(ctx) }
+        Self {
+            ctx: Arc::new(ctx),
+            queue: Arc::new(WorkQueue::default()),
+            failures: Arc::default(),
+        }
     }
 
     pub fn context(&self) -> &Context {
@@ -100,7 +80,7 @@ impl Controller {
     }
 
     /// Reconcile one object (or clean up after it if it no longer exists).
-    pub async fn reconcile(&self, key: &ObjectKey) -> Result<(), ControllerError> {
+    pub async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ControllerError> {
         let ctx = &*self.ctx;
         let obj = ctx
             .resources
@@ -108,196 +88,328 @@ impl Controller {
             .await?;
         match (key.kind, obj) {
             (Kind::Service, Some(Object::Service(s))) => service::reconcile(ctx, s).await,
-            (Kind::Service, _) => service::cleanup(ctx, &key.namespace, &key.name).await,
             (Kind::Configuration, Some(Object::Configuration(c))) => {
                 configuration::reconcile(ctx, c).await
             }
-            (Kind::Configuration, _) => {
-                configuration::cleanup(ctx, &key.namespace, &key.name).await
-            }
             (Kind::Revision, Some(Object::Revision(r))) => revision::reconcile(ctx, r).await,
-            (Kind::Revision, _) => revision::cleanup(ctx, &key.namespace, &key.name).await,
+            (Kind::Revision, _) => revision::forget(ctx, &key.namespace, &key.name).await,
             (Kind::Route, Some(Object::Route(r))) => route::reconcile(ctx, r).await,
-            (Kind::Route, _) => route::cleanup(ctx, &key.namespace, &key.name).await,
+            (Kind::Route, _) => {
+                ctx.tracker.forget(key);
+                Ok(Action::await_change())
+            }
+            (Kind::PodAutoscaler, obj) => podautoscaler::reconcile(ctx, key, obj).await,
+            (Kind::Ingress, obj) => ingress::reconcile(ctx, key, obj).await,
+            // Services and Configurations that are gone leave nothing to clean up here: their
+            // children go with them through owner references.
+            _ => Ok(Action::await_change()),
         }
     }
 
-    /// Reconcile until the queue is empty (tests and start-up use this to converge).
+    /// Reconcile everything, then whatever that changes, until nothing is left to do (tests
+    /// use this to converge). Fails when `max_rounds` reconciles were not enough: a reconcile
+    /// that keeps changing what it reads is a bug.
     pub async fn settle(&self, max_rounds: usize) -> Result<(), ControllerError> {
-        let mut queue = Queue::default();
-        self.enqueue_all(&mut queue).await?;
+        let listed = self.enqueue_all().await?;
+        if self.ctx.config.garbage_collector {
+            gc::sweep(&self.ctx).await?;
+        }
+        let mut changes = self.ctx.resources.watch(&self.ctx.config.kinds, listed);
         let mut rounds = 0;
-        while let Some(key) = queue.pop() {
+        loop {
+            while let Some(Some(change)) = changes.next().now_or_never() {
+                self.on_change(change?, true).await?;
+            }
+            while let Some(rev) = self.ctx.removals.try_next_done() {
+                self.queue
+                    .add(ObjectKey::new(Kind::Revision, &rev.namespace, &rev.name));
+            }
+            let Some(key) = self.queue.try_get() else {
+                if self.ctx.removals.any_running() {
+                    if let Some(rev) = self.ctx.removals.next_done().await {
+                        self.queue
+                            .add(ObjectKey::new(Kind::Revision, &rev.namespace, &rev.name));
+                    }
+                    continue;
+                }
+                return Ok(());
+            };
             rounds += 1;
             if rounds > max_rounds {
-                break;
+                self.queue.done(&key);
+                return Err(ControllerError::NotSettled {
+                    rounds: max_rounds,
+                    queued: key.to_string(),
+                });
             }
-            let before = ctx_version(&self.ctx).await;
-            self.reconcile(&key).await?;
-            if ctx_version(&self.ctx).await != before {
-                self.enqueue_all(&mut queue).await?;
+            let result = self.reconcile(&key).await;
+            self.queue.done(&key);
+            match result {
+                Err(e) if e.retry() == Retry::Immediately => self.queue.add(key),
+                Err(e) => return Err(e),
+                Ok(_) => {}
             }
         }
-        Ok(())
     }
 
     /// Run until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut changes = self.ctx.resources.watch();
-        let (runtime_tx, mut runtime_rx) = mpsc::unbounded_channel();
-        self.forward_runtime_events(runtime_tx.clone());
-        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<ObjectKey>();
-        let mut queue = Queue::default();
-        let mut failures: HashMap<ObjectKey, u32> = HashMap::new();
-        let mut resync = tokio::time::interval_at(Instant::now(), RESYNC);
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        self.forward_runtime_events(events_tx.clone());
+        self.forward_scaler_events(events_tx);
+        for _ in 0..self.ctx.config.workers.max(1) {
+            tokio::spawn(self.clone().work());
+        }
+        let mut resync = tokio::time::interval(self.ctx.config.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        loop {
-            if let Some(key) = queue.pop() {
-                self.work(key, &mut failures, &retry_tx).await;
-                // Take in new events between items so bursts coalesce.
-                while let Ok(k) = runtime_rx.try_recv() {
-                    queue.push(k);
-                }
-                continue;
-            }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                Some(key) = changes.next() => self.enqueue_related(&mut queue, key).await,
-                Some(key) = runtime_rx.recv() => queue.push(key),
-                Some(key) = retry_rx.recv() => queue.push(key),
-                _ = resync.tick() => {
-                    if let Err(e) = self.enqueue_all(&mut queue).await {
-                        tracing::warn!(error = %e, "resync failed");
-                    }
-                }
-            }
-        }
-    }
-
-    async fn work(
-        &self,
-        key: ObjectKey,
-        failures: &mut HashMap<ObjectKey, u32>,
-        retry: &mpsc::UnboundedSender<ObjectKey>,
-    ) {
-        match self.reconcile(&key).await {
-            Ok(()) => {
-                failures.remove(&key);
-            }
-            Err(e) => {
-                let n = failures.entry(key.clone()).or_insert(0);
-                *n += 1;
-                let delay = backoff(*n);
-                tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, error = %e, retry_in = ?delay, "reconcile failed");
-                let retry = retry.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = retry.send(key);
-                });
-            }
-        }
-    }
-
-    /// Forwards runtime events as revision keys, gathered over [`RUNTIME_EVENT_BATCH`]: the
-    /// status write a scale from zero causes then never competes for a CPU with the request
-    /// that caused it, and a burst of instance changes costs one reconcile per revision.
-    fn forward_runtime_events(&self, tx: mpsc::UnboundedSender<ObjectKey>) {
-        for runtime in self.ctx.runtimes.values() {
-            let mut rx = runtime.subscribe();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(batch) = runtime_event_batch(&mut rx).await {
-                    for revision in batch {
-                        let key =
-                            ObjectKey::new(Kind::Revision, &revision.namespace, &revision.name);
-                        if tx.send(key).is_err() {
-                            return;
+        'list: loop {
+            let listed = loop {
+                match self.enqueue_all().await {
+                    Ok(rv) => break rv,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list objects; retrying");
+                        tokio::select! {
+                            _ = &mut shutdown => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
                 }
+            };
+            self.sweep_garbage();
+            let mut changes = self.ctx.resources.watch(&self.ctx.config.kinds, listed);
+            resync.reset();
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    change = changes.next() => match change {
+                        Some(Ok(change)) => {
+                            if let Err(e) = self.on_change(change, false).await {
+                                tracing::warn!(error = %e, "cannot follow a change");
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::info!(error = %e, "watch ended; listing again");
+                            continue 'list;
+                        }
+                        None => continue 'list,
+                    },
+                    Some(key) = events.recv() => self.add(key),
+                    Some(rev) = self.ctx.removals.next_done() => {
+                        self.queue.add(ObjectKey::new(Kind::Revision, &rev.namespace, &rev.name));
+                    }
+                    _ = resync.tick() => continue 'list,
+                }
+            }
+        }
+    }
+
+    /// One worker: take a key, reconcile it, schedule what the result asks for.
+    async fn work(self) {
+        loop {
+            let key = self.queue.get().await;
+            let result = self.reconcile(&key).await;
+            self.queue.done(&key);
+            self.after(key, result);
+        }
+    }
+
+    fn after(&self, key: ObjectKey, result: Result<Action, ControllerError>) {
+        let delay = match result {
+            Ok(action) => {
+                self.lock_failures().remove(&key);
+                action.requeue_after
+            }
+            Err(e) => {
+                let n = {
+                    let mut failures = self.lock_failures();
+                    let n = failures.entry(key.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                let delay = match e.retry() {
+                    Retry::Immediately => CONFLICT_DELAY,
+                    Retry::Backoff => backoff(n),
+                    Retry::Slowly => SLOW_RETRY,
+                };
+                let level_warn = !matches!(e.retry(), Retry::Immediately) || n > 3;
+                if level_warn {
+                    tracing::warn!(object = %key, error = %e, retry_in = ?delay, "reconcile failed");
+                } else {
+                    tracing::debug!(object = %key, error = %e, "reconcile raced another write; again");
+                }
+                Some(delay)
+            }
+        };
+        if let Some(delay) = delay {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                queue.add(key);
             });
         }
     }
 
-    /// A change to `key` may change what its owner and the objects that refer to it should be.
-    async fn enqueue_related(&self, queue: &mut Queue, key: ObjectKey) {
-        let ns = key.namespace.clone();
-        match (key.kind, &key.owner) {
-            (Kind::Revision, Some(cfg)) => {
-                queue.push(ObjectKey::new(Kind::Configuration, &ns, cfg))
-            }
-            (Kind::Configuration | Kind::Route, Some(svc)) => {
-                queue.push(ObjectKey::new(Kind::Service, &ns, svc))
-            }
-            _ => {}
-        }
-        let dependents = match key.kind {
-            Kind::Configuration | Kind::Revision => Some(Kind::Route),
-            Kind::Route => Some(Kind::Revision),
-            Kind::Service => None,
-        };
-        queue.push(key);
-        if let Some(kind) = dependents
-            && let Ok(objs) = self.ctx.resources.list(kind, Some(&ns)).await
-        {
-            for o in objs {
-                queue.push(ObjectKey::of(&o));
-            }
-        }
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn enqueue_all(&self, queue: &mut Queue) -> Result<(), ControllerError> {
-        for kind in [
-            Kind::Service,
-            Kind::Configuration,
-            Kind::Revision,
-            Kind::Route,
-        ] {
-            for o in self.ctx.resources.list(kind, None).await? {
-                queue.push(ObjectKey::of(&o));
-            }
+    /// Queue the objects a change concerns; a deletion also starts collecting what the deleted
+    /// object owned (`inline`: before returning, else in a task of its own).
+    async fn on_change(&self, change: Change, inline: bool) -> Result<(), ControllerError> {
+        for key in keys_for(&self.ctx, &change.object) {
+            self.add(key);
         }
+        if !(change.deleted && self.ctx.config.garbage_collector) {
+            return Ok(());
+        }
+        if inline {
+            return gc::collect_dependents(&self.ctx, &change.object).await;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gc::collect_dependents(&ctx, &change.object).await {
+                tracing::warn!(object = %ObjectKey::of(&change.object), error = %e, "cannot collect what it owned");
+            }
+        });
         Ok(())
     }
-}
 
-/// A cheap fingerprint of the whole store's state, used by [`Controller::settle`].
-async fn ctx_version(ctx: &Context) -> Vec<String> {
-    let mut out = Vec::new();
-    for kind in Kind::ALL {
-        if let Ok(objs) = ctx.resources.list(kind, None).await {
-            out.extend(
-                objs.iter()
-                    .map(|o| o.metadata().resource_version.clone().unwrap_or_default()),
-            );
+    /// Queue `key` if this controller reconciles its kind.
+    fn add(&self, key: ObjectKey) {
+        if self.ctx.config.kinds.contains(&key.kind) {
+            self.queue.add(key);
         }
     }
-    out
+
+    /// Queue every object; returns the resourceVersion to watch from.
+    async fn enqueue_all(&self) -> Result<u64, ResourceError> {
+        let mut version = u64::MAX;
+        for kind in self.ctx.config.kinds.clone() {
+            let listed = self.ctx.resources.list(kind, None, &[]).await?;
+            version = version.min(listed.resource_version);
+            for o in &listed.items {
+                self.queue.add(ObjectKey::of(o));
+            }
+        }
+        // Ingresses deleted while nobody watched are still programmed: look at them again.
+        if let Some(sink) = &self.ctx.ingress {
+            for (namespace, name) in sink.programmed() {
+                self.queue
+                    .add(ObjectKey::new(Kind::Ingress, &namespace, &name));
+            }
+        }
+        Ok(if version == u64::MAX { 0 } else { version })
+    }
+
+    /// Delete objects whose owner no longer exists (after a restart, or a watch that had to
+    /// list again: deletions may have been missed).
+    fn sweep_garbage(&self) {
+        if !self.ctx.config.garbage_collector {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gc::sweep(&ctx).await {
+                tracing::warn!(error = %e, "garbage collection sweep failed");
+            }
+        });
+    }
+
+    /// Runtime events name revisions: their Revision and PodAutoscaler are reconciled,
+    /// gathered over [`RUNTIME_EVENT_BATCH`] so the status writes a scale from zero causes run
+    /// after the request that caused it, and a burst of instance changes costs one reconcile.
+    fn forward_runtime_events(&self, tx: mpsc::UnboundedSender<ObjectKey>) {
+        for runtime in self.ctx.runtimes.values() {
+            let rx = runtime.subscribe();
+            spawn_batched(rx, tx.clone(), |e: nimbus_runtime::RuntimeEvent| e.revision);
+        }
+    }
+
+    /// The scaler's decisions are persisted in PodAutoscaler status.
+    fn forward_scaler_events(&self, tx: mpsc::UnboundedSender<ObjectKey>) {
+        spawn_batched(self.ctx.scaler.subscribe(), tx, |k| k);
+    }
 }
 
-/// How long runtime events are gathered before their revisions are reconciled.
+/// Forward each batch of revision keys from `rx` as Revision and PodAutoscaler keys.
+fn spawn_batched<E: Clone + Send + 'static>(
+    mut rx: tokio::sync::broadcast::Receiver<E>,
+    tx: mpsc::UnboundedSender<ObjectKey>,
+    revision_of: fn(E) -> nimbus_runtime::RevisionKey,
+) {
+    tokio::spawn(async move {
+        while let Some(batch) = event_batch(&mut rx, revision_of).await {
+            for rev in batch {
+                for kind in [Kind::Revision, Kind::PodAutoscaler] {
+                    if tx
+                        .send(ObjectKey::new(kind, &rev.namespace, &rev.name))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The objects to reconcile when `obj` changed: itself, its owner (whose status reflects
+/// it), the objects that read it (tracked), and for a Revision its PodAutoscaler.
+pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
+    let ns = obj.namespace();
+    let label = |k: &str| {
+        obj.metadata()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .cloned()
+    };
+    let mut keys = vec![ObjectKey::of(obj)];
+    let owner = match obj.kind() {
+        Kind::Configuration | Kind::Route => label(LABEL_SERVICE).map(|s| (Kind::Service, s)),
+        Kind::Revision => label(LABEL_CONFIGURATION).map(|c| (Kind::Configuration, c)),
+        Kind::PodAutoscaler => Some((
+            Kind::Revision,
+            label(LABEL_REVISION).unwrap_or_else(|| obj.name().to_string()),
+        )),
+        Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
+        Kind::Service => None,
+    };
+    if let Some((kind, name)) = owner {
+        keys.push(ObjectKey::new(kind, ns, &name));
+    }
+    if obj.kind() == Kind::Revision {
+        keys.push(ObjectKey::new(Kind::PodAutoscaler, ns, obj.name()));
+    }
+    keys.extend(ctx.tracker.observers(&ObjectKey::of(obj)));
+    keys
+}
+
+/// How long runtime and scaler events are gathered before their revisions are reconciled.
 const RUNTIME_EVENT_BATCH: Duration = Duration::from_millis(20);
 
-/// The revisions named by the next runtime event and by those that follow it within
-/// [`RUNTIME_EVENT_BATCH`]; `None` once the runtime is gone. A lagging receiver only missed
-/// keys, which the periodic resync covers.
-async fn runtime_event_batch(
-    rx: &mut tokio::sync::broadcast::Receiver<nimbus_runtime::RuntimeEvent>,
-) -> Option<HashSet<nimbus_runtime::RevisionKey>> {
+/// The revisions named by the next event and by those that follow it within
+/// [`RUNTIME_EVENT_BATCH`]; `None` once the sender is gone. A lagging receiver only missed
+/// keys, which the resync covers.
+async fn event_batch<E: Clone>(
+    rx: &mut tokio::sync::broadcast::Receiver<E>,
+    revision_of: fn(E) -> nimbus_runtime::RevisionKey,
+) -> Option<std::collections::HashSet<nimbus_runtime::RevisionKey>> {
     use tokio::sync::broadcast::error::RecvError;
     let first = loop {
         match rx.recv().await {
-            Ok(event) => break event.revision,
+            Ok(event) => break revision_of(event),
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return None,
         }
     };
-    let mut batch = HashSet::from([first]);
+    let mut batch = std::collections::HashSet::from([first]);
     let gathered = async {
         loop {
             match rx.recv().await {
                 Ok(event) => {
-                    batch.insert(event.revision);
+                    batch.insert(revision_of(event));
                 }
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
@@ -317,6 +429,7 @@ fn backoff(failures: u32) -> Duration {
 mod tests {
     use super::*;
     use nimbus_runtime::{RevisionKey, RuntimeEvent};
+    use std::collections::HashSet;
 
     fn event(name: &str) -> RuntimeEvent {
         RuntimeEvent {
@@ -336,16 +449,17 @@ mod tests {
             tokio::time::sleep(RUNTIME_EVENT_BATCH * 2).await;
             tx.send(event("d")).unwrap();
         });
-        let first = runtime_event_batch(&mut rx).await.unwrap();
+        let of = |e: RuntimeEvent| e.revision;
+        let first = event_batch(&mut rx, of).await.unwrap();
         let names = |batch: HashSet<RevisionKey>| {
             let mut names: Vec<String> = batch.into_iter().map(|k| k.name).collect();
             names.sort();
             names
         };
         assert_eq!(names(first), ["a", "b", "c"]);
-        let second = runtime_event_batch(&mut rx).await.unwrap();
+        let second = event_batch(&mut rx, of).await.unwrap();
         assert_eq!(names(second), ["d"]);
         sender.await.unwrap();
-        assert!(runtime_event_batch(&mut rx).await.is_none(), "runtime gone");
+        assert!(event_batch(&mut rx, of).await.is_none(), "runtime gone");
     }
 }

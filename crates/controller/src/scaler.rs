@@ -6,8 +6,10 @@
 //! waiting for a revision with no capacity) is handled at once, not at the next tick, because it
 //! is on the cold-start path.
 //!
-//! The revision reconciler registers revisions ([`Scaler::register`]) and reads the desired
-//! scale back for status; it never sets instance counts itself.
+//! The PodAutoscaler reconciler registers revisions ([`Scaler::register`]), resuming from the
+//! scale recorded in the PodAutoscaler's status after a restart, and writes each new decision
+//! back there (the scaler announces revisions whose decision changed on [`Scaler::subscribe`],
+//! from its own loop, never from a request's thread). Nothing else sets instance counts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use nimbus_api::autoscaling::ScalingSpec;
 use nimbus_autoscaler::{Autoscaler, Decision, Sample};
 use nimbus_runtime::{InstanceSpec, RevisionKey, Runtime};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 /// A revision's load as the data path sees it.
@@ -31,6 +33,16 @@ pub struct RevisionLoad {
 /// Where load readings come from (the router).
 pub trait MetricsSource: Send + Sync + 'static {
     fn load(&self, revision: &RevisionKey) -> Option<RevisionLoad>;
+}
+
+/// No load anywhere: for a controller whose scaler never runs (the cluster's routers
+/// reconcile Ingresses only) and for tests.
+pub struct NoLoad;
+
+impl MetricsSource for NoLoad {
+    fn load(&self, _: &RevisionKey) -> Option<RevisionLoad> {
+        None
+    }
 }
 
 /// Timing of the driver.
@@ -57,6 +69,8 @@ struct Target {
     autoscaler: Autoscaler,
     reachable: bool,
     desired: Option<u32>,
+    /// The decision last announced on [`Scaler::subscribe`].
+    announced: Option<u32>,
     in_flight_sum: f64,
     readings: u32,
     last_requests: Option<u64>,
@@ -71,6 +85,7 @@ pub struct Scaler {
     epoch: Instant,
     activations: mpsc::UnboundedSender<RevisionKey>,
     activation_rx: Mutex<Option<mpsc::UnboundedReceiver<RevisionKey>>>,
+    decisions: broadcast::Sender<RevisionKey>,
 }
 
 impl Scaler {
@@ -83,7 +98,14 @@ impl Scaler {
             epoch: Instant::now(),
             activations: tx,
             activation_rx: Mutex::new(Some(rx)),
+            decisions: broadcast::channel(1024).0,
         })
+    }
+
+    /// Revisions whose decided scale changed (sent from the scaler's loop, at most every
+    /// `sample_interval` per revision). A lagging receiver misses keys; the resync covers it.
+    pub fn subscribe(&self) -> broadcast::Receiver<RevisionKey> {
+        self.decisions.subscribe()
     }
 
     fn now(&self) -> Duration {
@@ -95,34 +117,44 @@ impl Scaler {
     }
 
     /// Start or update scaling of a revision. Idempotent; applies the first decision at once.
+    /// `resume`: the scale last decided for it, from the store, when this process has not
+    /// decided for it yet (after a restart the revision continues from there, not from its
+    /// initial scale).
     pub async fn register(
         &self,
         spec: InstanceSpec,
         scaling: ScalingSpec,
         runtime: Arc<dyn Runtime>,
         reachable: bool,
+        resume: Option<u32>,
     ) {
         let key = spec.revision.clone();
         let now = self.now();
         {
             let mut targets = self.lock();
             let target = targets.entry(key.clone()).or_insert_with(|| Target {
-                autoscaler: Autoscaler::new(scaling.clone(), now),
+                autoscaler: match resume {
+                    Some(desired) => Autoscaler::resume(scaling.clone(), now, desired),
+                    None => Autoscaler::new(scaling.clone(), now),
+                },
                 spec: spec.clone(),
                 runtime: runtime.clone(),
                 reachable,
                 desired: None,
+                announced: resume,
                 in_flight_sum: 0.0,
                 readings: 0,
                 last_requests: None,
                 last_record: now,
             });
             if target.autoscaler.spec() != &scaling {
-                target.autoscaler = Autoscaler::new(scaling, now);
+                let desired = target.desired.unwrap_or(0);
+                target.autoscaler = Autoscaler::resume(scaling, now, desired);
             }
             target.reachable = reachable;
         }
         self.decide_one(&key, false).await;
+        self.announce();
     }
 
     /// Stop scaling a revision (it was deleted).
@@ -190,7 +222,10 @@ impl Scaler {
                 Some(key) = activations.recv() => {
                     self.on_activation(&key).await;
                 }
-                _ = sample.tick() => self.sample_all(),
+                _ = sample.tick() => {
+                    self.sample_all();
+                    self.announce();
+                }
                 _ = tick.tick() => self.tick_all().await,
             }
         }
@@ -207,6 +242,17 @@ impl Scaler {
         };
         if known {
             self.decide_one(key, false).await;
+        }
+    }
+
+    /// Announce the revisions whose decision changed since last announced.
+    fn announce(&self) {
+        let mut targets = self.lock();
+        for (key, t) in targets.iter_mut() {
+            if t.desired.is_some() && t.desired != t.announced {
+                t.announced = t.desired;
+                let _ = self.decisions.send(key.clone());
+            }
         }
     }
 

@@ -107,7 +107,7 @@ async fn setup_with(target: f64, runtime: Recorder) -> (Arc<Scaler>, Arc<Load>, 
     let runtime = Arc::new(runtime);
     let scaler = Scaler::new(load.clone(), ScalerConfig::default());
     scaler
-        .register(spec(), scaling(target), runtime.clone(), true)
+        .register(spec(), scaling(target), runtime.clone(), true, None)
         .await;
     tokio::spawn(scaler.clone().run(std::future::pending()));
     (scaler, load, runtime)

@@ -1,51 +1,179 @@
-//! Service → one Configuration and one Route of the same name; status aggregated from both.
+//! Service → one Configuration and one Route of the same name, written by server-side apply
+//! (so labels and annotations the Service stops carrying leave its children, and metadata
+//! others put on them stays); status aggregated from both, as Knative's service reconciler
+//! does. A child of that name that this Service does not control is reported, never taken over.
 
 use nimbus_api::conditions::ConditionStatus;
-use nimbus_api::constants::LABEL_SERVICE;
+use nimbus_api::constants::{CONTROLLER_MANAGER, LABEL_SERVICE};
 use nimbus_api::serving::{ConfigurationSpec, RouteSpec, ServiceStatus};
 use nimbus_api::{Configuration, Kind, Object, ObjectMeta, Route, Service, TrafficTarget};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::status::{child_annotations, child_labels, cond, label, owner_ref, ready_of, set_all};
+use crate::resources::{Action, update_status};
+use crate::status::{
+    child_annotations, child_labels, cond, is_controlled_by, owner_ref, ready_of, set_all,
+};
 
-pub(crate) async fn reconcile(ctx: &Context, svc: Service) -> Result<(), ControllerError> {
-    let cfg = ensure_child(
-        ctx,
-        &svc,
-        Object::Configuration(desired_configuration(&svc)),
-    )
-    .await?;
-    let route = ensure_child(ctx, &svc, Object::Route(desired_route(&svc))).await?;
+pub(crate) async fn reconcile(ctx: &Context, svc: Service) -> Result<Action, ControllerError> {
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let mut status = svc.status.clone().unwrap_or_default();
-    let conditions = match (cfg, route) {
-        (Ok(Object::Configuration(cfg)), Ok(Object::Route(route))) => {
-            aggregate(&mut status, &cfg, &route)
-        }
-        (Err(msg), _) | (_, Err(msg)) => {
-            vec![cond("Ready", ConditionStatus::False, "NotOwned", &msg)]
-        }
-        _ => vec![],
-    };
+    let conditions = observe(ctx, &svc, &mut status).await?;
     status.observed_generation = Some(svc.generation());
-    set_all(&mut status.conditions, conditions, &ctx.now());
-    write_status(ctx, svc, status).await
+    let now = ctx.now();
+    set_all(&mut status.conditions, conditions, &now);
+    let ready = ready_condition(&status);
+    set_all(&mut status.conditions, vec![ready], &now);
+    write_status(ctx, &svc, status).await?;
+    Ok(Action::await_change())
 }
 
-/// Delete the Service's Configuration and Route (their own cleanup removes revisions/ingress).
-pub(crate) async fn cleanup(
+/// Make the children match and return the conditions they imply.
+async fn observe(
     ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<(), ControllerError> {
-    for kind in [Kind::Configuration, Kind::Route] {
-        if let Some(child) = ctx.resources.get(kind, namespace, name).await?
-            && label(child.metadata(), LABEL_SERVICE) == Some(name)
-        {
-            ctx.resources.delete(kind, namespace, name).await?;
-        }
+    svc: &Service,
+    status: &mut ServiceStatus,
+) -> Result<Vec<nimbus_api::Condition>, ControllerError> {
+    let cfg =
+        match ensure_child(ctx, svc, Object::Configuration(desired_configuration(svc))).await? {
+            Ok(Object::Configuration(cfg)) => cfg,
+            Ok(_) => return Ok(vec![]),
+            Err(msg) => {
+                return Ok(vec![cond(
+                    "ConfigurationsReady",
+                    ConditionStatus::False,
+                    "NotOwned",
+                    &msg,
+                )]);
+            }
+        };
+    let mut conditions = vec![configuration_condition(&cfg, status)];
+    // With a user-chosen revision name, the Route must not move before the Configuration has
+    // settled which revision that name is (Knative serializes the two the same way).
+    if cfg.spec.template.metadata.name.is_some() && !is_current(&cfg) {
+        return Ok(conditions);
     }
-    Ok(())
+    let route = match ensure_child(ctx, svc, Object::Route(desired_route(svc))).await? {
+        Ok(Object::Route(route)) => route,
+        Ok(_) => return Ok(conditions),
+        Err(msg) => {
+            conditions.push(cond(
+                "RoutesReady",
+                ConditionStatus::False,
+                "NotOwned",
+                &msg,
+            ));
+            return Ok(conditions);
+        }
+    };
+    conditions.push(route_condition(&route, &cfg, status));
+    Ok(conditions)
+}
+
+fn is_current(cfg: &Configuration) -> bool {
+    cfg.status.as_ref().and_then(|s| s.observed_generation) == Some(cfg.generation())
+}
+
+/// ConfigurationsReady, and the revision names, from the Configuration.
+fn configuration_condition(
+    cfg: &Configuration,
+    status: &mut ServiceStatus,
+) -> nimbus_api::Condition {
+    if !is_current(cfg) {
+        return out_of_date("ConfigurationsReady", "Configuration");
+    }
+    let cs = cfg.status.clone().unwrap_or_default();
+    status.latest_created_revision_name = cs.latest_created_revision_name.clone();
+    status.latest_ready_revision_name = cs.latest_ready_revision_name.clone();
+    let (s, reason, message) = ready_of(&cs.conditions);
+    cond("ConfigurationsReady", s, &reason, &message)
+}
+
+/// RoutesReady, and the URL and traffic, from the Route.
+fn route_condition(
+    route: &Route,
+    cfg: &Configuration,
+    status: &mut ServiceStatus,
+) -> nimbus_api::Condition {
+    let current =
+        route.status.as_ref().and_then(|s| s.observed_generation) == Some(route.generation());
+    if !current {
+        return out_of_date("RoutesReady", "Route");
+    }
+    let rs = route.status.clone().unwrap_or_default();
+    status.url = rs.url.clone();
+    status.address = rs.address.clone();
+    status.traffic = rs.traffic.clone();
+    let (s, reason, message) = ready_of(&rs.conditions);
+    if s == ConditionStatus::True && !traffic_migrated(route, cfg) {
+        return cond(
+            "RoutesReady",
+            ConditionStatus::Unknown,
+            "TrafficNotMigrated",
+            "Traffic is not yet migrated to the latest revision.",
+        );
+    }
+    cond("RoutesReady", s, &reason, &message)
+}
+
+/// Knative's `checkRoutesNotReady`: the Route serves what the Service asks, with
+/// `latestRevision` targets at the Configuration's latest ready revision.
+fn traffic_migrated(route: &Route, cfg: &Configuration) -> bool {
+    let got = route
+        .status
+        .as_ref()
+        .map(|s| &s.traffic[..])
+        .unwrap_or_default();
+    if got.len() != route.spec.traffic.len() {
+        return false;
+    }
+    let latest_ready = cfg
+        .status
+        .as_ref()
+        .and_then(|s| s.latest_ready_revision_name.clone());
+    route.spec.traffic.iter().zip(got).all(|(want, got)| {
+        let revision = match &want.configuration_name {
+            Some(c) if c == cfg.name() => latest_ready.clone(),
+            _ => want.revision_name.clone(),
+        };
+        revision == got.revision_name && want.percent == got.percent && want.tag == got.tag
+    })
+}
+
+fn ready_condition(status: &ServiceStatus) -> nimbus_api::Condition {
+    let get = |t: &str| {
+        nimbus_api::conditions::get_condition(&status.conditions, t)
+            .map(|c| {
+                (
+                    c.status,
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or((ConditionStatus::Unknown, String::new(), String::new()))
+    };
+    let (cs, cr, cm) = get("ConfigurationsReady");
+    let (rs, rr, rm) = get("RoutesReady");
+    match (cs, rs) {
+        (ConditionStatus::False, _) => cond("Ready", cs, &cr, &cm),
+        (_, ConditionStatus::False) => cond("Ready", rs, &rr, &rm),
+        (ConditionStatus::True, ConditionStatus::True) => {
+            cond("Ready", ConditionStatus::True, "", "")
+        }
+        (ConditionStatus::Unknown, _) => cond("Ready", cs, &cr, &cm),
+        _ => cond("Ready", rs, &rr, &rm),
+    }
+}
+
+fn out_of_date(type_: &str, kind: &str) -> nimbus_api::Condition {
+    cond(
+        type_,
+        ConditionStatus::Unknown,
+        "OutOfDate",
+        &format!("The {kind} is still working to reflect the latest desired specification."),
+    )
 }
 
 fn child_meta(svc: &Service) -> ObjectMeta {
@@ -54,7 +182,7 @@ fn child_meta(svc: &Service) -> ObjectMeta {
         namespace: Some(svc.namespace().to_string()),
         labels: child_labels(&svc.metadata, &[(LABEL_SERVICE, svc.name())]),
         annotations: child_annotations(&svc.metadata),
-        owner_references: Some(vec![owner_ref(Service::KIND, &svc.metadata)]),
+        owner_references: Some(vec![owner_ref(Kind::Service, &svc.metadata)]),
         ..Default::default()
     }
 }
@@ -89,98 +217,44 @@ fn desired_route(svc: &Service) -> Route {
     }
 }
 
-/// Create or update a child so its labels, annotations and spec match. `Err(message)` when an
-/// object of that name exists but belongs to someone else.
+/// Apply a child; `Err(message)` when an object of that name exists that this Service does
+/// not control.
 async fn ensure_child(
     ctx: &Context,
     svc: &Service,
-    desired: Object,
+    mut desired: Object,
 ) -> Result<Result<Object, String>, ControllerError> {
     let (kind, ns, name) = (desired.kind(), svc.namespace(), svc.name());
-    let Some(mut existing) = ctx.resources.get(kind, ns, name).await? else {
-        return Ok(Ok(ctx.resources.create(desired).await?));
-    };
-    if label(existing.metadata(), LABEL_SERVICE) != Some(name) {
+    if let Some(existing) = ctx.resources.get(kind, ns, name).await?
+        && !is_controlled_by(existing.metadata(), &svc.metadata)
+    {
         return Ok(Err(format!(
-            "there is an existing {kind} \"{name}\" that this Service does not own"
+            "There is an existing {kind} \"{name}\" that we do not own."
         )));
     }
-    let same_spec = existing.to_json().get("spec") == desired.to_json().get("spec");
-    let (m, d) = (existing.metadata(), desired.metadata());
-    if same_spec
-        && m.labels == d.labels
-        && m.annotations == d.annotations
-        && m.owner_references == d.owner_references
-    {
-        return Ok(Ok(existing));
-    }
-    let mut updated = desired;
-    let meta = updated.metadata_mut();
-    meta.resource_version = None;
-    meta.uid = existing.metadata_mut().uid.take();
-    Ok(Ok(ctx.resources.update(updated).await?))
-}
-
-/// Fill the Service status from its children; returns the conditions to set.
-fn aggregate(
-    status: &mut ServiceStatus,
-    cfg: &Configuration,
-    route: &Route,
-) -> Vec<nimbus_api::Condition> {
-    let cfg_status = cfg.status.clone().unwrap_or_default();
-    let route_status = route.status.clone().unwrap_or_default();
-    status.latest_created_revision_name = cfg_status.latest_created_revision_name.clone();
-    status.latest_ready_revision_name = cfg_status.latest_ready_revision_name.clone();
-    status.url = route_status.url.clone();
-    status.address = route_status.address.clone();
-    status.traffic = route_status.traffic.clone();
-
-    let cfg_current = cfg_status.observed_generation == Some(cfg.generation());
-    let route_current = route_status.observed_generation == Some(route.generation());
-    let (cs, cr, cm) = if cfg_current {
-        ready_of(&cfg_status.conditions)
-    } else {
-        out_of_date("Configuration")
-    };
-    let (rs, rr, rm) = if route_current {
-        ready_of(&route_status.conditions)
-    } else {
-        out_of_date("Route")
-    };
-    let ready = match (cs, rs) {
-        (ConditionStatus::False, _) => cond("Ready", cs, &cr, &cm),
-        (_, ConditionStatus::False) => cond("Ready", rs, &rr, &rm),
-        (ConditionStatus::True, ConditionStatus::True) => {
-            cond("Ready", ConditionStatus::True, "", "")
-        }
-        (ConditionStatus::Unknown, _) => cond("Ready", cs, &cr, &cm),
-        _ => cond("Ready", rs, &rr, &rm),
-    };
-    vec![
-        cond("ConfigurationsReady", cs, &cr, &cm),
-        cond("RoutesReady", rs, &rr, &rm),
-        ready,
-    ]
-}
-
-fn out_of_date(kind: &str) -> (ConditionStatus, String, String) {
-    (
-        ConditionStatus::Unknown,
-        "OutOfDate".into(),
-        format!("The {kind} is still working to reflect the latest desired specification."),
-    )
+    desired.set_type_meta();
+    Ok(Ok(ctx.resources.apply(desired, CONTROLLER_MANAGER).await?))
 }
 
 async fn write_status(
     ctx: &Context,
-    mut svc: Service,
+    svc: &Service,
     status: ServiceStatus,
 ) -> Result<(), ControllerError> {
     if svc.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    svc.status = Some(status);
-    svc.metadata.resource_version = None;
-    ctx.resources.update_status(Object::Service(svc)).await?;
+    update_status(
+        &*ctx.resources,
+        Kind::Service,
+        svc.namespace(),
+        svc.name(),
+        |o| {
+            if let Object::Service(s) = o {
+                s.status = Some(status.clone());
+            }
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use nimbus_api::ObjectMeta;
 use nimbus_api::conditions::{Condition, ConditionStatus, get_condition};
 use nimbus_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use nimbus_api::{Kind, ObjectMeta};
 
 /// A condition with reason and message (reason/message omitted when empty).
 pub(crate) fn cond(type_: &str, status: ConditionStatus, reason: &str, message: &str) -> Condition {
@@ -38,15 +38,32 @@ pub(crate) fn set_all(conditions: &mut Vec<Condition>, new: Vec<Condition>, now:
 }
 
 /// An owner reference to `meta` of the given kind, marked as the controller.
-pub(crate) fn owner_ref(kind: &str, meta: &ObjectMeta) -> OwnerReference {
+pub(crate) fn owner_ref(kind: Kind, meta: &ObjectMeta) -> OwnerReference {
     OwnerReference {
-        api_version: nimbus_api::API_VERSION.to_string(),
-        kind: kind.to_string(),
+        api_version: kind.api_version().to_string(),
+        kind: kind.as_str().to_string(),
         name: meta.name.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// The uid of the object's controlling owner (`controller: true`), if any.
+pub(crate) fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+/// Kubernetes' `IsControlledBy`: `child`'s controlling owner is the object `owner`.
+pub(crate) fn is_controlled_by(child: &ObjectMeta, owner: &ObjectMeta) -> bool {
+    owner
+        .uid
+        .as_deref()
+        .is_some_and(|uid| controller_uid(child) == Some(uid))
 }
 
 /// Annotations never copied from a parent to its children.

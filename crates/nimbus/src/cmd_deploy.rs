@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use nimbus_api::conditions::{ConditionStatus, get_condition};
-use nimbus_api::constants::RUNTIME_PROCESS;
+use nimbus_api::constants::{ANNOTATION_RUNTIME, RUNTIME_PROCESS};
 use nimbus_api::k8s_openapi::api::core::v1::{Container, EnvVar};
 use nimbus_api::{Kind, Object, ObjectMeta, Service};
 
@@ -46,7 +46,7 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
+    let client = Client::new(&args.client).await?;
     let container = container(&args);
     let existing = client.get(Kind::Service, &args.name).await?;
     let verb = if existing.is_some() {
@@ -61,7 +61,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let svc = match existing {
         Some(Object::Service(mut svc)) => {
             svc.spec.template.metadata.name = None;
-            svc.spec.template.spec.runtime_class_name = Some(RUNTIME_PROCESS.to_string());
+            as_process(&mut svc);
             svc.spec.template.spec.containers = vec![container];
             client.replace(&Object::Service(svc)).await?
         }
@@ -112,9 +112,22 @@ fn new_service(args: &DeployArgs, container: Container) -> Service {
         },
         ..Default::default()
     };
-    svc.spec.template.spec.runtime_class_name = Some(RUNTIME_PROCESS.to_string());
+    as_process(&mut svc);
     svc.spec.template.spec.containers = vec![container];
     svc
+}
+
+/// Run the service's revisions as host processes (`nimbus.dev/runtime: process`).
+fn as_process(svc: &mut Service) {
+    let template = &mut svc.spec.template;
+    if template.spec.runtime_class_name.as_deref() == Some(RUNTIME_PROCESS) {
+        template.spec.runtime_class_name = None; // the legacy spelling of the same choice
+    }
+    template
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ANNOTATION_RUNTIME.to_string(), RUNTIME_PROCESS.to_string());
 }
 
 /// Poll until the service has observed `generation` and is Ready (or has failed).

@@ -11,7 +11,7 @@ pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     match Kind::parse(s) {
         Some(k) => Ok(k),
         None => bail!(
-            "the server doesn't have a resource type \"{s}\"; use services (ksvc), configurations, revisions (rev) or routes"
+            "the server doesn't have a resource type \"{s}\"; use services (ksvc), configurations (cfg), revisions (rev), routes (rt), podautoscalers (kpa) or ingresses (kingress)"
         ),
     }
 }
@@ -24,7 +24,7 @@ pub async fn run(
     all: bool,
 ) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
-    let client = Client::new(opts)?;
+    let client = Client::new(opts).await?;
     let objects = match name {
         Some(name) => match client.get(kind, name).await? {
             Some(o) => vec![o],
@@ -55,7 +55,7 @@ pub async fn run(
 
 pub async fn delete(opts: &ClientOpts, kind: &str, name: &str) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
-    Client::new(opts)?.delete(kind, name).await?;
+    Client::new(opts).await?.delete(kind, name).await?;
     println!(
         "{} \"{name}\" deleted",
         display_name(kind, "").trim_end_matches('/')
@@ -100,6 +100,8 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
             "DESIRED REPLICAS",
         ],
         Kind::Route => &["NAME", "URL", "READY", "REASON"],
+        Kind::PodAutoscaler => &["NAME", "DESIREDSCALE", "ACTUALSCALE", "READY", "REASON"],
+        Kind::Ingress => &["NAME", "READY", "REASON"],
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
@@ -165,6 +167,23 @@ fn row(o: &Object) -> Vec<String> {
             let st = x.status.clone().unwrap_or_default();
             let (r, reason) = ready(&st.conditions);
             vec![o.name().into(), s(st.url.as_ref()), r, reason]
+        }
+        Object::PodAutoscaler(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            let n = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
+            vec![
+                o.name().into(),
+                n(st.desired_scale),
+                n(st.actual_scale),
+                r,
+                reason,
+            ]
+        }
+        Object::Ingress(x) => {
+            let st = x.status.clone().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            vec![o.name().into(), r, reason]
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct LogsArgs {
 }
 
 pub async fn run(args: &LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
+    let client = Client::new(&args.client).await?;
     if client.get(Kind::Service, &args.service).await?.is_none() {
         bail!(
             "service \"{}\" not found in namespace \"{}\"; `nimbus get services` lists the services there",

@@ -15,13 +15,11 @@
 //!   (colon-separated, missing ones skipped, the first definition of a name wins); else
 //!   `~/.kube/config` if it exists. The context is `--context` or the file's `current-context`.
 //!
-//! Only `server`, `token` and `tokenFile` are read: Nimbus's API is plain HTTP on loopback, and
-//! client certificates or exec plugins are not supported (a context that needs them yields no
-//! token, and the server answers 401).
-//!
-//! The kubeconfig is read with serde rather than through kube-rs: these few fields are all the
-//! CLI needs, and kube-rs with its TLS and client stack would roughly double the binary's build
-//! time on the two-core machines Nimbus is built on.
+//! For Nimbus's embedded API only `server`, `token` and `tokenFile` are read (it is plain HTTP
+//! on loopback, and the CLI talks to it directly). A context whose user authenticates without a
+//! token — client certificates, an exec plugin, an auth provider: a Kubernetes cluster's, in
+//! Kubernetes mode — is used whole through kube-rs instead ([`Credentials::kube`]), with
+//! every authentication a kubeconfig can name.
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -190,6 +188,13 @@ struct User {
     token: Option<String>,
     #[serde(rename = "tokenFile")]
     token_file: Option<PathBuf>,
+    #[serde(rename = "client-certificate-data")]
+    client_certificate_data: Option<String>,
+    #[serde(rename = "client-certificate")]
+    client_certificate: Option<String>,
+    exec: Option<serde_json::Value>,
+    #[serde(rename = "auth-provider")]
+    auth_provider: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -229,6 +234,9 @@ pub struct Sources {
 pub struct Credentials {
     pub server: String,
     pub token: Option<String>,
+    /// The kubeconfig context authenticates without a token (client certificates, an exec
+    /// plugin): a Kubernetes cluster's, reached through kube-rs with the context as it is.
+    pub kube: bool,
 }
 
 /// Resolve server and token as the module docs describe.
@@ -239,6 +247,15 @@ pub fn resolve(src: &Sources) -> anyhow::Result<Credentials> {
         .map(|c| c.context(src.context.as_deref()))
         .transpose()?
         .flatten();
+    if let (None, Some((cluster, user))) = (&src.server, &context)
+        && user.needs_kube()
+    {
+        return Ok(Credentials {
+            server: cluster.server.clone(),
+            token: None,
+            kube: true,
+        });
+    }
     let server = src
         .server
         .clone()
@@ -255,7 +272,11 @@ pub fn resolve(src: &Sources) -> anyhow::Result<Credentials> {
         (None, None) if is_loopback(&server) => read_token(&src.data_dir).ok(),
         (None, None) => None,
     };
-    Ok(Credentials { server, token })
+    Ok(Credentials {
+        server,
+        token,
+        kube: false,
+    })
 }
 
 /// The merged kubeconfig, if any file applies.
@@ -357,6 +378,16 @@ impl Kubeconfig {
 // === impl User ===
 
 impl User {
+    /// Whether this user authenticates without a token, as a Kubernetes cluster's admin does.
+    fn needs_kube(&self) -> bool {
+        self.token.as_ref().is_none_or(String::is_empty)
+            && self.token_file.is_none()
+            && (self.client_certificate_data.is_some()
+                || self.client_certificate.is_some()
+                || self.exec.is_some()
+                || self.auth_provider.is_some())
+    }
+
     fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(t) = self.token.as_ref().filter(|t| !t.is_empty()) {
             return Ok(Some(t.clone()));
@@ -460,7 +491,8 @@ mod tests {
             creds,
             Credentials {
                 server: "http://127.0.0.1:9".into(),
-                token: Some("tok".into())
+                token: Some("tok".into()),
+                kube: false,
             }
         );
     }
@@ -483,7 +515,8 @@ mod tests {
             resolve(&src).unwrap(),
             Credentials {
                 server: "http://127.0.0.1:8081".into(),
-                token: None
+                token: None,
+                kube: false,
             }
         );
         std::fs::write(token_path(&dir), "local\n").unwrap();
@@ -522,7 +555,8 @@ mod tests {
             resolve(&src).unwrap(),
             Credentials {
                 server: "http://127.0.0.1:2".into(),
-                token: Some("two".into())
+                token: Some("two".into()),
+                kube: false,
             }
         );
         let src = Sources {
@@ -530,6 +564,34 @@ mod tests {
             ..src
         };
         assert!(resolve(&src).is_err());
+    }
+
+    #[test]
+    fn a_cluster_context_without_a_token_is_used_through_kube_rs() {
+        let dir = tempdir();
+        let path = write(
+            &dir,
+            "config",
+            "clusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: admin\n  user:\n    client-certificate-data: Q0E=\n    client-key-data: Q0E=\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: admin\ncurrent-context: k\n",
+        );
+        let src = Sources {
+            kubeconfig: Some(path),
+            ..sources(&dir)
+        };
+        let creds = resolve(&src).unwrap();
+        assert!(creds.kube, "{creds:?}");
+        assert_eq!(
+            creds.server, "https://127.0.0.1:6443",
+            "not turned into plain HTTP"
+        );
+        let flagged = Sources {
+            server: Some("http://127.0.0.1:8081".into()),
+            ..src
+        };
+        assert!(
+            !resolve(&flagged).unwrap().kube,
+            "--server means Nimbus's API"
+        );
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! of its API. This file only parses the command line and dispatches.
 
 mod client;
+mod cluster;
 mod cmd_apply;
 mod cmd_deploy;
+mod cmd_export;
 mod cmd_get;
 mod cmd_image;
+mod cmd_install;
 mod cmd_logs;
 mod kubeconfig;
 mod limits;
@@ -132,6 +135,23 @@ enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// Print a service as plain Kubernetes manifests (Deployments, Services, HPAs, an Ingress):
+    /// the way out of Nimbus.
+    Export {
+        name: String,
+        /// Output format: yaml (default) or json.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Kubernetes mode: run the reconcilers and the autoscaler against a cluster.
+    Operator(cluster::OperatorArgs),
+    /// Kubernetes mode: run the router/activator against a cluster.
+    Router(cluster::RouterArgs),
+    /// Kubernetes mode: print the cluster's install manifests (CRDs, RBAC, the operator and
+    /// the router), or apply them with --apply.
+    Install(cmd_install::InstallArgs),
     /// Run the sample function (used by `serve --sample`, tests and benchmarks).
     #[command(hide = true)]
     SampleFunction,
@@ -224,6 +244,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", kubeconfig::render(&server, &ca, &token));
             Ok(())
         }
+        Command::Export {
+            name,
+            output,
+            client,
+        } => cmd_export::run(&client, &name, output.as_deref()).await,
+        Command::Operator(args) => cluster::operator(args).await,
+        Command::Router(args) => cluster::router(args).await,
+        Command::Install(args) => cmd_install::run(args).await,
         Command::SampleFunction => Ok(nimbus_hello::run().await?),
     }
 }

@@ -1,4 +1,4 @@
-//! The instance runtimes of `nimbus serve`, one per `runtimeClassName`, all publishing into one
+//! The instance runtimes of `nimbus serve`, one per backend (`nimbus.dev/runtime`), all publishing into one
 //! endpoint registry so one router sees them all: `process` (host processes), `oci` (images
 //! under runc; the default, as in Knative) and `wasm` (components under wasmtime). The process
 //! and OCI runtimes share the supervisor — limits, probes, restarts, logs — and differ only in
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use nimbus_api::constants::{RUNTIME_OCI, RUNTIME_PROCESS, RUNTIME_WASM};
+use nimbus_api::runtime::Backend;
 use nimbus_cgroup::Cgroups;
 use nimbus_image::Progress;
 use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
@@ -71,16 +71,14 @@ impl Runtimes {
         })
     }
 
-    /// By `runtimeClassName`, for the controller.
-    pub fn by_class(&self) -> HashMap<String, Arc<dyn Runtime>> {
+    /// By backend, for the controller.
+    pub fn by_backend(&self) -> HashMap<Backend, Arc<dyn Runtime>> {
         [
-            (RUNTIME_PROCESS, self.process.clone() as Arc<dyn Runtime>),
-            (RUNTIME_OCI, self.oci.clone() as Arc<dyn Runtime>),
-            (RUNTIME_WASM, self.wasm.clone() as Arc<dyn Runtime>),
+            (Backend::Process, self.process.clone() as Arc<dyn Runtime>),
+            (Backend::Oci, self.oci.clone() as Arc<dyn Runtime>),
+            (Backend::Wasm, self.wasm.clone() as Arc<dyn Runtime>),
         ]
-        .into_iter()
-        .map(|(class, runtime)| (class.to_owned(), runtime))
-        .collect()
+        .into()
     }
 
     /// Scale-downs wait for the router to finish an instance's in-flight requests.

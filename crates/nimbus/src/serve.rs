@@ -43,10 +43,59 @@ pub struct ServeArgs {
     /// How often the autoscaler decides (Knative: 2s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub autoscaler_tick: Duration,
+    /// Revision GC (Knative's config-gc `retain-since-create-time`): a non-active revision is
+    /// kept at least this long after it was created; `disabled` turns the rule off.
+    #[arg(long, default_value = "48h", value_parser = parse_optional_duration)]
+    pub revision_gc_retain_since_create_time: Disableable<Duration>,
+    /// Revision GC (`retain-since-last-active-time`): kept at least this long after it last
+    /// received traffic; `disabled` turns the rule off.
+    #[arg(long, default_value = "15h", value_parser = parse_optional_duration)]
+    pub revision_gc_retain_since_last_active_time: Disableable<Duration>,
+    /// Revision GC (`min-non-active-revisions`): non-active revisions always kept per service.
+    #[arg(long, default_value_t = 20)]
+    pub revision_gc_min_non_active: usize,
+    /// Revision GC (`max-non-active-revisions`): beyond this many non-active revisions the
+    /// oldest go whatever their age; `disabled` for no maximum.
+    #[arg(long, default_value = "1000", value_parser = parse_optional_count)]
+    pub revision_gc_max_non_active: Disableable<usize>,
+}
+
+/// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Disableable<T>(pub Option<T>);
+
+impl ServeArgs {
+    fn revision_gc(&self) -> nimbus_controller::RevisionGcConfig {
+        nimbus_controller::RevisionGcConfig {
+            retain_since_create_time: self.revision_gc_retain_since_create_time.0,
+            retain_since_last_active_time: self.revision_gc_retain_since_last_active_time.0,
+            min_non_active: self.revision_gc_min_non_active,
+            max_non_active: self.revision_gc_max_non_active.0,
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     nimbus_api::duration::parse_duration(s)
+}
+
+/// A duration, or `disabled` (Knative's word for an unset GC rule).
+fn parse_optional_duration(s: &str) -> Result<Disableable<Duration>, String> {
+    match s {
+        "disabled" => Ok(Disableable(None)),
+        other => parse_duration(other).map(|d| Disableable(Some(d))),
+    }
+}
+
+/// A count, or `disabled`.
+fn parse_optional_count(s: &str) -> Result<Disableable<usize>, String> {
+    match s {
+        "disabled" => Ok(Disableable(None)),
+        other => other
+            .parse()
+            .map(|n| Disableable(Some(n)))
+            .map_err(|e| format!("{other:?} is not a count or \"disabled\": {e}")),
+    }
 }
 
 /// The router's per-revision counters as the autoscaler's metrics.
@@ -63,7 +112,7 @@ impl MetricsSource for RouterMetrics {
 }
 
 /// The router as the controller's ingress sink.
-struct RouterIngress(Router);
+pub(crate) struct RouterIngress(pub(crate) Router);
 
 impl IngressSink for RouterIngress {
     fn apply(&self, ingress: Ingress) {
@@ -71,6 +120,9 @@ impl IngressSink for RouterIngress {
     }
     fn remove(&self, namespace: &str, name: &str) {
         self.0.remove(namespace, name);
+    }
+    fn programmed(&self) -> Vec<(String, String)> {
+        self.0.programmed()
     }
 }
 
@@ -101,11 +153,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
-        runtimes.by_class(),
-        Arc::new(RouterIngress(router.clone())),
+        runtimes.by_backend(),
+        Some(Arc::new(RouterIngress(router.clone()))),
         ControllerConfig {
             domain: args.domain.clone(),
             url_port: Some(http_addr.port()),
+            revision_gc: args.revision_gc(),
+            ..ControllerConfig::default()
         },
         scaler.clone(),
     );
@@ -169,7 +223,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} ({flag}); is another nimbus running? use port 0 to pick a free one"))
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -178,7 +232,7 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -198,8 +252,10 @@ metadata:
   namespace: default
 spec:
   template:
+    metadata:
+      annotations:
+        nimbus.dev/runtime: process
     spec:
-      runtimeClassName: process
       containers:
         - command: [{exe:?}]
           args: [sample-function]

@@ -156,7 +156,7 @@ fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_drives_nimbus() {
     let Some(bin) = Kubectl::find() else {
-        eprintln!("SKIPPED: kubectl is not on the PATH; install it to run this test");
+        nimbus_testkit::skip("kubectl is not on the PATH; install it to run this test");
         return;
     };
     let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
@@ -354,6 +354,8 @@ async fn kubectl_drives_nimbus() {
     );
 
     bad_input(&k, &v1);
+    revision_is_immutable(&k);
+    internal_kinds(&k);
 
     // Without the token: refused.
     let err = k.fails(&["--token=wrong", "get", "ksvc"], None);
@@ -421,6 +423,160 @@ fn discovery(k: &Kubectl) {
         None,
     );
     assert_eq!(all.lines().count(), 4, "{all}");
+    // Every group: NAME SHORTNAMES APIVERSION NAMESPACED KIND.
+    let resources = k.ok(&["api-resources"], None);
+    for (name, short, api_version, kind) in [
+        (
+            "services",
+            "kservice,ksvc",
+            "serving.knative.dev/v1",
+            "Service",
+        ),
+        (
+            "configurations",
+            "config,cfg",
+            "serving.knative.dev/v1",
+            "Configuration",
+        ),
+        ("revisions", "rev", "serving.knative.dev/v1", "Revision"),
+        ("routes", "rt", "serving.knative.dev/v1", "Route"),
+        (
+            "podautoscalers",
+            "kpa,pa",
+            "autoscaling.internal.knative.dev/v1alpha1",
+            "PodAutoscaler",
+        ),
+        (
+            "ingresses",
+            "kingress,king",
+            "networking.internal.knative.dev/v1alpha1",
+            "Ingress",
+        ),
+    ] {
+        assert_eq!(
+            row(&resources, name),
+            [name, short, api_version, "true", kind],
+            "{resources}"
+        );
+    }
+    assert_eq!(resources.lines().count(), 7, "{resources}");
+    let internal = k.ok(
+        &[
+            "api-resources",
+            "--categories=knative-internal",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert_eq!(
+        internal.lines().collect::<Vec<_>>(),
+        [
+            "podautoscalers.autoscaling.internal.knative.dev",
+            "ingresses.networking.internal.knative.dev"
+        ],
+        "{internal}"
+    );
+}
+
+/// `kubectl edit`'s write, a replace of the whole object, cannot change a Revision's spec; its
+/// labels still change.
+fn revision_is_immutable(k: &Kubectl) {
+    let json = k.ok(&["get", "rev", "hello-00001", "-o", "json"], None);
+    let mut rev: serde_json::Value = serde_json::from_str(&json).unwrap();
+    rev["spec"]["containers"][0]["env"][0]["value"] = "edited".into();
+    let err = k.fails(&["replace", "-f", "-"], Some(&rev.to_string()));
+    assert!(
+        err.contains("The Revision \"hello-00001\" is invalid: spec: Forbidden: Immutable fields changed (-old +new): spec.containers[0].env[0].value"),
+        "{err}"
+    );
+    let out = k.ok(&["label", "rev", "hello-00001", "edited=no"], None);
+    assert!(
+        out.contains("revision.serving.knative.dev/hello-00001 labeled"),
+        "{out}"
+    );
+}
+
+/// Knative's internal kinds: listed, applied, printed with their columns, explained, and read by
+/// the nimbus CLI.
+fn internal_kinds(k: &Kubectl) {
+    k.ok(&["get", "kpa,kingress", "-A"], None);
+    let pa = r#"apiVersion: autoscaling.internal.knative.dev/v1alpha1
+kind: PodAutoscaler
+metadata:
+  name: manual
+spec:
+  scaleTargetRef:
+    apiVersion: serving.knative.dev/v1
+    kind: Revision
+    name: manual-00001
+  reachability: Unreachable
+  protocolType: http1
+"#;
+    let out = k.ok(&["apply", "-f", "-"], Some(pa));
+    assert!(
+        out.contains("podautoscaler.autoscaling.internal.knative.dev/manual created"),
+        "{out}"
+    );
+    let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(pa));
+    assert!(out.contains("serverside-applied"), "{out}");
+    let table = k.ok(&["get", "kpa,kingress", "-A"], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "DESIREDSCALE",
+            "ACTUALSCALE",
+            "READY",
+            "REASON"
+        ],
+        "{table}"
+    );
+    assert!(
+        table.contains("podautoscaler.autoscaling.internal.knative.dev/manual"),
+        "{table}"
+    );
+    let explained = k.ok(&["explain", "kpa.spec"], None);
+    assert!(
+        explained.contains("KIND:       PodAutoscaler")
+            && explained.contains("autoscaling.internal.knative.dev")
+            && explained.contains("reachability")
+            && explained.contains("scaleTargetRef"),
+        "{explained}"
+    );
+    let explained = k.ok(&["explain", "kingress.spec.rules"], None);
+    assert!(
+        explained.contains("KIND:       Ingress") && explained.contains("hosts"),
+        "{explained}"
+    );
+    let nimbus_get = |kind: &str| {
+        let out = Command::new(BIN)
+            .args(["get", kind, "--kubeconfig"])
+            .arg(&k.kubeconfig)
+            .env_remove("NIMBUS_SERVER")
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "nimbus get {kind}: {stderr}");
+        println!("$ nimbus get {kind}\n{stdout}{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, _) = nimbus_get("kpa");
+    assert_eq!(
+        row(&stdout, "NAME"),
+        ["NAME", "DESIREDSCALE", "ACTUALSCALE", "READY", "REASON"]
+    );
+    row(&stdout, "manual");
+    let (stdout, _) = nimbus_get("kingress");
+    assert_eq!(row(&stdout, "NAME"), ["NAME", "READY", "REASON"]);
+    let out = k.ok(&["delete", "kpa", "manual"], None);
+    assert!(
+        out.contains("podautoscaler.autoscaling.internal.knative.dev \"manual\" deleted"),
+        "{out}"
+    );
 }
 
 /// Unknown fields, wrong types, stale versions and malformed patches fail as in Kubernetes,

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nimbus_api::networking::{Ingress, IngressRule, IngressSplit};
+use nimbus_api::networking::{Ingress, IngressRule, IngressSplit, RequestTimeouts};
 use nimbus_router::{Router, RouterConfig};
 use nimbus_runtime::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, RevisionKey};
 use tokio::net::TcpListener;
@@ -62,7 +62,7 @@ fn router(backend: SocketAddr, config: RouterConfig) -> Router {
             splits: vec![IngressSplit {
                 revision: "bench-1".into(),
                 percent: 100,
-                timeout: Duration::from_secs(300),
+                timeouts: RequestTimeouts::default(),
                 container_concurrency: 0,
             }],
         }],

@@ -72,11 +72,14 @@ impl Waited {
 
 impl Inner {
     /// Phase 3+4 — wait for capacity and pick instance: claims the least-loaded ready
-    /// instance of the target's revision with room (never `exclude`), waiting if there is none.
+    /// instance of the target's revision with room (never `exclude`), waiting if there is none
+    /// — at most until `end`, when the whole request must be over (its `timeoutSeconds` counts
+    /// the wait, as Knative's activator does).
     pub(crate) async fn wait_for_capacity(
         &self,
         target: &Target,
         exclude: Option<&Endpoint>,
+        end: Instant,
         waited: &mut Waited,
     ) -> Result<Lease, ProxyError> {
         let current = self.endpoints.get(&target.revision);
@@ -87,16 +90,18 @@ impl Inner {
                 // At zero now, even if the activation below starts an instance before the
                 // wait loop first looks (an in-process runtime scales on this thread).
                 waited.cold |= matches!(outcome, Acquire::NoneReady) && exclude.is_none();
-                self.queue(target, exclude, waited).await
+                self.queue(target, exclude, end, waited).await
             }
         }
     }
 
-    /// The slow path: a place in the revision's queue, an activation, and the wait.
+    /// The slow path: a place in the revision's queue, an activation, and the wait: at most
+    /// `max_activation_wait` in all (across a retry's second wait) and never past `end`.
     async fn queue(
         &self,
         target: &Target,
         exclude: Option<&Endpoint>,
+        end: Instant,
         waited: &mut Waited,
     ) -> Result<Lease, ProxyError> {
         let limit = self.config.max_queued_per_revision;
@@ -110,8 +115,9 @@ impl Inner {
         let changes = self.endpoints.watch();
         let started = Instant::now();
         self.activate(&target.revision);
-        let budget = target.timeout.min(self.config.max_activation_wait);
-        let deadline = started + budget.saturating_sub(waited.total);
+        let max_wait = self.config.max_activation_wait;
+        let budget = target.timeouts.total.min(max_wait);
+        let deadline = end.min(started + max_wait.saturating_sub(waited.total));
         let result = self
             .wait_loop(target, exclude, changes, deadline, waited)
             .await;

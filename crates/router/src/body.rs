@@ -8,10 +8,18 @@
 //! instance's `containerConcurrency` — until its response body is finished or dropped — and
 //! the pooled HTTP/1.1 connection it came over, which goes back to its pool when the body has
 //! ended (and is closed when the body is dropped before its end).
+//!
+//! A response body also carries the clock of the revision's timeouts (`timeouts.rs`). When the
+//! whole request's or the idle limit passes while it streams, the body is cut: it yields a
+//! [`ProxyError::Cut`] instead of its next frame, so the server aborts the response (an HTTP/1.1
+//! connection is closed without the body's end, an HTTP/2 stream is reset) and the client never
+//! mistakes it for a complete one; the instance's side is dropped (its connection closed, its
+//! stream reset), and the request stops counting as in flight.
 
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -20,7 +28,9 @@ use hyper::body::Incoming;
 use nimbus_runtime::{BoxError, LocalBody};
 
 use crate::capacity::Permit;
+use crate::error::{ProxyError, TimeoutKind};
 use crate::pool::Pooled;
+use crate::timeouts::ResponseClock;
 
 /// A streaming HTTP body: empty, one in-memory chunk, or a pass-through of a hyper body or of
 /// an in-process instance's body.
@@ -28,6 +38,7 @@ pub struct Body {
     kind: Kind,
     permit: Option<Permit>,
     connection: Option<Pooled>,
+    clock: Option<ResponseClock>,
 }
 
 enum Kind {
@@ -46,6 +57,7 @@ impl Body {
             kind: Kind::Empty,
             permit: None,
             connection: None,
+            clock: None,
         }
     }
 
@@ -57,6 +69,12 @@ impl Body {
     /// Keeps the request counted as in flight until this body ends or is dropped.
     pub(crate) fn with_permit(mut self, permit: Permit) -> Self {
         self.permit = Some(permit);
+        self
+    }
+
+    /// Cuts this (response) body when one of the revision's timeouts on `clock` passes.
+    pub(crate) fn with_clock(mut self, clock: ResponseClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -73,6 +91,61 @@ impl Body {
             connection.release();
         }
         self.permit = None;
+        self.clock = None;
+    }
+
+    /// A limit passed while the response streamed: drops the instance's side at once (its
+    /// connection is closed, not pooled; its stream reset) and tells the server to abort.
+    fn cut(&mut self, passed: TimeoutKind) -> BoxError {
+        let limit = self
+            .clock
+            .take()
+            .map_or(Duration::ZERO, |c| c.limit(passed));
+        self.kind = Kind::Empty;
+        self.connection = None;
+        let (revision, instance) = match self.permit.take() {
+            Some(permit) => (permit.revision().clone(), permit.endpoint().to_string()),
+            None => Default::default(),
+        };
+        tracing::warn!(
+            %revision,
+            %instance,
+            timeout = passed.field(),
+            ?limit,
+            "response cut: a timeout passed while its body was streaming"
+        );
+        Box::new(ProxyError::Cut {
+            revision,
+            instance,
+            timeout: passed,
+            limit,
+        })
+    }
+
+    /// Whether the clock's limits let `polled` through (`Ready` with the error ending the body
+    /// when one passed). A frame that arrived is news from the instance (the idle limit restarts).
+    fn check_clock(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: &Poll<Option<Result<Frame<Bytes>, BoxError>>>,
+    ) -> Poll<BoxError> {
+        use http_body::Body as _;
+        let heard = match polled {
+            Poll::Pending => false,
+            // The frame that completes the body: the instance has answered in full (e.g. its
+            // own 504 when the limits coincide), so it is passed on whatever the clock says.
+            Poll::Ready(Some(Ok(_))) if self.is_end_stream() => {
+                self.clock = None;
+                return Poll::Pending;
+            }
+            Poll::Ready(Some(Ok(_))) => true,
+            // The end, or the instance's own failure: nothing to time any more.
+            Poll::Ready(_) => return Poll::Pending,
+        };
+        match self.clock.as_mut().map(|c| c.poll_expired(cx, heard)) {
+            Some(Poll::Ready(passed)) => Poll::Ready(self.cut(passed)),
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -99,6 +172,7 @@ impl From<Incoming> for Body {
             kind: Kind::Incoming(body),
             permit: None,
             connection: None,
+            clock: None,
         }
     }
 }
@@ -109,6 +183,7 @@ impl From<LocalBody> for Body {
             kind: Kind::Local(body),
             permit: None,
             connection: None,
+            clock: None,
         }
     }
 }
@@ -124,6 +199,7 @@ impl From<Bytes> for Body {
             kind,
             permit: None,
             connection: None,
+            clock: None,
         }
     }
 }
@@ -158,6 +234,9 @@ impl http_body::Body for Body {
         if let Poll::Ready(None) = polled {
             // The exchange is over: stop counting it even if the connection keeps the body.
             this.ended();
+        }
+        if let Poll::Ready(cut) = this.check_clock(cx, &polled) {
+            return Poll::Ready(Some(Err(cut)));
         }
         polled
     }

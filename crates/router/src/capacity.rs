@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
-use nimbus_runtime::{Endpoint, RevisionEndpoints};
+use nimbus_runtime::{Endpoint, RevisionEndpoints, RevisionKey};
 use tokio::sync::Notify;
 
 use crate::pool::{Http1Pool, PoolSettings};
@@ -29,6 +29,8 @@ use crate::stats::{InFlight, RevisionStats};
 /// The capacity state of one revision.
 #[derive(Debug)]
 pub(crate) struct Capacity {
+    /// Which revision this is (its instances' slots share it).
+    revision: Arc<RevisionKey>,
     pub stats: Arc<RevisionStats>,
     waiters: Arc<Waiters>,
     instances: ArcSwap<Instances>,
@@ -59,6 +61,7 @@ struct Instances {
 /// One instance, the requests it is serving and its idle keep-alive connections.
 #[derive(Debug)]
 struct Slot {
+    revision: Arc<RevisionKey>,
     endpoint: Endpoint,
     in_flight: AtomicUsize,
     waiters: Arc<Waiters>,
@@ -94,12 +97,13 @@ pub(crate) enum Acquire {
 // === impl Capacity ===
 
 impl Capacity {
-    pub fn new(stats: Arc<RevisionStats>) -> Self {
+    pub fn new(revision: RevisionKey, stats: Arc<RevisionStats>) -> Self {
         let waiters = Arc::new(Waiters {
             stats: Arc::clone(&stats),
             freed: Notify::new(),
         });
         Self {
+            revision: Arc::new(revision),
             stats,
             waiters,
             instances: ArcSwap::default(),
@@ -166,7 +170,7 @@ impl Capacity {
         if same_source(&cached.source, &current) {
             return Guard::from_inner(cached);
         }
-        let next = Arc::new(cached.refreshed(current, &self.waiters));
+        let next = Arc::new(cached.refreshed(current, &self.revision, &self.waiters));
         self.instances.store(Arc::clone(&next));
         Guard::from_inner(next)
     }
@@ -215,7 +219,12 @@ fn least_loaded<'s>(
 impl Instances {
     /// Slots for `current`, reusing (with their counters) those of endpoints still present and
     /// keeping the busy ones of endpoints that left.
-    fn refreshed(&self, current: Option<Arc<RevisionEndpoints>>, waiters: &Arc<Waiters>) -> Self {
+    fn refreshed(
+        &self,
+        current: Option<Arc<RevisionEndpoints>>,
+        revision: &Arc<RevisionKey>,
+        waiters: &Arc<Waiters>,
+    ) -> Self {
         let mut old: HashMap<&Endpoint, &Arc<Slot>> = self
             .ready
             .iter()
@@ -227,7 +236,7 @@ impl Instances {
             .flat_map(|c| &c.ready)
             .map(|endpoint| match old.remove(endpoint) {
                 Some(slot) => Arc::clone(slot),
-                None => Arc::new(Slot::new(endpoint.clone(), waiters)),
+                None => Arc::new(Slot::new(revision, endpoint.clone(), waiters)),
             })
             .collect();
         let draining = old
@@ -246,8 +255,9 @@ impl Instances {
 // === impl Slot ===
 
 impl Slot {
-    fn new(endpoint: Endpoint, waiters: &Arc<Waiters>) -> Self {
+    fn new(revision: &Arc<RevisionKey>, endpoint: Endpoint, waiters: &Arc<Waiters>) -> Self {
         Self {
+            revision: Arc::clone(revision),
             in_flight: AtomicUsize::new(0),
             waiters: Arc::clone(waiters),
             pool: OnceLock::new(),
@@ -301,6 +311,11 @@ impl Permit {
     pub fn endpoint(&self) -> &Endpoint {
         self.instance.endpoint()
     }
+
+    /// The revision the instance belongs to.
+    pub fn revision(&self) -> &RevisionKey {
+        &self.instance.0.revision
+    }
 }
 
 impl Drop for Lease {
@@ -335,7 +350,7 @@ mod tests {
     }
 
     fn capacity() -> Capacity {
-        Capacity::new(Arc::default())
+        Capacity::new(RevisionKey::new("default", "r-1"), Arc::default())
     }
 
     #[track_caller]

@@ -79,12 +79,65 @@ pub enum ProxyError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The instance did not send response headers within the revision's timeout.
-    #[error("revision {revision}: no response from the instance within {timeout:?}")]
+    /// The instance did not start its response (send its headers) within one of the revision's
+    /// timeouts; the client gets a 504.
+    #[error(
+        "revision {revision}: instance {instance} did not start its response within {limit:?} ({timeout})"
+    )]
     Timeout {
         revision: RevisionKey,
-        timeout: Duration,
+        /// The endpoint as displayed: its id and where it is.
+        instance: String,
+        /// Which of the revision's timeouts passed.
+        timeout: TimeoutKind,
+        /// Its value.
+        limit: Duration,
     },
+    /// A response whose headers were already sent was still streaming when one of the revision's
+    /// timeouts passed: its body is cut (the connection closed or the HTTP/2 stream reset), so
+    /// the client sees it end abnormally, never as complete.
+    #[error(
+        "revision {revision}: response from instance {instance} cut after {limit:?} ({timeout})"
+    )]
+    Cut {
+        revision: RevisionKey,
+        /// The endpoint as displayed: its id and where it is.
+        instance: String,
+        /// Which of the revision's timeouts passed.
+        timeout: TimeoutKind,
+        /// Its value.
+        limit: Duration,
+    },
+}
+
+/// Which of a revision's request timeouts passed, named by its manifest field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// `timeoutSeconds`: the whole request, until the response body ends.
+    Request,
+    /// `responseStartTimeoutSeconds`: until the response headers.
+    ResponseStart,
+    /// `idleTimeoutSeconds`: the longest gap without bytes from the instance.
+    Idle,
+}
+
+// === impl TimeoutKind ===
+
+impl TimeoutKind {
+    /// The manifest field that sets this timeout.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Request => "timeoutSeconds",
+            Self::ResponseStart => "responseStartTimeoutSeconds",
+            Self::Idle => "idleTimeoutSeconds",
+        }
+    }
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field())
+    }
 }
 
 // === impl ProxyError ===
@@ -100,7 +153,8 @@ impl ProxyError {
             Self::RevisionFailed { .. }
             | Self::Connect { .. }
             | Self::Instance { .. }
-            | Self::Timeout { .. } => Side::Instance,
+            | Self::Timeout { .. }
+            | Self::Cut { .. } => Side::Instance,
         }
     }
 
@@ -114,7 +168,7 @@ impl ProxyError {
             | Self::RevisionFailed { .. }
             | Self::Connect { .. } => true,
             Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => false,
-            Self::Instance { .. } | Self::Timeout { .. } => false,
+            Self::Instance { .. } | Self::Timeout { .. } | Self::Cut { .. } => false,
         }
     }
 
@@ -128,7 +182,8 @@ impl ProxyError {
             | Self::AtCapacity { .. }
             | Self::RevisionFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Instance { .. } => StatusCode::BAD_GATEWAY,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // A cut response has its status already; this is what it would have been.
+            Self::Timeout { .. } | Self::Cut { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -213,14 +268,44 @@ mod tests {
     }
 
     #[test]
-    fn timeout_is_the_instances_fault_and_not_retry_safe() {
+    fn timeout_is_the_instances_fault_not_retry_safe_and_names_the_field() {
         let err = ProxyError::Timeout {
             revision: rev(),
-            timeout: Duration::from_secs(1),
+            instance: "hello-00001-1 at 127.0.0.1:9000".into(),
+            timeout: TimeoutKind::ResponseStart,
+            limit: Duration::from_secs(1),
         };
         assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(err.side(), Side::Instance);
         assert!(!err.is_retry_safe());
+        assert!(
+            err.to_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .is_none()
+        );
+        assert!(
+            err.to_string()
+                .ends_with("did not start its response within 1s (responseStartTimeoutSeconds)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cut_body_is_the_instances_fault_and_not_retry_safe() {
+        let err = ProxyError::Cut {
+            revision: rev(),
+            instance: "hello-00001-1 at 127.0.0.1:9000".into(),
+            timeout: TimeoutKind::Idle,
+            limit: Duration::from_secs(2),
+        };
+        assert_eq!(err.side(), Side::Instance);
+        assert!(!err.is_retry_safe());
+        assert_eq!(
+            err.to_string(),
+            "revision default/hello-00001: response from instance hello-00001-1 at 127.0.0.1:9000 \
+             cut after 2s (idleTimeoutSeconds)"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! autoscaler, and tells runtimes how busy an instance is ([`nimbus_runtime::LoadProbe`]).
 //!
 //! Every request runs the same phases (see `proxy.rs`; waiting in `activator.rs`, the pick in
-//! `capacity.rs`):
+//! `capacity.rs`, the revision's request timeouts in `timeouts.rs`):
 //!
 //! ```text
 //!  client
@@ -26,8 +26,10 @@
 //!    ▼                                                              ▼
 //!  pick instance: least loaded below containerConcurrency (ties round-robin)
 //!    ▼
-//!  proxy: rewrite headers, stream both ways (504 on timeout) ──────► instance
+//!  proxy: rewrite headers, stream both ways ───────────────────────► instance
 //!    │    connection refused + no body: once more, on another instance
+//!    │    timeouts (timeouts.rs): 504 if the response has not started; a response still
+//!    │    streaming is cut (connection closed / stream reset)
 //!    ▼
 //!  record metrics: requests; in flight (revision and instance) until the response body
 //!  ends; queued; cold starts (and the x-nimbus-cold-start response header)
@@ -54,6 +56,7 @@ mod server;
 mod split;
 mod stats;
 mod table;
+mod timeouts;
 mod upgrade;
 mod upstream;
 mod workers;
@@ -61,7 +64,7 @@ mod workers;
 pub use activator::{Activator, COLD_START_HEADER};
 pub use body::Body;
 pub use config::RouterConfig;
-pub use error::{ProxyError, Side};
+pub use error::{ProxyError, Side, TimeoutKind};
 pub use host::normalize_host;
 pub use router::Router;
 pub use split::{pick_weighted, total_weight};

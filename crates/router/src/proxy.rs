@@ -4,7 +4,9 @@
 //! Each phase is one method; `proxy` only strings them together. When an instance has room
 //! nothing here locks or waits: the table and the endpoints are `ArcSwap` loads and the
 //! counters are atomics. Waiting for capacity lives in `activator.rs`, the instance pick in
-//! `capacity.rs`.
+//! `capacity.rs`, the revision's request timeouts in `timeouts.rs`: a request's deadline is
+//! fixed when it arrives, the wait for capacity and the exchange are bounded by it, and the
+//! response body carries its clock to the end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +19,13 @@ use nimbus_runtime::{Endpoint, Protocol, Transport};
 use crate::activator::{COLD_START_HEADER, Waited};
 use crate::body::Body;
 use crate::capacity::{Lease, Permit};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, TimeoutKind};
 use crate::headers::{self, Forwarding};
 use crate::host::{normalize_host, request_host};
 use crate::pool::Pooled;
 use crate::router::Inner;
 use crate::table::{Route, Target};
+use crate::timeouts::{Deadline, ResponseClock};
 use crate::upgrade::splice_response;
 use crate::upstream::SendError;
 
@@ -39,12 +42,17 @@ impl Inner {
     ) -> Result<Response<Body>, ProxyError> {
         let route = self.resolve_route(&req)?;
         let target = route.pick_target();
+        let deadline = Deadline::start(target.timeouts);
         let in_flight = target.capacity.stats.start(); // record metrics: until the response ends
         let client_upgrade =
             headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let mut waited = Waited::default();
-        let lease = self.wait_for_capacity(target, None, &mut waited).await?;
-        let sent = self.send(req, client, target, lease, &mut waited).await;
+        let lease = self
+            .wait_for_capacity(target, None, deadline.end(), &mut waited)
+            .await?;
+        let sent = self
+            .send(req, client, target, lease, &deadline, &mut waited)
+            .await;
         if waited.cold {
             target.capacity.stats.record_cold_start(waited.total);
         }
@@ -79,11 +87,12 @@ impl Inner {
         client: &Forwarding,
         target: &Target,
         lease: Lease,
+        deadline: &Deadline,
         waited: &mut Waited,
     ) -> Result<(Answer, Lease), ProxyError> {
         let retry_safe = has_no_body(&req);
         upstream_request(&mut req, client, lease.endpoint())?;
-        match self.exchange(req, target, &lease).await {
+        match self.exchange(req, target, &lease, deadline).await {
             Ok(answer) => Ok((answer, lease)),
             Err(Failed {
                 error: err @ ProxyError::Connect { .. },
@@ -92,58 +101,43 @@ impl Inner {
                 tracing::debug!(error = %err, "retrying on another instance");
                 let dead = lease.endpoint().clone();
                 drop(lease);
-                let lease = self.wait_for_capacity(target, Some(&dead), waited).await?;
+                let lease = self
+                    .wait_for_capacity(target, Some(&dead), deadline.end(), waited)
+                    .await?;
                 retarget(&mut req, lease.endpoint())?;
-                let answer = self.exchange(*req, target, &lease).await?;
+                let answer = self.exchange(*req, target, &lease, deadline).await?;
                 Ok((answer, lease))
             }
             Err(failed) => Err(failed.error),
         }
     }
 
-    /// Sends the request and waits for the response head, at most the revision's timeout.
+    /// Sends the request and waits for the response head, within the revision's timeouts
+    /// (the whole request's, the response start's and the idle one, from `deadline`).
     async fn exchange(
         &self,
         req: Request<Body>,
         target: &Target,
         lease: &Lease,
+        deadline: &Deadline,
     ) -> Result<Answer, Failed> {
         let endpoint = lease.endpoint();
-        let send = async {
-            match &endpoint.transport {
-                Transport::Tcp {
-                    addr,
-                    protocol: Protocol::Http1,
-                } => {
-                    let pool = lease.pool(*addr, self.upstream.http1);
-                    let (resp, connection) = self.upstream.send_http1(pool, req).await?;
-                    Ok(Answer {
-                        resp: resp.map(Body::from),
-                        connection: Some(connection),
-                    })
-                }
-                Transport::Tcp {
-                    addr,
-                    protocol: Protocol::H2c,
-                } => {
-                    let resp = self.upstream.send_h2c(*addr, req).await?;
-                    Ok(Answer {
-                        resp: resp.map(Body::from),
-                        connection: None,
-                    })
-                }
-                Transport::InProcess(instance) => {
-                    let resp = instance.call(req.map(Body::into_local)).await;
-                    Ok(Answer {
-                        resp: resp.map(Body::from),
-                        connection: None,
-                    })
-                }
-            }
+        let mut clock = deadline.delivered();
+        let sent = tokio::select! {
+            biased;
+            sent = self.deliver(req, lease) => sent,
+            passed = clock.expired() => return Err(timed_out(target, endpoint, &clock, passed).into()),
         };
-        match tokio::time::timeout(target.timeout, send).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(SendError::Connect(source, unsent))) => Err(Failed {
+        match sent {
+            Ok((resp, connection)) => {
+                clock.started();
+                Ok(Answer {
+                    resp,
+                    connection,
+                    clock,
+                })
+            }
+            Err(SendError::Connect(source, unsent)) => Err(Failed {
                 error: ProxyError::Connect {
                     revision: target.revision.clone(),
                     instance: endpoint.to_string(),
@@ -151,15 +145,63 @@ impl Inner {
                 },
                 unsent: Some(unsent),
             }),
-            Ok(Err(SendError::Exchange(source))) => {
+            Err(SendError::Exchange(source)) => {
                 Err(instance_error(target, endpoint, source).into())
             }
-            Err(_) => Err(ProxyError::Timeout {
-                revision: target.revision.clone(),
-                timeout: target.timeout,
-            }
-            .into()),
         }
+    }
+
+    /// Hands the request to the leased instance as its transport says; resolves with the
+    /// response head (and the pooled HTTP/1.1 connection it came over).
+    async fn deliver(
+        &self,
+        req: Request<Body>,
+        lease: &Lease,
+    ) -> Result<(Response<Body>, Option<Pooled>), SendError> {
+        match &lease.endpoint().transport {
+            Transport::Tcp {
+                addr,
+                protocol: Protocol::Http1,
+            } => {
+                let pool = lease.pool(*addr, self.upstream.http1);
+                let (resp, connection) = self.upstream.send_http1(pool, req).await?;
+                Ok((resp.map(Body::from), Some(connection)))
+            }
+            Transport::Tcp {
+                addr,
+                protocol: Protocol::H2c,
+            } => {
+                let resp = self.upstream.send_h2c(*addr, req).await?;
+                Ok((resp.map(Body::from), None))
+            }
+            Transport::InProcess(instance) => {
+                let resp = instance.call(req.map(Body::into_local)).await;
+                Ok((resp.map(Body::from), None))
+            }
+        }
+    }
+}
+
+/// The 504 for a response that did not start in time, logged with the timeout that passed.
+fn timed_out(
+    target: &Target,
+    endpoint: &Endpoint,
+    clock: &ResponseClock,
+    passed: TimeoutKind,
+) -> ProxyError {
+    let limit = clock.limit(passed);
+    tracing::warn!(
+        revision = %target.revision,
+        instance = %endpoint,
+        timeout = passed.field(),
+        ?limit,
+        "the instance did not start its response in time: 504"
+    );
+    ProxyError::Timeout {
+        revision: target.revision.clone(),
+        instance: endpoint.to_string(),
+        timeout: passed,
+        limit,
     }
 }
 
@@ -184,10 +226,12 @@ impl From<Failed> for ProxyError {
     }
 }
 
-/// The instance's response head, and the pooled HTTP/1.1 connection it came over.
+/// The instance's response head, the pooled HTTP/1.1 connection it came over, and the clock
+/// of the limits on the rest of it.
 struct Answer {
     resp: Response<Body>,
     connection: Option<Pooled>,
+    clock: ResponseClock,
 }
 
 /// Phase 5, the way back: streams the response body to the client holding the permit and the
@@ -202,6 +246,7 @@ fn respond(
     let Answer {
         mut resp,
         connection,
+        clock,
     } = answer;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only a connection can switch protocols: an in-process instance has none.
@@ -217,7 +262,7 @@ fn respond(
     }
     headers::strip_hop_by_hop(resp.headers_mut(), false);
     Ok(resp.map(|body| {
-        let body = body.with_permit(permit);
+        let body = body.with_permit(permit).with_clock(clock);
         match connection {
             Some(connection) => body.with_connection(connection),
             None => body,

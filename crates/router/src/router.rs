@@ -71,6 +71,16 @@ impl Router {
         });
     }
 
+    /// The (namespace, name) of every ingress served now.
+    pub fn programmed(&self) -> Vec<(String, String)> {
+        let all = self
+            .inner
+            .ingresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.keys().cloned().collect()
+    }
+
     /// Asks `activator` for instances whenever requests have to wait for a revision (replacing
     /// an earlier activator). Until one is set, waiting requests only wait.
     pub fn set_activator(&self, activator: Arc<dyn Activator>) {

@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::time::Duration;
 
-use nimbus_api::networking::{Ingress, IngressRule};
+use nimbus_api::networking::{Ingress, IngressRule, RequestTimeouts};
 use nimbus_runtime::RevisionKey;
 
 use crate::capacity::Capacity;
@@ -41,8 +40,9 @@ pub(crate) struct Route {
 #[derive(Debug)]
 pub(crate) struct Target {
     pub revision: RevisionKey,
-    /// Limit on the time to the instance's response headers (and on waiting for capacity).
-    pub timeout: Duration,
+    /// The revision's request timeouts: the whole request (waiting for capacity included), the
+    /// response start and the gaps between response bytes.
+    pub timeouts: RequestTimeouts,
     /// Most requests one instance may serve at once (0 = unlimited).
     pub container_concurrency: u32,
     /// The revision's counters and instance slots, shared by every route naming it.
@@ -97,7 +97,7 @@ impl Table {
                 let capacity = self.capacity_for(&revision, previous);
                 Target {
                     revision,
-                    timeout: split.timeout,
+                    timeouts: split.timeouts,
                     container_concurrency: split.container_concurrency,
                     capacity,
                 }
@@ -119,7 +119,7 @@ impl Table {
             .or_else(|| previous.revisions.get(revision))
             .or_else(|| previous.retired.get(revision))
             .cloned()
-            .unwrap_or_else(|| Arc::new(Capacity::new(Arc::default())));
+            .unwrap_or_else(|| Arc::new(Capacity::new(revision.clone(), Arc::default())));
         self.revisions
             .insert(revision.clone(), Arc::clone(&capacity));
         capacity
@@ -170,7 +170,7 @@ mod tests {
             .map(|(revision, percent)| IngressSplit {
                 revision: revision.to_string(),
                 percent: *percent,
-                timeout: Duration::from_secs(1),
+                timeouts: RequestTimeouts::default(),
                 container_concurrency: 0,
             })
             .collect();

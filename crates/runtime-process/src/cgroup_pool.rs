@@ -315,7 +315,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_taken_spare_is_refilled_after_the_delay_unless_forgotten_or_closed() {
         let Some(pool) = pool() else {
-            eprintln!("SKIPPED: spare cgroups need root and a cgroup filesystem");
+            nimbus_testkit::skip("spare cgroups need root and a cgroup filesystem");
             return;
         };
         let (kept, gone) = (spec("pool-kept"), spec("pool-gone"));

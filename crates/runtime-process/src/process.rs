@@ -140,18 +140,10 @@ impl RunningProcess {
     }
 }
 
-/// `PORT`, `K_SERVICE` / `K_CONFIGURATION` (when labelled) and `K_REVISION`, then the spec's env
-/// in order (later wins when applied).
+/// `PORT`, then the spec's env in order (which already holds the rest of the runtime contract,
+/// `K_SERVICE`, `K_CONFIGURATION` and `K_REVISION`; later wins when applied).
 pub(crate) fn contract_env(spec: &InstanceSpec, port: u16) -> Vec<(String, String)> {
     let mut env = vec![("PORT".to_owned(), port.to_string())];
-    let label = |key: &str| spec.labels.get(key).filter(|v| !v.is_empty()).cloned();
-    if let Some(service) = label("serving.knative.dev/service") {
-        env.push(("K_SERVICE".to_owned(), service));
-    }
-    if let Some(configuration) = label("serving.knative.dev/configuration") {
-        env.push(("K_CONFIGURATION".to_owned(), configuration));
-    }
-    env.push(("K_REVISION".to_owned(), spec.revision.name.clone()));
     env.extend(spec.env.iter().cloned());
     env
 }
@@ -237,34 +229,15 @@ mod tests {
     }
 
     #[test]
-    fn contract_env_comes_from_labels_then_the_spec() {
+    fn contract_env_is_port_then_the_spec() {
         let mut s = spec();
-        let names = |s: &InstanceSpec| -> Vec<String> {
-            contract_env(s, 9).into_iter().map(|(k, _)| k).collect()
-        };
-        assert_eq!(names(&s), ["PORT", "K_REVISION"]);
-        s.labels
-            .insert("serving.knative.dev/service".into(), "hello".into());
-        s.labels.insert(
-            "serving.knative.dev/configuration".into(),
-            "hello-cfg".into(),
-        );
-        s.env = vec![("K_REVISION".into(), "mine".into())];
-        assert_eq!(
-            names(&s),
-            [
-                "PORT",
-                "K_SERVICE",
-                "K_CONFIGURATION",
-                "K_REVISION",
-                "K_REVISION"
-            ]
-        );
-        assert_eq!(
-            contract_env(&s, 9).last().unwrap().1,
-            "mine",
-            "the spec's env comes last"
-        );
+        s.env = vec![
+            ("A".into(), "1".into()),
+            ("K_REVISION".into(), "hello-00001".into()),
+        ];
+        let names: Vec<String> = contract_env(&s, 9).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["PORT", "A", "K_REVISION"]);
+        assert_eq!(contract_env(&s, 9)[0].1, "9");
     }
 
     #[test]

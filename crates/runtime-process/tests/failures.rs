@@ -194,7 +194,7 @@ async fn failure_is_cleared_when_an_instance_becomes_ready() {
     let mut spec = spec("second-try-00001", &["sh", "-c", script]);
     spec.args = vec![fixture("contract_server.py")];
     let mark = marks.path().join("tried").to_string_lossy().into_owned();
-    spec.env = vec![("MARK".into(), mark)];
+    spec.env.extend([("MARK".into(), mark)]);
     runtime.set_desired(&spec, 1).await.unwrap();
     let published = wait_published(&runtime, &spec.revision, "the failure", |e| {
         e.failure.is_some()

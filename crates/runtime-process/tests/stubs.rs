@@ -14,7 +14,7 @@ use support::*;
 macro_rules! require_cgroups {
     () => {
         if !cgroups_available() {
-            eprintln!("SKIPPED: instance stubs need cgroups (root and a cgroup filesystem)");
+            nimbus_testkit::skip("instance stubs need cgroups (root and a cgroup filesystem)");
             return;
         }
     };
@@ -36,7 +36,7 @@ async fn a_cold_start_execs_the_stub_waiting_in_the_spare_cgroup() {
     require_cgroups!();
     let runtime = runtime();
     let mut spec = python_server("stubbed-00001");
-    spec.env = vec![("GREETING".into(), "hi".into())];
+    spec.env.extend([("GREETING".into(), "hi".into())]);
     spec.working_dir = Some(std::env::temp_dir());
     runtime.set_desired(&spec, 0).await.unwrap();
     let stub = wait_stub(&spec.revision).await;

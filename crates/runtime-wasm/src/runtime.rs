@@ -24,10 +24,6 @@ use crate::image::component_path;
 use crate::limits::Limits;
 use crate::state::{Component, RevisionState, Shared};
 
-/// Labels the Knative runtime contract's `K_SERVICE` and `K_CONFIGURATION` come from.
-const LABEL_SERVICE: &str = "serving.knative.dev/service";
-const LABEL_CONFIGURATION: &str = "serving.knative.dev/configuration";
-
 /// Serves `wasi:http` components: instances the router calls in-process, one component
 /// instantiation per request.
 pub struct WasmRuntime {
@@ -210,17 +206,12 @@ fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, Loa
     })
 }
 
-/// The component's environment: `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`, then the spec's
-/// env; a later entry for the same name replaces an earlier one.
+/// The component's environment: the spec's env, which holds the runtime contract
+/// (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`); a later entry for the same name replaces an
+/// earlier one. A component has no port, so no `PORT`.
 fn contract_env(spec: &InstanceSpec) -> Vec<(String, String)> {
-    let label = |name: &str| spec.labels.get(name).cloned().unwrap_or_default();
-    let contract = [
-        ("K_SERVICE".to_owned(), label(LABEL_SERVICE)),
-        ("K_CONFIGURATION".to_owned(), label(LABEL_CONFIGURATION)),
-        ("K_REVISION".to_owned(), spec.revision.name.clone()),
-    ];
     let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in contract.into_iter().chain(spec.env.iter().cloned()) {
+    for (name, value) in spec.env.iter().cloned() {
         match env.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
             None => env.push((name, value)),

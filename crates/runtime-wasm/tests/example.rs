@@ -23,10 +23,10 @@ async fn answers_with_the_env_var_and_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let mut spec = spec("hello-00001", &format!("file://{image}"));
-    spec.env = vec![
+    spec.env.extend([
         ("TARGET".into(), "first".into()),
         ("TARGET".into(), "Nimbus".into()),
-    ];
+    ]);
     let instance = serve_one(&runtime, &spec).await;
     let endpoints = runtime.endpoints().get(&spec.revision).unwrap();
     assert_eq!(endpoints.ready[0].id, "hello-00001-1");

@@ -2,7 +2,7 @@
 //!
 //! A runtime is told, per revision, *how many instances should run* ([`Runtime::set_desired`]) and
 //! publishes *which instances are ready to take traffic* into an [`EndpointRegistry`]. That is the
-//! whole contract, and it maps one-to-one onto Kubernetes later: `set_desired` is a Deployment's
+//! whole contract, and it maps one-to-one onto Kubernetes: `set_desired` is a Deployment's
 //! `replicas`, the registry is the EndpointSlices of the revision's Service.
 //!
 //! This crate owns only the interface and the shared endpoint registry; it never starts anything.

@@ -34,14 +34,15 @@ impl fmt::Display for RevisionKey {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSpec {
     pub revision: RevisionKey,
-    /// Which backend should run it (`process`, later `oci`, `wasm`).
+    /// Which backend runs it (`process`, `oci`, `wasm`; see `nimbus_api::runtime`).
     pub runtime_class: String,
     /// Container image reference (unused by the process runtime).
     pub image: Option<String>,
     /// argv\[0\] and the arguments, exactly as given (`command` + `args`).
     pub command: Vec<String>,
     pub args: Vec<String>,
-    /// Environment, in order; `PORT` and the `K_*` variables are added by the runtime.
+    /// Environment, in order: the manifest's, then Knative's runtime contract (`K_SERVICE`,
+    /// `K_CONFIGURATION`, `K_REVISION`), built by the controller. Runtimes add only `PORT`.
     pub env: Vec<(String, String)>,
     pub working_dir: Option<PathBuf>,
     /// Protocol spoken by the instance on its port.
@@ -51,7 +52,7 @@ pub struct InstanceSpec {
     /// Pass a pre-bound listening socket as fd 3 (`LISTEN_FDS=1`, systemd convention) so the
     /// first request waits in the kernel backlog instead of for readiness polling.
     pub socket_activation: bool,
-    /// Labels useful to runtimes (service / configuration names, used for `K_SERVICE` etc.).
+    /// The revision's labels (informational: runtimes derive nothing from them).
     pub labels: BTreeMap<String, String>,
     /// `resources` of the container, converted to plain numbers.
     pub resources: Resources,

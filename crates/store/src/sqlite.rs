@@ -33,13 +33,35 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO counters (name, value) VALUES ('resource_version', 0);
+CREATE TABLE IF NOT EXISTS labels (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name, key)
+);
+CREATE INDEX IF NOT EXISTS labels_by_value ON labels (kind, key, value, namespace);
 ";
+
+/// Objects of a kind with one label value, by the label index. CROSS JOIN makes SQLite walk
+/// the index first (it would otherwise pick a scan of every object of the kind, probing the
+/// labels by primary key for each).
+const LIST_SELECTED: &str = "SELECT o.namespace, o.name, o.body FROM labels l
+     CROSS JOIN objects o ON o.kind = l.kind AND o.namespace = l.namespace AND o.name = l.name
+     WHERE l.kind = ?1 AND l.key = ?2 AND l.value = ?3 AND (?4 IS NULL OR l.namespace = ?4)
+     ORDER BY o.namespace, o.name";
+
+/// `PRAGMA user_version` of a store whose label index is complete.
+const SCHEMA_VERSION: i64 = 1;
 
 /// A handle to the store. All methods are synchronous and short (one small transaction); call
 /// them from async code directly.
 pub struct Store {
     conn: Mutex<Connection>,
     events: broadcast::Sender<WatchEvent>,
+    /// How many past events are kept for watch resumption.
+    history: u64,
 }
 
 impl Store {
@@ -58,11 +80,20 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let (events, _) = broadcast::channel(4096);
         Ok(Self {
             conn: Mutex::new(conn),
             events,
+            history: EVENT_HISTORY,
         })
+    }
+
+    /// Keep only about `events` past events for watch resumption (default 10,000; tests use
+    /// fewer to reach the end of the history quickly).
+    pub fn with_event_history(mut self, events: u64) -> Self {
+        self.history = events.max(1);
+        self
     }
 
     /// Receive every change from now on.
@@ -117,6 +148,48 @@ impl Store {
         })
     }
 
+    /// The objects of a kind whose labels have every `key = value` of `selector`, in one
+    /// namespace or (None) all. Served from the label index: the cost is proportional to the
+    /// objects that match, not to all objects of the kind.
+    pub fn list_selected(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: &[(&str, &str)],
+    ) -> Result<ObjectList, StoreError> {
+        let Some(((first_key, first_value), rest)) = selector.split_first() else {
+            return self.list(kind, namespace);
+        };
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(LIST_SELECTED)?;
+        let rows = stmt.query_map(
+            params![kind.as_str(), first_key, first_value, namespace],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let mut items = Vec::new();
+        for row in rows {
+            let (ns, name, body) = row?;
+            let obj = decode(kind, &ns, &name, &body)?;
+            let labels = obj.metadata().labels.as_ref();
+            let matches = rest
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(*k)).map(String::as_str) == Some(*v));
+            if matches {
+                items.push(obj);
+            }
+        }
+        Ok(ObjectList {
+            items,
+            resource_version: current_rv(&conn)?,
+        })
+    }
+
     /// Create an object. Sets uid, resourceVersion, generation 1 and creationTimestamp; fills
     /// `metadata.name` from `generateName` when needed.
     pub fn create(&self, mut obj: Object) -> Result<Object, StoreError> {
@@ -142,13 +215,17 @@ impl Store {
         meta.resource_version = Some(rv.to_string());
         meta.deletion_timestamp = None;
         obj.set_type_meta();
-        let event = write(&tx, EventType::Added, rv, obj)?;
+        let event = write(&tx, self.history, EventType::Added, rv, obj)?;
         tx.commit()?;
         Ok(self.publish(event))
     }
 
     /// Replace an object's spec and metadata (status is kept as stored, as with a Kubernetes
     /// status subresource). If `metadata.resourceVersion` is set it must match the stored one.
+    ///
+    /// Finalizers follow Kubernetes: `deletionTimestamp` cannot be set or cleared by an update,
+    /// a deleting object takes no new finalizer, and an update that removes the last finalizer
+    /// of a deleting object deletes it (the returned object is its last state).
     pub fn update(&self, obj: Object) -> Result<Object, StoreError> {
         self.modify(obj, |stored, mut new| {
             new.metadata_mut().generation = stored.metadata().generation;
@@ -156,7 +233,8 @@ impl Store {
                 let g = stored.metadata().generation.unwrap_or(0) + 1;
                 new.metadata_mut().generation = Some(g);
             }
-            copy_status(stored, &mut new);
+            new.copy_status_from(stored);
+            new.metadata_mut().deletion_timestamp = stored.metadata().deletion_timestamp.clone();
             new
         })
     }
@@ -165,7 +243,7 @@ impl Store {
     pub fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
         self.modify(obj, |stored, new| {
             let mut merged = stored.clone();
-            copy_status(&new, &mut merged);
+            merged.copy_status_from(&new);
             merged
         })
     }
@@ -191,37 +269,66 @@ impl Store {
         meta.namespace = old.namespace.clone();
         meta.uid = old.uid.clone();
         meta.creation_timestamp = old.creation_timestamp.clone();
+        check_finalizers(&stored, &new)?;
         if new.to_json() == stored.to_json() {
             return Ok(stored); // no-op writes do not bump resourceVersion or wake watchers
         }
         let rv = next_rv(&tx)?;
         new.metadata_mut().resource_version = Some(rv.to_string());
         new.set_type_meta();
-        let event = write(&tx, EventType::Modified, rv, new)?;
+        let event = if new.is_deleting() && finalizers(&new).is_empty() {
+            remove(&tx, self.history, rv, new)?
+        } else {
+            write(&tx, self.history, EventType::Modified, rv, new)?
+        };
         tx.commit()?;
         Ok(self.publish(event))
     }
 
-    /// Delete an object; returns its last state.
+    /// Delete an object; returns its last state. An object with finalizers is not removed:
+    /// its `deletionTimestamp` is set (once) and it goes when its last finalizer is removed.
     pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
+        self.delete_if(kind, namespace, name, None)
+    }
+
+    /// [`Store::delete`] with Kubernetes' uid precondition: when `uid` is given, only the object
+    /// with that uid is deleted (a newer object of the same name is a conflict), so a garbage
+    /// collector never removes an object that replaced the one it meant.
+    pub fn delete_if(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Object, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut obj =
             read(&tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
-        tx.execute(
-            "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            params![kind.as_str(), namespace, name],
-        )?;
+        if let Some(uid) = uid
+            && obj.metadata().uid.as_deref() != Some(uid)
+        {
+            return Err(StoreError::Conflict {
+                kind,
+                name: name.to_string(),
+                given: format!("uid {uid}"),
+                current: 0,
+            });
+        }
+        if obj.is_deleting() && !finalizers(&obj).is_empty() {
+            return Ok(obj); // already waiting for its finalizers
+        }
         let rv = next_rv(&tx)?;
         obj.metadata_mut().resource_version = Some(rv.to_string());
-        let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, namespace, name, e))?;
-        record_event(&tx, EventType::Deleted, rv, kind, &body)?;
+        let event = if finalizers(&obj).is_empty() {
+            remove(&tx, self.history, rv, obj)?
+        } else {
+            obj.metadata_mut().deletion_timestamp = Some(now_time());
+            obj.metadata_mut().deletion_grace_period_seconds = Some(0);
+            write(&tx, self.history, EventType::Modified, rv, obj)?
+        };
         tx.commit()?;
-        Ok(self.publish(WatchEvent {
-            type_: EventType::Deleted,
-            resource_version: rv,
-            object: obj,
-        }))
+        Ok(self.publish(event))
     }
 
     /// Events after `resource_version` still in the history (for resuming a watch).
@@ -298,14 +405,54 @@ fn spec_of(obj: &Object) -> serde_json::Value {
     obj.to_json().get("spec").cloned().unwrap_or_default()
 }
 
-fn copy_status(from: &Object, to: &mut Object) {
-    match (from, to) {
-        (Object::Service(f), Object::Service(t)) => t.status = f.status.clone(),
-        (Object::Configuration(f), Object::Configuration(t)) => t.status = f.status.clone(),
-        (Object::Revision(f), Object::Revision(t)) => t.status = f.status.clone(),
-        (Object::Route(f), Object::Route(t)) => t.status = f.status.clone(),
-        _ => {}
+fn finalizers(obj: &Object) -> &[String] {
+    obj.metadata().finalizers.as_deref().unwrap_or_default()
+}
+
+/// Kubernetes' rule: a deleting object may lose finalizers but gain none.
+fn check_finalizers(stored: &Object, new: &Object) -> Result<(), StoreError> {
+    if !stored.is_deleting() {
+        return Ok(());
     }
+    match finalizers(new)
+        .iter()
+        .find(|f| !finalizers(stored).contains(f))
+    {
+        Some(added) => Err(StoreError::Invalid {
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [{added:?}]"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Build (or complete) the label index of a store written before it existed.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, String, String)> = conn
+        .prepare("SELECT kind, namespace, name, body FROM objects")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    for (kind, namespace, name, body) in rows {
+        let labels = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.pointer("/metadata/labels").cloned());
+        if let Some(serde_json::Value::Object(labels)) = labels {
+            for (key, value) in labels {
+                conn.execute(
+                    "INSERT OR REPLACE INTO labels (kind, namespace, name, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![kind, namespace, name, key, value.as_str().unwrap_or_default()],
+                )?;
+            }
+        }
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
 }
 
 fn check_precondition(stored: &Object, given: Option<&str>) -> Result<(), StoreError> {
@@ -392,6 +539,7 @@ fn read(
 
 fn write(
     tx: &Transaction<'_>,
+    history: u64,
     type_: EventType,
     rv: u64,
     obj: Object,
@@ -407,12 +555,59 @@ fn write(
          ON CONFLICT (kind, namespace, name) DO UPDATE SET resource_version = ?4, body = ?5",
         params![kind.as_str(), ns, name, rv as i64, body],
     )?;
-    record_event(tx, type_, rv, kind, &body)?;
+    index_labels(tx, &obj)?;
+    record_event(tx, type_, rv, kind, &body, history)?;
     Ok(WatchEvent {
         type_,
         resource_version: rv,
         object: obj,
     })
+}
+
+/// Remove an object (its row and labels) at `rv`; the event carries its last state.
+fn remove(
+    tx: &Transaction<'_>,
+    history: u64,
+    rv: u64,
+    mut obj: Object,
+) -> Result<WatchEvent, StoreError> {
+    let (kind, ns, name) = (
+        obj.kind(),
+        obj.namespace().to_string(),
+        obj.name().to_string(),
+    );
+    tx.execute(
+        "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind.as_str(), ns, name],
+    )?;
+    tx.execute(
+        "DELETE FROM labels WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind.as_str(), ns, name],
+    )?;
+    obj.metadata_mut().resource_version = Some(rv.to_string());
+    let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, &ns, &name, e))?;
+    record_event(tx, EventType::Deleted, rv, kind, &body, history)?;
+    Ok(WatchEvent {
+        type_: EventType::Deleted,
+        resource_version: rv,
+        object: obj,
+    })
+}
+
+/// Make the label index hold exactly `obj`'s labels.
+fn index_labels(tx: &Transaction<'_>, obj: &Object) -> Result<(), StoreError> {
+    let (kind, ns, name) = (obj.kind().as_str(), obj.namespace(), obj.name());
+    tx.execute(
+        "DELETE FROM labels WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind, ns, name],
+    )?;
+    for (key, value) in obj.metadata().labels.iter().flatten() {
+        tx.execute(
+            "INSERT INTO labels (kind, namespace, name, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![kind, ns, name, key, value],
+        )?;
+    }
+    Ok(())
 }
 
 fn record_event(
@@ -421,15 +616,16 @@ fn record_event(
     rv: u64,
     kind: Kind,
     body: &str,
+    history: u64,
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (resource_version, type, kind, body) VALUES (?1, ?2, ?3, ?4)",
         params![rv as i64, type_.as_str(), kind.as_str(), body],
     )?;
-    if rv.is_multiple_of(1000) {
+    if rv.is_multiple_of(history.div_ceil(10)) {
         tx.execute(
             "DELETE FROM events WHERE resource_version <= ?1",
-            params![rv.saturating_sub(EVENT_HISTORY) as i64],
+            params![rv.saturating_sub(history) as i64],
         )?;
     }
     Ok(())

@@ -147,3 +147,134 @@ fn survives_reopen() {
     );
     assert_eq!(store.list(Kind::Service, None).unwrap().items.len(), 2);
 }
+
+fn with_finalizer(mut obj: Object, finalizer: &str) -> Object {
+    obj.metadata_mut().finalizers = Some(vec![finalizer.to_string()]);
+    obj
+}
+
+#[test]
+fn delete_waits_for_finalizers_then_removes() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .create(with_finalizer(service("a", "1"), "x.dev/cleanup"))
+        .unwrap();
+    let mut watch = store.watch();
+    let deleting = store.delete(Kind::Service, "default", "a").unwrap();
+    assert!(deleting.is_deleting());
+    assert_eq!(watch.try_recv().unwrap().type_, EventType::Modified);
+    let again = store.delete(Kind::Service, "default", "a").unwrap();
+    assert_eq!(again, deleting, "a second delete changes nothing");
+
+    let mut added = deleting.clone();
+    added.metadata_mut().finalizers = Some(vec!["x.dev/cleanup".into(), "y.dev/new".into()]);
+    let err = store.update(added).unwrap_err();
+    assert!(err.to_string().contains("no new finalizers"), "{err}");
+
+    let mut cleared = deleting.clone();
+    cleared.metadata_mut().deletion_timestamp = None;
+    cleared.metadata_mut().labels = Some([("k".to_string(), "v".to_string())].into());
+    let kept = store.update(cleared).unwrap();
+    assert!(kept.is_deleting(), "an update cannot undo a deletion");
+
+    let mut done = kept.clone();
+    done.metadata_mut().finalizers = None;
+    store.update(done).unwrap();
+    assert!(store.get(Kind::Service, "default", "a").unwrap().is_none());
+    let events: Vec<EventType> = std::iter::from_fn(|| watch.try_recv().ok())
+        .map(|e| e.type_)
+        .collect();
+    assert_eq!(events.last(), Some(&EventType::Deleted));
+}
+
+#[test]
+fn delete_with_a_uid_precondition_spares_a_newer_object() {
+    let store = Store::open_in_memory().unwrap();
+    let old = store.create(service("a", "1")).unwrap();
+    store.delete(Kind::Service, "default", "a").unwrap();
+    store.create(service("a", "2")).unwrap();
+    let err = store
+        .delete_if(Kind::Service, "default", "a", old.metadata().uid.as_deref())
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(store.get(Kind::Service, "default", "a").unwrap().is_some());
+}
+
+fn labelled(name: &str, labels: &[(&str, &str)]) -> Object {
+    let mut obj = service(name, "1");
+    obj.metadata_mut().labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    obj
+}
+
+#[test]
+fn list_selected_uses_the_label_index() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .create(labelled("a", &[("app", "x"), ("tier", "web")]))
+        .unwrap();
+    store.create(labelled("b", &[("app", "x")])).unwrap();
+    store.create(labelled("c", &[("app", "y")])).unwrap();
+    let names = |sel: &[(&str, &str)]| -> Vec<String> {
+        store
+            .list_selected(Kind::Service, Some("default"), sel)
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect()
+    };
+    assert_eq!(names(&[("app", "x")]), ["a", "b"]);
+    assert_eq!(names(&[("app", "x"), ("tier", "web")]), ["a"]);
+    assert_eq!(names(&[("app", "z")]), Vec::<String>::new());
+    let mut relabelled = store.must_get(Kind::Service, "default", "b").unwrap();
+    relabelled.metadata_mut().labels = Some([("app".to_string(), "y".to_string())].into());
+    store.update(relabelled).unwrap();
+    assert_eq!(names(&[("app", "y")]), ["b", "c"]);
+    store.delete(Kind::Service, "default", "c").unwrap();
+    assert_eq!(names(&[("app", "y")]), ["b"]);
+}
+
+#[test]
+fn a_store_from_before_the_label_index_is_indexed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nimbus.db");
+    {
+        let store = Store::open(&path).unwrap();
+        store.create(labelled("a", &[("app", "x")])).unwrap();
+    }
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("DROP TABLE labels", []).unwrap();
+        conn.pragma_update(None, "user_version", 0).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let found = store
+        .list_selected(Kind::Service, None, &[("app", "x")])
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+}
+
+#[test]
+fn selector_lists_walk_the_label_index() {
+    let store = Store::open_in_memory().unwrap();
+    let conn = store.lock();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {LIST_SELECTED}"))
+        .unwrap()
+        .query_map(params!["Revision", "k", "v", "default"], |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan[0].contains("labels_by_value"), "{plan:?}");
+    assert!(
+        plan.iter().all(|step| !step.starts_with("SCAN o")),
+        "{plan:?}"
+    );
+}

@@ -3,9 +3,13 @@
 //! requests through its router with a chosen `Host`, and wait for conditions with deadlines
 //! (never fixed sleeps). Shared here so test files do not copy them.
 
+pub mod api;
+pub mod host;
 pub mod image;
+pub mod kube;
 pub mod manifest;
 pub mod runtime;
+pub mod traffic;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ pub struct Nimbus {
     bin: PathBuf,
     child: Option<Child>,
     data_dir: PathBuf,
+    /// The extra `serve` arguments, used again by [`Nimbus::restart`].
+    extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
     pub http_addr: String,
     pub api_addr: String,
@@ -76,6 +82,7 @@ impl Nimbus {
             bin: bin.to_path_buf(),
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: None,
             http_addr: String::new(),
             api_addr: String::new(),
@@ -108,14 +115,29 @@ impl Nimbus {
         Ok(n)
     }
 
-    /// Stop (SIGTERM and wait) and start again on the same data directory (new ports).
+    /// Stop (SIGTERM and wait; nothing if it was killed) and start again on the same data
+    /// directory with the same extra arguments (new ports).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let tmp = self._tmp.take();
-        let mut next = Self::start_in(&self.bin, &self.data_dir, &[])?;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut next = Self::start_in(&self.bin, &self.data_dir, &extra)?;
         next._tmp = tmp;
         *self = next;
         Ok(())
+    }
+
+    /// The server's pid (`None` once stopped or killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL the server and reap it, as a crash would end it: it stops nothing of its own.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then SIGKILL after 15 s.
@@ -164,6 +186,30 @@ impl Nimbus {
         let path = self.data_dir.join("kubeconfig");
         std::fs::write(&path, &out.stdout)?;
         Ok(path)
+    }
+
+    /// Run `kubectl <args>` against this server (its kubeconfig written by
+    /// [`Nimbus::write_kubeconfig`], `$HOME` in the data directory for kubectl's cache), with
+    /// `stdin` as its standard input. Check for kubectl first (`image::have_tools`).
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let kubeconfig = self.write_kubeconfig().expect("nimbus kubeconfig");
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--request-timeout=60s")
+            .args(args)
+            .env("HOME", &self.data_dir)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        let input = stdin.unwrap_or_default().to_string();
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+        child.wait_with_output().expect("kubectl output")
     }
 
     /// A `nimbus` command aimed at this server with its token, and isolated from the
@@ -239,6 +285,17 @@ impl Nimbus {
             .write_all(yaml.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// `nimbus apply -f -` that must succeed; returns its stdout.
+    pub fn apply_ok(&self, yaml: &str) -> String {
+        let out = self.apply(yaml);
+        assert!(
+            out.status.success(),
+            "nimbus apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// GET a resource from the API as JSON (None on 404).
@@ -346,6 +403,16 @@ pub struct Reply {
     pub body: String,
 }
 
+/// A response read chunk by chunk to its end, which may be abnormal (a body the router cut).
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: u16,
+    /// What arrived of the body.
+    pub body: String,
+    /// How the body ended: `Err` with the error chain's text when it did not end cleanly.
+    pub end: Result<(), String>,
+}
+
 impl RouterClient {
     pub fn new(addr: &str) -> Self {
         install_crypto();
@@ -374,6 +441,27 @@ impl RouterClient {
             headers,
             body,
         })
+    }
+
+    /// GET whose body is read chunk by chunk, keeping what arrived before an abnormal end.
+    pub async fn get_streamed(&self, host: &str, path: &str) -> anyhow::Result<Streamed> {
+        let mut resp = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .header(reqwest::header::HOST, host)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        let end = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("{:#}", anyhow::Error::from(e))),
+            }
+        };
+        let body = String::from_utf8_lossy(&body).into_owned();
+        Ok(Streamed { status, body, end })
     }
 
     /// Retry GET until `ok(reply)` or the deadline; returns the last reply.
@@ -405,6 +493,16 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A test cannot run here because `why`: print `SKIPPED: why` so the caller can return early,
+/// or, when the `CI` environment variable is set (CI installs everything), fail the test.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}; required when CI is set"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 /// Build the example component `examples/hello-wasm` into `target_dir` (release,
 /// wasm32-wasip2) and return the `.wasm` path; `None`, after printing why, when the
 /// wasm32-wasip2 standard library is not installed (`rustup target add wasm32-wasip2`).
@@ -416,10 +514,10 @@ pub fn build_hello_wasm(target_dir: &Path) -> Option<PathBuf> {
     let lib = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim())
         .join("lib/rustlib/wasm32-wasip2");
     if !lib.is_dir() {
-        eprintln!(
-            "SKIPPED: {} is missing; run `rustup target add wasm32-wasip2`",
+        skip(&format!(
+            "{} is missing; run `rustup target add wasm32-wasip2`",
             lib.display()
-        );
+        ));
         return None;
     }
     let manifest =

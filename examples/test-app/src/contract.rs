@@ -2,7 +2,8 @@
 //! runtime-contract tests. Fields: `uid`, `gid` (real ids from /proc/self/status), `tmp_mode`
 //! (octal string such as "1777"), `dev` (path → exists, for the usual /dev entries),
 //! `dev_fd_link` (readlink of /dev/fd, or null), `proc_sys_writable`, `resolv_conf`,
-//! `cgroup` (file → trimmed content, for the limit files that exist), `cwd`, `hostname`.
+//! `cgroup` (file → trimmed content, for the limit files that exist), `cwd`, `hostname`, `argv`
+//! (array of strings, argv\[0\] first), `pid`.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -50,6 +51,8 @@ pub fn report() -> String {
         ("cgroup", cgroup()),
         ("cwd", cwd()),
         ("hostname", hostname()),
+        ("argv", argv()),
+        ("pid", std::process::id().to_string()),
     ];
     object(fields.iter().map(|(k, v)| (k.to_string(), v.clone())))
 }
@@ -114,6 +117,13 @@ fn hostname() -> String {
     string(name.trim())
 }
 
+fn argv() -> String {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| string(&a.to_string_lossy()))
+        .collect();
+    format!("[{}]", args.join(","))
+}
+
 /// A JSON object from keys and already-encoded values.
 fn object(fields: impl Iterator<Item = (String, String)>) -> String {
     let body: Vec<String> = fields.map(|(k, v)| format!("{}:{v}", string(&k))).collect();
@@ -158,7 +168,9 @@ mod tests {
     fn report_is_an_object_with_every_field() {
         let r = report();
         assert!(r.starts_with('{') && r.ends_with('}'));
-        for key in ["uid", "gid", "tmp_mode", "dev", "cgroup", "cwd", "hostname"] {
+        for key in [
+            "uid", "gid", "tmp_mode", "dev", "cgroup", "cwd", "hostname", "argv", "pid",
+        ] {
             assert!(r.contains(&format!("\"{key}\":")), "{key} missing in {r}");
         }
     }

@@ -1,8 +1,10 @@
 //! The HTTP/1.1 wire: read one request head from a connection, hand it to the routes, write
-//! the answer with `Connection: close`. Bodies of requests are ignored.
+//! the answer with `Connection: close` — all at once, or chunk by chunk over time. Bodies of
+//! requests are ignored.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use crate::routes::{self, State};
 
@@ -10,7 +12,16 @@ use crate::routes::{self, State};
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    pub body: Body,
+}
+
+/// What follows the head.
+pub enum Body {
+    /// Written at once, with `Content-Length`.
+    Full(String),
+    /// Written `Transfer-Encoding: chunked`: `chunks` chunks (`chunk <i>\n`), each after a
+    /// pause of `every`, then the last chunk.
+    Chunked { chunks: usize, every: Duration },
 }
 
 impl Response {
@@ -18,7 +29,15 @@ impl Response {
         Self {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.into(),
+            body: Body::Full(body.into()),
+        }
+    }
+
+    pub fn chunked(chunks: usize, every: Duration) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: Body::Chunked { chunks, every },
         }
     }
 
@@ -26,7 +45,7 @@ impl Response {
         Self {
             status: 200,
             content_type: "application/json",
-            body,
+            body: Body::Full(body),
         }
     }
 }
@@ -63,16 +82,43 @@ fn skip_headers(reader: &mut impl std::io::BufRead) {
 }
 
 fn write_response(mut stream: TcpStream, r: &Response) {
+    let framing = match &r.body {
+        Body::Full(text) => format!("Content-Length: {}", text.len()),
+        Body::Chunked { .. } => "Transfer-Encoding: chunked".to_string(),
+    };
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{framing}\r\nConnection: close\r\n\r\n",
         r.status,
         reason(r.status),
         r.content_type,
-        r.body.len()
     );
     let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(r.body.as_bytes());
+    match &r.body {
+        Body::Full(text) => {
+            let _ = stream.write_all(text.as_bytes());
+        }
+        Body::Chunked { chunks, every } => write_chunks(&mut stream, *chunks, *every),
+    }
     let _ = stream.flush();
+}
+
+/// Writes the chunks as they fall due, then the last chunk; stops when the peer has gone, and
+/// logs which way the body ended.
+fn write_chunks(stream: &mut TcpStream, chunks: usize, every: Duration) {
+    for i in 0..chunks {
+        std::thread::sleep(every);
+        let data = format!("chunk {i}\n");
+        let frame = format!("{:x}\r\n{data}\r\n", data.len());
+        if let Err(e) = stream
+            .write_all(frame.as_bytes())
+            .and_then(|()| stream.flush())
+        {
+            log_line(&format!("stream: stopped after {i} chunks: {e}"));
+            return;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    log_line(&format!("stream: sent all {chunks} chunks"));
 }
 
 fn reason(status: u16) -> &'static str {

@@ -1,9 +1,9 @@
 //! `nimbus-test-app`: a tiny HTTP/1.1 server used as the program inside test container images
 //! and as a host process. It listens on `0.0.0.0:$PORT` (default 8080), serves one thread per
 //! connection and answers with `Connection: close`. Its endpoints report what the runtime
-//! contract tests check (`/contract`), misbehave on demand (`/alloc`, `/forkbomb`, `/exit`) and
-//! model health (`/healthz`, `/ready`). It must never need anything beyond std and libc, so it
-//! runs in a minimal root filesystem.
+//! contract tests check (`/contract`, `/env`), misbehave on demand (`/alloc`, `/forkbomb`,
+//! `/exit`), detect concurrent requests (`/overlap`) and model health (`/healthz`, `/ready`). It
+//! must never need anything beyond std and libc, so it runs in a minimal root filesystem.
 
 mod contract;
 mod http;

@@ -1,8 +1,9 @@
 //! The endpoints: what each path answers, and the little state they share (health flag, start
-//! time, memory held by `/alloc`).
+//! time, memory held by `/alloc`, requests inside `/overlap`). `/stream` and `/slow-headers`
+//! answer slowly on purpose, for the router's timeouts.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::contract;
@@ -16,6 +17,10 @@ pub struct State {
     started: Instant,
     healthy: AtomicBool,
     held: Mutex<Vec<Vec<u8>>>,
+    /// Requests inside `/overlap` now.
+    overlap_inside: AtomicUsize,
+    /// Requests that ever entered `/overlap`.
+    overlap_entries: AtomicUsize,
 }
 
 impl State {
@@ -24,6 +29,8 @@ impl State {
             started: Instant::now(),
             healthy: AtomicBool::new(true),
             held: Mutex::new(Vec::new()),
+            overlap_inside: AtomicUsize::new(0),
+            overlap_entries: AtomicUsize::new(0),
         }
     }
 }
@@ -47,6 +54,9 @@ pub fn handle(state: &State, method: &str, target: &str) -> Response {
         }
         "/ready" => ready(state),
         "/exit" => exit(query),
+        "/stream" => stream(query),
+        "/slow-headers" => slow_headers(query),
+        "/overlap" => overlap(state, query),
         _ => Response::text(404, format!("no route for {path}\n")),
     }
 }
@@ -143,6 +153,45 @@ fn exit(query: &str) -> Response {
     std::process::exit(code);
 }
 
+/// `/stream?chunks=N&every_ms=M`: a chunked body of `N` chunks (default 10), each after a pause
+/// of `M` ms (default 100), the first one after the headers.
+fn stream(query: &str) -> Response {
+    let chunks = number(query, "chunks").unwrap_or(10);
+    let every = Duration::from_millis(number(query, "every_ms").unwrap_or(100) as u64);
+    Response::chunked(chunks, every)
+}
+
+/// `/slow-headers?ms=M`: nothing for `M` ms (default 1000), then the whole answer.
+fn slow_headers(query: &str) -> Response {
+    let ms = number(query, "ms").unwrap_or(1000);
+    std::thread::sleep(Duration::from_millis(ms as u64));
+    Response::text(200, format!("answered after {ms} ms\n"))
+}
+
+/// The number `name` in a query string, if given and valid.
+fn number(query: &str, name: &str) -> Option<usize> {
+    param(query, name).and_then(|v| v.parse().ok())
+}
+
+/// `/overlap?ms=N` (default 50): stay inside for N ms; answer 500 `overlap` if any other request
+/// was inside `/overlap` at any moment of that time, else 200 `ok` (Knative's single-threaded
+/// test image, for `containerConcurrency: 1`).
+fn overlap(state: &State, query: &str) -> Response {
+    let ms = param(query, "ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let ticket = state.overlap_entries.fetch_add(1, Ordering::SeqCst) + 1;
+    let others_at_entry = state.overlap_inside.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(ms));
+    let entered_since = state.overlap_entries.load(Ordering::SeqCst) != ticket;
+    state.overlap_inside.fetch_sub(1, Ordering::SeqCst);
+    if others_at_entry > 0 || entered_since {
+        Response::text(500, "overlap\n")
+    } else {
+        Response::text(200, "ok\n")
+    }
+}
+
 /// The value of `name` in a query string such as `a=1&b=2`.
 fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query
@@ -172,8 +221,32 @@ mod tests {
     }
 
     #[test]
+    fn stream_takes_its_shape_from_the_query() {
+        let r = handle(&State::new(), "GET", "/stream?chunks=3&every_ms=7");
+        assert!(matches!(
+            r.body,
+            crate::http::Body::Chunked { chunks: 3, every } if every == Duration::from_millis(7)
+        ));
+    }
+
+    #[test]
     fn unknown_path_is_404() {
         assert_eq!(handle(&State::new(), "GET", "/nope").status, 404);
+    }
+
+    #[test]
+    fn overlap_sees_a_request_inside() {
+        let s = State::new();
+        assert_eq!(handle(&s, "GET", "/overlap?ms=0").status, 200);
+        let inside = std::thread::scope(|scope| {
+            let long = scope.spawn(|| handle(&s, "GET", "/overlap?ms=300").status);
+            while s.overlap_inside.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            let short = handle(&s, "GET", "/overlap?ms=0").status;
+            (long.join().unwrap(), short)
+        });
+        assert_eq!(inside, (500, 500));
     }
 
     #[test]

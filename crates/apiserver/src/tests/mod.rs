@@ -4,6 +4,8 @@ mod apply;
 mod crud;
 mod discovery;
 mod errors;
+mod groups;
+mod immutable;
 mod paging;
 mod patch;
 mod serve;

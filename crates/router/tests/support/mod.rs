@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use nimbus_api::networking::{Ingress, IngressRule, IngressSplit};
+use nimbus_api::networking::{Ingress, IngressRule, IngressSplit, RequestTimeouts};
 use nimbus_router::{Router, RouterConfig};
 use nimbus_runtime::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, RevisionKey};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,14 +122,20 @@ pub fn echoed<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// An ingress named `name` serving `host` with the given (revision, percent) splits.
+/// An ingress named `name` serving `host` with the given (revision, percent) splits, whose
+/// requests may take `timeout` in all (`timeoutSeconds`; no other limit).
 pub fn ingress(name: &str, host: &str, splits: &[(&str, u32)], timeout: Duration) -> Ingress {
+    let timeouts = RequestTimeouts {
+        total: timeout,
+        response_start: timeout,
+        idle: None,
+    };
     let splits = splits
         .iter()
         .map(|(revision, percent)| IngressSplit {
             revision: revision.to_string(),
             percent: *percent,
-            timeout,
+            timeouts,
             container_concurrency: 0,
         })
         .collect();
@@ -147,6 +153,14 @@ pub fn ingress(name: &str, host: &str, splits: &[(&str, u32)], timeout: Duration
 pub fn with_concurrency(mut ingress: Ingress, container_concurrency: u32) -> Ingress {
     for split in ingress.rules.iter_mut().flat_map(|r| &mut r.splits) {
         split.container_concurrency = container_concurrency;
+    }
+    ingress
+}
+
+/// `ingress` with every split's request timeouts set to `timeouts`.
+pub fn with_timeouts(mut ingress: Ingress, timeouts: RequestTimeouts) -> Ingress {
+    for split in ingress.rules.iter_mut().flat_map(|r| &mut r.splits) {
+        split.timeouts = timeouts;
     }
     ingress
 }
@@ -271,4 +285,95 @@ where
 {
     let bytes = within(body.collect()).await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// How a scripted test instance answers: headers after `head_after`, then one chunk
+/// (`chunk <i>\n`) after each of `gaps`, then the end of the body.
+#[derive(Clone, Debug, Default)]
+pub struct Script {
+    pub head_after: Duration,
+    pub gaps: Vec<Duration>,
+}
+
+impl Script {
+    /// Headers at once, then `chunks` chunks, one every `every`.
+    pub fn steady(chunks: usize, every: Duration) -> Self {
+        Self {
+            head_after: Duration::ZERO,
+            gaps: vec![every; chunks],
+        }
+    }
+
+    /// Headers after `delay`, then a one-chunk body.
+    pub fn late_head(delay: Duration) -> Self {
+        Self {
+            head_after: delay,
+            gaps: vec![Duration::ZERO],
+        }
+    }
+}
+
+/// What a scripted instance saw of its response: chunks the router took, and whether it stopped
+/// taking them (the router dropped the instance's side before the end).
+#[derive(Debug, Default)]
+pub struct Fed {
+    pub chunks: std::sync::atomic::AtomicUsize,
+    pub dropped: std::sync::atomic::AtomicBool,
+}
+
+/// Answers as `script` says, recording in `fed` what happened to the body.
+pub async fn scripted(script: Script, fed: std::sync::Arc<Fed>) -> Response<TestBody> {
+    use std::sync::atomic::Ordering;
+    tokio::time::sleep(script.head_after).await;
+    let (mut tx, body) = http_body_util::Channel::<Bytes, BoxError>::new(1);
+    tokio::spawn(async move {
+        for (i, gap) in script.gaps.iter().enumerate() {
+            tokio::time::sleep(*gap).await;
+            if tx.send_data(format!("chunk {i}\n").into()).await.is_err() {
+                fed.dropped.store(true, Ordering::SeqCst);
+                return;
+            }
+            fed.chunks.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(body.boxed_unsync())
+        .unwrap()
+}
+
+/// A body read to its end: the data that arrived, and how it ended (`Err` with the error's
+/// text when it did not end cleanly).
+#[derive(Debug)]
+pub struct Read {
+    pub data: String,
+    pub end: Result<(), String>,
+}
+
+/// Reads `body` frame by frame until its clean end or its error, failing the test if that
+/// takes longer than [`DEADLINE`].
+pub async fn read_to_end<B>(mut body: B) -> Read
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut data = Vec::new();
+    let end = within(async {
+        loop {
+            match body.frame().await {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(frame)) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        data.extend_from_slice(&chunk);
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    Read {
+        data: String::from_utf8_lossy(&data).into_owned(),
+        end,
+    }
 }

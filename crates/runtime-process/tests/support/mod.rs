@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -49,27 +49,25 @@ pub fn runtime_with(adjust: impl FnOnce(&mut ProcessRuntimeConfig)) -> Arc<Proce
     ProcessRuntime::new(config)
 }
 
-/// A spec running `command`, with service/configuration labels.
+/// A spec running `command`, with the runtime contract's env of service `svc`, configuration
+/// `cfg`.
 pub fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
-    let labels = BTreeMap::from([
-        ("serving.knative.dev/service".to_owned(), "svc".to_owned()),
-        (
-            "serving.knative.dev/configuration".to_owned(),
-            "cfg".to_owned(),
-        ),
-    ]);
     InstanceSpec {
         revision: RevisionKey::new("default", revision),
         runtime_class: "process".into(),
         image: None,
         command: command.iter().map(|s| (*s).to_owned()).collect(),
         args: vec![],
-        env: vec![],
+        // The runtime contract, as the controller builds it.
+        env: vec![
+            ("K_SERVICE".into(), "svc".into()),
+            ("K_CONFIGURATION".into(), "cfg".into()),
+            ("K_REVISION".into(), revision.into()),
+        ],
         working_dir: None,
         protocol: Protocol::Http1,
         startup_timeout: PATIENCE,
         socket_activation: false,
-        labels,
         ..Default::default()
     }
 }
@@ -84,26 +82,18 @@ pub fn activated_server(revision: &str, gate: Option<&Path>) -> InstanceSpec {
     let mut spec = spec(revision, &["python3", &fixture("activated_server.py")]);
     spec.socket_activation = true;
     if let Some(gate) = gate {
-        spec.env = vec![("GATE".into(), gate.to_string_lossy().into_owned())];
+        spec.env
+            .extend([("GATE".into(), gate.to_string_lossy().into_owned())]);
     }
     spec
 }
 
-/// A server with `/sleep?ms=N`: the sample function when it is built, else the Python one.
+/// A server with `/sleep?ms=N`: the sample function.
 pub fn sleepy_server(revision: &str) -> InstanceSpec {
-    match hello_binary() {
-        Some(hello) => spec(revision, &[hello.to_str().unwrap()]),
-        None => python_server(revision),
-    }
+    spec(revision, &[hello_binary().to_str().unwrap()])
 }
 
-/// The sample function, if it was built into the same target directory (it is when its tests
-/// are built in the same run, e.g. `cargo test -p nimbus-runtime-process -p nimbus-hello`).
-pub fn hello_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("nimbus-hello");
-    candidate.is_file().then_some(candidate)
-}
+pub use nimbus_testkit::image::hello_binary;
 
 pub fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -55,25 +54,22 @@ pub fn runtime_with(
 
 /// A `wasm` spec whose image is `image`.
 pub fn spec(revision: &str, image: &str) -> InstanceSpec {
-    let labels = BTreeMap::from([
-        ("serving.knative.dev/service".to_owned(), "svc".to_owned()),
-        (
-            "serving.knative.dev/configuration".to_owned(),
-            "cfg".to_owned(),
-        ),
-    ]);
     InstanceSpec {
         revision: RevisionKey::new("default", revision),
         runtime_class: "wasm".into(),
         image: Some(image.to_owned()),
         command: vec![],
         args: vec![],
-        env: vec![],
+        // The runtime contract, as the controller builds it.
+        env: vec![
+            ("K_SERVICE".into(), "svc".into()),
+            ("K_CONFIGURATION".into(), "cfg".into()),
+            ("K_REVISION".into(), revision.into()),
+        ],
         working_dir: None,
         protocol: Protocol::Http1,
         startup_timeout: PATIENCE,
         socket_activation: false,
-        labels,
         ..Default::default()
     }
 }

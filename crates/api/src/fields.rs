@@ -1,4 +1,5 @@
-//! Field ownership (`metadata.managedFields`) for server-side apply and conflict detection.
+//! Field ownership (`metadata.managedFields`) for server-side apply and conflict detection,
+//! shared by the API server (users' applies) and the controller's embedded writes.
 //!
 //! A deliberately small model of Kubernetes' structured-merge-diff, on JSON values:
 //!
@@ -25,7 +26,14 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use crate::status::FieldConflict;
+/// A field an apply would change although another manager owns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The other manager.
+    pub manager: String,
+    /// The field, as Kubernetes writes it: `.spec.traffic`.
+    pub field: String,
+}
 
 /// A field: the keys from the object's root to a leaf.
 pub type Path = Vec<String>;
@@ -302,15 +310,21 @@ impl Entry {
         list.iter().filter_map(Entry::from_json).collect()
     }
 
-    /// Write `metadata.managedFields` (removed when there are no entries).
+    /// Write `metadata.managedFields` (removed when there are no entries), recorded against
+    /// the object's `apiVersion`.
     pub fn write_all(obj: &mut Value, entries: &[Entry]) {
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::API_VERSION)
+            .to_string();
         let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
             return;
         };
         if entries.is_empty() {
             meta.remove("managedFields");
         } else {
-            let list = entries.iter().map(Entry::to_json).collect();
+            let list = entries.iter().map(|e| e.to_json(&api_version)).collect();
             meta.insert("managedFields".into(), Value::Array(list));
         }
     }
@@ -340,7 +354,7 @@ impl Entry {
         })
     }
 
-    fn to_json(&self) -> Value {
+    fn to_json(&self, api_version: &str) -> Value {
         let operation = match self.operation {
             Operation::Apply => "Apply",
             Operation::Update => "Update",
@@ -348,7 +362,7 @@ impl Entry {
         let mut v = json!({
             "manager": self.manager,
             "operation": operation,
-            "apiVersion": nimbus_api::API_VERSION,
+            "apiVersion": api_version,
             "time": self.time,
             "fieldsType": "FieldsV1",
             "fieldsV1": fields_v1(&self.fields),

@@ -1,0 +1,199 @@
+//! Knative's printer columns (its CRDs' `additionalPrinterColumns`), so `kubectl get ksvc`
+//! prints the same columns against the embedded API server (which renders them into a
+//! `Table` itself) and against a cluster (where the CRDs carry them as JSONPaths).
+//!
+//! Each column says where its cell comes from as a [`Source`]; the JSONPath a CRD declares
+//! and the cell the embedded server renders are both derived from it.
+
+use serde_json::Value;
+
+use crate::constants::{LABEL_CONFIGURATION, LABEL_CONFIGURATION_GENERATION};
+use crate::object::Kind;
+
+/// One column after NAME (which every kind has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// The header, as Knative spells it (`LatestCreated`, `Config Name`).
+    pub name: &'static str,
+    /// `string` or `integer`.
+    pub type_: &'static str,
+    pub description: &'static str,
+    pub source: Source,
+}
+
+/// Where a column's cell is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The value at a path of field names (a label's key is one name).
+    Field(&'static [&'static str]),
+    /// A field of the `Ready` condition in `status.conditions`.
+    Ready(&'static str),
+}
+
+/// Knative's columns of `kind`, after NAME.
+pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
+    match kind {
+        Kind::Service => &[URL, LATEST_CREATED, LATEST_READY, READY, REASON],
+        Kind::Configuration => &[LATEST_CREATED, LATEST_READY, READY, REASON],
+        Kind::Revision => &[
+            CONFIG_NAME,
+            GENERATION,
+            READY,
+            REASON,
+            ACTUAL_REPLICAS,
+            DESIRED_REPLICAS,
+        ],
+        Kind::Route => &[URL, READY, REASON],
+        Kind::PodAutoscaler => &[DESIRED_SCALE, ACTUAL_SCALE, READY, REASON],
+        Kind::Ingress => &[READY, REASON],
+    }
+}
+
+const URL: PrinterColumn = PrinterColumn {
+    name: "URL",
+    type_: "string",
+    description: "The URL where the resource is reachable (.status.url).",
+    source: Source::Field(&["status", "url"]),
+};
+const LATEST_CREATED: PrinterColumn = PrinterColumn {
+    name: "LatestCreated",
+    type_: "string",
+    description: "The latest revision created (.status.latestCreatedRevisionName).",
+    source: Source::Field(&["status", "latestCreatedRevisionName"]),
+};
+const LATEST_READY: PrinterColumn = PrinterColumn {
+    name: "LatestReady",
+    type_: "string",
+    description: "The latest revision ready to serve (.status.latestReadyRevisionName).",
+    source: Source::Field(&["status", "latestReadyRevisionName"]),
+};
+const READY: PrinterColumn = PrinterColumn {
+    name: "Ready",
+    type_: "string",
+    description: "The status of the Ready condition.",
+    source: Source::Ready("status"),
+};
+const REASON: PrinterColumn = PrinterColumn {
+    name: "Reason",
+    type_: "string",
+    description: "The reason of the Ready condition.",
+    source: Source::Ready("reason"),
+};
+const CONFIG_NAME: PrinterColumn = PrinterColumn {
+    name: "Config Name",
+    type_: "string",
+    description: "The Configuration that created this revision.",
+    source: Source::Field(&["metadata", "labels", LABEL_CONFIGURATION]),
+};
+const GENERATION: PrinterColumn = PrinterColumn {
+    name: "Generation",
+    type_: "string",
+    description: "The Configuration generation this revision was created from.",
+    source: Source::Field(&["metadata", "labels", LABEL_CONFIGURATION_GENERATION]),
+};
+const ACTUAL_REPLICAS: PrinterColumn = PrinterColumn {
+    name: "Actual Replicas",
+    type_: "integer",
+    description: "Instances running now (.status.actualReplicas).",
+    source: Source::Field(&["status", "actualReplicas"]),
+};
+const DESIRED_REPLICAS: PrinterColumn = PrinterColumn {
+    name: "Desired Replicas",
+    type_: "integer",
+    description: "Instances the autoscaler wants (.status.desiredReplicas).",
+    source: Source::Field(&["status", "desiredReplicas"]),
+};
+const DESIRED_SCALE: PrinterColumn = PrinterColumn {
+    name: "DesiredScale",
+    type_: "integer",
+    description: "The instances the autoscaler wants.",
+    source: Source::Field(&["status", "desiredScale"]),
+};
+const ACTUAL_SCALE: PrinterColumn = PrinterColumn {
+    name: "ActualScale",
+    type_: "integer",
+    description: "The instances ready to take traffic.",
+    source: Source::Field(&["status", "actualScale"]),
+};
+
+// === impl PrinterColumn ===
+
+impl PrinterColumn {
+    /// The cell of this column for an object's JSON; null (an empty cell) when absent.
+    pub fn cell(&self, obj: &Value) -> Value {
+        let found = match self.source {
+            Source::Field(path) => path.iter().try_fold(obj, |v, k| v.get(*k)),
+            Source::Ready(field) => obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c.get(field)),
+        };
+        found.cloned().unwrap_or(Value::Null)
+    }
+
+    /// The column as a kubectl JSONPath, as Knative's CRDs write it
+    /// (`.status.url`, `.metadata.labels['serving\.knative\.dev/configuration']`,
+    /// `.status.conditions[?(@.type=='Ready')].status`).
+    pub fn json_path(&self) -> String {
+        match self.source {
+            Source::Field(path) => path.iter().map(|name| json_path_step(name)).collect(),
+            Source::Ready(field) => format!(".status.conditions[?(@.type=='Ready')].{field}"),
+        }
+    }
+}
+
+/// `.name`, or `['a\.b/c']` for a name that is not a plain identifier.
+fn json_path_step(name: &str) -> String {
+    match name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        true => format!(".{name}"),
+        false => format!("['{}']", name.replace('.', "\\.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_paths_are_knatives() {
+        let paths: Vec<String> = columns(Kind::Revision)
+            .iter()
+            .map(PrinterColumn::json_path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                r".metadata.labels['serving\.knative\.dev/configuration']",
+                r".metadata.labels['serving\.knative\.dev/configurationGeneration']",
+                ".status.conditions[?(@.type=='Ready')].status",
+                ".status.conditions[?(@.type=='Ready')].reason",
+                ".status.actualReplicas",
+                ".status.desiredReplicas",
+            ]
+        );
+        assert_eq!(columns(Kind::Service)[0].json_path(), ".status.url");
+    }
+
+    #[test]
+    fn cells_read_fields_labels_and_the_ready_condition() {
+        let rev = json!({"metadata": {"labels": {LABEL_CONFIGURATION: "hello"}},
+            "status": {"actualReplicas": 1, "conditions": [{"type": "Ready", "status": "True"}]}});
+        let cells: Vec<Value> = columns(Kind::Revision)
+            .iter()
+            .map(|c| c.cell(&rev))
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                json!("hello"),
+                Value::Null,
+                json!("True"),
+                Value::Null,
+                json!(1),
+                Value::Null
+            ]
+        );
+    }
+}

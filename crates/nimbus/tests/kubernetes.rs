@@ -1,0 +1,525 @@
+//! Kubernetes mode end to end, against a real cluster (`scripts/kube-cluster up`, or any
+//! cluster named by `NIMBUS_KUBECONFIG`; skipped without one, failing under `CI`).
+//!
+//! The `nimbus` binary of this test run is loaded as the Nimbus image; `nimbus install
+//! --apply --host-network` puts the CRDs, the operator and the router on the cluster (host
+//! network: the test cluster has no kube-proxy, so pods reach the API server only as the
+//! node does); Knative YAML goes in with kubectl; requests go to the in-cluster router on the
+//! node's port.
+//!
+//! One test walks the whole story in order, because the operator is cluster-wide: the
+//! example Service becomes Ready and serves; a second revision with an 80/20 split and a tag;
+//! the runtime contract and single concurrency in pods; scale to zero and a request bringing
+//! it back (the cold start is printed); crash-looping, unpullable and unschedulable pods
+//! reported on the Revision; the CLI against the cluster; the operator pod deleted in the
+//! middle of a rollout, and an operator out of the cluster (`--kubeconfig`) taking over the
+//! Lease; `kubectl delete ksvc` removing every Deployment, Service and pod.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nimbus_kube::install::HOST_PORTS;
+use nimbus_testkit::RouterClient;
+use nimbus_testkit::kube::{Cluster, wait_for};
+use nimbus_testkit::traffic::{assert_split, tally};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
+/// Route hosts are `<service>.<namespace>.<domain>`.
+const DOMAIN: &str = "example.com";
+
+/// A `nimbus` child process, killed on drop, whose printed `http://ADDR` lines are known.
+struct Process {
+    child: Child,
+    addrs: Vec<String>,
+}
+
+impl Process {
+    /// Start `nimbus ARGS` and wait until it prints `ready_line`, collecting the addresses it
+    /// printed before.
+    fn start(args: &[&str], ready_line: &str) -> Self {
+        let mut process = Self {
+            child: Command::new(BIN)
+                .args(args)
+                .env("NIMBUS_LOG", "info")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("nimbus"),
+            addrs: Vec::new(),
+        };
+        let stdout = process.child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let label = args[0].to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[nimbus {label}] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        // A panic here drops `process`, which kills the child.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("nimbus {args:?} did not print {ready_line:?}"));
+            if let Some(addr) = line.split("http://").nth(1) {
+                process.addrs.push(addr.trim().to_string());
+            }
+            if line.contains(ready_line) {
+                return process;
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An operator out of the cluster, as `make run` runs a controller under development.
+fn operator_out_of_cluster(kubeconfig: &Path) -> Process {
+    Process::start(
+        &[
+            "operator",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--router",
+            &format!("http://127.0.0.1:{}", HOST_PORTS.router_admin),
+            "--autoscaler-tick",
+            "1s",
+        ],
+        "leading; reconciling",
+    )
+}
+
+/// A Knative Service running the test-app image, with `extra` template annotations, spec
+/// lines and traffic.
+fn service(name: &str, ns: &str, image: &str, message: &str, extra: &Extra) -> String {
+    format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/window: 6s\n        nimbus.dev/scale-to-zero-grace-period: {grace}\n{annotations}    spec:\n{spec}      containers:\n        - image: {image}\n          imagePullPolicy: Never\n{container}          env:\n            - name: MESSAGE\n              value: \"{message}\"\n{traffic}",
+        grace = extra.grace,
+        annotations = extra.annotations,
+        spec = extra.spec,
+        container = extra.container,
+        traffic = extra.traffic,
+    )
+}
+
+struct Extra {
+    grace: &'static str,
+    annotations: &'static str,
+    spec: &'static str,
+    container: &'static str,
+    traffic: &'static str,
+}
+
+impl Default for Extra {
+    fn default() -> Self {
+        Self {
+            grace: "600s",
+            annotations: "",
+            spec: "",
+            container: "",
+            traffic: "",
+        }
+    }
+}
+
+fn jsonpath(cluster: &Cluster, ns: &str, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get", "-n", ns];
+    args.extend_from_slice(what);
+    let p = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &p]);
+    String::from_utf8_lossy(&cluster.kubectl(&args, None).stdout).into_owned()
+}
+
+fn wait_ready(cluster: &Cluster, ns: &str, name: &str) {
+    wait_for(
+        &format!("ksvc {name} Ready"),
+        Duration::from_secs(180),
+        || {
+            let ready = jsonpath(
+                cluster,
+                ns,
+                &["ksvc", name],
+                "{.status.conditions[?(@.type==\"Ready\")].status}/{.status.observedGeneration}/{.metadata.generation}",
+            );
+            let parts: Vec<&str> = ready.split('/').collect();
+            (parts.len() == 3 && parts[0] == "True" && parts[1] == parts[2]).then_some(())
+        },
+    );
+}
+
+fn host(name: &str, ns: &str) -> String {
+    format!("{name}.{ns}.{DOMAIN}")
+}
+
+#[test]
+fn the_kubernetes_example_runs_the_image_nimbus_install_deploys() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes/hello-service.yaml"),
+    )
+    .unwrap();
+    let image = nimbus_kube::install::default_image();
+    assert!(
+        example.contains(&format!("- image: {image}\n")),
+        "examples/kubernetes/hello-service.yaml should run {image}"
+    );
+}
+
+/// `kubectl -n nimbus-system rollout status` of both Deployments.
+fn wait_installed(cluster: &Cluster) {
+    for name in ["nimbus-operator", "nimbus-router"] {
+        cluster.kubectl_ok(
+            &[
+                "rollout",
+                "status",
+                "-n",
+                "nimbus-system",
+                &format!("deployment/{name}"),
+                "--timeout=180s",
+            ],
+            None,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_end_to_end() {
+    let Some(cluster) = Cluster::find() else {
+        return;
+    };
+    let kubeconfig = cluster.kubeconfig.clone();
+    cluster.load_nimbus_image(Path::new(BIN));
+    let install = Command::new(BIN)
+        .args(["install", "--apply", "--host-network", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .expect("nimbus install");
+    assert!(
+        install.status.success(),
+        "nimbus install --apply: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    // Pods of an earlier run keep the binary they started with: replace them.
+    cluster.kubectl_ok(
+        &[
+            "rollout",
+            "restart",
+            "-n",
+            "nimbus-system",
+            "deployment/nimbus-operator",
+            "deployment/nimbus-router",
+        ],
+        None,
+    );
+    wait_installed(&cluster);
+    let image = cluster.test_app_image();
+    let client = RouterClient::new(&format!("127.0.0.1:{}", HOST_PORTS.router_http));
+    let ns = cluster.namespace("nimbus-e2e");
+    let ns = ns.name.as_str();
+
+    // The example becomes Ready; requests through the in-cluster router reach its pods.
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes/hello-service.yaml");
+    cluster.kubectl_ok(&["apply", "-n", ns, "-f", example.to_str().unwrap()], None);
+    wait_ready(&cluster, ns, "hello");
+    let reply = client
+        .get_until(&host("hello", ns), "/", Duration::from_secs(60), |r| {
+            r.status == 200
+        })
+        .await
+        .unwrap();
+    assert!(reply.body.contains("Hello World!"), "{}", reply.body);
+    let deployments = jsonpath(&cluster, ns, &["deployments"], "{.items[*].metadata.name}");
+    assert_eq!(deployments, "hello-00001-deployment");
+    let containers = jsonpath(
+        &cluster,
+        ns,
+        &["pods"],
+        "{.items[*].spec.containers[*].name}",
+    );
+    assert_eq!(
+        containers, "user-container",
+        "one container per pod: no sidecar"
+    );
+
+    // The runtime contract inside a pod of a test-app Service.
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("split", ns, image, "v1", &Extra::default())),
+    );
+    wait_ready(&cluster, ns, "split");
+    let env = client.get(&host("split", ns), "/env").await.unwrap().body;
+    let contract: std::collections::HashMap<&str, &str> =
+        env.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(contract.get("PORT"), Some(&"8080"), "{env}");
+    assert_eq!(contract.get("K_SERVICE"), Some(&"split"), "{env}");
+    assert_eq!(contract.get("K_CONFIGURATION"), Some(&"split"), "{env}");
+    assert_eq!(contract.get("K_REVISION"), Some(&"split-00001"), "{env}");
+
+    // A second revision with an 80/20 split and a tag, as in embedded mode.
+    let split = Extra {
+        traffic: "  traffic:\n    - revisionName: split-00001\n      percent: 20\n      tag: old\n    - latestRevision: true\n      percent: 80\n",
+        ..Extra::default()
+    };
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("split", ns, image, "v2", &split)),
+    );
+    wait_ready(&cluster, ns, "split");
+    let counts = tally(&client, &host("split", ns), "/", 1000).await;
+    assert_split(
+        &counts,
+        &[
+            ("hello from test-app: v1", 20),
+            ("hello from test-app: v2", 80),
+        ],
+    );
+    let tagged = client
+        .get(&format!("old-split.{ns}.{DOMAIN}"), "/")
+        .await
+        .unwrap();
+    assert_eq!(tagged.body, "hello from test-app: v1\n");
+
+    // containerConcurrency: 1 — a pod never sees two requests at once.
+    let single = Extra {
+        spec: "      containerConcurrency: 1\n",
+        ..Extra::default()
+    };
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("single", ns, image, "s", &single)),
+    );
+    wait_ready(&cluster, ns, "single");
+    let overlaps = tally(&client, &host("single", ns), "/overlap?ms=30", 40).await;
+    assert_eq!(overlaps.keys().collect::<Vec<_>>(), ["ok"], "{overlaps:?}");
+
+    // Idle → the Deployment goes to 0 replicas; a request brings it back.
+    let cold = Extra {
+        grace: "0s",
+        ..Extra::default()
+    };
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("cold", ns, image, "cold", &cold)),
+    );
+    wait_ready(&cluster, ns, "cold");
+    wait_for("cold at zero", Duration::from_secs(120), || {
+        let replicas = jsonpath(
+            &cluster,
+            ns,
+            &["deployment", "cold-00001-deployment"],
+            "{.spec.replicas}",
+        );
+        let pods = jsonpath(
+            &cluster,
+            ns,
+            &["pods", "-l", "serving.knative.dev/revision=cold-00001"],
+            "{.items[*].metadata.name}",
+        );
+        (replicas == "0" && pods.is_empty()).then_some(())
+    });
+    let started = Instant::now();
+    let reply = client.get(&host("cold", ns), "/").await.unwrap();
+    let cold_start = started.elapsed();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "hello from test-app: cold\n")
+    );
+    println!(
+        "cold start from zero on the cluster: {} ms",
+        cold_start.as_millis()
+    );
+
+    // Pods that cannot run are reported on the Revision with Kubernetes' reason, as Knative
+    // does: a crash loop, an image that is not there, a pod no node can take.
+    let failures = [
+        (
+            "crash",
+            image,
+            "          command: [\"/bin/sh\", \"-c\", \"exit 3\"]\n",
+            "ExitCode3",
+        ),
+        (
+            "absent",
+            "localhost/nimbus/absent:1",
+            "",
+            "ErrImageNeverPull",
+        ),
+        (
+            "huge",
+            image,
+            "          resources:\n            requests:\n              cpu: \"4096\"\n",
+            "Unschedulable",
+        ),
+    ];
+    for (name, image, container, _) in failures {
+        let extra = Extra {
+            container,
+            ..Extra::default()
+        };
+        cluster.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&service(name, ns, image, "x", &extra)),
+        );
+    }
+    for (name, _, _, expected) in failures {
+        let reason = wait_for(
+            &format!("{name}'s failure on its revision"),
+            Duration::from_secs(120),
+            || {
+                let r = jsonpath(
+                    &cluster,
+                    ns,
+                    &["rev", &format!("{name}-00001")],
+                    "{.status.conditions[?(@.type==\"Ready\")].reason}",
+                );
+                (!r.is_empty() && r != "Deploying").then_some(r)
+            },
+        );
+        assert_eq!(reason, expected, "{name}");
+    }
+
+    // The CLI works against the cluster, with the same tables.
+    let get = Command::new(BIN)
+        .args(["get", "ksvc", "-n", ns, "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&get.stdout);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("hello ") && l.contains("True")),
+        "{table}"
+    );
+    let export = Command::new(BIN)
+        .args(["export", "split", "-n", ns, "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let dry_run = cluster.kubectl(
+        &["apply", "--dry-run=server", "-n", ns, "-f", "-"],
+        Some(&String::from_utf8_lossy(&export.stdout)),
+    );
+    assert!(
+        dry_run.status.success(),
+        "the exported manifests are valid Kubernetes: {}",
+        String::from_utf8_lossy(&dry_run.stderr)
+    );
+
+    // The operator pod deleted in the middle of a rollout: its replacement resumes it.
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("split", ns, image, "v3", &Extra::default())),
+    );
+    cluster.kubectl_ok(
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "nimbus-system",
+            "-l",
+            "app.kubernetes.io/name=nimbus-operator",
+            "--wait=false",
+        ],
+        None,
+    );
+    wait_ready(&cluster, ns, "split");
+    serves(&client, &host("split", ns), "hello from test-app: v3\n").await;
+
+    // An operator out of the cluster (a controller under development) takes the Lease once
+    // the in-cluster one is gone, and reconciles the same objects.
+    scale_operator(&cluster, 0);
+    let outside = operator_out_of_cluster(&kubeconfig);
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("split", ns, image, "v4", &Extra::default())),
+    );
+    wait_ready(&cluster, ns, "split");
+    serves(&client, &host("split", ns), "hello from test-app: v4\n").await;
+    drop(outside);
+    scale_operator(&cluster, 1);
+
+    // Deleting the Knative Service removes every Deployment, Service and pod it made.
+    cluster.kubectl_ok(&["delete", "ksvc", "split", "-n", ns], None);
+    wait_for("split's workloads gone", Duration::from_secs(180), || {
+        let left = jsonpath(
+            &cluster,
+            ns,
+            &[
+                "deployments,services,pods",
+                "-l",
+                "serving.knative.dev/service=split",
+            ],
+            "{.items[*].metadata.name}",
+        );
+        left.is_empty().then_some(())
+    });
+}
+
+/// Wait until `host` answers `body`.
+async fn serves(client: &RouterClient, host: &str, body: &str) {
+    let reply = client
+        .get_until(host, "/", Duration::from_secs(60), |r| r.body == body)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+/// Scale the in-cluster operator and wait for it.
+fn scale_operator(cluster: &Cluster, replicas: u32) {
+    cluster.kubectl_ok(
+        &[
+            "scale",
+            "-n",
+            "nimbus-system",
+            "deployment/nimbus-operator",
+            &format!("--replicas={replicas}"),
+        ],
+        None,
+    );
+    wait_for(
+        &format!("{replicas} operator pods"),
+        Duration::from_secs(120),
+        || {
+            let pods = cluster.kubectl(
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    "nimbus-system",
+                    "-l",
+                    "app.kubernetes.io/name=nimbus-operator",
+                    "-o",
+                    "name",
+                ],
+                None,
+            );
+            let n = String::from_utf8_lossy(&pods.stdout).lines().count();
+            (n == replicas as usize).then_some(())
+        },
+    );
+    if replicas > 0 {
+        wait_installed(cluster);
+    }
+}

@@ -1,0 +1,3 @@
+module nimbus.local/kube-build/images
+
+go 1.26.0
