@@ -18,7 +18,7 @@ Cold start, medians over --cold-runs:
                              platform pays)
 
 Usage (see bench/wasm/README.md):
-  python3 bench/wasm/wasm_vs_wasmtime.py --wasmtime /work/tools/bin/wasmtime --bin-dir DIR
+  python3 bench/wasm/wasm_vs_wasmtime.py --wasmtime ~/.local/wasmtime/bin/wasmtime --bin-dir DIR
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def cold_starts(procs, args, bin, api, router, dir, image, wasmtime):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--wasmtime", type=Path, default=Path("/work/tools/bin/wasmtime"))
+    p.add_argument("--wasmtime", type=Path, default=Path.home() / ".local/wasmtime/bin/wasmtime")
     p.add_argument("--bin-dir", type=Path,
                    default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release")
     p.add_argument("--rounds", type=int, default=3)
@@ -218,7 +218,7 @@ def main() -> int:
         if path is None:
             print(f"missing {tool}: install wrk with `apt-get install -y wrk`, build nimbus with "
                   "`cargo build --release -p nimbus`, wasmtime with `cargo install wasmtime-cli "
-                  "--version 48.0.8 --locked --root /work/tools`", file=sys.stderr)
+                  "--version 48.0.8 --locked --root ~/.local/wasmtime`", file=sys.stderr)
             return 2
     dir = Path(tempfile.mkdtemp(prefix="bench-wasm-"))
     with Processes() as procs:

@@ -1,5 +1,5 @@
-//! Waiting for idle CPUs before a measurement, as `/work/shared/reference/benchmarking.md`
-//! asks: read `/proc/stat` twice, `SAMPLE` apart, until the idle share reaches a threshold.
+//! Waiting for idle CPUs before a measurement, as the project's benchmarking guide asks: read
+//! `/proc/stat` twice, `SAMPLE` apart, until the idle share reaches a threshold.
 
 use std::time::{Duration, Instant};
 
