@@ -2,26 +2,36 @@
 //! whiteouts: `.wh.<name>` deletes `<name>` from lower layers and `.wh..wh..opq` empties its
 //! directory of everything lower layers put there.
 //!
-//! Nothing is ever written outside the root: entry paths with `..` or a leading `/` are
-//! refused, and symlinks already in the root are followed as if the root were `/` (a link
-//! to `/etc` or `../../..` stays inside), so a hostile layer cannot plant a link and write
-//! through it. Modes and ownership are kept (ownership only when running as root); device
-//! nodes and FIFOs are skipped (the OCI runtime provides `/dev`); extended attributes are
-//! dropped.
+//! Nothing is ever read, written, removed or changed outside the root, whatever the layer
+//! holds (issue #13). Every step works relative to a directory file descriptor, never on a
+//! host path: a directory is opened with `openat2(RESOLVE_IN_ROOT)` from the root's
+//! descriptor, so the kernel resolves symlinks already in the root as if the root were `/` (a
+//! link to `/etc` or `../../..` stays inside) and no later entry can swap a path for a link
+//! between a check and a use; the final name is then created, linked, removed or chowned with
+//! `*at` calls that do not follow it, and a file's mode and owner are set through its own
+//! descriptor. Entry paths with `..` or a leading `/` are refused, as are whiteouts of empty,
+//! `.` and `..` names. Modes and ownership are kept (ownership only when running as root);
+//! device nodes and FIFOs are skipped (the OCI runtime provides `/dev`); extended attributes
+//! are dropped.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use crate::ImageError;
 use crate::spec::Compression;
 
 const OPAQUE: &str = ".wh..wh..opq";
 const WHITEOUT: &str = ".wh.";
-/// Symlinks followed while resolving one path, as Linux's own limit (40) with room to spare.
+/// Symlinks followed while finding where to create a missing directory, as Linux's own limit
+/// (40) with room to spare.
 const MAX_LINK_HOPS: usize = 64;
 
 /// What went wrong applying a layer, before it is told which layer it was.
@@ -38,6 +48,21 @@ impl Fault {
     fn local(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |e| Self::Local(context, e)
+    }
+
+    /// A failed system call on `path` (an archive path): what the layer did wrong when the
+    /// error says so (a loop of links, a file where a directory must be), else local.
+    fn errno(context: &str, path: &Path) -> impl FnOnce(Errno) -> Self {
+        let what = format!("{context} {}", path.display());
+        move |e| match e {
+            Errno::LOOP => Self::Corrupt(format!("{what}: too many symlinks")),
+            Errno::NOTDIR => Self::Corrupt(format!("{what}: a path component is not a directory")),
+            Errno::XDEV => Self::Corrupt(format!("{what}: points outside the root filesystem")),
+            Errno::NOSYS => {
+                Self::Unsupported("unpacking images needs openat2 (Linux 5.6 or newer)".to_string())
+            }
+            e => Self::Local(what, e.into()),
+        }
     }
 
     fn into_error(self, what: &str) -> ImageError {
@@ -84,9 +109,15 @@ fn apply_stream(root: &Path, input: impl Read) -> Result<Stats, Fault> {
 }
 
 fn apply_tar(root: &Path, input: impl Read) -> Result<Stats, Fault> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Fault::Local(format!("opening {}", root.display()), e.into()))?;
     let mut archive = tar::Archive::new(input);
     let mut layer = Layer {
-        root,
+        root: Root(root_fd),
         written: HashSet::new(),
         dirs: Vec::new(),
         stats: Stats::default(),
@@ -102,16 +133,16 @@ fn apply_tar(root: &Path, input: impl Read) -> Result<Stats, Fault> {
 }
 
 /// The state of one layer being applied.
-struct Layer<'r> {
-    root: &'r Path,
+struct Layer {
+    root: Root,
     /// Paths (relative to the root) this layer wrote, which an opaque whiteout must keep.
     written: HashSet<PathBuf>,
-    /// Directories whose mode is set once all their entries are in.
+    /// Directories (archive paths) whose mode is set once all their entries are in.
     dirs: Vec<(PathBuf, u32)>,
     stats: Stats,
 }
 
-impl Layer<'_> {
+impl Layer {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Fault> {
         let raw = entry
             .path()
@@ -126,19 +157,31 @@ impl Layer<'_> {
         if name_str == OPAQUE {
             return self.opaque(parents);
         }
-        if let Some(hidden) = name_str.strip_prefix(WHITEOUT) {
-            let parent = resolve(self.root, parents)?;
-            return remove_any(&parent.join(hidden));
+        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT.as_bytes()) {
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(Fault::Corrupt(format!(
+                    "whiteout {} names no entry of its directory",
+                    raw.display()
+                )));
+            }
+            let parent = match self.root.dir(parents) {
+                Err(Errno::NOENT) => return Ok(()), // nothing there to delete
+                other => other.map_err(Fault::errno("opening", &raw))?,
+            };
+            return remove_at(&parent, OsStr::from_bytes(hidden), &raw);
         }
-        let parent = resolve(self.root, parents)?;
-        std::fs::create_dir_all(&parent)
-            .map_err(Fault::local(format!("creating {}", parent.display())))?;
-        let dest = parent.join(name);
+        let parent = self.root.make_dirs(parents, &raw)?;
         self.written.insert(parts.iter().collect());
-        self.write(entry, &dest)
+        self.write(entry, &parent, name, &raw)
     }
 
-    fn write<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, dest: &Path) -> Result<(), Fault> {
+    fn write<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &OsStr,
+        raw: &Path,
+    ) -> Result<(), Fault> {
         let header = entry.header();
         let mode = header
             .mode()
@@ -148,24 +191,24 @@ impl Layer<'_> {
         use tar::EntryType as T;
         match header.entry_type() {
             T::Directory => {
-                make_dir(dest)?;
-                chown(dest, owner)?;
-                self.dirs.push((dest.to_path_buf(), mode));
+                make_dir(parent, name, raw)?;
+                chown_at(parent, name, owner, raw)?;
+                self.dirs.push((raw.components().collect(), mode));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
                 let mtime = header.mtime().unwrap_or(0);
-                write_file(entry, dest, owner, mode, mtime)?;
+                write_file(entry, parent, name, raw, owner, mode, mtime)?;
             }
             T::Symlink => {
                 let target = link_name(entry)?;
-                remove_any(dest)?;
-                std::os::unix::fs::symlink(&target, dest)
-                    .map_err(Fault::local(format!("linking {}", dest.display())))?;
-                chown(dest, owner)?;
+                remove_at(parent, name, raw)?;
+                rustix::fs::symlinkat(&target, parent, name)
+                    .map_err(Fault::errno("linking", raw))?;
+                chown_at(parent, name, owner, raw)?;
             }
             T::Link => {
                 let target = link_name(entry)?;
-                self.hard_link(&target, dest)?;
+                self.hard_link(&target, parent, name, raw)?;
             }
             _ => self.stats.skipped += 1,
         }
@@ -173,42 +216,168 @@ impl Layer<'_> {
     }
 
     /// A hard link to `target`, an archive path of an earlier entry.
-    fn hard_link(&self, target: &Path, dest: &Path) -> Result<(), Fault> {
+    fn hard_link(
+        &self,
+        target: &Path,
+        parent: &OwnedFd,
+        name: &OsStr,
+        raw: &Path,
+    ) -> Result<(), Fault> {
         let parts = clean(target)?;
-        let Some((name, parents)) = parts.split_last() else {
+        let Some((source_name, source_parents)) = parts.split_last() else {
             return Err(Fault::Corrupt("hard link to the root directory".into()));
         };
-        let source = resolve(self.root, parents)?.join(name);
-        if source.symlink_metadata().is_err() {
-            return Err(Fault::Corrupt(format!(
+        let missing = || {
+            Fault::Corrupt(format!(
                 "hard link to {} which the layer does not contain",
                 target.display()
-            )));
-        }
-        if source == dest {
+            ))
+        };
+        let source_parent = self.root.dir(source_parents).map_err(|_| missing())?;
+        let source = rustix::fs::statat(
+            &source_parent,
+            source_name.as_os_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|_| missing())?;
+        if let Ok(dest) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            && (dest.st_dev, dest.st_ino) == (source.st_dev, source.st_ino)
+        {
             return Ok(());
         }
-        remove_any(dest)?;
-        // Linux's link(2) does not follow a symlink at `source`, so this stays in the root.
-        std::fs::hard_link(&source, dest)
-            .map_err(Fault::local(format!("linking {}", dest.display())))
+        remove_at(parent, name, raw)?;
+        // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never what it points at.
+        rustix::fs::linkat(
+            &source_parent,
+            source_name.as_os_str(),
+            parent,
+            name,
+            AtFlags::empty(),
+        )
+        .map_err(Fault::errno("linking", raw))
     }
 
     /// `.wh..wh..opq` in `dir`: drop what lower layers put there, keep this layer's entries.
     fn opaque(&mut self, dir: &[OsString]) -> Result<(), Fault> {
-        let host = resolve(self.root, dir)?;
         let rel: PathBuf = dir.iter().collect();
-        prune(&host, &rel, &self.written)
+        match self.root.dir(dir) {
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Fault::errno("opening", &rel)(e)),
+            Ok(fd) => prune(&fd, &rel, &self.written),
+        }
     }
 
-    /// Set directory modes now that nothing more is written into them.
+    /// Set directory modes now that nothing more is written into them. A directory a later
+    /// entry replaced (by a file or a symlink) is no longer there to set.
     fn finish(self) -> Result<Stats, Fault> {
         for (dir, mode) in self.dirs.iter().rev() {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode)).map_err(
-                Fault::local(format!("setting the mode of {}", dir.display())),
-            )?;
+            let opened = rustix::fs::openat2(
+                &self.root.0,
+                dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT,
+            );
+            let fd = match opened {
+                Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => continue,
+                other => other.map_err(Fault::errno("opening", dir))?,
+            };
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode))
+                .map_err(Fault::errno("setting the mode of", dir))?;
         }
         Ok(self.stats)
+    }
+}
+
+/// The root directory's descriptor: every path is resolved under it, by the kernel.
+struct Root(OwnedFd);
+
+impl Root {
+    /// The directory at the archive path `parts`, symlinks resolved inside the root.
+    fn dir(&self, parts: &[OsString]) -> Result<OwnedFd, Errno> {
+        let path: PathBuf = parts.iter().collect();
+        let path = if parts.is_empty() {
+            Path::new(".")
+        } else {
+            &path
+        };
+        rustix::fs::openat2(
+            &self.0,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+    }
+
+    /// The directory at `parts`, made (mode 0755, as tar does) where missing. A dangling
+    /// symlink on the way is followed inside the root, as the kernel would resolve it, and
+    /// its target made.
+    fn make_dirs(&self, parts: &[OsString], raw: &Path) -> Result<OwnedFd, Fault> {
+        let mut parts = parts.to_vec();
+        for _ in 0..MAX_LINK_HOPS {
+            match self.dir(&parts) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(Fault::errno("opening the directory of", raw)(e)),
+            }
+            // Find the deepest existing ancestor, then make each missing level under it.
+            let mut have = parts.len();
+            let mut fd = loop {
+                have -= 1;
+                match self.dir(&parts[..have]) {
+                    Ok(fd) => break fd,
+                    Err(Errno::NOENT) if have > 0 => {}
+                    Err(e) => return Err(Fault::errno("opening the directory of", raw)(e)),
+                }
+            };
+            let mut followed = false;
+            for i in have..parts.len() {
+                let name = parts[i].as_os_str();
+                match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        // A dangling symlink: continue at its target, inside the root.
+                        let target = rustix::fs::readlinkat(&fd, name, Vec::new())
+                            .map_err(Fault::errno("creating the directory of", raw))?;
+                        let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+                        let mut next: Vec<OsString> = match target.is_absolute() {
+                            true => Vec::new(),
+                            false => parts[..i].to_vec(),
+                        };
+                        for c in target.components() {
+                            match c {
+                                Component::Normal(p) => next.push(p.to_os_string()),
+                                Component::ParentDir => {
+                                    next.pop();
+                                }
+                                _ => {}
+                            }
+                        }
+                        next.extend_from_slice(&parts[i + 1..]);
+                        parts = next;
+                        followed = true;
+                        break;
+                    }
+                    Err(e) => return Err(Fault::errno("creating the directory of", raw)(e)),
+                }
+                fd = rustix::fs::openat2(
+                    &fd,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+                )
+                .map_err(Fault::errno("opening the directory of", raw))?;
+            }
+            if !followed {
+                return Ok(fd);
+            }
+        }
+        Err(Fault::Corrupt(format!(
+            "{}: too many symlinks",
+            raw.display()
+        )))
     }
 }
 
@@ -230,105 +399,104 @@ fn clean(path: &Path) -> Result<Vec<OsString>, Fault> {
     Ok(parts)
 }
 
-/// The host path of `parts` under `root`, following symlinks already in the root as if it
-/// were `/` (absolute targets restart at the root, `..` stops at it).
-fn resolve(root: &Path, parts: &[OsString]) -> Result<PathBuf, Fault> {
-    let mut pending: Vec<OsString> = parts.iter().rev().cloned().collect();
-    let mut done: Vec<OsString> = Vec::new();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        match part.to_str() {
-            Some("" | ".") => continue,
-            Some("..") => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let here = root.join(done.iter().collect::<PathBuf>()).join(&part);
-        let Ok(target) = std::fs::read_link(&here) else {
-            done.push(part);
-            continue;
-        };
-        hops += 1;
-        if hops > MAX_LINK_HOPS {
-            return Err(Fault::Corrupt(format!(
-                "too many symlinks at {}",
-                here.display()
-            )));
-        }
-        if target.is_absolute() {
-            done.clear();
-        }
-        let next = target.components().filter_map(|c| match c {
-            Component::Normal(p) => Some(p.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        });
-        pending.extend(next.collect::<Vec<_>>().into_iter().rev());
-    }
-    Ok(root.join(done.iter().collect::<PathBuf>()))
-}
-
-/// Remove whatever is at `path` (a directory with its contents); nothing there is fine.
-fn remove_any(path: &Path) -> Result<(), Fault> {
-    let Ok(meta) = path.symlink_metadata() else {
-        return Ok(());
+/// Remove whatever is at `name` in `parent` (a directory with its contents, never following
+/// a symlink); nothing there is fine.
+fn remove_at(parent: &OwnedFd, name: &OsStr, raw: &Path) -> Result<(), Fault> {
+    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(()),
+        other => other.map_err(Fault::errno("removing", raw))?,
     };
-    let removed = if meta.is_dir() {
-        std::fs::remove_dir_all(path)
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+        let dir = rustix::fs::openat2(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+        )
+        .map_err(Fault::errno("removing", raw))?;
+        for child in children(&dir, raw)? {
+            remove_at(&dir, &child, raw)?;
+        }
+        rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
     } else {
-        std::fs::remove_file(path)
-    };
-    removed.map_err(Fault::local(format!("removing {}", path.display())))
+        rustix::fs::unlinkat(parent, name, AtFlags::empty())
+    }
+    .map_err(Fault::errno("removing", raw))
 }
 
-/// Under `host` (the archive path `rel`), remove everything not in `keep`.
-fn prune(host: &Path, rel: &Path, keep: &HashSet<PathBuf>) -> Result<(), Fault> {
-    let Ok(children) = std::fs::read_dir(host) else {
-        return Ok(());
-    };
-    for child in children {
-        let child = child.map_err(Fault::local(format!("listing {}", host.display())))?;
-        let rel_child = rel.join(child.file_name());
-        let path = child.path();
+/// The names in directory `dir`, without `.` and `..`.
+fn children(dir: &OwnedFd, raw: &Path) -> Result<Vec<OsString>, Fault> {
+    let mut names = Vec::new();
+    let mut listing = rustix::fs::Dir::read_from(dir).map_err(Fault::errno("listing", raw))?;
+    while let Some(entry) = listing.read() {
+        let entry = entry.map_err(Fault::errno("listing", raw))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    Ok(names)
+}
+
+/// In `dir` (the archive path `rel`), remove everything not in `keep`.
+fn prune(dir: &OwnedFd, rel: &Path, keep: &HashSet<PathBuf>) -> Result<(), Fault> {
+    for name in children(dir, rel)? {
+        let rel_child = rel.join(&name);
         if !keep.contains(&rel_child) {
-            remove_any(&path)?;
-        } else if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            prune(&path, &rel_child, keep)?;
+            remove_at(dir, &name, &rel_child)?;
+            continue;
+        }
+        let sub = rustix::fs::openat2(
+            dir,
+            &name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+        );
+        if let Ok(sub) = sub {
+            prune(&sub, &rel_child, keep)?;
         }
     }
     Ok(())
 }
 
-fn make_dir(dest: &Path) -> Result<(), Fault> {
-    if dest.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+fn make_dir(parent: &OwnedFd, name: &OsStr, raw: &Path) -> Result<(), Fault> {
+    if let Ok(stat) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        && FileType::from_raw_mode(stat.st_mode) == FileType::Directory
+    {
         return Ok(());
     }
-    remove_any(dest)?;
-    std::fs::create_dir(dest).map_err(Fault::local(format!("creating {}", dest.display())))
+    remove_at(parent, name, raw)?;
+    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))
+        .map_err(Fault::errno("creating", raw))
 }
 
 fn write_file(
     entry: &mut impl Read,
-    dest: &Path,
+    parent: &OwnedFd,
+    name: &OsStr,
+    raw: &Path,
     owner: (u32, u32),
     mode: u32,
     mtime: u64,
 ) -> Result<(), Fault> {
-    remove_any(dest)?;
-    let context = || format!("writing {}", dest.display());
-    // create_new: never follows a symlink at `dest` (there is none: just removed).
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(Fault::local(context()))?;
+    remove_at(parent, name, raw)?;
+    // O_EXCL | O_NOFOLLOW: a new file, never anything a link points at.
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(Fault::errno("writing", raw))?;
+    let mut file = File::from(fd);
+    let context = || format!("writing {}", raw.display());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = entry
             .read(&mut buf)
-            .map_err(|e| Fault::Corrupt(format!("reading {}: {e}", dest.display())))?;
+            .map_err(|e| Fault::Corrupt(format!("reading {}: {e}", raw.display())))?;
         if n == 0 {
             break;
         }
@@ -337,28 +505,49 @@ fn write_file(
     let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
     file.set_modified(modified)
         .map_err(Fault::local(context()))?;
-    drop(file);
-    chown(dest, owner)?; // before chmod: chown clears set-id bits
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
-        .map_err(Fault::local(context()))
+    // Owner before mode: chown clears set-id bits. Both through the file's own descriptor.
+    match rustix::fs::fchown(
+        file.as_fd(),
+        Some(rustix::fs::Uid::from_raw(owner.0)),
+        Some(rustix::fs::Gid::from_raw(owner.1)),
+    ) {
+        Err(Errno::PERM) | Ok(()) => {}
+        Err(e) => return Err(Fault::errno("changing the owner of", raw)(e)),
+    }
+    rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode))
+        .map_err(Fault::errno("setting the mode of", raw))
 }
 
 /// The entry's uid and gid; an empty or unreadable field is taken as root's (as GNU tar
-/// does for numeric fields it cannot parse).
+/// does for numeric fields it cannot parse), and so is `u32::MAX`, which chown(2) reads as
+/// "leave unchanged".
 fn owner(header: &tar::Header) -> (u32, u32) {
-    let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let id = |v: std::io::Result<u64>| {
+        v.ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v != u32::MAX)
+            .unwrap_or(0)
+    };
     (id(header.uid()), id(header.gid()))
 }
 
-/// Set the owner of `path` (not following a symlink); refused when not root, which is
-/// accepted (the files then belong to whoever unpacks them).
-fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), Fault> {
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => Err(Fault::Local(
-            format!("changing the owner of {}", path.display()),
-            e,
-        )),
-        _ => Ok(()),
+/// Set the owner of `name` in `parent` (not following a symlink); refused when not root,
+/// which is accepted (the files then belong to whoever unpacks them).
+fn chown_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    (uid, gid): (u32, u32),
+    raw: &Path,
+) -> Result<(), Fault> {
+    match rustix::fs::chownat(
+        parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Err(Errno::PERM) | Ok(()) => Ok(()),
+        Err(e) => Err(Fault::errno("changing the owner of", raw)(e)),
     }
 }
 

@@ -243,3 +243,101 @@ fn zstd_is_unsupported() {
     assert!(matches!(err, Fault::Unsupported(_)), "{err:?}");
     assert_eq!(err.into_error("layer").reason(), "UnsupportedImage");
 }
+
+/// Issue #13, 1: a directory's mode is set at the end of its layer; a later entry of the same
+/// layer that turned the directory into a symlink to a host file must not carry the chmod
+/// there (seen: a 0600 host file became 4777).
+#[test]
+fn a_directory_replaced_by_a_symlink_does_not_carry_its_mode_out() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let tar = Tar::new()
+        .add("d/", EntryType::Directory, None, b"", 0o4777)
+        .symlink("d", secret.to_str().unwrap())
+        .add("e/", EntryType::Directory, None, b"", 0o4777)
+        .symlink(
+            "e",
+            &format!("../../../../../../../..{}", outside.path().display()),
+        );
+    let before = std::fs::metadata(outside.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    apply(r, tar).unwrap();
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the host file's mode is untouched");
+    let after = std::fs::metadata(outside.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(after, before, "the host directory's mode is untouched");
+    assert_eq!(
+        std::fs::read_link(r.join("d")).unwrap(),
+        secret,
+        "the symlink is what the layer left"
+    );
+}
+
+/// Issue #13, 2: whiteouts naming `.`, `..` or nothing would delete the directory that holds
+/// them, or the one above the root.
+#[test]
+fn whiteouts_of_dot_names_are_refused() {
+    for name in [".wh..", ".wh...", "a/.wh..", "a/.wh..."] {
+        let outer = tempfile::tempdir().unwrap();
+        let sibling = outer.path().join("sibling");
+        std::fs::write(&sibling, "kept").unwrap();
+        let root = outer.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        apply(&root, Tar::new().file("a/kept", "1")).unwrap();
+        let err = apply(&root, Tar::new().file(name, "")).unwrap_err();
+        assert!(matches!(err, Fault::Corrupt(_)), "{name}: {err:?}");
+        assert!(sibling.exists(), "{name}: the root's sibling is kept");
+        assert_eq!(read(&root, "a/kept"), "1", "{name}");
+    }
+}
+
+/// The mode of a directory is set through a descriptor resolved inside the root: a
+/// directory reached through a symlink in the root gets it, the host's never.
+#[test]
+fn directory_modes_apply_inside_the_root_only() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    apply(r, Tar::new().dir("real").symlink("etc", "/real")).unwrap();
+    apply(
+        r,
+        Tar::new().add("etc/sub/", EntryType::Directory, None, b"", 0o700),
+    )
+    .unwrap();
+    let mode = std::fs::metadata(r.join("real/sub"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700);
+}
+
+/// A uid of u32::MAX (chown's "unchanged") is taken as root's; nothing panics.
+#[test]
+fn owner_ids_out_of_range_are_roots() {
+    let root = tempfile::tempdir().unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("f").unwrap();
+    h.set_entry_type(EntryType::Regular);
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(u64::from(u32::MAX));
+    h.set_gid(u64::from(u32::MAX) + 5);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, &b"x"[..]).unwrap();
+    let bytes = b.into_inner().unwrap();
+    apply_stream(root.path(), std::io::Cursor::new(bytes)).unwrap();
+    if nimbus_testkit::image::is_root() {
+        let meta = std::fs::metadata(root.path().join("f")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    }
+}
