@@ -4,6 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use crate::CgroupError;
@@ -47,10 +48,15 @@ pub(crate) fn read_pids(path: &Path) -> Result<Vec<u32>, CgroupError> {
     Ok(parse_pids(&read(path)?))
 }
 
-/// `mkdir`, treating an existing directory as success. Returns whether it was created.
+/// `mkdir`, treating an existing directory as success. Returns whether it was created. A new
+/// directory is 0755 whatever the process's umask (the server's is 077): an instance reads
+/// its own limits (`memory.max`, ...) as whatever user it runs as.
 pub(crate) fn make_dir(path: &Path) -> io::Result<bool> {
     match fs::create_dir(path) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }

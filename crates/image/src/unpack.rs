@@ -79,14 +79,14 @@ impl Fault {
 
 /// Counts of what a layer held.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Stats {
+pub struct Stats {
     pub entries: u64,
     /// Device nodes, FIFOs and unknown entry types left out.
     pub skipped: u64,
 }
 
 /// Apply the layer blob at `blob` to `root`; `what` names the layer in errors.
-pub(crate) fn apply_layer(root: &Path, blob: &Path, what: &str) -> Result<Stats, ImageError> {
+pub fn apply_layer(root: &Path, blob: &Path, what: &str) -> Result<Stats, ImageError> {
     let file = File::open(blob).map_err(ImageError::io(format!(
         "opening {what} at {}",
         blob.display()
@@ -369,6 +369,10 @@ impl Root {
                     ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
                 )
                 .map_err(Fault::errno("opening the directory of", raw))?;
+                // 0755 whatever the umask (the server's is 077): a directory the layer does
+                // not list gets what tar gives it, so the image's users can traverse it.
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                    .map_err(Fault::errno("setting the mode of the directory of", raw))?;
             }
             if !followed {
                 return Ok(fd);

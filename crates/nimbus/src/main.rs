@@ -10,6 +10,7 @@ mod cmd_get;
 mod cmd_image;
 mod cmd_install;
 mod cmd_logs;
+mod datadir;
 mod kubeconfig;
 mod limits;
 mod metrics;

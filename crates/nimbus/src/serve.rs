@@ -128,8 +128,8 @@ impl IngressSink for RouterIngress {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    // Before anything else touches the directory (stale cgroups, the database).
+    let data_dir = crate::datadir::DataDir::lock(&args.data_dir)?;
     let db = args.data_dir.join("nimbus.db");
     let store =
         Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
@@ -214,6 +214,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
     })
     .await;
+    // The lock is released only now that every instance is stopped.
+    drop(data_dir);
     Ok(())
 }
 

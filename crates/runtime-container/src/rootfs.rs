@@ -3,6 +3,7 @@
 //! at `<bundle>/rootfs` before runc starts and unmounted when the instance is cleaned up. The
 //! image's rootfs is never written to. Never removes anything itself.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -41,6 +42,16 @@ pub fn mount_overlay(lower: &Path, bundle: &Path) -> Result<PathBuf, OverlayErro
             path: dir.clone(),
             source,
         })?;
+    }
+    // The merged root takes the upper directory's mode: 0755 whatever the server's umask
+    // (077), so the container's user can traverse its own `/`.
+    for dir in [&target, &upper] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| OverlayError::Create {
+                path: dir.clone(),
+                source,
+            },
+        )?;
     }
     let options = overlay_options(lower, &upper, &work)?;
     mount(

@@ -3,6 +3,7 @@
 //! removes a directory that still has a filesystem mounted inside it, and never writes to an
 //! image's shared rootfs.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,6 +49,9 @@ pub fn host_files(
         }
         let path = bundle.join(name);
         std::fs::write(&path, fallback).map_err(ContainerError::io("writing", &path))?;
+        // Readable by the container's user whatever the server's umask (077).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(ContainerError::io("setting the mode of", &path))?;
         Ok(path)
     };
     Ok(HostFiles {

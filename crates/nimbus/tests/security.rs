@@ -1,0 +1,77 @@
+//! Issue #13 end to end with the real binary: what a local user, a second server or an
+//! anonymous client must not be able to do.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nimbus_testkit::{Nimbus, RouterClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Finding 11: a second server on a running server's data directory is refused before it
+/// touches anything, naming the running one; the first keeps serving. Finding 3: the data
+/// directory and what the server writes in it are private.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_server_per_private_data_directory() {
+    let nimbus = Nimbus::start_with(Path::new(BIN), &["--sample"]).unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+    let host = "hello.default.localhost";
+    client
+        .get_until(host, "/", Duration::from_secs(30), |r| r.status == 200)
+        .await
+        .unwrap();
+
+    let mut second = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(nimbus.data_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for_exit(&mut second, Duration::from_secs(30));
+    if exited.is_none() {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second server on the same data directory kept running");
+    }
+    let second = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let pid = nimbus.pid().unwrap();
+    assert!(
+        stderr.contains(&format!("in use by another nimbus serve (pid {pid})")),
+        "{stderr}"
+    );
+    let reply = client.get(host, "/").await.unwrap();
+    assert_eq!(reply.status, 200, "the first server still serves");
+
+    assert_eq!(mode(nimbus.data_dir()), 0o700);
+    for written in ["nimbus.db", "admin.token"] {
+        let m = mode(&nimbus.data_dir().join(written));
+        assert_eq!(m & 0o077, 0, "{written} is {m:o}: readable by others");
+    }
+}
