@@ -125,6 +125,15 @@ pub fn app(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// `routes` behind the API's bearer-token check (the one [`app`] applies to every path but
+/// `/healthz` and discovery), for routes the binary adds to the API port (`/metrics`).
+pub fn authenticated(routes: Router, state: ApiState) -> Router {
+    routes.layer(axum::middleware::from_fn_with_state(
+        state,
+        state::authenticate,
+    ))
+}
+
 /// Serve `app` on `listener` until `shutdown` completes, then give open requests
 /// [`SHUTDOWN_GRACE`] to finish (watch streams never finish on their own) and return.
 pub async fn serve(

@@ -55,12 +55,46 @@ pub fn merge(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The most operations one JSON patch may hold (Kubernetes' `maxJSONPatchOperations`).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most bytes the `copy` operations of one JSON patch may copy in total, as Kubernetes
+/// bounds it (`AccumulatedCopySizeLimit`: three request bodies). Without it a patch of a few
+/// `copy` operations, each copying the object into itself, doubles the object each time
+/// (issue #13: 22 of them grew the server by 13 GiB).
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * crate::MAX_BODY_BYTES;
+
 /// Apply a JSON patch to `doc`: an undecodable patch is a 400, one that cannot be applied
-/// (a failed `test`, a missing path) a 422, as in Kubernetes.
+/// (a failed `test`, a missing path) or that exceeds the limits above a 422, as in
+/// Kubernetes. On an error `doc` may be partly patched: the caller drops it.
 pub fn json(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
     let patch: json_patch::Patch = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
-    json_patch::patch(doc, &patch).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    if patch.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::Unprocessable(format!(
+            "the allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, \
+             but found {}",
+            patch.0.len()
+        )));
+    }
+    let mut copied = 0usize;
+    for op in &patch.0 {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            let size = doc
+                .pointer(copy.from.as_str())
+                .map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len()));
+            copied = copied.saturating_add(size);
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(ApiError::Unprocessable(format!(
+                    "the allowed maximum accumulated copy size of a JSON patch \
+                     ({MAX_JSON_PATCH_COPY_BYTES} bytes) was exceeded"
+                )));
+            }
+        }
+        json_patch::patch(doc, std::slice::from_ref(op))
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -120,5 +154,29 @@ mod tests {
         );
         let err = json(&mut doc, br#"[{"op": "test", "path": "/x", "value": 1}]"#).unwrap_err();
         assert_eq!(err.code(), http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    /// Issue #13, 9: copies of the object into itself double it each time; the accumulated
+    /// copy size is bounded, and so is the number of operations.
+    #[test]
+    fn json_patches_cannot_grow_without_bound() {
+        let mut doc = json!({"spec": {"blob": "x".repeat(100_000)}});
+        let ops: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "/spec", "path": format!("/spec/c{i}")}))
+            .collect();
+        let err = json(&mut doc, &serde_json::to_vec(&ops).unwrap()).unwrap_err();
+        assert_eq!(err.code(), http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(err.to_string().contains("accumulated copy size"), "{err}");
+
+        let many: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/spec", "value": null}))
+            .collect();
+        let err = json(&mut json!({}), &serde_json::to_vec(&many).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("maximum operations"), "{err}");
+
+        let mut small = json!({"spec": {"a": 1}});
+        let ok = json!([{"op": "copy", "from": "/spec/a", "path": "/spec/b"}]);
+        json(&mut small, &serde_json::to_vec(&ok).unwrap()).unwrap();
+        assert_eq!(small, json!({"spec": {"a": 1, "b": 1}}));
     }
 }

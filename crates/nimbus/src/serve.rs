@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Control-plane API address; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub api_addr: SocketAddr,
+    /// Also serve `GET /metrics` here without the API token, for Prometheus scrapers (the API
+    /// port's `/metrics` needs the token). Off unless given.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Domain of route hosts: <service>.<namespace>.<domain>.
     #[arg(long, default_value = nimbus_api::constants::DEFAULT_DOMAIN)]
     pub domain: String,
@@ -169,8 +173,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api_state = nimbus_apiserver::ApiState::new(store.clone())
         .with_token(token)
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
-    let app = nimbus_apiserver::app(api_state)
-        .merge(crate::metrics::routes(router.clone(), scaler.clone()));
+    let metrics = crate::metrics::routes(router.clone(), scaler.clone());
+    let app = nimbus_apiserver::app(api_state.clone())
+        .merge(nimbus_apiserver::authenticated(metrics.clone(), api_state));
+    // Opt-in: /metrics without the token, on an address of its own (for scrapers).
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(bind(addr, "--metrics-addr").await?),
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -186,6 +196,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(
             async move { nimbus_apiserver::serve_with_tls(api, app, &tls, api_stop).await },
         );
+    if let Some(listener) = metrics_listener {
+        println!(
+            "nimbus: metrics (no token) on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, metrics)
+                .with_graceful_shutdown(stop)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let scaler_task = tokio::spawn(scaler.run(stopped(stop_rx.clone())));
 

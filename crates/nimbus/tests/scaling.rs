@@ -141,7 +141,10 @@ async fn scales_to_zero_and_back_with_the_cold_start_header() {
         .to_string();
     assert!(waited.parse::<f64>().unwrap() > 0.0, "{waited}");
     assert!(cold.body.contains("revision: idle-00001"));
-    let metrics = reqwest::get(format!("{}/metrics", nimbus.api_url()))
+    let metrics = nimbus
+        .api_client()
+        .get(format!("{}/metrics", nimbus.api_url()))
+        .send()
         .await
         .unwrap()
         .text()

@@ -75,3 +75,67 @@ async fn one_server_per_private_data_directory() {
         assert_eq!(m & 0o077, 0, "{written} is {m:o}: readable by others");
     }
 }
+
+/// Finding 4: a revision whose instances print a secret and exit. The revision's status (for
+/// the token holder) says why; an anonymous client through the router gets a 503 naming the
+/// revision and a request id, never the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_output_never_reaches_anonymous_clients() {
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let yaml = nimbus_testkit::manifest::service(
+        "leaky",
+        &[],
+        "runtimeClassName: process",
+        "command: [\"/bin/sh\", \"-c\", \"echo DB_PASSWORD=hunter2; exit 3\"]",
+    );
+    nimbus.apply_ok(&yaml);
+    let client = RouterClient::new(&nimbus.http_addr);
+    let reply = client
+        .get_until(
+            "leaky.default.localhost",
+            "/",
+            Duration::from_secs(60),
+            |r| r.status == 503 && r.body.contains("cannot start"),
+        )
+        .await
+        .unwrap();
+    assert!(!reply.body.contains("hunter2"), "{}", reply.body);
+    assert!(reply.body.contains("leaky-00001"), "{}", reply.body);
+    assert!(reply.body.contains("(request id "), "{}", reply.body);
+    let revision = nimbus
+        .api_get("/apis/serving.knative.dev/v1/namespaces/default/revisions/leaky-00001")
+        .await
+        .unwrap()
+        .unwrap();
+    let status = revision["status"].to_string();
+    assert!(
+        status.contains("hunter2"),
+        "the token holder sees why: {status}"
+    );
+}
+
+/// Finding 8: `/metrics` on the API port needs the token like every path but `/healthz`;
+/// `--metrics-addr` opts in to an unauthenticated address for scrapers.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_the_token_unless_served_apart() {
+    let nimbus = Nimbus::start_with(Path::new(BIN), &["--metrics-addr", "127.0.0.1:0"]).unwrap();
+    let url = format!("{}/metrics", nimbus.api_url());
+    let anonymous = reqwest::get(&url).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let with_token = nimbus.api_client().get(&url).send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+    let healthz = reqwest::get(format!("{}/healthz", nimbus.api_url()))
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200, "health checks stay open");
+    let line = nimbus
+        .startup_output
+        .iter()
+        .find_map(|l| l.strip_prefix("nimbus: metrics (no token) on "))
+        .expect("the metrics address is printed")
+        .to_string();
+    let scraped = reqwest::get(&line).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("# EOF") || text.contains("# TYPE"), "{text}");
+}

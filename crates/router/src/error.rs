@@ -4,6 +4,12 @@
 //! request could be retried safely (it never reached an instance), and which plain-text response
 //! the client gets (with `Retry-After` when waiting a moment may help). This module never logs
 //! and never performs I/O.
+//!
+//! Clients are anonymous: the response says what kind of failure it was and carries a request
+//! id (body and `X-Request-Id`), never what an instance printed, its address or an internal
+//! error (issue #13: a revision's failure message is its last output lines, which can hold
+//! secrets). The full error goes to the server's log under the same request id, and the
+//! revision's status says why it cannot start.
 
 use std::time::Duration;
 
@@ -199,18 +205,82 @@ impl ProxyError {
         }
     }
 
-    /// The plain-text response for the client.
-    pub fn to_response(&self) -> Response<Body> {
-        let mut resp = Response::new(Body::from(format!("{self}\n")));
+    /// What an anonymous client may read about this failure: its own input, or the kind of
+    /// failure and the revision, never an instance's output, address or internal error.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::MissingHost
+            | Self::InvalidTarget(_)
+            | Self::UnknownHost { .. }
+            | Self::QueueFull { .. }
+            | Self::NotReady { .. }
+            | Self::AtCapacity { .. } => self.to_string(),
+            Self::RevisionFailed { revision, .. } => {
+                format!("revision \"{revision}\" cannot start; its status and logs say why")
+            }
+            Self::Connect { revision, .. } => {
+                format!("revision \"{revision}\": no instance could be reached")
+            }
+            Self::Instance { revision, .. } => {
+                format!("revision \"{revision}\": the instance failed to answer")
+            }
+            Self::Timeout {
+                revision,
+                timeout,
+                limit,
+                ..
+            } => format!(
+                "revision \"{revision}\" did not start its response within {limit:?} ({timeout})"
+            ),
+            Self::Cut {
+                revision,
+                timeout,
+                limit,
+                ..
+            } => format!("revision \"{revision}\": response cut after {limit:?} ({timeout})"),
+        }
+    }
+
+    /// The plain-text response for the client, tagged with `request_id` (also in the
+    /// `X-Request-Id` header) so an operator can find the full error in the log.
+    pub fn to_response(&self, request_id: &str) -> Response<Body> {
+        let body = format!("{} (request id {request_id})\n", self.client_message());
+        let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.status();
         let plain = HeaderValue::from_static("text/plain; charset=utf-8");
         resp.headers_mut().insert(header::CONTENT_TYPE, plain);
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert(REQUEST_ID, id);
+        }
         if let Some(after) = self.retry_after() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
         }
         resp
     }
+}
+
+/// The header carrying a failed request's id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A new request id, unique within this process and unlikely to repeat across restarts: the
+/// process's start time and a counter, in hex.
+pub fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    format!(
+        "{:08x}{:08x}",
+        start as u32,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]
@@ -246,7 +316,7 @@ mod tests {
             err.to_string(),
             r#"revision "default/hello-00001" did not become ready within 60s"#
         );
-        assert_eq!(err.to_response().headers()[header::RETRY_AFTER], "1");
+        assert_eq!(err.to_response("r1").headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]
@@ -261,7 +331,7 @@ mod tests {
                 .ends_with("cannot start: exited with status 3")
         );
         assert!(
-            err.to_response()
+            err.to_response("r1")
                 .headers()
                 .contains_key(header::RETRY_AFTER)
         );
@@ -279,7 +349,7 @@ mod tests {
         assert_eq!(err.side(), Side::Instance);
         assert!(!err.is_retry_safe());
         assert!(
-            err.to_response()
+            err.to_response("r1")
                 .headers()
                 .get(header::RETRY_AFTER)
                 .is_none()
@@ -310,11 +380,51 @@ mod tests {
 
     #[test]
     fn responses_are_plain_text() {
-        let resp = ProxyError::MissingHost.to_response();
+        let resp = ProxyError::MissingHost.to_response("r1");
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             resp.headers()[header::CONTENT_TYPE],
             "text/plain; charset=utf-8"
         );
+    }
+
+    /// Issue #13, 4: what an instance printed (its failure message), its address and the
+    /// internal error stay out of what an anonymous client reads.
+    #[tokio::test]
+    async fn clients_never_read_an_instances_output_or_address() {
+        let secret = "process exited with code 1; last output: DB_PASSWORD=hunter2";
+        let errors = [
+            ProxyError::RevisionFailed {
+                revision: rev(),
+                message: secret.into(),
+            },
+            ProxyError::Connect {
+                revision: rev(),
+                instance: "hello-00001-1 at 127.0.0.1:9000".into(),
+                source: secret.into(),
+            },
+            ProxyError::Instance {
+                revision: rev(),
+                instance: "hello-00001-1 at 127.0.0.1:9000".into(),
+                source: secret.into(),
+            },
+        ];
+        for err in errors {
+            assert!(
+                err.to_string().contains("hunter2"),
+                "the log keeps the detail"
+            );
+            let resp = err.to_response("abc123");
+            assert_eq!(resp.headers()[REQUEST_ID], "abc123");
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            assert!(!body.contains("hunter2"), "{body}");
+            assert!(!body.contains("127.0.0.1"), "{body}");
+            assert!(body.contains("default/hello-00001"), "{body}");
+            assert!(body.ends_with("(request id abc123)\n"), "{body}");
+        }
     }
 }

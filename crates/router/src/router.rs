@@ -137,8 +137,15 @@ impl Router {
         match self.inner.proxy(req, client).await {
             Ok(resp) => resp,
             Err(err) => {
-                tracing::debug!(error = %err, side = ?err.side(), "request failed");
-                err.to_response()
+                let request_id = crate::error::new_request_id();
+                match err.side() {
+                    // The instance's failure: the log is where its detail may be read.
+                    crate::error::Side::Instance => {
+                        tracing::info!(request_id, error = %err, "request failed")
+                    }
+                    side => tracing::debug!(request_id, error = %err, ?side, "request failed"),
+                }
+                err.to_response(&request_id)
             }
         }
     }

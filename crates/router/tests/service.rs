@@ -102,7 +102,11 @@ async fn dead_instance_is_502_for_a_request_with_a_body() {
         .unwrap();
     let (status, body) = call(&router, post).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
-    assert!(body.contains("cannot connect"), "{body}");
+    assert!(body.contains("no instance could be reached"), "{body}");
+    assert!(
+        !body.contains("127.0.0.1"),
+        "the instance's address stays private: {body}"
+    );
 }
 
 #[tokio::test]
