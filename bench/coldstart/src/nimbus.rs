@@ -44,7 +44,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(bin: &Path) -> Result<Self, String> {
+    /// Start `bin serve`; Wasm components are read from under `wasm_dir`.
+    pub fn start(bin: &Path, wasm_dir: &Path) -> Result<Self, String> {
         let data_dir =
             std::env::temp_dir().join(format!("nimbus-coldstart-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -60,6 +61,8 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&data_dir)
+            .arg("--wasm-dir")
+            .arg(wasm_dir)
             .env("NIMBUS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

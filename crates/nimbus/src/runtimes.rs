@@ -5,7 +5,7 @@
 //! their launcher.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -28,7 +28,12 @@ pub struct Runtimes {
 }
 
 impl Runtimes {
-    pub fn start(data_dir: &Path, insecure_registries: Vec<String>) -> anyhow::Result<Self> {
+    /// `wasm_dirs`: the only directories Wasm components are read from (absolute).
+    pub fn start(
+        data_dir: &Path,
+        insecure_registries: Vec<String>,
+        wasm_dirs: Vec<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let registry = EndpointRegistry::new();
         let cgroups = crate::limits::detect(data_dir);
         let config = ProcessRuntimeConfig {
@@ -57,6 +62,7 @@ impl Runtimes {
         let wasm = WasmRuntime::with_registry(
             WasmRuntimeConfig {
                 data_dir: Some(data_dir.to_path_buf()),
+                component_dirs: Some(wasm_dirs),
                 ..Default::default()
             },
             registry.clone(),

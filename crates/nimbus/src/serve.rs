@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// port's `/metrics` needs the token). Off unless given.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// A directory Wasm components may be read from (repeatable): a revision's `image:` must
+    /// name a regular file under one of them.
+    #[arg(long = "wasm-dir", default_value = ".")]
+    pub wasm_dirs: Vec<PathBuf>,
     /// Domain of route hosts: <service>.<namespace>.<domain>.
     #[arg(long, default_value = nimbus_api::constants::DEFAULT_DOMAIN)]
     pub domain: String,
@@ -134,6 +138,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     // Before anything else touches the directory (stale cgroups, the database).
     let data_dir = crate::datadir::DataDir::lock(&args.data_dir)?;
+    let wasm_dirs = args
+        .wasm_dirs
+        .iter()
+        .map(|d| {
+            d.canonicalize()
+                .with_context(|| format!("--wasm-dir {}: no such directory", d.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let db = args.data_dir.join("nimbus.db");
     let store =
         Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
@@ -141,8 +153,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api = bind(args.api_addr, "--api-addr").await?;
     let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
 
-    let runtimes =
-        crate::runtimes::Runtimes::start(&args.data_dir, args.insecure_registry.clone())?;
+    let runtimes = crate::runtimes::Runtimes::start(
+        &args.data_dir,
+        args.insecure_registry.clone(),
+        wasm_dirs,
+    )?;
     let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),

@@ -139,3 +139,45 @@ async fn metrics_need_the_token_unless_served_apart() {
     let text = scraped.text().await.unwrap();
     assert!(text.contains("# EOF") || text.contains("# TYPE"), "{text}");
 }
+
+/// Finding 7: a Wasm revision's `image:` is read only as a regular file under the server's
+/// `--wasm-dir` directories: `/dev/zero` (which exhausted memory on every restart) and
+/// `/etc/passwd` are refused, and the status never quotes a file.
+#[tokio::test(flavor = "multi_thread")]
+async fn wasm_images_are_read_only_from_the_allowed_directories() {
+    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    for (name, image) in [("zero", "/dev/zero"), ("passwd", "file:///etc/passwd")] {
+        let yaml = nimbus_testkit::manifest::service(
+            name,
+            &[("nimbus.dev/runtime", "wasm")],
+            "",
+            &format!("image: \"{image}\""),
+        );
+        nimbus.apply_ok(&yaml);
+    }
+    for name in ["zero", "passwd"] {
+        let path =
+            format!("/apis/serving.knative.dev/v1/namespaces/default/revisions/{name}-00001");
+        let status = nimbus_testkit::api::wait_until(
+            &format!("{name} refused"),
+            Duration::from_secs(30),
+            async || {
+                let rev = nimbus
+                    .api_get(&path)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let (status, reason, _) = nimbus_testkit::condition(&rev["status"], "Ready");
+                match status.as_str() {
+                    "False" => Ok((reason, rev["status"].to_string())),
+                    _ => Err(rev["status"].to_string()),
+                }
+            },
+        )
+        .await;
+        assert_eq!(status.0, "ImageNotAllowed", "{}", status.1);
+        assert!(status.1.contains("--wasm-dir"), "{}", status.1);
+        assert!(!status.1.contains("root:x:0"), "{}", status.1);
+    }
+}

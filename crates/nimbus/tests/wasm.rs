@@ -24,11 +24,17 @@ fn hello_wasm() -> Option<PathBuf> {
 
 /// A server with the service `hw` (the example, `TARGET=one`) ready, and a client of its router.
 async fn serve_hw(wasm: &Path) -> (Nimbus, RouterClient) {
-    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let nimbus = start(wasm);
     assert!(nimbus.apply(&service(wasm, "one", "")).status.success());
     nimbus.wait_service_ready("hw", WAIT).await.unwrap();
     let client = RouterClient::new(&nimbus.http_addr);
     (nimbus, client)
+}
+
+/// A server that reads Wasm components from the directory `wasm` is in (`--wasm-dir`).
+fn start(wasm: &Path) -> Nimbus {
+    let dir = wasm.parent().unwrap().to_str().unwrap();
+    Nimbus::start_with(Path::new(BIN), &["--wasm-dir", dir]).unwrap()
 }
 
 fn service(wasm: &Path, target: &str, traffic: &str) -> String {
@@ -116,7 +122,7 @@ async fn wasm_limits_come_from_the_manifest() {
     let Some(wasm) = hello_wasm() else {
         return;
     };
-    let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
+    let nimbus = start(&wasm);
     let wait = WAIT;
     let host = "lim.default.localhost";
     assert!(

@@ -34,25 +34,29 @@ pub(crate) fn cache_dir(engine: &Engine, data_dir: &Path) -> PathBuf {
         .join(format!("{:016x}", hasher.finish()))
 }
 
-/// Load the component at `path` and prepare it for per-request instantiation.
+/// Prepare the component read from `path` (`bytes`) for per-request instantiation.
 pub(crate) fn load(
     linker: &Linker<Host>,
     path: &Path,
+    bytes: &[u8],
     cache: Option<&Path>,
 ) -> Result<(ProxyPre<Host>, Source), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::ImageNotFound {
-        path: path.to_owned(),
-        source,
-    })?;
-    if is_core_module(&bytes) {
+    if is_core_module(bytes) {
         return Err(LoadError::NotAComponent {
             path: path.to_owned(),
         });
     }
+    if !bytes.starts_with(b"\0asm") {
+        // wasmtime's error would quote the file's first bytes: never show a file's contents.
+        return Err(LoadError::InvalidComponent {
+            path: path.to_owned(),
+            detail: "the file does not start with the WebAssembly magic bytes".into(),
+        });
+    }
     let engine = linker.engine();
     let (component, source) = match cache {
-        Some(dir) => cached(engine, &bytes, path, dir)?,
-        None => (compile(engine, &bytes, path)?, Source::Compiled),
+        Some(dir) => cached(engine, bytes, path, dir)?,
+        None => (compile(engine, bytes, path)?, Source::Compiled),
     };
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         path: path.to_owned(),

@@ -52,6 +52,13 @@ pub struct WasmRuntimeConfig {
     /// stderr (default true); otherwise they are discarded. With a `data_dir` they go to the
     /// instance's log file instead, whatever this says.
     pub inherit_stdio: bool,
+    /// The directories `image:` may name a component in (issue #13): a component must be a
+    /// regular file under one of them, reached without a symlink out of it. `None` (the
+    /// library's default, for embedding and tests): any path. `nimbus serve` always sets it
+    /// (`--wasm-dir`, default its working directory).
+    pub component_dirs: Option<Vec<PathBuf>>,
+    /// The largest component file read, in bytes (default 256 MiB).
+    pub max_component_bytes: u64,
 }
 
 impl Default for WasmRuntimeConfig {
@@ -66,6 +73,8 @@ impl Default for WasmRuntimeConfig {
             epoch_tick: Duration::from_millis(10),
             max_instances: 1000,
             inherit_stdio: true,
+            component_dirs: None,
+            max_component_bytes: 256 << 20,
         }
     }
 }

@@ -25,6 +25,30 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The path is outside every directory components may be read from.
+    #[error(
+        "image {} is outside the directories Wasm components may be read from ({}); put the \
+         component there, or start nimbus serve with --wasm-dir naming its directory",
+        path.display(),
+        allowed.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    ImageNotAllowed {
+        path: PathBuf,
+        allowed: Vec<PathBuf>,
+    },
+    /// The path names something other than a regular file (a device, a FIFO, a directory).
+    #[error("image {} is not a regular file; name a .wasm component file", path.display())]
+    NotARegularFile { path: PathBuf },
+    /// The file is larger than the runtime reads.
+    #[error(
+        "component {} is {size} bytes, more than the {maximum} bytes a component may have",
+        path.display()
+    )]
+    ComponentTooLarge {
+        path: PathBuf,
+        size: u64,
+        maximum: u64,
+    },
     /// The file is a core WebAssembly module, not a component.
     #[error(
         "{} is a core WebAssembly module, not a component; build for wasm32-wasip2 (or wrap it \
@@ -70,6 +94,9 @@ impl LoadError {
         match self {
             Self::NoImage | Self::UnsupportedImage { .. } => "UnsupportedImage",
             Self::ImageNotFound { .. } => "ImageNotFound",
+            Self::ImageNotAllowed { .. } => "ImageNotAllowed",
+            Self::NotARegularFile { .. } => "UnsupportedImage",
+            Self::ComponentTooLarge { .. } => "ComponentTooLarge",
             Self::NotAComponent { .. } | Self::InvalidComponent { .. } => "InvalidComponent",
             Self::WrongWorld { .. } => "WrongWorld",
             Self::MemoryLimitTooLarge { .. } => "MemoryLimitTooLarge",

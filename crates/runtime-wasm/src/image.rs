@@ -1,8 +1,85 @@
-//! Where a revision's component lives: `image:` as an absolute path or a `file://` URL. Pure.
+//! Where a revision's component lives: `image:` as an absolute path or a `file://` URL, and
+//! reading it safely (issue #13): only a regular file, only under the directories the runtime
+//! allows (resolved by the kernel beneath that directory, so no symlink or `..` leads out),
+//! never more than the size limit. Without this a revision could make the server (root)
+//! read `/dev/zero` until memory ran out, on every restart, or any host file.
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use crate::error::LoadError;
+
+/// The component file at `path`: under one of `dirs` when given, a regular file, at most
+/// `max` bytes.
+pub(crate) fn read_component(
+    path: &Path,
+    dirs: Option<&[PathBuf]>,
+    max: u64,
+) -> Result<Vec<u8>, LoadError> {
+    let not_found = |source: std::io::Error| LoadError::ImageNotFound {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match dirs {
+        None => rustix::fs::open(path, flags, Mode::empty()).map_err(|e| not_found(e.into()))?,
+        Some(dirs) => {
+            let Some((dir, rel)) = dirs
+                .iter()
+                .find_map(|d| Some((d, path.strip_prefix(d).ok()?)))
+            else {
+                return Err(LoadError::ImageNotAllowed {
+                    path: path.to_owned(),
+                    allowed: dirs.to_vec(),
+                });
+            };
+            let dir_fd = rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| not_found(e.into()))?;
+            // BENEATH: `..` or a symlink leading out of the directory fails (EXDEV).
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(&dir_fd, rel, flags, Mode::empty(), resolve) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::XDEV) => {
+                    return Err(LoadError::ImageNotAllowed {
+                        path: path.to_owned(),
+                        allowed: dirs.to_vec(),
+                    });
+                }
+                Err(e) => return Err(not_found(e.into())),
+            }
+        }
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| not_found(e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(LoadError::NotARegularFile {
+            path: path.to_owned(),
+        });
+    }
+    let size = stat.st_size.max(0) as u64;
+    let too_large = |size| LoadError::ComponentTooLarge {
+        path: path.to_owned(),
+        size,
+        maximum: max,
+    };
+    if size > max {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(not_found)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
 
 /// The component file named by `image`.
 pub(crate) fn component_path(image: Option<&str>) -> Result<PathBuf, LoadError> {
@@ -74,5 +151,47 @@ mod tests {
         assert_eq!(path("file://host/f.wasm"), Err("UnsupportedImage"));
         assert_eq!(path("  "), Err("UnsupportedImage"));
         assert!(matches!(component_path(None), Err(LoadError::NoImage)));
+    }
+
+    fn allowed(dir: &Path) -> Vec<PathBuf> {
+        vec![dir.canonicalize().unwrap()]
+    }
+
+    /// Issue #13, 7: only regular files under the allowed directories, no way out through
+    /// `..` or a symlink, nothing quoted, and a size cap.
+    #[test]
+    fn components_are_regular_files_under_the_allowed_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = allowed(tmp.path());
+        let dir = &dirs[0];
+        std::fs::write(dir.join("ok.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+        assert_eq!(
+            read_component(&dir.join("ok.wasm"), Some(&dirs), 1024)
+                .unwrap()
+                .len(),
+            8
+        );
+        for outside in ["/dev/zero", "/etc/passwd"] {
+            let err = read_component(Path::new(outside), Some(&dirs), 1024).unwrap_err();
+            assert_eq!(err.reason(), "ImageNotAllowed", "{outside}: {err}");
+        }
+        let up = dir.join("../../../../../../../../etc/passwd");
+        let err = read_component(&up, Some(&dirs), 1024).unwrap_err();
+        assert_eq!(err.reason(), "ImageNotAllowed", "{err}");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link.wasm")).unwrap();
+        let err = read_component(&dir.join("link.wasm"), Some(&dirs), 1024).unwrap_err();
+        assert_eq!(err.reason(), "ImageNotAllowed", "{err}");
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.wasm")).unwrap();
+        let err = read_component(&dir.join("zero.wasm"), Some(&dirs), 1024).unwrap_err();
+        assert_eq!(err.reason(), "ImageNotAllowed", "{err}");
+        std::fs::create_dir(dir.join("sub.wasm")).unwrap();
+        let err = read_component(&dir.join("sub.wasm"), Some(&dirs), 1024).unwrap_err();
+        assert!(matches!(err, LoadError::NotARegularFile { .. }), "{err}");
+        std::fs::write(dir.join("big.wasm"), vec![0u8; 2048]).unwrap();
+        let err = read_component(&dir.join("big.wasm"), Some(&dirs), 1024).unwrap_err();
+        assert_eq!(err.reason(), "ComponentTooLarge", "{err}");
+        // A device is refused even where any path is allowed: it is not a regular file.
+        let err = read_component(Path::new("/dev/zero"), None, 1024).unwrap_err();
+        assert!(matches!(err, LoadError::NotARegularFile { .. }), "{err}");
     }
 }

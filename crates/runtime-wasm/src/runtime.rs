@@ -20,7 +20,7 @@ use crate::config::WasmRuntimeConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::LoadError;
 use crate::handler::App;
-use crate::image::component_path;
+use crate::image::{component_path, read_component};
 use crate::limits::Limits;
 use crate::state::{Component, RevisionState, Shared};
 
@@ -186,12 +186,17 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
 fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, LoadError> {
     let started = Instant::now();
     let path = component_path(spec.image.as_deref())?;
+    let bytes = read_component(
+        &path,
+        shared.config.component_dirs.as_deref(),
+        shared.config.max_component_bytes,
+    )?;
     let cache = shared
         .config
         .data_dir
         .as_deref()
         .map(|dir| compile::cache_dir(shared.linker.engine(), dir));
-    let (pre, source) = compile::load(&shared.linker, &path, cache.as_deref())?;
+    let (pre, source) = compile::load(&shared.linker, &path, &bytes, cache.as_deref())?;
     let counter = match source {
         Source::Compiled => &shared.stats.compiled,
         Source::Cached => &shared.stats.cached,

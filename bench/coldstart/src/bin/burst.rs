@@ -36,7 +36,8 @@ fn main() {
         }
     }
     let hello = bin_dir.join("nimbus-hello");
-    let mut server = nimbus::Server::start(&bin_dir.join("nimbus")).unwrap_or_else(|e| fail(&e));
+    let mut server =
+        nimbus::Server::start(&bin_dir.join("nimbus"), &bin_dir).unwrap_or_else(|e| fail(&e));
     server
         .deploy_target("burst", &hello, 10)
         .unwrap_or_else(|e| fail(&e));

@@ -138,7 +138,9 @@ fn main() {
     }
     let scratch =
         std::env::temp_dir().join(format!("nimbus-coldstart-{}-bench", std::process::id()));
-    let mut server = nimbus::Server::start(&nimbus_bin)
+    std::fs::create_dir_all(&scratch)
+        .unwrap_or_else(|e| fail(&format!("creating {}: {e}", scratch.display())));
+    let mut server = nimbus::Server::start(&nimbus_bin, &scratch)
         .unwrap_or_else(|e| fail(&format!("starting nimbus: {e}")));
     let result = run(&args, &server, &scratch, no_containers.is_none());
     server.stop();
