@@ -368,3 +368,28 @@ fn response_start_and_idle_may_exceed_timeout_seconds_as_in_knative() {
     assert_eq!(timeouts.response_start, std::time::Duration::from_secs(10));
     assert_eq!(timeouts.idle, Some(std::time::Duration::from_secs(30)));
 }
+
+/// Issue #13, 10: a 58-character service name would give 64-character revision names; a
+/// pids limit must be a count.
+#[test]
+fn names_that_cannot_name_revisions_and_bad_pids_limits_are_refused() {
+    let svc = |name: &str, annotation: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  template:\n    metadata:\n      annotations: {{{annotation}}}\n    spec:\n      containers: [{{image: x.example/app}}]\n"
+        )
+    };
+    let fits = "a".repeat(57);
+    one(&svc(&fits, ""));
+    let long = "a".repeat(58);
+    let errs = errors(&svc(&long, ""));
+    assert_eq!(errs[0].path, "metadata.name", "{errs:?}");
+    assert!(errs[0].message.contains("at most 57"), "{errs:?}");
+    for bad in ["\"0\"", "\"-1\"", "lots", "\"99999999\""] {
+        let errs = errors(&svc("p", &format!("nimbus.dev/pids-limit: {bad}")));
+        assert_eq!(
+            errs[0].path, "spec.template.metadata.annotations[nimbus.dev/pids-limit]",
+            "{bad}: {errs:?}"
+        );
+    }
+    one(&svc("p", "nimbus.dev/pids-limit: \"100\""));
+}

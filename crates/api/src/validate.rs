@@ -31,10 +31,12 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
     let parent = obj.metadata().name.as_deref();
     match obj {
         Object::Service(s) => {
+            validate_revision_names_fit(&mut v, parent, &s.spec.template);
             validate_template(&mut v, "spec.template", &s.spec.template, parent);
             validate_traffic(&mut v, "spec.traffic", &s.spec.traffic, parent, false);
         }
         Object::Configuration(c) => {
+            validate_revision_names_fit(&mut v, parent, &c.spec.template);
             validate_template(&mut v, "spec.template", &c.spec.template, parent)
         }
         Object::Revision(r) => {
@@ -154,8 +156,51 @@ fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, paren
     }
 }
 
-/// `nimbus.dev/runtime` names one of Nimbus's backends.
+/// The longest Service or Configuration name whose generated revision names
+/// (`NAME-00001`) are still DNS labels of at most 63 characters.
+pub const MAX_GENERATED_PARENT_NAME: usize = 63 - "-00001".len();
+
+/// A Service or Configuration without a chosen revision name gets revisions named
+/// `NAME-00001`: refuse a name that makes those longer than a label may be (issue #13: a
+/// 63-character service name gave a 69-character revision name).
+fn validate_revision_names_fit(v: &mut Errors, name: Option<&str>, t: &RevisionTemplateSpec) {
+    if let Some(name) = name
+        && t.metadata.name.is_none()
+        && name.len() > MAX_GENERATED_PARENT_NAME
+    {
+        v.add(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters long; its revisions are named \"{name}-00001\", which \
+                 must fit in 63 characters, so at most {MAX_GENERATED_PARENT_NAME} are allowed \
+                 (or name the revision in spec.template.metadata.name)",
+                name.len()
+            ),
+        );
+    }
+}
+
+/// The most processes `nimbus.dev/pids-limit` may allow (Linux's `pid_max` limit).
+const MAX_PIDS_LIMIT: u64 = 4_194_304;
+
+/// `nimbus.dev/runtime` names one of Nimbus's backends; `nimbus.dev/pids-limit` is a count.
 fn validate_runtime_annotation(v: &mut Errors, path: &str, meta: &ObjectMeta) {
+    if let Some(value) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_PIDS_LIMIT))
+        && !value
+            .parse::<u64>()
+            .is_ok_and(|n| (1..=MAX_PIDS_LIMIT).contains(&n))
+    {
+        v.add(
+            format!("{path}[{ANNOTATION_PIDS_LIMIT}]"),
+            format!(
+                "{value:?} is not a number of processes; give a whole number from 1 to \
+                 {MAX_PIDS_LIMIT}"
+            ),
+        );
+    }
     if let Some(value) = meta
         .annotations
         .as_ref()

@@ -426,15 +426,23 @@ fn authority(server: &str) -> &str {
     rest.split('/').next().unwrap_or("")
 }
 
-/// Whether the URL's host is this machine.
+/// Whether the URL's host is this machine, as an HTTP client would connect: parsed as a URL
+/// (WHATWG), so `http://127.0.0.1:8081@evil.example` (userinfo) or `http://evil.example?@127.0.0.1`
+/// is the other host, never loopback (issue #13: the token was sent there).
 fn is_loopback(server: &str) -> bool {
-    let authority = authority(server);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    let with_scheme = match server.contains("://") {
+        true => server.to_string(),
+        false => format!("http://{server}"),
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let Ok(url) = reqwest::Url::parse(&with_scheme) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -601,6 +609,13 @@ mod tests {
         assert!(is_loopback("http://[::1]:80/x"));
         assert!(!is_loopback("https://10.1.2.3:6443"));
         assert!(!is_loopback("http://example.com"));
+        // Issue #13, 10: userinfo, queries and fragments do not make another host loopback.
+        assert!(!is_loopback("http://127.0.0.1:8081@evil.example"));
+        assert!(!is_loopback("http://127.0.0.1@evil.example:8081/"));
+        assert!(!is_loopback("http://evil.example?@127.0.0.1"));
+        assert!(!is_loopback("http://evil.example#@127.0.0.1"));
+        assert!(!is_loopback("http://localhost.evil.example"));
+        assert!(is_loopback("127.0.0.1:8081"));
     }
 
     /// A fresh directory, removed when dropped.

@@ -125,13 +125,12 @@ impl Forwarding {
 
 /// Adds the client to the forwarding headers: appends `for=<ip>;proto=http` to `Forwarded`
 /// and the bare address to `X-Forwarded-For` (each joined into one field), and sets
-/// `X-Forwarded-Proto: http` unless the client already sent one.
+/// `X-Forwarded-Proto: http`, replacing whatever the client sent: the router speaks plain
+/// HTTP, and a client's claim of `https` is not evidence of TLS (issue #13).
 pub fn add_forwarding(headers: &mut HeaderMap, client: &Forwarding) {
     append_list(headers, &header::FORWARDED, &client.forwarded);
     append_list(headers, &X_FORWARDED_FOR, &client.forwarded_for);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
 /// Appends `item` to the comma-separated list in `name`, merging repeated fields into one.
@@ -237,7 +236,11 @@ mod tests {
             r#"for=1.1.1.1, for=2.2.2.2, for="[::1]";proto=http"#
         );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
-        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "the client's claim is replaced"
+        );
+        assert_eq!(h.get_all("x-forwarded-proto").iter().count(), 1);
     }
 
     #[test]

@@ -67,6 +67,13 @@ impl Inner {
 
     /// Phase 1 — resolve route: the Route serving the request's host.
     fn resolve_route<B>(&self, req: &Request<B>) -> Result<Arc<Route>, ProxyError> {
+        // Two Host fields name two hosts: which one the router and the instance each read
+        // could differ (RFC 9112 §3.2: a 400).
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(ProxyError::InvalidTarget(
+                "the request has more than one Host header".into(),
+            ));
+        }
         let raw = request_host(req).ok_or(ProxyError::MissingHost)?;
         let table = self.table.load();
         match table.route(raw) {
@@ -386,11 +393,11 @@ fn path_of(uri: &Uri) -> PathAndQuery {
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
-/// HTTP/2 clients send `:authority` instead of `Host`; HTTP/1.1 instances need `Host`.
+/// The `Host` an HTTP/1.1 instance gets: the request's authority when it has one (an HTTP/2
+/// client's `:authority`, or an absolute-form target, which RFC 9112 §3.2.2 says wins over
+/// any `Host` the client also sent: the route was chosen by it, so the instance must see the
+/// same host), else the client's `Host`.
 fn keep_host_header(headers: &mut http::HeaderMap, authority: Option<&Authority>) {
-    if headers.contains_key(header::HOST) {
-        return;
-    }
     if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
         headers.insert(header::HOST, value);
     }
@@ -448,6 +455,20 @@ mod tests {
         let out = rewritten(req, Protocol::Http1);
         assert_eq!(out.uri(), "/p");
         assert_eq!(out.headers()["host"], "hello.example");
+    }
+
+    /// Issue #13, 10: an absolute-form target routes by its authority, so the instance gets
+    /// that host, not the different `Host` the client also sent.
+    #[test]
+    fn an_absolute_form_target_replaces_the_clients_host_header() {
+        let req = Request::get("http://routed.example/p")
+            .header("host", "other.example")
+            .body(Body::empty())
+            .unwrap();
+        let out = rewritten(req, Protocol::Http1);
+        assert_eq!(out.uri(), "/p");
+        assert_eq!(out.headers()["host"], "routed.example");
+        assert_eq!(out.headers().get_all("host").iter().count(), 1);
     }
 
     #[test]

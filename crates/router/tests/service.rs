@@ -50,6 +50,21 @@ async fn unknown_host_is_404_naming_the_host() {
     );
 }
 
+/// Issue #13, 10: two Host fields could name two hosts (one routed, another seen by the
+/// instance): refused.
+#[tokio::test]
+async fn duplicate_host_headers_are_400() {
+    let (router, _) = router();
+    let req = Request::get("/")
+        .header("host", HOST)
+        .header("host", "other.example")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = call(&router, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("more than one Host header"), "{body}");
+}
+
 #[tokio::test]
 async fn missing_host_is_400() {
     let (router, _) = router();
