@@ -11,6 +11,7 @@ mod cmd_image;
 mod cmd_install;
 mod cmd_logs;
 mod datadir;
+mod hygiene;
 mod kubeconfig;
 mod limits;
 mod metrics;

@@ -136,6 +136,8 @@ impl IngressSink for RouterIngress {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
+    crate::hygiene::close_inherited_descriptors_on_exec()
+        .context("marking inherited descriptors close-on-exec")?;
     // Before anything else touches the directory (stale cgroups, the database).
     let data_dir = crate::datadir::DataDir::lock(&args.data_dir)?;
     let wasm_dirs = args

@@ -181,3 +181,83 @@ async fn wasm_images_are_read_only_from_the_allowed_directories() {
         assert!(!status.1.contains("root:x:0"), "{}", status.1);
     }
 }
+
+/// Finding 5 (environment and descriptors): a host-process instance gets the runtime
+/// contract, its manifest's env and a default PATH, nothing of the server's environment, and
+/// no descriptor the server inherited. The server here is started by a shell that exports a
+/// secret and leaves a file open on descriptor 7 without close-on-exec.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_instances_inherit_nothing_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("server-only-marker");
+    std::fs::write(&marker, "x").unwrap();
+    let wrapper = dir.path().join("nimbus-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec 7<'{}'\nSERVER_SECRET=hunter2 exec '{BIN}' \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nimbus = Nimbus::start(&wrapper).unwrap();
+    let app = nimbus_testkit::image::test_app_binary();
+    let yaml = nimbus_testkit::manifest::service(
+        "bare",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "runtimeClassName: process",
+        &format!(
+            "command: [\"{}\"]\nenv: [{{name: MINE, value: \"1\"}}]",
+            app.display()
+        ),
+    );
+    nimbus.apply_ok(&yaml);
+    nimbus
+        .wait_service_ready("bare", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+    let env = client
+        .get("bare.default.localhost", "/env")
+        .await
+        .unwrap()
+        .body;
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!env.contains("SERVER_SECRET"), "{env}");
+    assert!(env.contains("MINE=1"), "{env}");
+    assert!(env.contains("PORT="), "{env}");
+    for name in &names {
+        assert!(
+            [
+                "PATH",
+                "PORT",
+                "K_SERVICE",
+                "K_CONFIGURATION",
+                "K_REVISION",
+                "MINE",
+                "LISTEN_FDS",
+                "LISTEN_PID",
+                "LISTEN_FDNAMES"
+            ]
+            .contains(name),
+            "{name} came from the server: {env}"
+        );
+    }
+    let contract = client
+        .get("bare.default.localhost", "/contract")
+        .await
+        .unwrap()
+        .body;
+    let report: serde_json::Value = serde_json::from_str(&contract).unwrap();
+    let fds = report["fds"].as_array().unwrap();
+    assert!(
+        fds.iter()
+            .all(|t| !t.as_str().unwrap().contains("server-only-marker")),
+        "the server's descriptor 7 leaked: {fds:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! [`HostLauncher`]: instances as plain host processes. The program is `command + args` exactly
-//! as given; the environment is the server's own (minus variables that belong to the server's
-//! own service manager) under the contract environment; the working directory is the spec's.
+//! as given; the environment is [`BASE_PATH`] under the contract environment and the
+//! manifest's `env`, nothing of the server's own (issue #13: it may hold credentials); the
+//! working directory is the spec's.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -11,13 +12,9 @@ use nimbus_runtime::InstanceSpec;
 use crate::activation::{ActivatedExec, ActivationSocket};
 use crate::launcher::{ExecSpec, LaunchContext, LaunchError, Launcher};
 
-/// Variables a parent's own socket activation or service manager set; never inherited.
-pub(crate) const NOT_INHERITED: [&str; 4] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-];
+/// `PATH` of an instance whose manifest sets none (the usual default of a Linux login), so
+/// `command: [sh, -c, ...]` finds its programs as it would in a container.
+pub(crate) const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs instances as host processes (`runtimeClassName: process`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,11 +105,10 @@ pub(crate) fn activated_command(
     Ok(cmd)
 }
 
-/// The child's whole environment: ours minus [`NOT_INHERITED`], then `contract` (later wins).
+/// The child's whole environment: `PATH` ([`BASE_PATH`]), then `contract` (the runtime
+/// contract and the manifest's env; later wins). Nothing is inherited from the server.
 pub(crate) fn environment(contract: &[(String, String)]) -> BTreeMap<OsString, OsString> {
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(name, _)| !NOT_INHERITED.iter().any(|n| name == n))
-        .collect();
+    let mut env = BTreeMap::from([(OsString::from("PATH"), OsString::from(BASE_PATH))]);
     env.extend(
         contract
             .iter()
@@ -125,8 +121,9 @@ pub(crate) fn environment(contract: &[(String, String)]) -> BTreeMap<OsString, O
 mod tests {
     use super::*;
 
+    /// Issue #13, 5: nothing of the server's environment reaches an instance.
     #[test]
-    fn environment_is_ours_then_the_contract() {
+    fn environment_is_a_base_path_then_the_contract_and_nothing_of_ours() {
         let env = environment(&[
             ("PORT".into(), "9".into()),
             ("EXTRA".into(), "1".into()),
@@ -135,7 +132,13 @@ mod tests {
         let get = |name: &str| env.get(std::ffi::OsStr::new(name)).cloned();
         assert_eq!(get("PORT"), Some("9".into()));
         assert_eq!(get("EXTRA"), Some("2".into()), "later entries win");
-        assert!(NOT_INHERITED.iter().all(|name| get(name).is_none()));
-        assert_eq!(get("PATH").is_some(), std::env::var_os("PATH").is_some());
+        assert_eq!(get("PATH"), Some(BASE_PATH.into()));
+        assert_eq!(env.len(), 3, "{env:?}");
+        let own = environment(&[("PATH".into(), "/opt/bin".into())]);
+        assert_eq!(
+            own[std::ffi::OsStr::new("PATH")],
+            "/opt/bin",
+            "the manifest's PATH wins"
+        );
     }
 }

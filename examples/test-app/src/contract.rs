@@ -53,6 +53,7 @@ pub fn report() -> String {
         ("hostname", hostname()),
         ("argv", argv()),
         ("pid", std::process::id().to_string()),
+        ("fds", fds()),
     ];
     object(fields.iter().map(|(k, v)| (k.to_string(), v.clone())))
 }
@@ -101,6 +102,20 @@ fn cgroup() -> String {
         let text = std::fs::read_to_string(p).ok()?;
         Some((p.to_string(), string(text.trim())))
     }))
+}
+
+/// What each open descriptor refers to (`/proc/self/fd/N` targets), as a JSON array: a
+/// descriptor leaked from the server would show here.
+fn fds() -> String {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return "null".into();
+    };
+    let targets: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| string(&t.to_string_lossy()))
+        .collect();
+    format!("[{}]", targets.join(","))
 }
 
 fn cwd() -> String {
@@ -169,7 +184,7 @@ mod tests {
         let r = report();
         assert!(r.starts_with('{') && r.ends_with('}'));
         for key in [
-            "uid", "gid", "tmp_mode", "dev", "cgroup", "cwd", "hostname", "argv", "pid",
+            "uid", "gid", "tmp_mode", "dev", "cgroup", "cwd", "hostname", "argv", "pid", "fds",
         ] {
             assert!(r.contains(&format!("\"{key}\":")), "{key} missing in {r}");
         }
