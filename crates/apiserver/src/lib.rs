@@ -29,6 +29,7 @@
 //! `fieldValidation`, `dryRun` and (apply) `force`; see [`fields`] for field ownership.
 
 mod body;
+pub mod conn;
 mod discovery;
 pub use nimbus_api::fields;
 mod list;
@@ -162,18 +163,8 @@ async fn serve_on<L>(
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
-    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        notify.notify_one();
-    });
-    tokio::select! {
-        result = server => result,
-        () = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
-    }
+    conn::serve(listener, app, conn::ConnLimits::default(), shutdown).await
 }
 
 async fn healthz() -> &'static str {
