@@ -393,3 +393,30 @@ fn names_that_cannot_name_revisions_and_bad_pids_limits_are_refused() {
     }
     one(&svc("p", "nimbus.dev/pids-limit: \"100\""));
 }
+
+/// Issue #13, 5: a host process cannot be made to run as another user, as non-root or without
+/// privileges yet, so a securityContext on one is refused rather than silently ignored.
+#[test]
+fn a_security_context_on_a_host_process_is_refused() {
+    let svc = |spec: &str, container: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: p}}\nspec:\n  template:\n    metadata:\n      annotations: {{nimbus.dev/runtime: process}}\n    spec:\n{spec}      containers:\n        - command: [/bin/true]\n{container}"
+        )
+    };
+    let errs = errors(&svc(
+        "",
+        "          securityContext: {runAsNonRoot: true}\n",
+    ));
+    assert_eq!(
+        errs[0].path, "spec.template.spec.containers[0].securityContext",
+        "{errs:?}"
+    );
+    assert!(errs[0].message.contains("cannot enforce"), "{errs:?}");
+    let errs = errors(&svc("      securityContext: {runAsUser: 1000}\n", ""));
+    assert_eq!(
+        errs[0].path, "spec.template.spec.securityContext",
+        "{errs:?}"
+    );
+    one(&svc("", "          securityContext: {}\n"));
+    one(&svc("", ""));
+}

@@ -214,6 +214,13 @@ fn validate_runtime_annotation(v: &mut Errors, path: &str, meta: &ObjectMeta) {
     }
 }
 
+/// Why the process runtime refuses `securityContext` (issue #13): accepted and ignored, it
+/// would promise a user, a non-root check or dropped privileges that a host process does not get.
+pub const PROCESS_SECURITY_CONTEXT: &str = "the process runtime (nimbus.dev/runtime: process) runs \
+    host programs as the server's user and cannot enforce a securityContext; remove it, or run \
+    the program from an image (the default oci runtime honours runAsUser, runAsGroup and \
+    runAsNonRoot)";
+
 /// Validate a revision spec found at `path` (`meta`: the revision's or template's metadata).
 fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta: &ObjectMeta) {
     if let Some(rc) = spec.runtime_class_name.as_deref()
@@ -223,6 +230,12 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta:
     }
     let backend = runtime_choice(meta.annotations.as_ref(), spec).backend;
     let runtime = Some(backend.as_str());
+    if backend == Backend::Process
+        && let Some(sc) = &spec.security_context
+        && *sc != Default::default()
+    {
+        v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
+    }
     match spec.containers.len() {
         0 => v.add(
             format!("{path}.containers"),
@@ -273,7 +286,11 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
             format!("{path}.command"),
             "is required for the process backend (nimbus.dev/runtime: process): give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         ),
-        Some(RUNTIME_PROCESS) => {}
+        Some(RUNTIME_PROCESS) => {
+            if c.security_context.as_ref().is_some_and(|sc| *sc != Default::default()) {
+                v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
+            }
+        }
         _ if c.image.as_deref().unwrap_or("").is_empty() => v.add(
             format!("{path}.image"),
             "is required (or annotate the template with nimbus.dev/runtime: process and give a command to run a host process)",

@@ -56,6 +56,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         },
         run_as_user,
         run_as_group,
+        run_as_non_root: run_as_non_root(rev, &c),
         termination_grace: None,
         request_timeout: rev
             .spec
@@ -150,6 +151,17 @@ fn user(rev: &Revision, c: &Container) -> (Option<u32>, Option<u32>) {
         .and_then(|s| s.run_as_group)
         .or_else(|| pod.and_then(|s| s.run_as_group));
     (id(uid), id(gid))
+}
+
+/// `runAsNonRoot`: the container's security context wins over the pod's.
+fn run_as_non_root(rev: &Revision, c: &Container) -> bool {
+    let container = c.security_context.as_ref().and_then(|s| s.run_as_non_root);
+    let pod = rev
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.run_as_non_root);
+    container.or(pod).unwrap_or(false)
 }
 
 /// The container's own serving port, which probes address by number, by name, or by omission.
@@ -327,5 +339,24 @@ mod tests {
         );
         let s = instance_spec(&rev, "oci");
         assert_eq!((s.run_as_user, s.run_as_group), (Some(1000), Some(1000)));
+    }
+
+    #[test]
+    fn run_as_non_root_comes_from_the_container_else_the_pod() {
+        let rev = revision(serde_json::json!({"image": "x"}));
+        assert!(!instance_spec(&rev, "oci").run_as_non_root);
+        let mut rev = revision(serde_json::json!({"image": "x"}));
+        rev.spec.security_context.as_mut().unwrap().run_as_non_root = Some(true);
+        assert!(instance_spec(&rev, "oci").run_as_non_root);
+        rev.spec.containers[0].security_context = Some(Default::default());
+        rev.spec.containers[0]
+            .security_context
+            .as_mut()
+            .unwrap()
+            .run_as_non_root = Some(false);
+        assert!(
+            !instance_spec(&rev, "oci").run_as_non_root,
+            "the container's wins"
+        );
     }
 }

@@ -250,6 +250,18 @@ async fn image_faults_are_the_revisions_reason() {
     );
     let message = wait_reason(&nimbus, "bare", "NoCommand").await;
     assert!(message.contains("command"), "{message}");
+
+    // Issue #13: runAsNonRoot is enforced (the image has no USER, so it runs as root).
+    apply(
+        &nimbus,
+        &service(
+            "rootful",
+            &format!("{}/apps/bare:1", registry.addr),
+            "command: [/app/test-app]\nsecurityContext: {runAsNonRoot: true}",
+        ),
+    );
+    let message = wait_reason(&nimbus, "rootful", "CreateContainerConfigError").await;
+    assert!(message.contains("runAsNonRoot"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

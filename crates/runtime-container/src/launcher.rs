@@ -195,6 +195,7 @@ fn user_request<'a>(image: &'a Image, spec: &InstanceSpec) -> UserRequest<'a> {
         image_user: image.config.user.as_deref(),
         run_as_user: spec.run_as_user,
         run_as_group: spec.run_as_group,
+        run_as_non_root: spec.run_as_non_root,
     }
 }
 

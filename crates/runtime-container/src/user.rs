@@ -27,6 +27,12 @@ pub enum UserError {
     UnknownUser(String),
     #[error("the image's group {0:?} is not in its /etc/group")]
     UnknownGroup(String),
+    /// Kubernetes' refusal, in its words.
+    #[error(
+        "container has runAsNonRoot and image will run as root: set securityContext.runAsUser \
+         to a non-zero uid, or use an image whose USER is not root"
+    )]
+    RunsAsRoot,
 }
 
 /// The image's /etc/passwd and /etc/group (empty when absent).
@@ -43,6 +49,8 @@ pub struct UserRequest<'a> {
     pub image_user: Option<&'a str>,
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
+    /// `securityContext.runAsNonRoot`: refuse to run as uid 0.
+    pub run_as_non_root: bool,
 }
 
 /// One /etc/passwd line.
@@ -59,6 +67,9 @@ pub fn resolve(request: UserRequest<'_>, files: &AccountFiles) -> Result<Resolve
         Some(uid) => (uid, None),
         None => image_user(request.image_user.unwrap_or(""), files)?,
     };
+    if request.run_as_non_root && uid == 0 {
+        return Err(UserError::RunsAsRoot);
+    }
     let entry = passwd_entries(&files.passwd).find(|p| p.uid == uid);
     let gid = match (request.run_as_group, group_spec) {
         (Some(gid), _) => gid,
@@ -237,6 +248,7 @@ mod tests {
             image_user: Some("nobody"),
             run_as_user: Some(33),
             run_as_group: None,
+            ..Default::default()
         };
         assert_eq!(ids(&resolve(request, &files()).unwrap()), (33, 33));
         let request = UserRequest {
@@ -252,6 +264,7 @@ mod tests {
             image_user: Some("app:staff"),
             run_as_user: None,
             run_as_group: Some(9),
+            ..Default::default()
         };
         assert_eq!(ids(&resolve(request, &files()).unwrap()), (1000, 9));
     }
@@ -265,5 +278,36 @@ mod tests {
         let read = read_account_files(dir.path());
         assert_eq!(read.passwd, "");
         assert_eq!(read.group, "g:x:5:\n");
+    }
+
+    /// Issue #13: `runAsNonRoot` is enforced, as the kubelet does: an image running as root
+    /// (no USER, `0`, or `root`) is refused unless `runAsUser` names another uid.
+    #[test]
+    fn run_as_non_root_refuses_uid_zero() {
+        for image_user in [None, Some("0"), Some("root")] {
+            let request = UserRequest {
+                image_user,
+                run_as_non_root: true,
+                ..Default::default()
+            };
+            let err = resolve(request, &files()).unwrap_err();
+            assert!(
+                matches!(err, UserError::RunsAsRoot),
+                "{image_user:?}: {err}"
+            );
+        }
+        let request = UserRequest {
+            image_user: None,
+            run_as_user: Some(1000),
+            run_as_non_root: true,
+            ..Default::default()
+        };
+        assert_eq!(resolve(request, &files()).unwrap().uid, 1000);
+        let request = UserRequest {
+            image_user: Some("app"),
+            run_as_non_root: true,
+            ..Default::default()
+        };
+        assert_eq!(resolve(request, &files()).unwrap().uid, 1000);
     }
 }

@@ -61,6 +61,8 @@ pub struct InstanceSpec {
     /// `securityContext.runAsUser` / `runAsGroup` (containers; otherwise the image's user).
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
+    /// `securityContext.runAsNonRoot` (container's, else the pod's): refuse to run as root.
+    pub run_as_non_root: bool,
     /// How long after SIGTERM an instance may take to exit before SIGKILL
     /// (`terminationGracePeriodSeconds`); `None`: the runtime's default.
     pub termination_grace: Option<Duration>,
