@@ -286,11 +286,15 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
             format!("{path}.command"),
             "is required for the process backend (nimbus.dev/runtime: process): give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         ),
-        Some(RUNTIME_PROCESS) => {
-            if c.security_context.as_ref().is_some_and(|sc| *sc != Default::default()) {
-                v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
-            }
+        Some(RUNTIME_PROCESS)
+            if c
+                .security_context
+                .as_ref()
+                .is_some_and(|sc| *sc != Default::default()) =>
+        {
+            v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
         }
+        Some(RUNTIME_PROCESS) => {}
         _ if c.image.as_deref().unwrap_or("").is_empty() => v.add(
             format!("{path}.image"),
             "is required (or annotate the template with nimbus.dev/runtime: process and give a command to run a host process)",
