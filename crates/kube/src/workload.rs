@@ -107,11 +107,41 @@ pub fn deployment(rev: &Revision, replicas: u32) -> Deployment {
     }
 }
 
+/// Label of a revision's Service (and so of its EndpointSlices, which copy it) when a pod is
+/// ready as soon as its serving port accepts connections: no readiness probe but the default
+/// TCP one, no startup probe. The routers then connect to a starting pod themselves instead of
+/// waiting for the kubelet's next probe, up to a second later (Knative's activator probes pods
+/// the same way).
+pub const LABEL_READY_ON_ACCEPT: &str = "nimbus.dev/ready-on-accept";
+
+/// Whether the revision's serving container is ready once its port accepts (see
+/// [`LABEL_READY_ON_ACCEPT`]).
+pub fn ready_on_accept(rev: &Revision) -> bool {
+    // The serving container is the first, as for `serving_port`.
+    rev.spec.containers.first().is_some_and(|c| {
+        c.startup_probe.is_none()
+            && c.readiness_probe.as_ref().is_none_or(|p| {
+                p.tcp_socket.is_some()
+                    && p.http_get.is_none()
+                    && p.exec.is_none()
+                    && p.grpc.is_none()
+                    && p.initial_delay_seconds.unwrap_or(0) == 0
+            })
+    })
+}
+
 /// The Service whose EndpointSlices list the revision's ready pods.
 pub fn service(rev: &Revision) -> Service {
     let port = serving_port(rev);
+    let mut metadata = meta(rev, rev.name().to_string());
+    if ready_on_accept(rev) {
+        metadata
+            .labels
+            .get_or_insert_default()
+            .insert(LABEL_READY_ON_ACCEPT.into(), "true".into());
+    }
     Service {
-        metadata: meta(rev, rev.name().to_string()),
+        metadata,
         spec: Some(ServiceSpec {
             selector: Some(selector(rev)),
             ports: Some(vec![ServicePort {
@@ -333,5 +363,44 @@ mod tests {
             deployment(&rev, 1).metadata.name.as_deref(),
             Some("hello-00001-deployment")
         );
+    }
+
+    #[test]
+    fn pods_are_ready_on_accept_only_with_the_default_tcp_readiness() {
+        let with = |container: serde_json::Value| -> Revision {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "r-00001", "namespace": "default"},
+                "spec": {"containers": [container]}
+            }))
+            .unwrap()
+        };
+        let plain = with(serde_json::json!({"image": "x"}));
+        assert!(ready_on_accept(&plain));
+        assert_eq!(
+            service(&plain).metadata.labels.unwrap()[LABEL_READY_ON_ACCEPT],
+            "true"
+        );
+        let tcp =
+            with(serde_json::json!({"image": "x", "readinessProbe": {"tcpSocket": {"port": 0}}}));
+        assert!(ready_on_accept(&tcp));
+        for probe in [
+            serde_json::json!({"readinessProbe": {"httpGet": {"path": "/healthz"}}}),
+            serde_json::json!({"readinessProbe": {"tcpSocket": {"port": 0}, "initialDelaySeconds": 5}}),
+            serde_json::json!({"startupProbe": {"tcpSocket": {"port": 0}}}),
+        ] {
+            let mut c = serde_json::json!({"image": "x"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(probe.as_object().unwrap().clone());
+            let rev = with(c);
+            assert!(!ready_on_accept(&rev), "{probe}");
+            assert!(
+                !service(&rev)
+                    .metadata
+                    .labels
+                    .unwrap_or_default()
+                    .contains_key(LABEL_READY_ON_ACCEPT)
+            );
+        }
     }
 }
