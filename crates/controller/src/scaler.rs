@@ -45,6 +45,10 @@ impl MetricsSource for NoLoad {
     }
 }
 
+/// How long an activation of a revision not registered yet is kept for it: longer than a
+/// reconcile takes to come after a restart, shorter than a request waits.
+const PENDING_ACTIVATION: Duration = Duration::from_secs(30);
+
 /// Timing of the driver.
 #[derive(Clone, Copy, Debug)]
 pub struct ScalerConfig {
@@ -86,6 +90,10 @@ pub struct Scaler {
     activations: mpsc::UnboundedSender<RevisionKey>,
     activation_rx: Mutex<Option<mpsc::UnboundedReceiver<RevisionKey>>>,
     decisions: broadcast::Sender<RevisionKey>,
+    /// Activations of revisions not registered yet (a request came in before the revision's
+    /// first reconcile in this process, as right after a restart), with when: applied when
+    /// the revision registers, so the waiting request is not left to the next tick or lost.
+    pending: Mutex<HashMap<RevisionKey, Duration>>,
 }
 
 impl Scaler {
@@ -99,6 +107,7 @@ impl Scaler {
             activations: tx,
             activation_rx: Mutex::new(Some(rx)),
             decisions: broadcast::channel(1024).0,
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -152,6 +161,14 @@ impl Scaler {
                 target.autoscaler = Autoscaler::resume(scaling, now, desired);
             }
             target.reachable = reachable;
+            let pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            if pending.is_some_and(|at| now.saturating_sub(at) < PENDING_ACTIVATION) {
+                target.autoscaler.activate(now);
+            }
         }
         self.decide_one(&key, false).await;
         self.announce();
@@ -242,6 +259,10 @@ impl Scaler {
         };
         if known {
             self.decide_one(key, false).await;
+        } else {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.retain(|_, at| now.saturating_sub(*at) < PENDING_ACTIVATION);
+            pending.insert(key.clone(), now);
         }
     }
 

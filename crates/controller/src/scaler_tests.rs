@@ -153,6 +153,27 @@ async fn activation_scales_from_zero_without_waiting_for_a_tick() {
     assert_eq!(runtime.last(), 1, "activation applied at once");
 }
 
+/// A request that asks for a revision before this process registered it (right after a
+/// restart the router serves before the first reconcile) is not lost: the revision starts
+/// scaled up when it registers, even when it resumes at zero.
+#[tokio::test(start_paused = true)]
+async fn an_activation_before_registration_applies_when_the_revision_registers() {
+    let load = Arc::new(Load::default());
+    let runtime = Arc::new(Recorder::default());
+    let scaler = Scaler::new(load.clone(), ScalerConfig::default());
+    tokio::spawn(scaler.clone().run(std::future::pending()));
+    scaler.activate(&spec().revision);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    scaler
+        .register(spec(), scaling(10.0), runtime.clone(), true, Some(0))
+        .await;
+    assert_eq!(
+        runtime.last(),
+        1,
+        "scaled up on registration, not resumed at zero"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn load_scales_up_then_back_down() {
     let (_scaler, load, runtime) = setup(10.0).await;
