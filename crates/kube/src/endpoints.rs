@@ -388,16 +388,21 @@ mod tests {
     /// longer starting.
     #[tokio::test]
     async fn a_starting_pod_is_reported_when_it_accepts() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        // Bound but not listening: connections are refused, and no other test can take the
+        // port before it opens.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
         let key = RevisionKey::new("default", "hello-00001");
         let pod = Endpoint::tcp("pod-a", addr, Protocol::Http1);
         let mut starting = Starting::default();
         starting.track(&key, std::slice::from_ref(&pod));
         // The port opens a little later, as a starting program's does.
         tokio::time::sleep(PROBE_EVERY * 3).await;
-        let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        socket.listen(8).unwrap();
         let (revision, endpoint) =
             tokio::time::timeout(Duration::from_secs(10), starting.answered.recv())
                 .await
