@@ -24,8 +24,8 @@ use nimbus_api::parse::parse_manifests;
 use nimbus_api::runtime::Backend;
 use nimbus_api::{Kind, Object};
 use nimbus_controller::{
-    Context, Controller, ControllerConfig, IngressSink, MetricsSource, RevisionLoad, Scaler,
-    ScalerConfig, StoreResources,
+    Context, Controller, ControllerConfig, IngressSink, NoLoad, Scaler, ScalerConfig,
+    StoreResources,
 };
 use nimbus_runtime::{
     EndpointRegistry, InstanceSpec, RevisionKey, RevisionPhase, RevisionRuntimeStatus, Runtime,
@@ -291,14 +291,6 @@ impl Runtime for InstantRuntime {
         EndpointRegistry::new()
     }
     async fn shutdown(&self) {}
-}
-
-struct NoLoad;
-
-impl MetricsSource for NoLoad {
-    fn load(&self, _: &RevisionKey) -> Option<RevisionLoad> {
-        None
-    }
 }
 
 struct NoRouter;

@@ -46,6 +46,9 @@ pub const ANNOTATION_PIDS_LIMIT: &str = "nimbus.dev/pids-limit";
 /// Annotation (Nimbus extension, on the revision template): comma-separated hosts (`host` or
 /// `host:port`) a WebAssembly revision may send outbound HTTP requests to; none by default.
 pub const ANNOTATION_ALLOWED_OUTBOUND_HOSTS: &str = "nimbus.dev/allowed-outbound-hosts";
+/// Annotation (Nimbus extension, on the revision template): `"true"` runs a container in the
+/// host's network namespace instead of its own (its program must then listen on `$PORT`).
+pub const ANNOTATION_HOST_NETWORK: &str = "nimbus.dev/host-network";
 /// Annotation on Routes/Services: `cluster-local` keeps it off the public domain.
 pub const LABEL_VISIBILITY: &str = "networking.knative.dev/visibility";
 

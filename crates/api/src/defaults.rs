@@ -1,7 +1,10 @@
 //! Knative's defaulting: values filled in before validation and storage, so what users read back
 //! is what runs (`timeoutSeconds: 300`, `latestRevision: true`, the container name, ...).
 
+use k8s_openapi::ByteString;
+
 use crate::constants::DEFAULT_TIMEOUT_SECONDS;
+use crate::core::{SECRET_TYPE_OPAQUE, Secret};
 use crate::object::Object;
 use crate::serving::{RevisionSpec, TrafficTarget};
 
@@ -25,7 +28,19 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Configuration(c) => default_revision_spec(&mut c.spec.template.spec),
         Object::Revision(r) => default_revision_spec(&mut r.spec),
         Object::Route(r) => default_traffic(&mut r.spec.traffic),
-        Object::PodAutoscaler(_) | Object::Ingress(_) => {}
+        Object::Secret(s) => default_secret(s),
+        Object::PodAutoscaler(_) | Object::Ingress(_) | Object::ConfigMap(_) => {}
+    }
+}
+
+/// Kubernetes' rules: `stringData` is merged into `data` (winning over it) and never stored;
+/// `type` is `Opaque` unless given.
+fn default_secret(s: &mut Secret) {
+    for (key, value) in std::mem::take(&mut s.string_data) {
+        s.data.insert(key, ByteString(value.into_bytes()));
+    }
+    if s.type_.as_deref().is_none_or(str::is_empty) {
+        s.type_ = Some(SECRET_TYPE_OPAQUE.to_string());
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - A **field** is the path of a leaf of the object: a scalar, a list, or an empty map. Lists
 //!   are atomic (owned and replaced as a whole), which is what Kubernetes does for custom
-//!   resources whose schema declares no list type. Only `spec`, `metadata.labels` and
+//!   resources whose schema declares no list type. Only `spec` (and the other top-level
+//!   fields of kinds without one: a Secret's `data`, `type`...), `metadata.labels` and
 //!   `metadata.annotations` are tracked; `status` belongs to the `/status` subresource.
 //! - Each manager entry is keyed by (manager, operation): `Apply` entries come from apply
 //!   patches, `Update` entries from create, replace and the other patch types.
@@ -64,8 +65,11 @@ pub struct Entry {
 /// The tracked fields of an object (see the module docs for which).
 pub fn fields_of(obj: &Value) -> FieldSet {
     let mut out = FieldSet::new();
-    if let Some(spec) = obj.get("spec") {
-        leaves(spec, &mut vec!["spec".to_string()], &mut out);
+    let untracked = ["apiVersion", "kind", "metadata", "status"];
+    for (field, value) in obj.as_object().into_iter().flatten() {
+        if !untracked.contains(&field.as_str()) {
+            leaves(value, &mut vec![field.clone()], &mut out);
+        }
     }
     for map in ["labels", "annotations"] {
         if let Some(Value::Object(m)) = obj.get("metadata").and_then(|m| m.get(map)) {

@@ -1,5 +1,6 @@
 //! Nimbus's resource model: Knative Serving's `serving.knative.dev/v1` types (and the two
-//! internal kinds its controllers keep state in: PodAutoscaler and Ingress), built on
+//! internal kinds its controllers keep state in: PodAutoscaler and Ingress; and the core `v1`
+//! Secret and ConfigMap revisions read values from), built on
 //! k8s-openapi's `ObjectMeta` and `Container` so field names match Kubernetes exactly; parsing of
 //! YAML/JSON manifests with precise locations; and validation with field paths.
 //!
@@ -10,6 +11,7 @@
 pub mod autoscaling;
 pub mod conditions;
 pub mod constants;
+pub mod core;
 pub mod defaults;
 pub mod duration;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod schema;
 pub mod serving;
 pub mod validate;
 
+pub use crate::core::{ConfigMap, Secret};
 pub use conditions::{Condition, ConditionStatus};
 pub use error::{FieldError, ParseError};
 pub use kingress::KIngress;

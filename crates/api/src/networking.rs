@@ -1,9 +1,10 @@
 //! The programming of the data path: what the router must serve.
 //!
 //! This is Nimbus's counterpart of Knative's internal `networking.internal.knative.dev` Ingress:
-//! the route controller turns each Route's resolved traffic into an [`Ingress`], and the router
-//! serves exactly that. It holds no Kubernetes metadata because it is never stored; it is derived
-//! state, rebuilt from Routes on every start.
+//! the route controller writes each Route's resolved traffic as a stored KIngress
+//! (`crate::kingress`), and the Ingress reconciler derives this [`Ingress`] from it
+//! (`nimbus_controller::ingress_program`) for the router to serve exactly that. It holds no
+//! Kubernetes metadata: it is never stored itself.
 
 use std::time::Duration;
 

@@ -4,12 +4,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+use crate::core::{ConfigMap, Secret};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
 
-/// The resource kinds Nimbus serves: Knative Serving's four public kinds and the two internal
-/// ones its controllers hand state over with.
+/// The resource kinds Nimbus serves: Knative Serving's four public kinds, the two internal
+/// ones its controllers hand state over with, and the core `v1` Secret and ConfigMap that
+/// revisions read values from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Service,
@@ -20,16 +22,33 @@ pub enum Kind {
     PodAutoscaler,
     /// `networking.internal.knative.dev/v1alpha1` Ingress.
     Ingress,
+    /// Core `v1` Secret.
+    Secret,
+    /// Core `v1` ConfigMap.
+    ConfigMap,
+}
+
+/// `items` without repeats, in order.
+fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
         Kind::Route,
         Kind::PodAutoscaler,
         Kind::Ingress,
+        Kind::Secret,
+        Kind::ConfigMap,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -41,6 +60,8 @@ impl Kind {
             Kind::Route => Route::KIND,
             Kind::PodAutoscaler => PodAutoscaler::KIND,
             Kind::Ingress => KIngress::KIND,
+            Kind::Secret => Secret::KIND,
+            Kind::ConfigMap => ConfigMap::KIND,
         }
     }
 
@@ -53,14 +74,17 @@ impl Kind {
             Kind::Route => Route::PLURAL,
             Kind::PodAutoscaler => PodAutoscaler::PLURAL,
             Kind::Ingress => KIngress::PLURAL,
+            Kind::Secret => Secret::PLURAL,
+            Kind::ConfigMap => ConfigMap::PLURAL,
         }
     }
 
-    /// The API group: `serving.knative.dev` for the public kinds.
+    /// The API group: `serving.knative.dev` for the public kinds, empty for the core kinds.
     pub fn group(self) -> &'static str {
         match self {
             Kind::PodAutoscaler => crate::podautoscaler::GROUP,
             Kind::Ingress => crate::kingress::GROUP,
+            Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
             _ => crate::GROUP,
         }
     }
@@ -78,8 +102,23 @@ impl Kind {
         match self {
             Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
             Kind::Ingress => crate::kingress::API_VERSION,
+            Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
             _ => crate::API_VERSION,
         }
+    }
+
+    /// The named API groups (`/apis/{group}`) of all kinds, each once, in [`Kind::ALL`]
+    /// order; the core group (`/api`) is not one of them.
+    pub fn groups() -> Vec<&'static str> {
+        let mut groups = distinct(Kind::ALL.map(Kind::group));
+        groups.retain(|g| !g.is_empty());
+        groups
+    }
+
+    /// The `group/version`s of all kinds, each once, in [`Kind::ALL`] order (each group
+    /// serves one version).
+    pub fn api_versions() -> Vec<&'static str> {
+        distinct(Kind::ALL.map(Kind::api_version))
     }
 
     /// The kinds of one `group/version`.
@@ -98,6 +137,8 @@ impl Kind {
             Kind::Route => &["rt"],
             Kind::PodAutoscaler => &["kpa", "pa"],
             Kind::Ingress => &["kingress", "king"],
+            Kind::Secret => &[],
+            Kind::ConfigMap => &["cm"],
         }
     }
 
@@ -106,6 +147,7 @@ impl Kind {
         match self {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
+            Kind::Secret | Kind::ConfigMap => &[],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -125,6 +167,18 @@ impl Kind {
         matches!(self, Kind::PodAutoscaler | Kind::Ingress)
     }
 
+    /// Whether this is a core `v1` kind (Secret, ConfigMap): served under `/api/v1`, never a
+    /// CRD, reconciled by no controller of Nimbus's.
+    pub fn is_core(self) -> bool {
+        matches!(self, Kind::Secret | Kind::ConfigMap)
+    }
+
+    /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
+    /// core kinds, in [`Kind::ALL`] order.
+    pub fn knative() -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(|k| !k.is_core())
+    }
+
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
     /// `plural.group` for the internal kinds (`ingresses.networking.internal.knative.dev`).
     pub fn parse(s: &str) -> Option<Kind> {
@@ -136,6 +190,8 @@ impl Kind {
             "route" | "routes" | "rt" => Some(Kind::Route),
             "podautoscaler" | "podautoscalers" | "kpa" | "pa" => Some(Kind::PodAutoscaler),
             "kingress" | "king" | "ingress" | "ingresses" => Some(Kind::Ingress),
+            "secret" | "secrets" => Some(Kind::Secret),
+            "configmap" | "configmaps" | "cm" => Some(Kind::ConfigMap),
             _ => None,
         };
         found.or_else(|| {
@@ -165,6 +221,8 @@ pub enum Object {
     Route(Route),
     PodAutoscaler(PodAutoscaler),
     Ingress(KIngress),
+    Secret(Secret),
+    ConfigMap(ConfigMap),
 }
 
 macro_rules! each {
@@ -176,6 +234,8 @@ macro_rules! each {
             Object::Route($o) => $e,
             Object::PodAutoscaler($o) => $e,
             Object::Ingress($o) => $e,
+            Object::Secret($o) => $e,
+            Object::ConfigMap($o) => $e,
         }
     };
 }
@@ -189,6 +249,8 @@ impl Object {
             Object::Route(_) => Kind::Route,
             Object::PodAutoscaler(_) => Kind::PodAutoscaler,
             Object::Ingress(_) => Kind::Ingress,
+            Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -220,11 +282,6 @@ impl Object {
     /// The object's `generation` (0 when unset).
     pub fn generation(&self) -> i64 {
         self.metadata().generation.unwrap_or(0)
-    }
-
-    /// The object's `status` as JSON (`null` when it has none).
-    pub fn status_json(&self) -> serde_json::Value {
-        each!(self, o => serde_json::to_value(&o.status).unwrap_or_default())
     }
 
     /// Take `other`'s status (same kind; otherwise nothing changes). The status subresource's
@@ -267,6 +324,8 @@ impl Object {
             Kind::Route => Object::Route(serde_json::from_value(value)?),
             Kind::PodAutoscaler => Object::PodAutoscaler(serde_json::from_value(value)?),
             Kind::Ingress => Object::Ingress(serde_json::from_value(value)?),
+            Kind::Secret => Object::Secret(serde_json::from_value(value)?),
+            Kind::ConfigMap => Object::ConfigMap(serde_json::from_value(value)?),
         })
     }
 }
@@ -285,6 +344,11 @@ mod tests {
             None
         );
         assert_eq!(Kind::parse("kpa"), Some(Kind::PodAutoscaler));
+        assert_eq!(Kind::parse("cm"), Some(Kind::ConfigMap));
+        assert_eq!(Kind::of_resource("", "v1", "secrets"), Some(Kind::Secret));
+        assert_eq!(Kind::Secret.api_version(), "v1");
+        assert!(Kind::knative().all(|k| !k.is_core()));
+        assert_eq!(Kind::knative().count(), 6);
         assert_eq!(
             Kind::parse("ingresses.networking.internal.knative.dev"),
             Some(Kind::Ingress)

@@ -91,6 +91,8 @@ pub fn decode_object_lenient(
         Kind::Route => Object::Route(decode_typed(&value)?),
         Kind::PodAutoscaler => Object::PodAutoscaler(decode_typed(&value)?),
         Kind::Ingress => Object::Ingress(decode_typed(&value)?),
+        Kind::Secret => Object::Secret(decode_typed(&value).map_err(hide_values)?),
+        Kind::ConfigMap => Object::ConfigMap(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();
@@ -165,6 +167,19 @@ fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, Vec<FieldError>
         let path = if path == "." { String::new() } else { path };
         vec![FieldError::new(path, e.into_inner().to_string())]
     })
+}
+
+/// A Secret's decode errors without the values serde quotes (`invalid type: integer 42`):
+/// the path says where, the message what was expected.
+fn hide_values(errors: Vec<FieldError>) -> Vec<FieldError> {
+    let hide = |e: FieldError| match e.path.split('.').next() {
+        Some("data") => {
+            FieldError::new(e.path, "must be a base64-encoded string (value not shown)")
+        }
+        Some("stringData") => FieldError::new(e.path, "must be a string (value not shown)"),
+        _ => e,
+    };
+    errors.into_iter().map(hide).collect()
 }
 
 /// Report every key of `input` that did not survive decoding into the typed object.

@@ -28,6 +28,8 @@ pub enum Source {
     Field(&'static [&'static str]),
     /// A field of the `Ready` condition in `status.conditions`.
     Ready(&'static str),
+    /// How many keys the maps at these top-level fields hold together (a Secret's `DATA`).
+    Keys(&'static [&'static str]),
 }
 
 /// Knative's columns of `kind`, after NAME.
@@ -46,6 +48,8 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
         Kind::Route => &[URL, READY, REASON],
         Kind::PodAutoscaler => &[DESIRED_SCALE, ACTUAL_SCALE, READY, REASON],
         Kind::Ingress => &[READY, REASON],
+        Kind::Secret => &[SECRET_TYPE, SECRET_DATA],
+        Kind::ConfigMap => &[CONFIG_MAP_DATA],
     }
 }
 
@@ -103,6 +107,24 @@ const DESIRED_REPLICAS: PrinterColumn = PrinterColumn {
     description: "Instances the autoscaler wants (.status.desiredReplicas).",
     source: Source::Field(&["status", "desiredReplicas"]),
 };
+const SECRET_TYPE: PrinterColumn = PrinterColumn {
+    name: "Type",
+    type_: "string",
+    description: "What the secret's data is for (.type).",
+    source: Source::Field(&["type"]),
+};
+const SECRET_DATA: PrinterColumn = PrinterColumn {
+    name: "Data",
+    type_: "integer",
+    description: "How many values the secret holds.",
+    source: Source::Keys(&["data"]),
+};
+const CONFIG_MAP_DATA: PrinterColumn = PrinterColumn {
+    name: "Data",
+    type_: "integer",
+    description: "How many values the config map holds (data and binaryData).",
+    source: Source::Keys(&["data", "binaryData"]),
+};
 const DESIRED_SCALE: PrinterColumn = PrinterColumn {
     name: "DesiredScale",
     type_: "integer",
@@ -128,6 +150,14 @@ impl PrinterColumn {
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
                 .and_then(|c| c.get(field)),
+            Source::Keys(fields) => {
+                let count = |f: &&str| {
+                    obj.get(*f)
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len())
+                };
+                return Value::from(fields.iter().map(count).sum::<usize>());
+            }
         };
         found.cloned().unwrap_or(Value::Null)
     }
@@ -139,6 +169,8 @@ impl PrinterColumn {
         match self.source {
             Source::Field(path) => path.iter().map(|name| json_path_step(name)).collect(),
             Source::Ready(field) => format!(".status.conditions[?(@.type=='Ready')].{field}"),
+            // JSONPath cannot count; the core kinds this serves are never CRDs.
+            Source::Keys(fields) => format!(".{}", fields[0]),
         }
     }
 }
@@ -174,6 +206,18 @@ mod tests {
             ]
         );
         assert_eq!(columns(Kind::Service)[0].json_path(), ".status.url");
+    }
+
+    #[test]
+    fn data_cells_count_keys() {
+        let cm = json!({"data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
+        assert_eq!(columns(Kind::ConfigMap)[0].cell(&cm), json!(3));
+        let secret = json!({"type": "Opaque", "data": {"password": "eA=="}});
+        let cells: Vec<Value> = columns(Kind::Secret)
+            .iter()
+            .map(|c| c.cell(&secret))
+            .collect();
+        assert_eq!(cells, [json!("Opaque"), json!(1)]);
     }
 
     #[test]

@@ -74,6 +74,28 @@ pub fn runtime_choice(
     }
 }
 
+/// Knative's runtime contract env of a revision's instances, the same in every runtime and
+/// both modes: `K_SERVICE`, `K_CONFIGURATION` (empty when the revision has no such owner) and
+/// `K_REVISION`, in that order. Runtimes add `PORT`, which they choose.
+pub fn contract_env(rev: &crate::Revision) -> [(&'static str, String); 3] {
+    let label = |key: &str| {
+        rev.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    [
+        ("K_SERVICE", label(crate::constants::LABEL_SERVICE)),
+        (
+            "K_CONFIGURATION",
+            label(crate::constants::LABEL_CONFIGURATION),
+        ),
+        ("K_REVISION", rev.name().to_string()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Route => generator.subschema_for::<Route>(),
         Kind::PodAutoscaler => generator.subschema_for::<crate::PodAutoscaler>(),
         Kind::Ingress => generator.subschema_for::<crate::KIngress>(),
+        Kind::Secret => generator.subschema_for::<crate::Secret>(),
+        Kind::ConfigMap => generator.subschema_for::<crate::ConfigMap>(),
     };
 }
 
@@ -55,8 +57,12 @@ pub fn definitions() -> Map<String, Value> {
 }
 
 /// A kind's own definition name: the reversed group, the version and the type
-/// (`dev.knative.internal.autoscaling.v1alpha1.PodAutoscaler`).
+/// (`dev.knative.internal.autoscaling.v1alpha1.PodAutoscaler`); the core kinds' are
+/// Kubernetes' own (`io.k8s.api.core.v1.Secret`).
 pub fn definition_name(kind: Kind, type_name: &str) -> String {
+    if kind.is_core() {
+        return format!("io.k8s.api.core.{}.{type_name}", kind.version());
+    }
     let group: Vec<&str> = kind.group().rsplit('.').collect();
     format!("{}.{}.{type_name}", group.join("."), kind.version())
 }

@@ -365,10 +365,10 @@ pub struct TrafficTarget {
     pub url: Option<String>,
 }
 
-// === helpers shared by all four kinds ===
+// === helpers shared by every kind ===
 
 macro_rules! impl_resource {
-    ($($ty:ident => $kind:literal, $plural:literal;)*) => {$(
+    ($($ty:ty => $kind:literal, $plural:literal;)*) => {$(
         impl $ty {
             pub const KIND: &'static str = $kind;
             pub const PLURAL: &'static str = $plural;
@@ -384,21 +384,6 @@ impl_resource! {
     Configuration => "Configuration", "configurations";
     Revision => "Revision", "revisions";
     Route => "Route", "routes";
-}
-
-macro_rules! impl_internal {
-    ($($ty:ty => $kind:literal, $plural:literal;)*) => {$(
-        impl $ty {
-            pub const KIND: &'static str = $kind;
-            pub const PLURAL: &'static str = $plural;
-            pub fn name(&self) -> &str { self.metadata.name.as_deref().unwrap_or("") }
-            pub fn namespace(&self) -> &str { self.metadata.namespace.as_deref().unwrap_or("default") }
-            pub fn generation(&self) -> i64 { self.metadata.generation.unwrap_or(0) }
-        }
-    )*};
-}
-
-impl_internal! {
     crate::podautoscaler::PodAutoscaler => "PodAutoscaler", "podautoscalers";
     crate::kingress::KIngress => "Ingress", "ingresses";
 }

@@ -4,7 +4,11 @@
 use std::collections::HashSet;
 
 mod container;
+mod core;
 mod immutable;
+mod security;
+
+pub use security::CAPABILITIES;
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,6 +31,11 @@ pub const RESERVED_PORTS: [i32; 5] = [8012, 8013, 8022, 9090, 9091];
 /// Validate any object. Empty when valid.
 pub fn validate(obj: &Object) -> Vec<FieldError> {
     let mut v = Errors::default();
+    if obj.kind().is_core() {
+        core::validate_meta(&mut v, obj.metadata());
+        core::validate(&mut v, obj);
+        return v.0;
+    }
     validate_meta(&mut v, obj.metadata());
     let parent = obj.metadata().name.as_deref();
     match obj {
@@ -46,6 +55,7 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Route(r) => validate_traffic(&mut v, "spec.traffic", &r.spec.traffic, parent, true),
         // Written by Nimbus's own controllers; their specs are not user input.
         Object::PodAutoscaler(_) | Object::Ingress(_) => {}
+        Object::Secret(_) | Object::ConfigMap(_) => {}
     }
     v.0
 }
@@ -59,6 +69,9 @@ pub const REVISION_SPEC_IMMUTABLE: &str = "A Revision's spec never changes once 
 /// changes, and a user-chosen revision name (`spec.template.metadata.name`) names one immutable
 /// template, so changing the template while keeping the name is refused.
 pub fn validate_update(old: &Object, new: &Object) -> Vec<FieldError> {
+    if new.kind().is_core() {
+        return core::validate_update(old, new);
+    }
     if let (Object::Revision(before), Object::Revision(after)) = (old, new)
         && before.spec != after.spec
     {
@@ -89,6 +102,35 @@ pub fn validate_update(old: &Object, new: &Object) -> Vec<FieldError> {
     }
 }
 
+/// Most bytes all annotations of an object may take (keys and values), as in Kubernetes.
+const MAX_ANNOTATIONS_BYTES: usize = 256 << 10;
+
+/// Label keys and values and annotation keys, by Kubernetes' rules (`path`: where `meta` is).
+fn validate_keys(v: &mut Errors, path: &str, meta: &ObjectMeta) {
+    for (key, value) in meta.labels.iter().flatten() {
+        if let Err(e) = crate::names::check_qualified_name(key) {
+            v.add(format!("{path}.labels"), format!("key: {e}"));
+        }
+        if let Err(e) = crate::names::check_label_value(value) {
+            v.add(format!("{path}.labels[{key}]"), e);
+        }
+    }
+    let annotations = meta.annotations.iter().flatten();
+    let mut size = 0;
+    for (key, value) in annotations {
+        size += key.len() + value.len();
+        if let Err(e) = crate::names::check_qualified_name(key) {
+            v.add(format!("{path}.annotations"), format!("key: {e}"));
+        }
+    }
+    if size > MAX_ANNOTATIONS_BYTES {
+        v.add(
+            format!("{path}.annotations"),
+            format!("{size} bytes in all; at most {MAX_ANNOTATIONS_BYTES} are allowed"),
+        );
+    }
+}
+
 #[derive(Default)]
 struct Errors(Vec<FieldError>);
 
@@ -99,6 +141,7 @@ impl Errors {
 }
 
 fn validate_meta(v: &mut Errors, meta: &ObjectMeta) {
+    validate_keys(v, "metadata", meta);
     match (&meta.name, &meta.generate_name) {
         (Some(name), _) => {
             if let Err(e) = check_dns_label(name) {
@@ -124,6 +167,7 @@ fn validate_meta(v: &mut Errors, meta: &ObjectMeta) {
 }
 
 fn validate_template(v: &mut Errors, path: &str, t: &RevisionTemplateSpec, parent: Option<&str>) {
+    validate_keys(v, &format!("{path}.metadata"), &t.metadata);
     if let (Some(name), Some(parent)) = (&t.metadata.name, parent) {
         if !name.starts_with(&format!("{parent}-")) {
             v.add(
@@ -214,13 +258,6 @@ fn validate_runtime_annotation(v: &mut Errors, path: &str, meta: &ObjectMeta) {
     }
 }
 
-/// Why the process runtime refuses `securityContext` (issue #13): accepted and ignored, it
-/// would promise a user, a non-root check or dropped privileges that a host process does not get.
-pub const PROCESS_SECURITY_CONTEXT: &str = "the process runtime (nimbus.dev/runtime: process) runs \
-    host programs as the server's user and cannot enforce a securityContext; remove it, or run \
-    the program from an image (the default oci runtime honours runAsUser, runAsGroup and \
-    runAsNonRoot)";
-
 /// Validate a revision spec found at `path` (`meta`: the revision's or template's metadata).
 fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta: &ObjectMeta) {
     if let Some(rc) = spec.runtime_class_name.as_deref()
@@ -229,24 +266,23 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta:
         v.add(format!("{path}.runtimeClassName"), e);
     }
     let backend = runtime_choice(meta.annotations.as_ref(), spec).backend;
-    let runtime = Some(backend.as_str());
-    if backend == Backend::Process
-        && let Some(sc) = &spec.security_context
-        && *sc != Default::default()
-    {
-        v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
-    }
     match spec.containers.len() {
         0 => v.add(
             format!("{path}.containers"),
             "exactly one container is required",
         ),
-        1 => validate_container(
-            v,
-            &format!("{path}.containers[0]"),
-            &spec.containers[0],
-            runtime,
-        ),
+        1 => {
+            let container = format!("{path}.containers[0]");
+            validate_container(v, &container, &spec.containers[0], backend);
+            security::validate_security(
+                v,
+                &format!("{path}.securityContext"),
+                spec.security_context.as_ref(),
+                &format!("{container}.securityContext"),
+                &spec.containers[0],
+                backend,
+            );
+        }
         n => v.add(
             format!("{path}.containers"),
             format!("has {n} containers; Nimbus supports exactly one"),
@@ -279,22 +315,14 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta:
     }
 }
 
-fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option<&str>) {
+fn validate_container(v: &mut Errors, path: &str, c: &Container, backend: Backend) {
     let has_command = c.command.as_ref().is_some_and(|cmd| !cmd.is_empty());
-    match runtime {
-        Some(RUNTIME_PROCESS) if !has_command => v.add(
+    match backend {
+        Backend::Process if !has_command => v.add(
             format!("{path}.command"),
             "is required for the process backend (nimbus.dev/runtime: process): give the program to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         ),
-        Some(RUNTIME_PROCESS)
-            if c
-                .security_context
-                .as_ref()
-                .is_some_and(|sc| *sc != Default::default()) =>
-        {
-            v.add(format!("{path}.securityContext"), PROCESS_SECURITY_CONTEXT);
-        }
-        Some(RUNTIME_PROCESS) => {}
+        Backend::Process => {}
         _ if c.image.as_deref().unwrap_or("").is_empty() => v.add(
             format!("{path}.image"),
             "is required (or annotate the template with nimbus.dev/runtime: process and give a command to run a host process)",
@@ -355,12 +383,12 @@ fn validate_container(v: &mut Errors, path: &str, c: &Container, runtime: Option
                 ),
             );
         }
-        if e.value_from.is_some() {
-            v.add(
-                format!("{path}.env[{i}].valueFrom"),
-                "is not supported in embedded mode (there are no Secrets or ConfigMaps); use value",
-            );
+        if let Some(from) = &e.value_from {
+            core::validate_value_from(v, &format!("{path}.env[{i}]"), e.value.is_some(), from);
         }
+    }
+    for (i, e) in c.env_from.as_deref().unwrap_or_default().iter().enumerate() {
+        core::validate_env_from(v, &format!("{path}.envFrom[{i}]"), e);
     }
 }
 

@@ -12,9 +12,13 @@ use crate::status::ApiError;
 /// The largest body accepted (Kubernetes' limit).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// Parse a body as YAML when `Content-Type` says so, JSON otherwise.
+/// Parse a body as YAML when `Content-Type` says so, protobuf for kubectl's typed Secrets and
+/// ConfigMaps (see [`crate::proto`]), JSON otherwise.
 pub fn parse(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(rejected)?;
+    if mime(headers) == crate::proto::PROTOBUF {
+        return crate::proto::decode(&body);
+    }
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not UTF-8: {e}")))?;
     if is_yaml(headers) {
@@ -26,13 +30,16 @@ pub fn parse(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
 }
 
 fn is_yaml(headers: &HeaderMap) -> bool {
+    mime(headers).ends_with("yaml")
+}
+
+/// The media type of `Content-Type`, without parameters.
+fn mime(headers: &HeaderMap) -> &str {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    ct.split(';')
-        .next()
-        .is_some_and(|mime| mime.trim().ends_with("yaml"))
+    ct.split(';').next().unwrap_or("").trim()
 }
 
 pub(crate) fn rejected(e: BytesRejection) -> ApiError {

@@ -20,15 +20,13 @@ use tokio::sync::Semaphore;
 
 /// Limits on the API port's connections.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// How long a client may take to send a request's headers, counted from when the
     /// connection opened or its previous response ended (so it is also the keep-alive idle
     /// timeout). Default 30 s.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Connections served at once. Default 1024.
-    pub max_connections: usize,
-    /// How long open requests (watches above all) may go on once shutdown is asked.
-    pub shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for ConnLimits {
@@ -36,14 +34,13 @@ impl Default for ConnLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 1024,
-            shutdown_grace: crate::SHUTDOWN_GRACE,
         }
     }
 }
 
-/// Serve `app` on `listener` until `shutdown` completes, then give open connections
-/// `limits.shutdown_grace` to finish.
-pub async fn serve<L>(
+/// Serve `app` on `listener` until `shutdown` completes, then stop accepting and give open
+/// connections [`crate::SHUTDOWN_GRACE`] to finish.
+pub(crate) async fn serve<L>(
     mut listener: L,
     app: Router,
     limits: ConnLimits,
@@ -85,9 +82,11 @@ where
             drop(slot);
         });
     }
+    // New clients are refused at once rather than left in the backlog during the grace.
+    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.shutdown_grace) => {}
+        () = tokio::time::sleep(crate::SHUTDOWN_GRACE) => {}
     }
     Ok(())
 }
@@ -112,7 +111,6 @@ mod tests {
         let limits = ConnLimits {
             header_read_timeout: TIMEOUT,
             max_connections,
-            shutdown_grace: Duration::from_secs(1),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(listener, app, limits, async move {

@@ -7,7 +7,8 @@
 //!
 //! Only the legacy (unaggregated) documents are served. kubectl 1.32 first asks `/api` and
 //! `/apis` for the aggregated `apidiscovery.k8s.io/v2` format and falls back to these when the
-//! answer's `Content-Type` is plain `application/json`. There is no core (`/api/v1`) group.
+//! answer's `Content-Type` is plain `application/json`. The core group (`/api/v1`) serves
+//! Secrets and ConfigMaps only, without a `status` subresource.
 
 use axum::Json;
 use axum::extract::Path;
@@ -43,20 +44,29 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// GET `/api`: the core group's versions; none are served.
+/// GET `/api`: the core group's versions (`v1`, with Secrets and ConfigMaps).
 pub async fn core_versions() -> Json<Value> {
-    Json(json!({ "kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": [] }))
+    let versions = [nimbus_api::core::API_VERSION];
+    Json(json!({ "kind": "APIVersions", "versions": versions, "serverAddressByClientCIDRs": [] }))
+}
+
+/// GET `/api/{version}`: the core group-version's resources.
+pub async fn core_resources(Path(version): Path<String>) -> Result<Json<Value>, ApiError> {
+    match version == nimbus_api::core::API_VERSION {
+        true => Ok(Json(resource_list(&version))),
+        false => Err(ApiError::no_such_path()),
+    }
 }
 
 /// GET `/apis`: every group, in [`Kind::ALL`] order (`serving.knative.dev` first).
 pub async fn groups() -> Json<Value> {
-    let groups: Vec<Value> = group_names().into_iter().map(group).collect();
+    let groups: Vec<Value> = Kind::groups().into_iter().map(group).collect();
     Json(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
 }
 
 /// GET `/apis/{group}`.
 pub async fn api_group(Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    match group_names().into_iter().find(|g| *g == name) {
+    match Kind::groups().into_iter().find(|g| *g == name) {
         Some(g) => Ok(Json(group(g))),
         None => Err(ApiError::no_such_path()),
     }
@@ -71,17 +81,6 @@ pub async fn api_resources(
         Some(kind) => Ok(Json(resource_list(kind.api_version()))),
         None => Err(ApiError::no_such_path()),
     }
-}
-
-/// The served groups, each once, in [`Kind::ALL`] order.
-fn group_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Vec::new();
-    for group in Kind::ALL.map(Kind::group) {
-        if !names.contains(&group) {
-            names.push(group);
-        }
-    }
-    names
 }
 
 /// A group's `APIGroup`: each group serves one version.
@@ -113,8 +112,8 @@ pub fn resource_list(api_version: &str) -> Value {
     })
 }
 
-/// A kind's resource and its `status` subresource.
-fn resources_of(kind: Kind) -> [Value; 2] {
+/// A kind's resource and its `status` subresource (the core kinds have none).
+fn resources_of(kind: Kind) -> Vec<Value> {
     let plural = kind.plural();
     let resource = json!({
         "name": plural,
@@ -132,7 +131,10 @@ fn resources_of(kind: Kind) -> [Value; 2] {
         "kind": kind.as_str(),
         "verbs": ["get", "patch", "update"],
     });
-    [resource, status]
+    match kind.is_core() {
+        true => vec![resource],
+        false => vec![resource, status],
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +170,19 @@ mod tests {
         for short in ["ksvc", "kservice", "cfg", "config", "rev", "rt"] {
             assert!(Kind::parse(short).is_some(), "{short}");
         }
+    }
+
+    #[test]
+    fn the_core_group_serves_secrets_and_config_maps_without_status() {
+        let list = resource_list("v1");
+        assert_eq!(list["groupVersion"], "v1");
+        let resources = list["resources"].as_array().unwrap();
+        let names: Vec<&str> = resources
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["secrets", "configmaps"]);
+        assert_eq!(resources[1]["shortNames"], json!(["cm"]));
+        assert!(!Kind::groups().contains(&""));
     }
 }

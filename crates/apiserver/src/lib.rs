@@ -3,7 +3,8 @@
 //! kind is served under its own group-version, as a Kubernetes API server serves CRD groups:
 //! `services`, `configurations`, `revisions`, `routes` in `serving.knative.dev/v1`,
 //! `podautoscalers` in `autoscaling.internal.knative.dev/v1alpha1` and `ingresses` in
-//! `networking.internal.knative.dev/v1alpha1`.
+//! `networking.internal.knative.dev/v1alpha1`; and the core group's `secrets` and
+//! `configmaps` under `/api/v1` (no `status` subresource).
 //!
 //! This crate owns the HTTP shape only: paths, verbs, query parameters, `Status` errors, list and
 //! watch encodings. What is valid is decided by `nimbus-api`; what is stored, and every
@@ -18,26 +19,30 @@
 //! |---|---|
 //! | `/healthz` | GET (the only path answered without the token) |
 //! | `/version`, `/api`, `/apis`, `/apis/{group}[/{version}]` | GET: discovery |
-//! | `/openapi/v3[/apis/{group}/{version}]`, `/openapi/v2` | GET: schemas |
+//! | `/openapi/v3[/apis/{group}/{version}]`, `/openapi/v3/api/v1`, `/openapi/v2` | GET: schemas |
 //! | `/apis/{group}/{version}/{plural}` | GET list / watch across namespaces |
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
+//! | `/api/v1[/namespaces/{ns}]/{secrets,configmaps}[/{name}]` | as above, without `status` |
 //! | `{API_PREFIX}/namespaces/{ns}/services/{name}/log`, `.../revisions/{name}/log` | GET: instance logs (see [`logs`]) |
 //!
 //! GETs answer a `meta.k8s.io` `Table` when asked (`kubectl get`); writes take `fieldManager`,
 //! `fieldValidation`, `dryRun` and (apply) `force`; see [`fields`] for field ownership.
 
 mod body;
-pub mod conn;
+mod conn;
 mod discovery;
 pub use nimbus_api::fields;
 mod list;
 pub mod logs;
 mod openapi;
 mod params;
-mod patch;
+// Public for the fuzz targets in `fuzz/` only; not a stable API.
+#[doc(hidden)]
+pub mod patch;
 mod path;
+mod proto;
 mod resources;
 mod selector;
 mod stamp;
@@ -76,6 +81,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The API as a service; test it with `tower::ServiceExt::oneshot`.
 pub fn app(state: ApiState) -> Router {
     let r = path::RESOURCES;
+    let core = path::CORE_RESOURCES;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/version", get(discovery::version))
@@ -83,12 +89,14 @@ pub fn app(state: ApiState) -> Router {
         .route("/apis", get(discovery::groups))
         .route("/apis/{group}", get(discovery::api_group))
         .route(r, get(discovery::api_resources))
+        .route(core, get(discovery::core_resources))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_root))
         .route(
             "/openapi/v3/apis/{group}/{version}",
             get(openapi::v3_group_version),
         )
+        .route("/openapi/v3/api/{version}", get(openapi::v3_core))
         .route(&format!("{r}/{{plural}}"), get(list::list_or_watch))
         .route(
             &format!("{r}/namespaces/{{ns}}/{{plural}}"),
@@ -96,6 +104,18 @@ pub fn app(state: ApiState) -> Router {
         )
         .route(
             &format!("{r}/namespaces/{{ns}}/{{plural}}/{{name}}"),
+            get(resources::get)
+                .put(resources::replace)
+                .patch(resources::patch)
+                .delete(resources::delete),
+        )
+        .route(&format!("{core}/{{plural}}"), get(list::list_or_watch))
+        .route(
+            &format!("{core}/namespaces/{{ns}}/{{plural}}"),
+            get(list::list_or_watch).post(resources::create),
+        )
+        .route(
+            &format!("{core}/namespaces/{{ns}}/{{plural}}/{{name}}"),
             get(resources::get)
                 .put(resources::replace)
                 .patch(resources::patch)

@@ -1,8 +1,8 @@
 //! OpenAPI documents generated from the Rust types (`schemars`, with k8s-openapi's own schemas
 //! for `ObjectMeta`, `Container` and friends), never written by hand.
 //!
-//! - `/openapi/v3` lists the group-versions; `/openapi/v3/apis/{group}/{version}` is one
-//!   group-version's document (its paths, and the schemas they reach), which kubectl reads for
+//! - `/openapi/v3` lists the group-versions; `/openapi/v3/apis/{group}/{version}` (the core
+//!   group's: `/openapi/v3/api/v1`) is one group-version's document (its paths, and the schemas they reach), which kubectl reads for
 //!   `kubectl explain` and to learn that PATCH takes `fieldValidation` (so `kubectl apply`
 //!   leaves validation to the server rather than falling back to client-side validation with
 //!   `/openapi/v2`).
@@ -21,10 +21,12 @@ use axum::Json;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
+use nimbus_api::Kind;
 use nimbus_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
-use nimbus_api::{Kind, schema};
+use nimbus_api::schema::{self, definition_name};
 use serde_json::{Map, Value, json};
 
+use crate::list::list_kind;
 use crate::status::ApiError;
 
 /// The generated documents, built once.
@@ -50,12 +52,10 @@ fn documents() -> &'static Documents {
     static DOCS: OnceLock<Documents> = OnceLock::new();
     DOCS.get_or_init(|| {
         let schemas = schemas();
-        let mut v3: Vec<GroupVersionDocument> = Vec::new();
-        for kind in Kind::ALL {
-            if v3.iter().all(|d| d.api_version != kind.api_version()) {
-                v3.push(GroupVersionDocument::new(kind.api_version(), &schemas));
-            }
-        }
+        let v3 = Kind::api_versions()
+            .into_iter()
+            .map(|api_version| GroupVersionDocument::new(api_version, &schemas))
+            .collect();
         Documents {
             v3,
             v2: v2_document(&schemas),
@@ -69,7 +69,7 @@ pub async fn v3_root() -> Json<Value> {
         .v3
         .iter()
         .map(|d| {
-            let path = format!("apis/{}", d.api_version);
+            let path = rest_prefix(d.api_version)[1..].to_string();
             let url = format!("/openapi/v3/{path}?hash={}", d.hash);
             (path, json!({ "serverRelativeURL": url }))
         })
@@ -87,6 +87,26 @@ pub async fn v3_group_version(
     let doc = found.ok_or_else(ApiError::no_such_path)?;
     accepts_json(&headers)?;
     Ok(Json(doc.document.clone()).into_response())
+}
+
+/// GET `/openapi/v3/api/{version}`: the core group's document (Secrets, ConfigMaps).
+pub async fn v3_core(
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let found = documents().v3.iter().find(|d| d.api_version == version);
+    let doc = found.ok_or_else(ApiError::no_such_path)?;
+    accepts_json(&headers)?;
+    Ok(Json(doc.document.clone()).into_response())
+}
+
+/// Where a group-version's resources are: `/apis/{group}/{version}`, or `/api/{version}` for
+/// the core group.
+fn rest_prefix(api_version: &str) -> String {
+    match api_version.contains('/') {
+        true => format!("/apis/{api_version}"),
+        false => format!("/api/{api_version}"),
+    }
 }
 
 /// GET `/openapi/v2`.
@@ -126,10 +146,10 @@ fn schemas() -> Map<String, Value> {
     generator.subschema_for::<Status>();
     let mut schemas = schema::take_definitions(&mut generator);
     for kind in Kind::ALL {
-        if let Some(schema) = schemas.get_mut(&schema_name(kind, kind.as_str())) {
+        if let Some(schema) = schemas.get_mut(&definition_name(kind, kind.as_str())) {
             describe_kind(schema, kind);
         }
-        schemas.insert(schema_name(kind, &list_kind(kind)), list_schema(kind));
+        schemas.insert(definition_name(kind, &list_kind(kind)), list_schema(kind));
     }
     schemas.insert(
         PATCH.into(),
@@ -140,16 +160,6 @@ fn schemas() -> Map<String, Value> {
 
 const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
-
-/// A schema of `kind`'s group-version, named as Kubernetes names a CRD's: the reversed group,
-/// the version and the type (`dev.knative.internal.autoscaling.v1alpha1.PodAutoscaler`).
-fn schema_name(kind: Kind, type_name: &str) -> String {
-    schema::definition_name(kind, type_name)
-}
-
-fn list_kind(kind: Kind) -> String {
-    format!("{kind}List")
-}
 
 /// Kubernetes' descriptions of the type fields, and the kind's GVK.
 fn describe_kind(schema: &mut Value, kind: Kind) {
@@ -203,7 +213,7 @@ fn list_schema(kind: Kind) -> Value {
             "apiVersion": { "type": "string", "description": kind.api_version() },
             "kind": { "type": "string", "description": list },
             "metadata": { "allOf": [{ "$ref": format!("{REF_V3}io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta") }] },
-            "items": { "type": "array", "items": { "$ref": format!("{REF_V3}{}", schema_name(kind, kind.as_str())) } },
+            "items": { "type": "array", "items": { "$ref": format!("{REF_V3}{}", definition_name(kind, kind.as_str())) } },
         },
         "x-kubernetes-group-version-kind": [gvk(kind, &list)],
     })
@@ -232,8 +242,8 @@ fn v3_document(api_version: &str, all: &Map<String, Value>) -> Value {
     }
     let mut roots = vec![STATUS.to_string()];
     for kind in Kind::of_api_version(api_version) {
-        roots.push(schema_name(kind, kind.as_str()));
-        roots.push(schema_name(kind, &list_kind(kind)));
+        roots.push(definition_name(kind, kind.as_str()));
+        roots.push(definition_name(kind, &list_kind(kind)));
     }
     roots.extend(references(&Value::Object(paths.clone())));
     json!({
@@ -278,13 +288,14 @@ fn references(v: &Value) -> Vec<String> {
     }
 }
 
-/// The collection, item and status paths of a kind, with their operations.
+/// The collection, item and status paths of a kind (the core kinds have no status), with
+/// their operations.
 fn kind_paths(kind: Kind) -> Vec<(String, Value)> {
-    let base = format!("/apis/{}", kind.api_version());
+    let base = rest_prefix(kind.api_version());
     let plural = kind.plural();
     let ns = format!("{base}/namespaces/{{namespace}}/{plural}");
-    let list = format!("{kind}List");
-    vec![
+    let list = list_kind(kind);
+    let mut paths = vec![
         (
             format!("{base}/{plural}"),
             json!({ "get": op(kind, "list", &list, false) }),
@@ -307,16 +318,20 @@ fn kind_paths(kind: Kind) -> Vec<(String, Value)> {
                 "delete": op(kind, "delete", kind.as_str(), true),
             }),
         ),
-        (
-            format!("{ns}/{{name}}/status"),
-            json!({
-                "parameters": [path_param("name"), path_param("namespace")],
-                "get": op(kind, "get", kind.as_str(), false),
-                "put": write_op(kind, "put", &[]),
-                "patch": write_op(kind, "patch", &[]),
-            }),
-        ),
-    ]
+    ];
+    if kind.is_core() {
+        return paths;
+    }
+    paths.push((
+        format!("{ns}/{{name}}/status"),
+        json!({
+            "parameters": [path_param("name"), path_param("namespace")],
+            "get": op(kind, "get", kind.as_str(), false),
+            "put": write_op(kind, "put", &[]),
+            "patch": write_op(kind, "patch", &[]),
+        }),
+    ));
+    paths
 }
 
 /// A read (or delete) operation answering with `answer`.
@@ -359,7 +374,7 @@ fn write_op(kind: Kind, action: &str, extra: &[&str]) -> Value {
     }
     let schema = match action {
         "patch" => PATCH.to_string(),
-        _ => schema_name(kind, kind.as_str()),
+        _ => definition_name(kind, kind.as_str()),
     };
     let types: &[&str] = match action {
         "patch" => &[
@@ -392,6 +407,9 @@ fn write_op(kind: Kind, action: &str, extra: &[&str]) -> Value {
 /// Kubernetes' operation tag: the group in camel case and the version
 /// (`servingKnativeDev_v1`).
 fn tag(kind: Kind) -> String {
+    if kind.is_core() {
+        return format!("core_{}", kind.version());
+    }
     let mut words = kind.group().split('.');
     let mut text = words.next().unwrap_or("").to_string();
     for word in words {
@@ -405,7 +423,7 @@ fn tag(kind: Kind) -> String {
 }
 
 fn response(kind: Kind, answer: &str) -> Value {
-    let schema = json!({ "$ref": format!("{REF_V3}{}", schema_name(kind, answer)) });
+    let schema = json!({ "$ref": format!("{REF_V3}{}", definition_name(kind, answer)) });
     json!({ "description": "OK", "content": { "application/json": { "schema": schema } } })
 }
 

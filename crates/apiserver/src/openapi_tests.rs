@@ -30,13 +30,14 @@ fn one_document_per_group_version_with_only_its_kinds() {
         [
             "serving.knative.dev/v1",
             "autoscaling.internal.knative.dev/v1alpha1",
-            "networking.internal.knative.dev/v1alpha1"
+            "networking.internal.knative.dev/v1alpha1",
+            "v1"
         ]
     );
     for kind in Kind::ALL {
         let schemas = &doc(kind.api_version())["components"]["schemas"];
         let gvks = |name: &str| {
-            schemas[schema_name(kind, name)]["x-kubernetes-group-version-kind"].clone()
+            schemas[definition_name(kind, name)]["x-kubernetes-group-version-kind"].clone()
         };
         let want = |name: &str| json!([{ "group": kind.group(), "version": kind.version(), "kind": name }]);
         assert_eq!(gvks(kind.as_str()), want(kind.as_str()), "{kind}");
@@ -46,7 +47,9 @@ fn one_document_per_group_version_with_only_its_kinds() {
             .filter(|o| o.api_version() != kind.api_version())
         {
             assert!(
-                schemas.get(schema_name(other, other.as_str())).is_none(),
+                schemas
+                    .get(definition_name(other, other.as_str()))
+                    .is_none(),
                 "{other} in {kind}'s document"
             );
         }
@@ -54,13 +57,36 @@ fn one_document_per_group_version_with_only_its_kinds() {
     let pa = &doc("autoscaling.internal.knative.dev/v1alpha1");
     assert!(pa["paths"]["/apis/autoscaling.internal.knative.dev/v1alpha1/namespaces/{namespace}/podautoscalers/{name}/status"].is_object());
     assert_eq!(
-        schema_name(Kind::Ingress, "Ingress"),
+        definition_name(Kind::Ingress, "Ingress"),
         "dev.knative.internal.networking.v1alpha1.Ingress"
     );
     assert_eq!(
         tag(Kind::PodAutoscaler),
         "autoscalingInternalKnativeDev_v1alpha1"
     );
+}
+
+#[test]
+fn the_core_document_has_secrets_and_config_maps_without_status() {
+    let core = doc("v1");
+    let paths = core["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/v1/namespaces/{namespace}/secrets/{name}"));
+    assert!(paths.contains_key("/api/v1/configmaps"));
+    assert!(
+        paths.keys().all(|p| !p.ends_with("/status")),
+        "{:?}",
+        paths.keys()
+    );
+    let secret = &core["components"]["schemas"]["io.k8s.api.core.v1.Secret"];
+    assert_eq!(
+        secret["x-kubernetes-group-version-kind"][0],
+        json!({"group": "", "version": "v1", "kind": "Secret"})
+    );
+    assert_eq!(
+        secret["properties"]["data"]["additionalProperties"]["format"],
+        "byte"
+    );
+    assert_eq!(tag(Kind::ConfigMap), "core_v1");
 }
 
 #[test]
@@ -99,7 +125,7 @@ fn v2_has_every_kind_with_v2_references() {
     assert!(!v2.to_string().contains(REF_V3));
     for kind in Kind::ALL {
         assert!(
-            v2["definitions"][schema_name(kind, kind.as_str())].is_object(),
+            v2["definitions"][definition_name(kind, kind.as_str())].is_object(),
             "{kind}"
         );
     }

@@ -2,10 +2,13 @@
 //! (RFC 7386) and JSON patches (RFC 6902) to an object's JSON.
 //!
 //! Server-side apply (`application/apply-patch+yaml`) is a merge driven by field ownership and
-//! lives in [`crate::fields`]. Strategic merge patches are refused with 415, as Kubernetes
-//! refuses them for custom resources: they need Go struct tags Nimbus's types do not have.
+//! lives in [`crate::fields`]. Strategic merge patches are refused with 415 for Knative's kinds,
+//! as Kubernetes refuses them for custom resources: they need Go struct tags Nimbus's types do
+//! not have. kubectl sends them for the core kinds (Secret, ConfigMap), whose fields are maps
+//! and scalars, where a strategic merge patch without `$` directives is a JSON merge patch.
 
 use http::HeaderMap;
+use nimbus_api::Kind;
 use serde_json::Value;
 
 use crate::status::ApiError;
@@ -19,14 +22,16 @@ pub enum PatchType {
     Json,
     /// `application/apply-patch+yaml`: server-side apply.
     Apply,
+    /// `application/strategic-merge-patch+json`, for the core kinds only.
+    Strategic,
 }
 
 /// The accepted media types, as Kubernetes lists them in its 415 answer.
 const ACCEPTED: &str =
     "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
 
-/// The patch type of a request, or 415 for any other `Content-Type`.
-pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
+/// The patch type of a request to an object of `kind`, or 415 for any other `Content-Type`.
+pub fn patch_type(headers: &HeaderMap, kind: Kind) -> Result<PatchType, ApiError> {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -36,6 +41,7 @@ pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
         "application/merge-patch+json" => Ok(PatchType::Merge),
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/apply-patch+yaml" => Ok(PatchType::Apply),
+        "application/strategic-merge-patch+json" if kind.is_core() => Ok(PatchType::Strategic),
         _ => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: {ACCEPTED}"
         ))),
@@ -53,6 +59,31 @@ pub fn merge(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
     }
     json_patch::merge(doc, &patch);
     Ok(())
+}
+
+/// Apply a strategic merge patch to a core object's `doc`: a JSON merge patch, as long as it
+/// uses none of the `$` directives (`$patch`, `$retainKeys`, `$setElementOrder/...`).
+pub fn strategic(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    if let Some(directive) = directive(&patch) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "strategic merge patch directive {directive:?} is not supported; use a JSON merge patch"
+        )));
+    }
+    merge(doc, body)
+}
+
+/// The first `$`-key of a patch, if any.
+fn directive(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(map) => map.iter().find_map(|(k, v)| match k.starts_with('$') {
+            true => Some(k.clone()),
+            false => directive(v),
+        }),
+        Value::Array(list) => list.iter().find_map(directive),
+        _ => None,
+    }
 }
 
 /// The most operations one JSON patch may hold (Kubernetes' `maxJSONPatchOperations`).
@@ -110,7 +141,7 @@ mod tests {
 
     #[test]
     fn content_types() {
-        let t = |ct| patch_type(&headers(ct));
+        let t = |ct| patch_type(&headers(ct), Kind::Service);
         assert_eq!(t("application/merge-patch+json").unwrap(), PatchType::Merge);
         assert_eq!(
             t("application/json-patch+json; charset=utf-8").unwrap(),
@@ -119,7 +150,21 @@ mod tests {
         assert_eq!(t("application/apply-patch+yaml").unwrap(), PatchType::Apply);
         let err = t("application/strategic-merge-patch+json").unwrap_err();
         assert_eq!(err.code(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(patch_type(&HeaderMap::new()).is_err());
+        assert!(patch_type(&HeaderMap::new(), Kind::Service).is_err());
+        let core = patch_type(
+            &headers("application/strategic-merge-patch+json"),
+            Kind::ConfigMap,
+        );
+        assert_eq!(core.unwrap(), PatchType::Strategic);
+    }
+
+    #[test]
+    fn strategic_patches_of_core_kinds_merge_without_directives() {
+        let mut doc = json!({"data": {"a": "1", "b": "2"}});
+        strategic(&mut doc, br#"{"data": {"a": null, "c": "3"}}"#).unwrap();
+        assert_eq!(doc, json!({"data": {"b": "2", "c": "3"}}));
+        let err = strategic(&mut doc, br#"{"data": {"$patch": "replace"}}"#).unwrap_err();
+        assert_eq!(err.code(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 
     #[test]

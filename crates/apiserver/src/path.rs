@@ -1,4 +1,5 @@
-//! What a resource URL names: `/apis/{group}/{version}/[namespaces/{ns}/]{plural}[/{name}]`.
+//! What a resource URL names: `/apis/{group}/{version}/[namespaces/{ns}/]{plural}[/{name}]`,
+//! or `/api/{version}/...` for the core group's kinds (Secret, ConfigMap).
 //!
 //! Every resource handler is shared by all kinds; these extractors are the one place where the
 //! path's group, version and plural become a [`Kind`]. A plural served under another
@@ -12,8 +13,10 @@ use serde::Deserialize;
 
 use crate::status::ApiError;
 
-/// `/apis/{group}/{version}`: the prefix of every resource path.
+/// `/apis/{group}/{version}`: the prefix of every resource path of a named group.
 pub const RESOURCES: &str = "/apis/{group}/{version}";
+/// `/api/{version}`: the prefix of the core group's resource paths (Secrets, ConfigMaps).
+pub const CORE_RESOURCES: &str = "/api/{version}";
 
 /// A collection: `.../{plural}` (all namespaces) or `.../namespaces/{ns}/{plural}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct ItemPath {
 /// The path parameters as matched.
 #[derive(Debug, Deserialize)]
 struct Params {
+    /// Absent on core paths (`/api/{version}`): the core group is empty.
+    #[serde(default)]
     group: String,
     version: String,
     plural: String,

@@ -126,12 +126,14 @@ pub async fn patch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let patch_type = patch::patch_type(&headers)?;
+    let patch_type = patch::patch_type(&headers, at.kind)?;
     let body = body.map_err(body::rejected)?;
     let w = Writer::new(&state, caller, params, &headers);
     let written = retry_conflicts(|| match patch_type {
         PatchType::Apply => w.apply(&at, &body),
-        PatchType::Merge | PatchType::Json => w.patch(&at, patch_type, &body, false),
+        PatchType::Merge | PatchType::Json | PatchType::Strategic => {
+            w.patch(&at, patch_type, &body, false)
+        }
     })?;
     Ok(written.into_response())
 }
@@ -145,7 +147,7 @@ pub async fn patch_status(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let patch_type = match patch::patch_type(&headers)? {
+    let patch_type = match patch::patch_type(&headers, at.kind)? {
         PatchType::Apply => {
             return Err(ApiError::UnsupportedMediaType(
                 "server-side apply of the status subresource is not supported; use a merge or JSON patch".into(),
@@ -274,23 +276,22 @@ impl<'a> Writer<'a> {
         let base = base_entries(&old, &requested);
         let entries = fields::track_update(&old, &obj.to_json(), base, &self.manager, &now());
         set_managed(&mut obj, &entries)?;
-        self.check_update(stored, &obj)?;
-        if self.params.dry_run()? {
-            return Ok(Written::new(StatusCode::OK, obj, warnings));
-        }
-        let updated = self.state.store.update(obj)?;
-        self.state.written(&updated);
-        Ok(Written::new(StatusCode::OK, updated, warnings))
+        self.write_update(stored, obj, warnings)
     }
 
     /// Knative's rules that compare an update with the stored object (a Revision's spec never
     /// changes), checked before any write, dry runs included.
     fn check_update(&self, stored: &Object, obj: &Object) -> Result<(), ApiError> {
         let errors = nimbus_api::validate::validate_update(stored, obj);
-        match errors.is_empty() {
-            true => Ok(()),
-            false => Err(ApiError::forbidden(obj.kind(), obj.name(), &errors)),
+        if errors.is_empty() {
+            return Ok(());
         }
+        // A Revision's spec may not change at all (Forbidden, as Knative words it); a reused
+        // template name with another template is an invalid value of that name.
+        Err(match obj.kind() {
+            Kind::Revision => ApiError::forbidden(obj.kind(), obj.name(), &errors),
+            _ => ApiError::invalid(obj.kind(), obj.name(), &errors, &obj.to_json()),
+        })
     }
 
     /// Replace only the status of the object `requested` describes.
@@ -321,6 +322,7 @@ impl<'a> Writer<'a> {
         let mut doc = old.clone();
         match patch_type {
             PatchType::Json => patch::json(&mut doc, body)?,
+            PatchType::Strategic => patch::strategic(&mut doc, body)?,
             _ => patch::merge(&mut doc, body)?,
         }
         body::set_namespace(&mut doc, &t.namespace)?;
@@ -388,7 +390,7 @@ impl<'a> Writer<'a> {
         obj.metadata_mut().resource_version =
             rv_of(&config).or_else(|| rv_of(&live)).map(str::to_string);
         let written = match stored {
-            Some(s) => self.write_applied(&s, obj, warnings),
+            Some(s) => self.write_update(&s, obj, warnings),
             None => self
                 .create(obj)
                 .map(|o| Written::new(StatusCode::CREATED, o, warnings)),
@@ -396,7 +398,9 @@ impl<'a> Writer<'a> {
         written.map_err(|e| raced_unless(pinned, e))
     }
 
-    fn write_applied(
+    /// Write `obj` over `stored` (an update or an apply): the update rules, then the store
+    /// (nothing on a dry run).
+    fn write_update(
         &self,
         stored: &Object,
         obj: Object,

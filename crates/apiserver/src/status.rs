@@ -66,6 +66,9 @@ pub enum ApiError {
     /// Watch history needed to resume is gone; the client must list again.
     #[error("too old resource version: {0}")]
     Expired(String),
+    /// The data directory has no room for the write; nothing was changed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A fault in Nimbus (storage, corrupt data, a bug); the client did nothing wrong.
     #[error("{0}")]
     Internal(String),
@@ -110,6 +113,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Expired(_) => StatusCode::GONE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +134,7 @@ impl ApiError {
             Self::Unauthorized => "Unauthorized",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::Expired(_) => "Expired",
+            Self::InsufficientStorage(_) => "InternalError",
             Self::Internal(_) => "InternalError",
         }
     }
@@ -143,8 +148,13 @@ impl ApiError {
     }
 
     /// A validation failure of `name` (a `kind`), with one cause per field error. `input` is
-    /// the submitted object, used to quote the offending values as Kubernetes does.
+    /// the submitted object, used to quote the offending values as Kubernetes does — never a
+    /// Secret's.
     pub fn invalid(kind: Kind, name: &str, errors: &[FieldError], input: &Value) -> Self {
+        let input = match kind {
+            Kind::Secret => &Value::Null,
+            _ => input,
+        };
         let causes = errors
             .iter()
             .map(|e| Cause::from_field_error(e, input))
@@ -214,8 +224,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, Self::Internal(_)) {
-            tracing::error!(error = %self, "internal error serving API request");
+        match &self {
+            Self::Internal(_) => {
+                tracing::error!(error = %self, "internal error serving API request")
+            }
+            Self::InsufficientStorage(_) => {
+                tracing::error!(error = %self, "the data directory is full")
+            }
+            _ => {}
         }
         (self.code(), Json(self.to_status())).into_response()
     }
@@ -226,7 +242,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, ref name, .. } => {
                 let details = Details::new(kind, name);
-                let message = format!("{}.{} \"{name}\" not found", kind.plural(), kind.group());
+                let message = format!("{} \"{name}\" not found", qualified(kind.plural(), kind));
                 Self::NotFound {
                     message,
                     details: Some(details),
@@ -238,15 +254,17 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { kind, ref name, .. } => Self::Conflict {
                 details: Details::new(kind, name),
                 message: format!(
-                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been \
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been \
                      modified; please apply your changes to the latest version and try again",
-                    kind.plural(),
-                    kind.group()
+                    qualified(kind.plural(), kind),
                 ),
             },
             StoreError::Invalid { .. } => Self::BadRequest(e.to_string()),
             StoreError::Gone { .. } => Self::Expired(e.to_string()),
-            StoreError::Corrupt { .. } | StoreError::Sqlite(_) => Self::Internal(e.to_string()),
+            StoreError::Full(_) => Self::InsufficientStorage(e.to_string()),
+            StoreError::Corrupt { .. } | StoreError::Sqlite(_) | StoreError::SecretsKey { .. } => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }
@@ -355,9 +373,22 @@ impl std::fmt::Display for Cause {
     }
 }
 
+/// `name.group` (`services.serving.knative.dev`), or `name` alone for the core group's kinds
+/// (`secrets`), as Kubernetes writes resources in messages.
+fn qualified(name: &str, kind: Kind) -> String {
+    match kind.group() {
+        "" => name.to_string(),
+        group => format!("{name}.{group}"),
+    }
+}
+
 /// `Service.serving.knative.dev "hello" is invalid: <cause>` or `...: [<cause>, <cause>]`.
 fn invalid_message(kind: &Kind, details: &Details, causes: &[Cause]) -> String {
-    let head = format!("{kind}.{} \"{}\" is invalid", kind.group(), details.name);
+    let head = format!(
+        "{} \"{}\" is invalid",
+        qualified(kind.as_str(), *kind),
+        details.name
+    );
     match causes {
         [] => head,
         [one] => format!("{head}: {one}"),

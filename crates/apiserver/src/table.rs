@@ -123,11 +123,17 @@ pub fn table(
     continue_token: Option<&str>,
 ) -> Value {
     let columns = columns(kind);
-    let definitions: Vec<Value> = columns.iter().map(definition).collect();
+    let mut definitions: Vec<Value> = columns.iter().map(definition).collect();
+    if kind.is_core() {
+        definitions.push(AGE.clone());
+    }
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
-            let cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
+            let mut cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
+            if kind.is_core() {
+                cells.push(age(obj, chrono::Utc::now()));
+            }
             let mut row = json!({ "cells": cells });
             if let Some(o) = include.row_object(obj) {
                 row["object"] = o;
@@ -166,6 +172,39 @@ const NAME: PrinterColumn = PrinterColumn {
     description: "Name must be unique within a namespace.",
     source: Source::Field(&["metadata", "name"]),
 };
+
+/// The core kinds' last column, as Kubernetes prints it for Secrets and ConfigMaps.
+static AGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
+        "name": "Age",
+        "type": "string",
+        "format": "",
+        "description": "How long ago the object was created (metadata.creationTimestamp).",
+        "priority": 0,
+    })
+});
+
+/// `creationTimestamp` until `now`, as kubectl's short durations (`42s`, `5m`, `3h`, `2d`).
+fn age(obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let created = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let Some(created) = created else {
+        return json!("<unknown>");
+    };
+    let secs = (now - created.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    let text = match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s if s < 365 * 86400 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (365 * 86400)),
+    };
+    json!(text)
+}
 
 fn definition(column: &PrinterColumn) -> Value {
     let format = if column.name == "Name" { "name" } else { "" };
@@ -268,6 +307,30 @@ mod tests {
             json!(["hello-00001", "hello", "1", null, null, 1, 1])
         );
         assert!(t["rows"][0].get("object").is_none());
+    }
+
+    #[test]
+    fn secrets_print_type_data_and_age() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z").unwrap();
+        let secret = json!({"kind": "Secret", "metadata": {"name": "db",
+            "creationTimestamp": "2026-01-01T00:00:00Z"}, "type": "Opaque", "data": {"a": "eA=="}});
+        assert_eq!(age(&secret, now.with_timezone(&chrono::Utc)), json!("10m"));
+        let t = table(Kind::Secret, "v1", Include::None, &[secret], None, None);
+        let names: Vec<&Value> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["name"])
+            .collect();
+        assert_eq!(names, ["Name", "Type", "Data", "Age"]);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().unwrap()[..3],
+            [json!("db"), json!("Opaque"), json!(1)]
+        );
+        let cm =
+            json!({"kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "1", "b": "2"}});
+        let t = table(Kind::ConfigMap, "v1", Include::None, &[cm], None, None);
+        assert_eq!(t["rows"][0]["cells"], json!(["cfg", 2, "<unknown>"]));
     }
 
     #[test]

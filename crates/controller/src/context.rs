@@ -46,7 +46,8 @@ impl Default for ControllerConfig {
             revision_gc: RevisionGcConfig::default(),
             garbage_collector: true,
             resync: Duration::from_secs(300),
-            kinds: Kind::ALL.to_vec(),
+            // Not Secrets and ConfigMaps: instances read them when they start.
+            kinds: Kind::knative().collect(),
         }
     }
 }

@@ -62,7 +62,7 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         Kind::Configuration => &[(Kind::Revision, LABEL_CONFIGURATION)],
         Kind::Revision => &[(Kind::PodAutoscaler, LABEL_REVISION)],
         Kind::Route => &[(Kind::Ingress, LABEL_ROUTE)],
-        Kind::PodAutoscaler | Kind::Ingress => &[],
+        Kind::PodAutoscaler | Kind::Ingress | Kind::Secret | Kind::ConfigMap => &[],
     }
 }
 
@@ -94,7 +94,8 @@ pub(crate) async fn collect_dependents(
 
 /// Delete every object whose controlling owner no longer exists.
 pub(crate) async fn sweep(ctx: &Context) -> Result<(), ControllerError> {
-    for kind in Kind::ALL {
+    // Secrets and ConfigMaps are the user's: never collected, whatever they name as owner.
+    for kind in Kind::knative() {
         for obj in ctx.resources.list(kind, None, &[]).await?.items {
             if orphaned(ctx, &obj).await? {
                 delete(ctx, &obj).await?;

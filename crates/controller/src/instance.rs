@@ -14,7 +14,9 @@ use nimbus_api::constants::*;
 use nimbus_api::duration::parse_duration;
 use nimbus_api::k8s_openapi;
 use nimbus_api::quantity::{parse_bytes, parse_millis};
-use nimbus_runtime::{InstanceSpec, Probe, ProbeAction, Probes, Protocol, Resources, RevisionKey};
+use nimbus_runtime::{
+    InstanceSpec, Probe, ProbeAction, Probes, Protocol, Resources, RevisionKey, Seccomp, Security,
+};
 
 /// What a runtime needs to start an instance of `rev`.
 pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
@@ -43,8 +45,10 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
         env: env(rev, &c),
+        env_refs: crate::env_refs::of(&c),
         working_dir: c.working_dir.clone().map(Into::into),
         protocol,
+        container_port: port.and_then(|p| u16::try_from(p.container_port).ok()),
         startup_timeout,
         socket_activation: annotation_flag(rev, ANNOTATION_SOCKET_ACTIVATION),
         labels,
@@ -57,6 +61,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         run_as_user,
         run_as_group,
         run_as_non_root: run_as_non_root(rev, &c),
+        security: security(rev, &c),
         termination_grace: None,
         request_timeout: rev
             .spec
@@ -81,28 +86,19 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
     }
 }
 
-/// The manifest's env, then Knative's runtime contract (`K_SERVICE`, `K_CONFIGURATION`,
-/// `K_REVISION`; empty when the revision has no such owner), built here once for every
-/// runtime. Runtimes add only `PORT`, which they choose.
+/// The manifest's literal env (references are in `env_refs`), then Knative's runtime contract
+/// (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`; empty when the revision has no such owner),
+/// built here once for every runtime. Runtimes add only `PORT`, which they choose.
 fn env(rev: &Revision, c: &Container) -> Vec<(String, String)> {
-    let label = |key: &str| {
-        rev.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(key))
-            .cloned()
-            .unwrap_or_default()
-    };
     let manifest = c
         .env
         .iter()
         .flatten()
+        .filter(|e| crate::env_refs::is_literal(e))
         .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()));
-    let contract = [
-        ("K_SERVICE".to_string(), label(LABEL_SERVICE)),
-        ("K_CONFIGURATION".to_string(), label(LABEL_CONFIGURATION)),
-        ("K_REVISION".to_string(), rev.name().to_string()),
-    ];
+    let contract = nimbus_api::runtime::contract_env(rev)
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value));
     manifest.chain(contract).collect()
 }
 
@@ -162,6 +158,37 @@ fn run_as_non_root(rev: &Revision, c: &Container) -> bool {
         .as_ref()
         .and_then(|s| s.run_as_non_root);
     container.or(pod).unwrap_or(false)
+}
+
+/// The rest of the security context (validation refused what no runtime honours).
+fn security(rev: &Revision, c: &Container) -> Security {
+    let container = c.security_context.as_ref();
+    let pod = rev.spec.security_context.as_ref();
+    let caps = container.and_then(|s| s.capabilities.as_ref());
+    let seccomp = container
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod.and_then(|s| s.seccomp_profile.as_ref()));
+    Security {
+        supplemental_groups: pod
+            .and_then(|s| s.supplemental_groups.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|g| u32::try_from(*g).ok())
+            .collect(),
+        allow_privilege_escalation: container
+            .and_then(|s| s.allow_privilege_escalation)
+            .unwrap_or(false),
+        capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        read_only_root_filesystem: container
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        seccomp: match seccomp.map(|p| p.type_.as_str()) {
+            Some("Unconfined") => Seccomp::Unconfined,
+            _ => Seccomp::RuntimeDefault,
+        },
+        host_network: annotation_flag(rev, ANNOTATION_HOST_NETWORK),
+    }
 }
 
 /// The container's own serving port, which probes address by number, by name, or by omission.

@@ -21,6 +21,7 @@
 
 mod configuration;
 mod context;
+mod env_refs;
 mod error;
 pub mod gc;
 mod ingress;

@@ -374,7 +374,7 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
             label(LABEL_REVISION).unwrap_or_else(|| obj.name().to_string()),
         )),
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
-        Kind::Service => None,
+        Kind::Service | Kind::Secret | Kind::ConfigMap => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

@@ -171,7 +171,7 @@ impl Scaler {
             }
         }
         self.decide_one(&key, false).await;
-        self.announce();
+        self.announce_one(&key);
     }
 
     /// Stop scaling a revision (it was deleted).
@@ -263,6 +263,19 @@ impl Scaler {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.retain(|_, at| now.saturating_sub(*at) < PENDING_ACTIVATION);
             pending.insert(key.clone(), now);
+        }
+    }
+
+    /// Announce `key` if its decision changed since last announced (a registration: the
+    /// other revisions wait for the next sample, so the lock is not held for all of them).
+    fn announce_one(&self, key: &RevisionKey) {
+        let mut targets = self.lock();
+        if let Some(t) = targets.get_mut(key)
+            && t.desired.is_some()
+            && t.desired != t.announced
+        {
+            t.announced = t.desired;
+            let _ = self.decisions.send(key.clone());
         }
     }
 

@@ -143,17 +143,7 @@ fn traffic_migrated(route: &Route, cfg: &Configuration) -> bool {
 }
 
 fn ready_condition(status: &ServiceStatus) -> nimbus_api::Condition {
-    let get = |t: &str| {
-        nimbus_api::conditions::get_condition(&status.conditions, t)
-            .map(|c| {
-                (
-                    c.status,
-                    c.reason.clone().unwrap_or_default(),
-                    c.message.clone().unwrap_or_default(),
-                )
-            })
-            .unwrap_or((ConditionStatus::Unknown, String::new(), String::new()))
-    };
+    let get = |t: &str| crate::status::condition_of(&status.conditions, t);
     let (cs, cr, cm) = get("ConfigurationsReady");
     let (rs, rr, rm) = get("RoutesReady");
     match (cs, rs) {

@@ -20,7 +20,15 @@ pub(crate) fn cond(type_: &str, status: ConditionStatus, reason: &str, message: 
 
 /// The `Ready` condition of a child as (status, reason, message), `Unknown` when absent.
 pub(crate) fn ready_of(conditions: &[Condition]) -> (ConditionStatus, String, String) {
-    match get_condition(conditions, "Ready") {
+    condition_of(conditions, "Ready")
+}
+
+/// The condition `type_` as (status, reason, message); `Unknown` when it is missing.
+pub(crate) fn condition_of(
+    conditions: &[Condition],
+    type_: &str,
+) -> (ConditionStatus, String, String) {
+    match get_condition(conditions, type_) {
         Some(c) => (
             c.status,
             c.reason.clone().unwrap_or_default(),

@@ -308,7 +308,9 @@ fn convert(e: StoreError) -> ResourceError {
         e @ (StoreError::Invalid { .. } | StoreError::Corrupt { .. }) => {
             ResourceError::Invalid(e.to_string())
         }
-        e @ StoreError::Sqlite(_) => ResourceError::Unavailable(e.to_string()),
+        e @ (StoreError::Sqlite(_) | StoreError::Full(_) | StoreError::SecretsKey { .. }) => {
+            ResourceError::Unavailable(e.to_string())
+        }
     }
 }
 

@@ -34,7 +34,7 @@ pub use auth::login;
 pub use error::ImageError;
 pub use store::{ImageStore, StoreOptions};
 /// One layer blob applied to a root directory, as the store does for each layer of an image.
-pub use unpack::{Stats as LayerStats, apply_layer};
+pub use unpack::apply_layer;
 
 use std::path::PathBuf;
 

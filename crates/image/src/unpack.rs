@@ -168,7 +168,7 @@ impl Layer {
                 Err(Errno::NOENT) => return Ok(()), // nothing there to delete
                 other => other.map_err(Fault::errno("opening", &raw))?,
             };
-            return remove_at(&parent, OsStr::from_bytes(hidden), &raw);
+            return remove_at(&parent, OsStr::from_bytes(hidden), None, &raw);
         }
         let parent = self.root.make_dirs(parents, &raw)?;
         self.written.insert(parts.iter().collect());
@@ -201,7 +201,7 @@ impl Layer {
             }
             T::Symlink => {
                 let target = link_name(entry)?;
-                remove_at(parent, name, raw)?;
+                remove_at(parent, name, None, raw)?;
                 rustix::fs::symlinkat(&target, parent, name)
                     .map_err(Fault::errno("linking", raw))?;
                 chown_at(parent, name, owner, raw)?;
@@ -240,12 +240,20 @@ impl Layer {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|_| missing())?;
-        if let Ok(dest) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            && (dest.st_dev, dest.st_ino) == (source.st_dev, source.st_ino)
-        {
-            return Ok(());
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(dest) if (dest.st_dev, dest.st_ino) == (source.st_dev, source.st_ino) => {
+                return Ok(());
+            }
+            Ok(dest) => {
+                remove_at(
+                    parent,
+                    name,
+                    Some(FileType::from_raw_mode(dest.st_mode)),
+                    raw,
+                )?;
+            }
+            Err(_) => {}
         }
-        remove_at(parent, name, raw)?;
         // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never what it points at.
         rustix::fs::linkat(
             &source_parent,
@@ -361,14 +369,8 @@ impl Root {
                     }
                     Err(e) => return Err(Fault::errno("creating the directory of", raw)(e)),
                 }
-                fd = rustix::fs::openat2(
-                    &fd,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
-                )
-                .map_err(Fault::errno("opening the directory of", raw))?;
+                fd = open_subdir(&fd, name)
+                    .map_err(Fault::errno("opening the directory of", raw))?;
                 // 0755 whatever the umask (the server's is 077): a directory the layer does
                 // not list gets what tar gives it, so the image's users can traverse it.
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
@@ -403,24 +405,36 @@ fn clean(path: &Path) -> Result<Vec<OsString>, Fault> {
     Ok(parts)
 }
 
+/// The directory `name` in `parent`, never through a symlink.
+fn open_subdir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )
+}
+
 /// Remove whatever is at `name` in `parent` (a directory with its contents, never following
-/// a symlink); nothing there is fine.
-fn remove_at(parent: &OwnedFd, name: &OsStr, raw: &Path) -> Result<(), Fault> {
-    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Err(Errno::NOENT) => return Ok(()),
-        other => other.map_err(Fault::errno("removing", raw))?,
+/// a symlink); nothing there is fine. `kind`: its type when the caller knows it already.
+fn remove_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    kind: Option<FileType>,
+    raw: &Path,
+) -> Result<(), Fault> {
+    let kind = match kind {
+        Some(kind) => kind,
+        None => match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => return Ok(()),
+            other => FileType::from_raw_mode(other.map_err(Fault::errno("removing", raw))?.st_mode),
+        },
     };
-    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-        let dir = rustix::fs::openat2(
-            parent,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
-        )
-        .map_err(Fault::errno("removing", raw))?;
-        for child in children(&dir, raw)? {
-            remove_at(&dir, &child, raw)?;
+    if kind == FileType::Directory {
+        let dir = open_subdir(parent, name).map_err(Fault::errno("removing", raw))?;
+        for (child, kind) in children(&dir, raw)? {
+            remove_at(&dir, &child, kind, raw)?;
         }
         rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
     } else {
@@ -429,15 +443,17 @@ fn remove_at(parent: &OwnedFd, name: &OsStr, raw: &Path) -> Result<(), Fault> {
     .map_err(Fault::errno("removing", raw))
 }
 
-/// The names in directory `dir`, without `.` and `..`.
-fn children(dir: &OwnedFd, raw: &Path) -> Result<Vec<OsString>, Fault> {
+/// The entries of directory `dir`, without `.` and `..`, with their types when the file
+/// system reports them.
+fn children(dir: &OwnedFd, raw: &Path) -> Result<Vec<(OsString, Option<FileType>)>, Fault> {
     let mut names = Vec::new();
     let mut listing = rustix::fs::Dir::read_from(dir).map_err(Fault::errno("listing", raw))?;
     while let Some(entry) = listing.read() {
         let entry = entry.map_err(Fault::errno("listing", raw))?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
+            let kind = Some(entry.file_type()).filter(|k| *k != FileType::Unknown);
+            names.push((OsStr::from_bytes(name).to_os_string(), kind));
         }
     }
     Ok(names)
@@ -445,35 +461,37 @@ fn children(dir: &OwnedFd, raw: &Path) -> Result<Vec<OsString>, Fault> {
 
 /// In `dir` (the archive path `rel`), remove everything not in `keep`.
 fn prune(dir: &OwnedFd, rel: &Path, keep: &HashSet<PathBuf>) -> Result<(), Fault> {
-    for name in children(dir, rel)? {
+    for (name, kind) in children(dir, rel)? {
         let rel_child = rel.join(&name);
         if !keep.contains(&rel_child) {
-            remove_at(dir, &name, &rel_child)?;
+            remove_at(dir, &name, kind, &rel_child)?;
             continue;
         }
-        let sub = rustix::fs::openat2(
-            dir,
-            &name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
-        );
-        if let Ok(sub) = sub {
+        if kind.is_none_or(|k| k == FileType::Directory)
+            && let Ok(sub) = open_subdir(dir, &name)
+        {
             prune(&sub, &rel_child, keep)?;
         }
     }
     Ok(())
 }
 
+/// A directory `name` in `parent`: made, or kept when one is there already; anything else
+/// there is replaced.
 fn make_dir(parent: &OwnedFd, name: &OsStr, raw: &Path) -> Result<(), Fault> {
-    if let Ok(stat) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-        && FileType::from_raw_mode(stat.st_mode) == FileType::Directory
-    {
+    let mkdir = || rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755));
+    match mkdir() {
+        Err(Errno::EXIST) => {}
+        other => return other.map_err(Fault::errno("creating", raw)),
+    }
+    let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(Fault::errno("creating", raw))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind == FileType::Directory {
         return Ok(());
     }
-    remove_at(parent, name, raw)?;
-    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))
-        .map_err(Fault::errno("creating", raw))
+    remove_at(parent, name, Some(kind), raw)?;
+    mkdir().map_err(Fault::errno("creating", raw))
 }
 
 fn write_file(
@@ -485,7 +503,7 @@ fn write_file(
     mode: u32,
     mtime: u64,
 ) -> Result<(), Fault> {
-    remove_at(parent, name, raw)?;
+    remove_at(parent, name, None, raw)?;
     // O_EXCL | O_NOFOLLOW: a new file, never anything a link points at.
     let fd = rustix::fs::openat(
         parent,

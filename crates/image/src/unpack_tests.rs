@@ -334,6 +334,11 @@ fn owner_ids_out_of_range_are_roots() {
     h.set_cksum();
     let mut b = tar::Builder::new(Vec::new());
     b.append(&h, &b"x"[..]).unwrap();
+    assert_eq!(
+        owner(&h),
+        (0, 0),
+        "out of range and \"unchanged\" ids are root's"
+    );
     let bytes = b.into_inner().unwrap();
     apply_stream(root.path(), std::io::Cursor::new(bytes)).unwrap();
     if nimbus_testkit::image::is_root() {

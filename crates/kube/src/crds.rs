@@ -26,11 +26,11 @@ use crate::structural::{self, SchemaError};
 /// The CEL rule that keeps a Revision's spec as it was created.
 pub const REVISION_IMMUTABLE_RULE: &str = "self == oldSelf";
 
-/// The CRDs of all six kinds, in [`Kind::ALL`] order.
+/// The CRDs of Knative's six kinds, in [`Kind::ALL`] order (Secrets and ConfigMaps are the
+/// cluster's own).
 pub fn crds() -> Result<Vec<CustomResourceDefinition>, SchemaError> {
     let definitions = nimbus_api::schema::definitions();
-    Kind::ALL
-        .into_iter()
+    Kind::knative()
         .map(|kind| crd(&definitions, kind))
         .collect()
 }
@@ -38,11 +38,6 @@ pub fn crds() -> Result<Vec<CustomResourceDefinition>, SchemaError> {
 /// `<plural>.<group>`, the CRD's name (`services.serving.knative.dev`).
 pub fn crd_name(kind: Kind) -> String {
     format!("{}.{}", kind.plural(), kind.group())
-}
-
-/// The kind whose CRD has this name.
-pub fn kind_of_crd(name: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| crd_name(*k) == name)
 }
 
 /// One kind's CRD, its schema made from `definitions` (`nimbus_api::schema::definitions`).

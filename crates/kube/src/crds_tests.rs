@@ -8,8 +8,7 @@ fn all() -> &'static [(Kind, Value)] {
     static ALL: std::sync::OnceLock<Vec<(Kind, Value)>> = std::sync::OnceLock::new();
     ALL.get_or_init(|| {
         let crds = crds().expect("the CRDs");
-        Kind::ALL
-            .into_iter()
+        Kind::knative()
             .zip(crds.iter().map(|c| serde_json::to_value(c).unwrap()))
             .collect()
     })
@@ -186,7 +185,6 @@ fn unknown_fields_are_preserved_only_in_free_form_json() {
 fn names_short_names_and_categories_are_the_kinds() {
     for &(kind, ref crd) in all() {
         assert_eq!(crd["metadata"]["name"], crd_name(kind));
-        assert_eq!(kind_of_crd(&crd_name(kind)), Some(kind));
         let names = &crd["spec"]["names"];
         assert_eq!(names["kind"], kind.as_str());
         assert_eq!(names["plural"], kind.plural());
@@ -250,6 +248,7 @@ fn printer_columns_name_fields_of_the_schema() {
                     }
                     (vec!["status", "conditions"], "array")
                 }
+                printer::Source::Keys(_) => unreachable!("{kind}: only core kinds count keys"),
             };
             let node = column_target(root, object_meta, &path)
                 .unwrap_or_else(|| panic!("{kind}: {} has no field", column.name));

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::workload::LABEL_READY_ON_ACCEPT;
 
 /// How often a starting pod's port is tried.
-pub const PROBE_EVERY: Duration = Duration::from_millis(20);
+const PROBE_EVERY: Duration = Duration::from_millis(20);
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a pod that answered is routed to before the kubelet marks it ready; past that it
@@ -41,7 +41,8 @@ const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// retries on errors, so only when the client is gone).
 pub async fn follow(client: kube::Client, registry: EndpointRegistry) {
     let api: Api<EndpointSlice> = Api::all(client);
-    let config = watcher::Config::default().labels(LABEL_SERVICE_NAME);
+    // Only revisions' Services' slices (they copy the Service's labels), not every Service's.
+    let config = watcher::Config::default().labels(LABEL_REVISION);
     let mut slices: HashMap<(String, String), EndpointSlice> = HashMap::new();
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     let mut starting = Starting::default();
@@ -54,21 +55,22 @@ pub async fn follow(client: kube::Client, registry: EndpointRegistry) {
                 Some(Err(_)) => continue,
                 None => break,
             },
-            Some((revision, endpoint)) = starting.answered.recv() => {
-                let since = tokio::time::Instant::now();
-                starting.answering.insert(endpoint.to_string(), (revision.clone(), since));
-                vec![revision]
+            Some((revision, endpoint)) = starting.reports.recv() => {
+                vec![starting.answered(revision, &endpoint)]
             }
         };
         for revision in touched {
-            let mut endpoints = ready_endpoints(&slices, &revision);
-            let candidates = starting_endpoints(&slices, &revision);
+            let (mut ready, candidates) = revision_endpoints(&slices, &revision);
             starting.track(&revision, &candidates);
-            endpoints.ready.extend(
+            ready.extend(
                 candidates
                     .into_iter()
                     .filter(|e| starting.routable(&e.to_string())),
             );
+            let endpoints = RevisionEndpoints {
+                ready,
+                failure: None,
+            };
             registry.set(&revision, endpoints);
         }
     }
@@ -81,22 +83,30 @@ struct Starting {
     /// Endpoints that accepted a connection while still starting: their revisions and when.
     answering: HashMap<String, (RevisionKey, tokio::time::Instant)>,
     report: mpsc::UnboundedSender<(RevisionKey, Endpoint)>,
-    answered: mpsc::UnboundedReceiver<(RevisionKey, Endpoint)>,
+    reports: mpsc::UnboundedReceiver<(RevisionKey, Endpoint)>,
 }
 
 impl Default for Starting {
     fn default() -> Self {
-        let (report, answered) = mpsc::unbounded_channel();
+        let (report, reports) = mpsc::unbounded_channel();
         Self {
             probes: HashMap::new(),
             answering: Default::default(),
             report,
-            answered,
+            reports,
         }
     }
 }
 
 impl Starting {
+    /// A probe reported that `endpoint` accepts: route to it from now; its revision.
+    fn answered(&mut self, revision: RevisionKey, endpoint: &Endpoint) -> RevisionKey {
+        let since = tokio::time::Instant::now();
+        self.answering
+            .insert(endpoint.to_string(), (revision.clone(), since));
+        revision
+    }
+
     /// Whether a starting endpoint answered recently enough to be routed to.
     fn routable(&self, key: &str) -> bool {
         self.answering
@@ -154,7 +164,7 @@ impl Starting {
 
 /// Connect to `addr` every [`PROBE_EVERY`] until it accepts (`true`), for at most ten
 /// minutes (a Deployment's progress deadline).
-pub async fn wait_until_accepting(addr: SocketAddr) -> bool {
+async fn wait_until_accepting(addr: SocketAddr) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     while tokio::time::Instant::now() < deadline {
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr));
@@ -188,8 +198,12 @@ fn apply(
             revision_of(&s).into_iter().collect()
         }
         watcher::Event::Init => Vec::new(),
-        // After a relist, every revision may have lost or gained endpoints.
-        watcher::Event::InitDone => slices.values().filter_map(revision_of).collect(),
+        // After a relist, every revision may have lost or gained endpoints (each once).
+        watcher::Event::InitDone => {
+            let revisions: std::collections::BTreeSet<RevisionKey> =
+                slices.values().filter_map(revision_of).collect();
+            revisions.into_iter().collect()
+        }
     }
 }
 
@@ -209,12 +223,15 @@ fn revision_of(slice: &EndpointSlice) -> Option<RevisionKey> {
     ))
 }
 
-/// Every ready address of the revision's slices, at the slice's port.
-pub fn ready_endpoints(
+/// The revision's endpoints in one pass over its slices: the ready addresses, and the starting
+/// ones (listed, not ready, not terminating) when its Service says a pod is ready once its
+/// port accepts ([`LABEL_READY_ON_ACCEPT`]; none otherwise). Each at the slice's port.
+fn revision_endpoints(
     slices: &HashMap<(String, String), EndpointSlice>,
     revision: &RevisionKey,
-) -> RevisionEndpoints {
+) -> (Vec<Endpoint>, Vec<Endpoint>) {
     let mut ready: BTreeMap<String, Endpoint> = BTreeMap::new();
+    let mut starting: BTreeMap<String, Endpoint> = BTreeMap::new();
     for slice in slices.values() {
         if revision_of(slice).as_ref() != Some(revision) {
             continue;
@@ -222,57 +239,31 @@ pub fn ready_endpoints(
         let Some(port) = slice_port(slice) else {
             continue;
         };
-        for e in slice.endpoints.iter().flatten() {
-            let conditions = e.conditions.as_ref();
-            let is_ready = conditions.and_then(|c| c.ready).unwrap_or(false);
-            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            if !is_ready || terminating {
-                continue;
-            }
-            for endpoint in endpoints_of(e, port) {
-                ready.insert(endpoint.to_string(), endpoint);
-            }
-        }
-    }
-    RevisionEndpoints {
-        ready: ready.into_values().collect(),
-        failure: None,
-    }
-}
-
-/// The revision's pods that are listed but not yet ready (nor terminating), when its Service
-/// says a pod is ready once its port accepts ([`LABEL_READY_ON_ACCEPT`]); empty otherwise.
-pub fn starting_endpoints(
-    slices: &HashMap<(String, String), EndpointSlice>,
-    revision: &RevisionKey,
-) -> Vec<Endpoint> {
-    let mut starting: BTreeMap<String, Endpoint> = BTreeMap::new();
-    for slice in slices.values() {
         let ready_on_accept = slice
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(LABEL_READY_ON_ACCEPT))
             .is_some_and(|v| v == "true");
-        if !ready_on_accept || revision_of(slice).as_ref() != Some(revision) {
-            continue;
-        }
-        let Some(port) = slice_port(slice) else {
-            continue;
-        };
         for e in slice.endpoints.iter().flatten() {
             let conditions = e.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(false);
+            let is_ready = conditions.and_then(|c| c.ready).unwrap_or(false);
             let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            if ready || terminating {
-                continue;
-            }
+            let into = match (terminating, is_ready) {
+                (true, _) => continue,
+                (false, true) => &mut ready,
+                (false, false) if ready_on_accept => &mut starting,
+                (false, false) => continue,
+            };
             for endpoint in endpoints_of(e, port) {
-                starting.insert(endpoint.to_string(), endpoint);
+                into.insert(endpoint.to_string(), endpoint);
             }
         }
     }
-    starting.into_values().collect()
+    (
+        ready.into_values().collect(),
+        starting.into_values().collect(),
+    )
 }
 
 /// The port of a slice's (single) port entry.
@@ -335,9 +326,9 @@ mod tests {
         let touched = apply(&mut slices, watcher::Event::Apply(a));
         let key = RevisionKey::new("default", "hello-00001");
         assert_eq!(touched, std::slice::from_ref(&key));
-        let eps = ready_endpoints(&slices, &key);
-        assert_eq!(eps.ready.len(), 1);
-        assert_eq!(eps.ready[0].to_string(), "pod-a at 10.244.0.5:8080");
+        let (ready, _) = revision_endpoints(&slices, &key);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].to_string(), "pod-a at 10.244.0.5:8080");
         let other = slice("svc-x", "other", serde_json::json!([]));
         let mut unlabelled = other.clone();
         unlabelled
@@ -374,12 +365,16 @@ mod tests {
             &mut slices,
             watcher::Event::Apply(slice("s", "hello-00001", endpoints.clone())),
         );
-        assert!(starting_endpoints(&slices, &key).is_empty(), "not labelled");
+        assert!(
+            revision_endpoints(&slices, &key).1.is_empty(),
+            "not labelled"
+        );
         apply(
             &mut slices,
             watcher::Event::Apply(labelled(slice("s", "hello-00001", endpoints))),
         );
-        let starting = starting_endpoints(&slices, &key);
+        let (ready, starting) = revision_endpoints(&slices, &key);
+        assert_eq!(ready.len(), 1);
         assert_eq!(starting.len(), 1);
         assert_eq!(starting[0].to_string(), "pod-b at 10.244.0.6:8080");
     }
@@ -404,17 +399,19 @@ mod tests {
         tokio::time::sleep(PROBE_EVERY * 3).await;
         socket.listen(8).unwrap();
         let (revision, endpoint) =
-            tokio::time::timeout(Duration::from_secs(10), starting.answered.recv())
+            tokio::time::timeout(Duration::from_secs(10), starting.reports.recv())
                 .await
                 .expect("reported")
                 .unwrap();
         assert_eq!(
-            (revision, endpoint.to_string()),
+            (revision.clone(), endpoint.to_string()),
             (key.clone(), pod.to_string())
         );
-        starting
-            .answering
-            .insert(pod.to_string(), (key.clone(), tokio::time::Instant::now()));
+        assert!(
+            !starting.routable(&pod.to_string()),
+            "not before the report is taken"
+        );
+        assert_eq!(starting.answered(revision, &endpoint), key);
         assert!(starting.routable(&pod.to_string()));
         starting.track(&key, &[]);
         assert!(starting.probes.is_empty() && starting.answering.is_empty());

@@ -110,7 +110,7 @@ fn detach(svc: &Service, value: Result<Value, serde_json::Error>) -> Value {
     }
     for labels in ["/metadata/labels", "/spec/template/metadata/labels"] {
         if let Some(Value::Object(l)) = v.pointer_mut(labels) {
-            l.remove(workload::LABEL_MANAGED_BY);
+            l.remove(crate::install::LABEL_MANAGED_BY);
             l.insert(LABEL_APP.into(), json!(svc.name()));
         }
     }

@@ -33,11 +33,6 @@ impl KubeResources {
         Self { client }
     }
 
-    /// The client, for the other Kubernetes-mode parts.
-    pub fn client(&self) -> &kube::Client {
-        &self.client
-    }
-
     fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         let resource = api_resource(kind);
         match namespace {
@@ -231,7 +226,7 @@ fn change(
 /// the object's resourceVersion: a patch that names a resourceVersion other than the stored
 /// one is refused by the API server as a conflict. Nothing else is sent, so the stored spec
 /// (as the user wrote it, without the defaults applied on read) stays byte for byte.
-pub fn meta_patch(obj: &Object) -> Result<json_patch::Patch, ResourceError> {
+fn meta_patch(obj: &Object) -> Result<json_patch::Patch, ResourceError> {
     let meta = obj.metadata();
     let Some(version) = &meta.resource_version else {
         return Err(ResourceError::Invalid(format!(
@@ -279,7 +274,7 @@ pub fn from_dynamic(kind: Kind, obj: DynamicObject) -> Result<Object, ResourceEr
 }
 
 /// A kube-rs error by what the caller should do about it.
-pub fn convert(e: kube::Error) -> ResourceError {
+fn convert(e: kube::Error) -> ResourceError {
     let kube::Error::Api(status) = &e else {
         return ResourceError::Unavailable(e.to_string());
     };

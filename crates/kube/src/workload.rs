@@ -16,16 +16,14 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use nimbus_api::constants::{
-    LABEL_CONFIGURATION, LABEL_REVISION, LABEL_REVISION_UID, LABEL_ROUTING_STATE, LABEL_SERVICE,
-};
+use nimbus_api::constants::{LABEL_REVISION, LABEL_REVISION_UID, LABEL_ROUTING_STATE};
 use nimbus_api::runtime::runtime_choice;
 use nimbus_api::{Kind, Revision};
 
+use crate::install::{LABEL_MANAGED_BY, MANAGER};
+
 /// The port a container serves on when it names none (Knative's default).
 pub const DEFAULT_PORT: i32 = 8080;
-/// Label every object Nimbus makes in a cluster carries.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 /// The Deployment of a revision.
 pub fn deployment_name(revision: &str) -> String {
@@ -50,7 +48,7 @@ fn labels(rev: &Revision) -> BTreeMap<String, String> {
     if let Some(uid) = &rev.metadata.uid {
         labels.insert(LABEL_REVISION_UID.into(), uid.clone());
     }
-    labels.insert(LABEL_MANAGED_BY.into(), "nimbus".into());
+    labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
     labels
 }
 
@@ -197,20 +195,8 @@ pub fn pod_spec(rev: &Revision) -> PodSpec {
 /// One container; the serving one (`port`) gets the port, `PORT` and a readiness probe on it.
 fn container(rev: &Revision, c: &Container, port: Option<i32>) -> Container {
     let mut c = c.clone();
-    let label = |key: &str| {
-        rev.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(key))
-            .cloned()
-            .unwrap_or_default()
-    };
     let env = c.env.get_or_insert_default();
-    for (name, value) in [
-        ("K_REVISION", rev.name().to_string()),
-        ("K_CONFIGURATION", label(LABEL_CONFIGURATION)),
-        ("K_SERVICE", label(LABEL_SERVICE)),
-    ] {
+    for (name, value) in nimbus_api::runtime::contract_env(rev) {
         env.push(EnvVar {
             name: name.into(),
             value: Some(value),
@@ -308,9 +294,9 @@ mod tests {
             env,
             [
                 ("TARGET".into(), "x".into()),
-                ("K_REVISION".into(), "hello-00001".into()),
-                ("K_CONFIGURATION".into(), "hello".into()),
                 ("K_SERVICE".into(), "hello".into()),
+                ("K_CONFIGURATION".into(), "hello".into()),
+                ("K_REVISION".into(), "hello-00001".into()),
                 ("PORT".into(), "8080".into()),
             ]
         );
@@ -402,5 +388,31 @@ mod tests {
                     .contains_key(LABEL_READY_ON_ACCEPT)
             );
         }
+    }
+
+    #[test]
+    fn secret_and_config_map_references_pass_through_to_the_pod() {
+        let rev: Revision = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hello-00001", "namespace": "apps"},
+            "spec": {"containers": [{
+                "image": "example.com/hello",
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    {"name": "M", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "m", "optional": true}}}
+                ],
+                "envFrom": [{"secretRef": {"name": "db"}, "prefix": "DB_"}, {"configMapRef": {"name": "cfg"}}]
+            }]}
+        }))
+        .unwrap();
+        let original = rev.spec.containers[0].clone();
+        let c = &pod_spec(&rev).containers[0];
+        assert_eq!(c.env_from, original.env_from);
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env[..3], original.env.unwrap()[..]);
+        assert!(
+            env[3..].iter().all(|e| e.value_from.is_none()),
+            "the contract is literal"
+        );
     }
 }

@@ -49,7 +49,7 @@ impl Client {
         })?;
         let transport = match creds.kube {
             true => Transport::Kube {
-                client: crate::cluster::kube_client(
+                client: nimbus_kube::kubeconfig::client(
                     opts.kubeconfig.as_deref(),
                     opts.context.as_deref(),
                 )
@@ -67,9 +67,13 @@ impl Client {
         })
     }
 
-    /// `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`.
+    /// `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]` (`/api/v1/...` for the
+    /// core kinds).
     fn path(&self, kind: Kind, namespace: Option<&str>, name: Option<&str>) -> String {
-        let mut path = format!("/apis/{}", kind.api_version());
+        let mut path = match kind.is_core() {
+            true => format!("/api/{}", kind.api_version()),
+            false => format!("/apis/{}", kind.api_version()),
+        };
         if let Some(ns) = namespace {
             path.push_str(&format!("/namespaces/{ns}"));
         }
@@ -263,8 +267,12 @@ pub fn is_conflict(e: &anyhow::Error) -> bool {
     status_of(e) == Some(StatusCode::CONFLICT)
 }
 
-/// `service.serving.knative.dev/hello`, `podautoscaler.autoscaling.internal.knative.dev/hello`
+/// `service.serving.knative.dev/hello`, `podautoscaler.autoscaling.internal.knative.dev/hello`,
+/// `secret/db`
 pub fn display_name(kind: Kind, name: &str) -> String {
+    if kind.is_core() {
+        return format!("{}/{name}", kind.as_str().to_ascii_lowercase());
+    }
     format!(
         "{}.{}/{name}",
         kind.as_str().to_ascii_lowercase(),

@@ -25,14 +25,16 @@ use nimbus_controller::{Context, Controller, ControllerConfig, NoLoad, Scaler, S
 use nimbus_kube::peers::{Activations, Peers, RouterLoad, RouterStats, StatsReport};
 use nimbus_kube::{KubeResources, KubeRuntime};
 use nimbus_router::{Router, RouterConfig};
+
+use crate::serve::{bind, stopped};
 use nimbus_runtime::{EndpointRegistry, RevisionKey, Runtime};
-use tokio::net::TcpListener;
 
 /// How to reach the cluster.
 #[derive(clap::Args, Clone)]
 pub struct ClusterOpts {
-    /// A kubeconfig file (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
-    #[arg(long, env = "KUBECONFIG")]
+    /// A kubeconfig file (default: in-cluster, then KUBECONFIG, which may list several files,
+    /// then ~/.kube/config).
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use (default: its current context).
     #[arg(long)]
@@ -92,16 +94,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A kube-rs client for these options.
 pub async fn client(opts: &ClusterOpts) -> anyhow::Result<kube::Client> {
-    kube_client(opts.kubeconfig.as_deref(), opts.context.as_deref()).await
-}
-
-/// A kube-rs client for a kubeconfig file (else in-cluster, `KUBECONFIG`, `~/.kube/config`)
-/// and context (else the current one).
-pub async fn kube_client(
-    kubeconfig: Option<&std::path::Path>,
-    context: Option<&str>,
-) -> anyhow::Result<kube::Client> {
-    Ok(nimbus_kube::kubeconfig::client(kubeconfig, context).await?)
+    let client =
+        nimbus_kube::kubeconfig::client(opts.kubeconfig.as_deref(), opts.context.as_deref());
+    Ok(client.await?)
 }
 
 pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
@@ -112,9 +107,6 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         "nimbus operator: listening on http://{}",
         listener.local_addr()?
     );
-    let mut leadership = Leadership::acquire(&client, &args).await?;
-    let runtime = KubeRuntime::start(client.clone());
-    runtime.ready().await;
     let routers = match args.routers.is_empty() {
         true => Peers::Service {
             namespace: args.cluster.system_namespace.clone(),
@@ -131,6 +123,16 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    // Ready (and taking activations, which the scaler queues) while waiting for the Lease: a
+    // rolling update's new pod must become Ready while the old one still leads.
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/activate/{namespace}/{revision}", post(activate))
+        .with_state(scaler.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut leadership = Leadership::acquire(&client, &args).await?;
+    let runtime = KubeRuntime::start(client.clone());
+    runtime.ready().await;
     let runtimes: HashMap<Backend, Arc<dyn Runtime>> =
         [(Backend::Oci, runtime as Arc<dyn Runtime>)].into();
     let ctx = Context::new(
@@ -142,19 +144,11 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             url_port: None,
             // The cluster's garbage collector follows owner references.
             garbage_collector: false,
-            kinds: Kind::ALL
-                .into_iter()
-                .filter(|k| *k != Kind::Ingress)
-                .collect(),
+            kinds: Kind::knative().filter(|k| *k != Kind::Ingress).collect(),
             ..ControllerConfig::default()
         },
         scaler.clone(),
     );
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/activate/{namespace}/{revision}", post(activate))
-        .with_state(scaler.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
     println!("nimbus operator: leading; reconciling");
     let stop = async {
         tokio::select! {
@@ -163,9 +157,6 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         }
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let controller = tokio::spawn(Controller::new(ctx).run(stopped(stop_rx.clone())));
     let scaling = tokio::spawn(scaler.run(stopped(stop_rx)));
     stop.await;
@@ -299,9 +290,6 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
         .with_state(router.clone());
     tokio::spawn(async move { axum::serve(admin, app).await });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let controller = tokio::spawn(Controller::new(ctx).run(stopped(stop_rx.clone())));
     let serving = tokio::spawn({
         let router = router.clone();
@@ -332,10 +320,4 @@ async fn stats(State(router): State<Router>) -> axum::Json<StatsReport> {
         })
         .collect();
     axum::Json(report)
-}
-
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({flag}); use port 0 to pick a free one"))
 }

@@ -3,6 +3,7 @@
 use anyhow::bail;
 use nimbus_api::conditions::get_condition;
 use nimbus_api::{Kind, Object};
+use serde_json::Value;
 
 use crate::ClientOpts;
 use crate::client::{Client, display_name};
@@ -11,8 +12,24 @@ pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     match Kind::parse(s) {
         Some(k) => Ok(k),
         None => bail!(
-            "the server doesn't have a resource type \"{s}\"; use services (ksvc), configurations (cfg), revisions (rev), routes (rt), podautoscalers (kpa) or ingresses (kingress)"
+            "the server doesn't have a resource type \"{s}\"; use services (ksvc), configurations (cfg), revisions (rev), routes (rt), podautoscalers (kpa), ingresses (kingress), secrets or configmaps (cm)"
         ),
+    }
+}
+
+/// How `nimbus get` prints: `-o` and whether Secrets' values are shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Output<'a> {
+    pub format: Option<&'a str>,
+    pub show_secrets: bool,
+}
+
+impl<'a> Output<'a> {
+    pub fn parse(format: Option<&'a str>, show_secrets: bool) -> Self {
+        Self {
+            format,
+            show_secrets,
+        }
     }
 }
 
@@ -20,9 +37,10 @@ pub async fn run(
     opts: &ClientOpts,
     kind: &str,
     name: Option<&str>,
-    output: Option<&str>,
+    out: Output<'_>,
     all: bool,
 ) -> anyhow::Result<()> {
+    let output = out.format;
     let kind = parse_kind(kind)?;
     let client = Client::new(opts).await?;
     let objects = match name {
@@ -44,8 +62,8 @@ pub async fn run(
             }
             print!("{}", table(kind, &objects, all));
         }
-        Some("yaml") => print!("{}", to_yaml(&objects, name.is_some())?),
-        Some("json") => println!("{}", to_json(&objects, name.is_some())?),
+        Some("yaml") => print!("{}", to_yaml(shown(objects, out), name.is_some())?),
+        Some("json") => println!("{}", to_json(shown(objects, out), name.is_some())?),
         Some(other) => {
             bail!("unknown output format {other:?}; use yaml or json (or leave -o out for a table)")
         }
@@ -63,18 +81,47 @@ pub async fn delete(opts: &ClientOpts, kind: &str, name: &str) -> anyhow::Result
     Ok(())
 }
 
-fn list_value(objects: &[Object], single: bool) -> serde_json::Value {
-    if single {
-        return objects[0].to_json();
-    }
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects.iter().map(Object::to_json).collect::<Vec<_>>()})
+/// The objects as printed: Secrets' values redacted unless `--show-secrets`.
+fn shown(objects: Vec<Object>, out: Output<'_>) -> Vec<Value> {
+    let show = |o: Object| {
+        let mut value = o.to_json();
+        if o.kind() == Kind::Secret && !out.show_secrets {
+            redact_secret(&mut value);
+        }
+        value
+    };
+    objects.into_iter().map(show).collect()
 }
 
-fn to_yaml(objects: &[Object], single: bool) -> anyhow::Result<String> {
+/// Each of a Secret's values (base64 in `data`) replaced by `<redacted: N bytes>`.
+fn redact_secret(secret: &mut Value) {
+    let Some(Value::Object(data)) = secret.get_mut("data") else {
+        return;
+    };
+    for value in data.values_mut() {
+        let len = value.as_str().map_or(0, decoded_len);
+        *value = Value::from(format!("<redacted: {len} bytes>"));
+    }
+}
+
+/// The length of the bytes standard base64 `text` encodes.
+fn decoded_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
+}
+
+fn list_value(mut objects: Vec<Value>, single: bool) -> Value {
+    if single && !objects.is_empty() {
+        return objects.swap_remove(0);
+    }
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})
+}
+
+fn to_yaml(objects: Vec<Value>, single: bool) -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(&list_value(objects, single))?)
 }
 
-fn to_json(objects: &[Object], single: bool) -> anyhow::Result<String> {
+fn to_json(objects: Vec<Value>, single: bool) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&list_value(objects, single))?)
 }
 
@@ -102,6 +149,8 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
         Kind::Route => &["NAME", "URL", "READY", "REASON"],
         Kind::PodAutoscaler => &["NAME", "DESIREDSCALE", "ACTUALSCALE", "READY", "REASON"],
         Kind::Ingress => &["NAME", "READY", "REASON"],
+        Kind::Secret => &["NAME", "TYPE", "DATA"],
+        Kind::ConfigMap => &["NAME", "DATA"],
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
@@ -185,6 +234,15 @@ fn row(o: &Object) -> Vec<String> {
             let (r, reason) = ready(&st.conditions);
             vec![o.name().into(), r, reason]
         }
+        Object::Secret(x) => vec![
+            o.name().into(),
+            x.type_.clone().unwrap_or_default(),
+            x.data.len().to_string(),
+        ],
+        Object::ConfigMap(x) => vec![
+            o.name().into(),
+            (x.data.len() + x.binary_data.len()).to_string(),
+        ],
     }
 }
 
@@ -233,5 +291,45 @@ mod tests {
             vec!["hello-world".into(), "True".into()],
         ];
         assert_eq!(render(&rows), "NAME          READY\nhello-world   True\n");
+    }
+
+    fn secret() -> Object {
+        let decoded = nimbus_api::parse::decode_object(
+            None,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                "stringData": {"password": "s3cr3t", "empty": ""}}),
+        );
+        decoded.unwrap()
+    }
+
+    #[test]
+    fn secret_values_are_redacted_unless_asked() {
+        let hidden = to_yaml(
+            shown(vec![secret()], Output::parse(Some("yaml"), false)),
+            true,
+        );
+        let hidden = hidden.unwrap();
+        assert!(
+            hidden.contains("password: \"<redacted: 6 bytes>\""),
+            "{hidden}"
+        );
+        assert!(hidden.contains("<redacted: 0 bytes>"), "{hidden}");
+        assert!(
+            !hidden.contains("czNjcjN0") && !hidden.contains("s3cr3t"),
+            "{hidden}"
+        );
+        let json = to_json(
+            shown(vec![secret()], Output::parse(Some("json"), false)),
+            false,
+        );
+        assert!(!json.unwrap().contains("czNjcjN0"));
+        let shown_ = to_json(
+            shown(vec![secret()], Output::parse(Some("json"), true)),
+            true,
+        );
+        assert!(shown_.unwrap().contains("\"password\": \"czNjcjN0\""));
+        assert_eq!(decoded_len("czNjcjN0"), 6);
+        assert_eq!(decoded_len("eA=="), 1);
+        assert_eq!(decoded_len("eHk="), 2);
     }
 }

@@ -42,3 +42,56 @@ pub fn close_inherited_descriptors_on_exec() -> std::io::Result<()> {
     drop(dir);
     Ok(())
 }
+
+/// Whether `user` (uid, gid; no supplementary groups) could execute `path`: every directory on
+/// the way searchable and the file executable for it, by the permission bits the kernel checks
+/// (owner, else group, else other; root needs one execute bit on the file).
+pub fn executable_by(path: &std::path::Path, (uid, gid): (u32, u32)) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |meta: &std::fs::Metadata| {
+        let mode = meta.mode();
+        match () {
+            () if uid == 0 => mode & 0o111 != 0,
+            () if meta.uid() == uid => mode & 0o100 != 0,
+            () if meta.gid() == gid => mode & 0o010 != 0,
+            () => mode & 0o001 != 0,
+        }
+    };
+    let path = path.canonicalize()?;
+    for dir in path.ancestors().skip(1) {
+        if !allows(&std::fs::metadata(dir)?) {
+            return Ok(false);
+        }
+    }
+    Ok(allows(&std::fs::metadata(&path)?))
+}
+
+#[cfg(test)]
+mod executable_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::executable_by;
+
+    #[test]
+    fn a_program_behind_a_private_directory_is_not_executable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("program");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        assert!(executable_by(&program, me).unwrap());
+        let nobody = (65534, 65534);
+        assert!(!executable_by(&program, nobody).unwrap());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(
+            executable_by(&program, nobody).unwrap(),
+            executable_by(dir.path().parent().unwrap(), nobody).unwrap(),
+            "then only the directories above decide"
+        );
+        assert!(executable_by(std::path::Path::new("/bin/sh"), nobody).unwrap());
+    }
+}

@@ -11,6 +11,7 @@ mod cmd_image;
 mod cmd_install;
 mod cmd_logs;
 mod datadir;
+mod env_source;
 mod hygiene;
 mod kubeconfig;
 mod limits;
@@ -78,7 +79,7 @@ enum Command {
     },
     /// Show resources as a table, or one resource as YAML/JSON.
     Get {
-        /// services (ksvc), configurations, revisions (rev) or routes.
+        /// services (ksvc), configurations, revisions (rev), routes, secrets or configmaps (cm).
         kind: String,
         name: Option<String>,
         /// Output format: yaml or json (default: a table).
@@ -87,6 +88,9 @@ enum Command {
         /// List across all namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Print Secrets' values in `-o yaml|json` (redacted by default).
+        #[arg(long)]
+        show_secrets: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -213,16 +217,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             output,
             all_namespaces,
+            show_secrets,
             client,
         } => {
-            cmd_get::run(
-                &client,
-                &kind,
-                name.as_deref(),
-                output.as_deref(),
-                all_namespaces,
-            )
-            .await
+            let output = cmd_get::Output::parse(output.as_deref(), show_secrets);
+            cmd_get::run(&client, &kind, name.as_deref(), output, all_namespaces).await
         }
         Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
         Command::Deploy(args) => cmd_deploy::run(args).await,

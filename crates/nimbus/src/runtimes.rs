@@ -13,7 +13,7 @@ use nimbus_api::runtime::Backend;
 use nimbus_cgroup::Cgroups;
 use nimbus_image::Progress;
 use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
-use nimbus_runtime_container::{OciConfig, OciLauncher};
+use nimbus_runtime_container::{NetworkConfig, OciConfig, OciLauncher};
 use nimbus_runtime_process::{HostLauncher, ProcessRuntime, ProcessRuntimeConfig, StubCommand};
 use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
 
@@ -28,11 +28,15 @@ pub struct Runtimes {
 }
 
 impl Runtimes {
-    /// `wasm_dirs`: the only directories Wasm components are read from (absolute).
+    /// `wasm_dirs`: the only directories Wasm components are read from (absolute);
+    /// `process_user`: the uid and gid host processes run as by default (a root server only);
+    /// `container_network`: the bridge containers get their own network on (`None`: the host's).
     pub fn start(
         data_dir: &Path,
         insecure_registries: Vec<String>,
         wasm_dirs: Vec<PathBuf>,
+        process_user: (u32, u32),
+        container_network: Option<NetworkConfig>,
     ) -> anyhow::Result<Self> {
         let registry = EndpointRegistry::new();
         let cgroups = crate::limits::detect(data_dir);
@@ -45,13 +49,18 @@ impl Runtimes {
         };
         let process = ProcessRuntime::with_launcher(
             config.clone(),
-            Arc::new(HostLauncher),
+            Arc::new(if nix::unistd::geteuid().is_root() {
+                HostLauncher::with_default_user(process_user.0, process_user.1)
+            } else {
+                HostLauncher::default()
+            }),
             registry.clone(),
             cgroups.clone(),
         );
         let store = crate::cmd_image::open_store(data_dir, insecure_registries)?;
         let mut oci_config = OciConfig::new(data_dir.join("runc"));
         oci_config.pull_progress = Arc::new(LogProgress);
+        oci_config.network = container_network;
         let launcher = OciLauncher::new(Arc::new(store), oci_config);
         let oci = ProcessRuntime::with_launcher(
             config,
@@ -85,6 +94,13 @@ impl Runtimes {
             (Backend::Wasm, self.wasm.clone() as Arc<dyn Runtime>),
         ]
         .into()
+    }
+
+    /// Where every runtime reads Secret and ConfigMap values when an instance starts.
+    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) {
+        let _ = self.process.set_env_source(Arc::clone(&source));
+        let _ = self.oci.set_env_source(Arc::clone(&source));
+        let _ = self.wasm.set_env_source(source);
     }
 
     /// Scale-downs wait for the router to finish an instance's in-flight requests.

@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// name a regular file under one of them.
     #[arg(long = "wasm-dir", default_value = ".")]
     pub wasm_dirs: Vec<PathBuf>,
+    /// The user host-process instances run as when their manifest names none
+    /// (`securityContext.runAsUser`): a user name or `UID[:GID]`. Only a server running as root
+    /// can switch users; otherwise instances run as the server's user.
+    #[arg(long, default_value = "nobody", value_parser = parse_user)]
+    pub process_user: (u32, u32),
     /// Domain of route hosts: <service>.<namespace>.<domain>.
     #[arg(long, default_value = nimbus_api::constants::DEFAULT_DOMAIN)]
     pub domain: String,
@@ -66,6 +71,18 @@ pub struct ServeArgs {
     /// oldest go whatever their age; `disabled` for no maximum.
     #[arg(long, default_value = "1000", value_parser = parse_optional_count)]
     pub revision_gc_max_non_active: Disableable<usize>,
+    /// The host bridge containers get their own network on (created on first use, shared by
+    /// every server of the host).
+    #[arg(long, default_value = "nimbus0")]
+    pub container_bridge: String,
+    /// The bridge's IPv4 subnet: the bridge takes the first address, each container another.
+    /// It must not overlap a route of the host.
+    #[arg(long, default_value = "10.87.0.0/16")]
+    pub container_subnet: nimbus_runtime_container::Subnet,
+    /// Run every container in the host's network namespace, on a loopback port (what a
+    /// revision asks for with the annotation `nimbus.dev/host-network: "true"`).
+    #[arg(long)]
+    pub container_host_network: bool,
 }
 
 /// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
@@ -73,6 +90,15 @@ pub struct ServeArgs {
 pub struct Disableable<T>(pub Option<T>);
 
 impl ServeArgs {
+    /// How containers are networked (`None`: the host's network for all).
+    fn container_network(&self) -> Option<nimbus_runtime_container::NetworkConfig> {
+        let config = nimbus_runtime_container::NetworkConfig::new(
+            &self.container_bridge,
+            self.container_subnet,
+        );
+        (!self.container_host_network).then_some(config)
+    }
+
     fn revision_gc(&self) -> nimbus_controller::RevisionGcConfig {
         nimbus_controller::RevisionGcConfig {
             retain_since_create_time: self.revision_gc_retain_since_create_time.0,
@@ -85,6 +111,33 @@ impl ServeArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     nimbus_api::duration::parse_duration(s)
+}
+
+/// `NAME` (from the host's user database) or `UID[:GID]` (the gid defaults to the user's
+/// primary group, else the uid's number).
+fn parse_user(s: &str) -> Result<(u32, u32), String> {
+    use nix::unistd::{Uid, User};
+    let (user, group) = match s.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (s, None),
+    };
+    let (uid, entry) = match user.parse::<u32>() {
+        Ok(uid) => (uid, User::from_uid(Uid::from_raw(uid)).ok().flatten()),
+        Err(_) => {
+            let entry = User::from_name(user)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("no user {user:?} on this host; give UID[:GID]"))?;
+            (entry.uid.as_raw(), Some(entry))
+        }
+    };
+    let gid = match group {
+        Some(group) => group
+            .parse()
+            .map_err(|_| format!("{group:?} is not a group id; give UID[:GID]"))?,
+        None => entry.map_or(uid, |e| e.gid.as_raw()),
+    };
+    Ok((uid, gid))
 }
 
 /// A duration, or `disabled` (Knative's word for an unset GC rule).
@@ -159,7 +212,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.data_dir,
         args.insecure_registry.clone(),
         wasm_dirs,
+        args.process_user,
+        args.container_network(),
     )?;
+    runtimes.set_env_source(Arc::new(crate::env_source::StoreEnv(store.clone())));
     let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
@@ -200,9 +256,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let router_task = tokio::spawn({
         let router = router.clone();
         let stop = stopped(stop_rx.clone());
@@ -240,7 +293,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     if args.sample {
-        deploy_sample(&store).await?;
+        deploy_sample(&store, args.process_user).await?;
         wait_and_print(&store, "hello").await;
     }
     println!("nimbus: ready (Ctrl-C to stop)");
@@ -261,7 +314,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+/// Resolves once `true` is sent on the stop channel `rx` belongs to (or it is gone): the
+/// shutdown future each task of a server gets.
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A listener on `addr` (given by `flag`), with an error that says what to do.
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} ({flag}); is another nimbus running? use port 0 to pick a free one"))
@@ -285,9 +345,25 @@ pub(crate) async fn wait_for_signal() {
 }
 
 /// The sample function as a Knative Service: this very binary, run as `nimbus sample-function`.
-fn sample_service() -> anyhow::Result<Object> {
+/// A root server runs it as `process_user` like any host process, unless that user cannot
+/// reach this binary (a checkout under root's home): then as the binary's owner, said once.
+fn sample_service(process_user: (u32, u32)) -> anyhow::Result<Object> {
     let exe =
         std::env::current_exe().context("finding the nimbus binary for the sample function")?;
+    let security = match crate::hygiene::executable_by(&exe, process_user) {
+        Ok(true) => String::new(),
+        _ if !nix::unistd::geteuid().is_root() => String::new(),
+        _ => {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(&exe).map_or(0, |m| m.uid());
+            println!(
+                "nimbus: the sample function runs as uid {owner}, the owner of {}: uid {} (--process-user) cannot reach it",
+                exe.display(),
+                process_user.0
+            );
+            format!("\n          securityContext: {{runAsUser: {owner}}}")
+        }
+    };
     let yaml = format!(
         r#"apiVersion: serving.knative.dev/v1
 kind: Service
@@ -302,7 +378,7 @@ spec:
     spec:
       containers:
         - command: [{exe:?}]
-          args: [sample-function]
+          args: [sample-function]{security}
           env:
             - name: TARGET
               value: Nimbus
@@ -311,8 +387,8 @@ spec:
     Ok(nimbus_api::parse::parse_manifests("sample", &yaml)?.remove(0))
 }
 
-async fn deploy_sample(store: &Store) -> anyhow::Result<()> {
-    let svc = sample_service()?;
+async fn deploy_sample(store: &Store, process_user: (u32, u32)) -> anyhow::Result<()> {
+    let svc = sample_service(process_user)?;
     match store.get(Kind::Service, "default", "hello")? {
         Some(_) => store.update(svc)?,
         None => store.create(svc)?,

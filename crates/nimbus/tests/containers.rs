@@ -8,20 +8,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nimbus_testkit::image::{
-    Registry, have_tools, is_root, skopeo_copy, test_rootfs, write_oci_layout,
-};
+use nimbus_testkit::image::{Registry, skopeo_copy, test_rootfs, write_oci_layout};
 use nimbus_testkit::{Nimbus, RouterClient, condition, manifest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 const LAYOUT_REF: &str = "test.local/test-app:1";
 
 fn can_run() -> bool {
-    if !is_root() {
-        nimbus_testkit::skip("containers need root");
-        return false;
-    }
-    have_tools(&["runc", "skopeo", "docker-registry"])
+    nimbus_testkit::image::can_run_containers(&["runc", "skopeo", "docker-registry"])
 }
 
 /// A temp dir with an OCI layout of the test app (entrypoint `/app/test-app`, user `app`), or

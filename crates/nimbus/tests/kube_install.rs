@@ -45,31 +45,32 @@ fn install_ok(cluster: &Cluster) -> String {
     stdout
 }
 
-/// `resourceVersion` of every object the install manages.
+/// What says each object the install manages was written: its `resourceVersion`, except for
+/// Deployments, whose status kube-controller-manager keeps writing (a new resourceVersion each
+/// time) while their pods start: theirs is the spec's `generation`.
 fn versions(cluster: &Cluster) -> String {
-    let crds = cluster.kubectl_ok(
-        &[
-            "get",
-            "crd",
-            "-l",
-            "app.kubernetes.io/managed-by=nimbus",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
-        ],
-        None,
-    );
-    let namespaced = cluster.kubectl_ok(
-        &[
-            "get",
-            "deployments,services,serviceaccounts,roles,rolebindings",
-            "-n",
-            "nimbus-system",
-            "-o",
-            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}",
-        ],
-        None,
-    );
-    format!("{crds}{namespaced}")
+    let get = |what: &str, namespaced: bool, field: &str| {
+        let jsonpath =
+            format!("jsonpath={{range .items[*]}}{{.kind}}/{{.metadata.name}}={{{field}}} {{end}}");
+        let mut args = vec!["get", what];
+        if namespaced {
+            args.extend(["-n", "nimbus-system"]);
+        } else {
+            args.extend(["-l", "app.kubernetes.io/managed-by=nimbus"]);
+        }
+        args.extend(["-o", &jsonpath]);
+        cluster.kubectl_ok(&args, None)
+    };
+    [
+        get("crd", false, ".metadata.resourceVersion"),
+        get(
+            "services,serviceaccounts,roles,rolebindings",
+            true,
+            ".metadata.resourceVersion",
+        ),
+        get("deployments", true, ".metadata.generation"),
+    ]
+    .concat()
 }
 
 fn header(table: &str) -> Vec<&str> {
@@ -297,7 +298,7 @@ fn the_nimbus_image_runs_as_a_pod() {
     };
     cluster.load_nimbus_image(std::path::Path::new(env!("CARGO_BIN_EXE_nimbus")));
     let ns = cluster.namespace("nimbus-image");
-    let image = format!("localhost/nimbus/nimbus:{}", env!("CARGO_PKG_VERSION"));
+    let image = nimbus_kube::install::default_image();
     let pod = format!(
         r#"apiVersion: v1
 kind: Pod

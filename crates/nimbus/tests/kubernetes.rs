@@ -132,22 +132,12 @@ impl Default for Extra {
     }
 }
 
-fn jsonpath(cluster: &Cluster, ns: &str, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get", "-n", ns];
-    args.extend_from_slice(what);
-    let p = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &p]);
-    String::from_utf8_lossy(&cluster.kubectl(&args, None).stdout).into_owned()
-}
-
 fn wait_ready(cluster: &Cluster, ns: &str, name: &str) {
     wait_for(
         &format!("ksvc {name} Ready"),
         Duration::from_secs(180),
         || {
-            let ready = jsonpath(
-                cluster,
-                ns,
+            let ready = cluster.jsonpath(ns,
                 &["ksvc", name],
                 "{.status.conditions[?(@.type==\"Ready\")].status}/{.status.observedGeneration}/{.metadata.generation}",
             );
@@ -174,53 +164,13 @@ fn the_kubernetes_example_runs_the_image_nimbus_install_deploys() {
     );
 }
 
-/// `kubectl -n nimbus-system rollout status` of both Deployments.
-fn wait_installed(cluster: &Cluster) {
-    for name in ["nimbus-operator", "nimbus-router"] {
-        cluster.kubectl_ok(
-            &[
-                "rollout",
-                "status",
-                "-n",
-                "nimbus-system",
-                &format!("deployment/{name}"),
-                "--timeout=180s",
-            ],
-            None,
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_end_to_end() {
     let Some(cluster) = Cluster::find() else {
         return;
     };
     let kubeconfig = cluster.kubeconfig.clone();
-    cluster.load_nimbus_image(Path::new(BIN));
-    let install = Command::new(BIN)
-        .args(["install", "--apply", "--host-network", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .output()
-        .expect("nimbus install");
-    assert!(
-        install.status.success(),
-        "nimbus install --apply: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-    // Pods of an earlier run keep the binary they started with: replace them.
-    cluster.kubectl_ok(
-        &[
-            "rollout",
-            "restart",
-            "-n",
-            "nimbus-system",
-            "deployment/nimbus-operator",
-            "deployment/nimbus-router",
-        ],
-        None,
-    );
-    wait_installed(&cluster);
+    cluster.install_nimbus(Path::new(BIN));
     let image = cluster.test_app_image();
     let client = RouterClient::new(&format!("127.0.0.1:{}", HOST_PORTS.router_http));
     let ns = cluster.namespace("nimbus-e2e");
@@ -238,14 +188,9 @@ async fn kubernetes_mode_end_to_end() {
         .await
         .unwrap();
     assert!(reply.body.contains("Hello World!"), "{}", reply.body);
-    let deployments = jsonpath(&cluster, ns, &["deployments"], "{.items[*].metadata.name}");
+    let deployments = cluster.jsonpath(ns, &["deployments"], "{.items[*].metadata.name}");
     assert_eq!(deployments, "hello-00001-deployment");
-    let containers = jsonpath(
-        &cluster,
-        ns,
-        &["pods"],
-        "{.items[*].spec.containers[*].name}",
-    );
+    let containers = cluster.jsonpath(ns, &["pods"], "{.items[*].spec.containers[*].name}");
     assert_eq!(
         containers, "user-container",
         "one container per pod: no sidecar"
@@ -312,21 +257,11 @@ async fn kubernetes_mode_end_to_end() {
         Some(&service("cold", ns, image, "cold", &cold)),
     );
     wait_ready(&cluster, ns, "cold");
-    wait_for("cold at zero", Duration::from_secs(120), || {
-        let replicas = jsonpath(
-            &cluster,
-            ns,
-            &["deployment", "cold-00001-deployment"],
-            "{.spec.replicas}",
-        );
-        let pods = jsonpath(
-            &cluster,
-            ns,
-            &["pods", "-l", "serving.knative.dev/revision=cold-00001"],
-            "{.items[*].metadata.name}",
-        );
-        (replicas == "0" && pods.is_empty()).then_some(())
-    });
+    cluster.wait_at_zero(
+        ns,
+        "cold-00001-deployment",
+        "serving.knative.dev/revision=cold-00001",
+    );
     let started = Instant::now();
     let reply = client.get(&host("cold", ns), "/").await.unwrap();
     let cold_start = started.elapsed();
@@ -376,8 +311,7 @@ async fn kubernetes_mode_end_to_end() {
             &format!("{name}'s failure on its revision"),
             Duration::from_secs(120),
             || {
-                let r = jsonpath(
-                    &cluster,
+                let r = cluster.jsonpath(
                     ns,
                     &["rev", &format!("{name}-00001")],
                     "{.status.conditions[?(@.type==\"Ready\")].reason}",
@@ -463,8 +397,7 @@ async fn kubernetes_mode_end_to_end() {
     // Deleting the Knative Service removes every Deployment, Service and pod it made.
     cluster.kubectl_ok(&["delete", "ksvc", "split", "-n", ns], None);
     wait_for("split's workloads gone", Duration::from_secs(180), || {
-        let left = jsonpath(
-            &cluster,
+        let left = cluster.jsonpath(
             ns,
             &[
                 "deployments,services,pods",
@@ -520,6 +453,6 @@ fn scale_operator(cluster: &Cluster, replicas: u32) {
         },
     );
     if replicas > 0 {
-        wait_installed(cluster);
+        cluster.wait_installed();
     }
 }

@@ -261,3 +261,110 @@ async fn host_instances_inherit_nothing_of_the_server() {
         "the server's descriptor 7 leaked: {fds:?}"
     );
 }
+
+/// A host program that answers every request with its own `/proc/self/status`.
+const STATUS_SERVER: &str = "import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open('/proc/self/status', 'rb').read()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+";
+
+/// The value of `field` in a `/proc/<pid>/status` text, whitespace-separated.
+fn status_field(status: &str, field: &str) -> Vec<String> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Finding 5 (privileges): a root server runs host programs as an unprivileged user (`nobody`
+/// unless `--process-user` says otherwise), as `runAsUser`/`runAsGroup`/`supplementalGroups`
+/// when the manifest names them, always with no-new-privileges and without capabilities, and
+/// refuses root under `runAsNonRoot`.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_programs_run_unprivileged_as_the_manifest_says() {
+    if !nimbus_testkit::image::is_root() {
+        nimbus_testkit::skip("switching users needs a root server");
+        return;
+    }
+    if !nimbus_testkit::image::have_tools(&["python3"]) {
+        return;
+    }
+    let nimbus = Nimbus::start_with(Path::new(BIN), &["--process-user", "nobody"]).unwrap();
+    let command = format!(
+        "command: [python3, -c, {}]",
+        serde_json::to_string(STATUS_SERVER).unwrap()
+    );
+    let min_scale = [("autoscaling.knative.dev/min-scale", "1")];
+    let services = [
+        (
+            "plain",
+            "runtimeClassName: process".to_owned(),
+            command.clone(),
+        ),
+        (
+            "chosen",
+            "runtimeClassName: process\nsecurityContext: {supplementalGroups: [77, 78]}".to_owned(),
+            format!(
+                "{command}\nsecurityContext: {{runAsUser: 4242, runAsGroup: 4343, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}"
+            ),
+        ),
+        (
+            "rooted",
+            "runtimeClassName: process".to_owned(),
+            format!("{command}\nsecurityContext: {{runAsUser: 0, runAsNonRoot: true}}"),
+        ),
+    ];
+    for (name, spec, container) in &services {
+        let yaml = nimbus_testkit::manifest::service(name, &min_scale, spec, container);
+        nimbus.apply_ok(&yaml);
+    }
+    let client = RouterClient::new(&nimbus.http_addr);
+    let mut statuses = Vec::new();
+    for name in ["plain", "chosen"] {
+        nimbus
+            .wait_service_ready(name, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let reply = client
+            .get(&format!("{name}.default.localhost"), "/")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        statuses.push(reply.body);
+    }
+    let (plain, chosen) = (&statuses[0], &statuses[1]);
+    assert_eq!(status_field(plain, "Uid"), ["65534"; 4], "{plain}");
+    assert_eq!(status_field(plain, "Gid"), ["65534"; 4], "{plain}");
+    assert!(status_field(plain, "Groups").is_empty(), "{plain}");
+    assert_eq!(status_field(chosen, "Uid"), ["4242"; 4], "{chosen}");
+    assert_eq!(status_field(chosen, "Gid"), ["4343"; 4], "{chosen}");
+    assert_eq!(status_field(chosen, "Groups"), ["77", "78"], "{chosen}");
+    for status in [plain, chosen] {
+        assert_eq!(status_field(status, "NoNewPrivs"), ["1"], "{status}");
+        for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(
+                status_field(status, caps),
+                ["0000000000000000"],
+                "{caps}: {status}"
+            );
+        }
+    }
+    let path = "/apis/serving.knative.dev/v1/namespaces/default/revisions/rooted-00001";
+    let message =
+        nimbus_testkit::api::wait_until("rooted refused", Duration::from_secs(60), async || {
+            let rev = nimbus.api_get(path).await.unwrap().unwrap_or_default();
+            match nimbus_testkit::condition(&rev["status"], "Ready") {
+                (_, reason, message) if reason == "CreateContainerConfigError" => Ok(message),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(message.contains("runAsNonRoot"), "{message}");
+}

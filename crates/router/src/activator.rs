@@ -111,21 +111,24 @@ impl Inner {
                 limit,
             });
         };
-        // Subscribe before looking, so no endpoint change between the two is missed.
+        // Subscribe before looking, so no endpoint or route change between the two is missed.
         let changes = self.endpoints.watch();
+        let routes = self.routes.subscribe();
         let started = Instant::now();
         self.activate(&target.revision);
         let max_wait = self.config.max_activation_wait;
         let budget = target.timeouts.total.min(max_wait);
         let deadline = end.min(started + max_wait.saturating_sub(waited.total));
         let result = self
-            .wait_loop(target, exclude, changes, deadline, waited)
+            .wait_loop(target, exclude, (changes, routes), deadline, waited)
             .await;
         waited.total += started.elapsed();
         result.map_err(|failure| wait_error(target, budget, failure))
     }
 
-    /// Looks for capacity every time something may have freed some, until the deadline.
+    /// Looks for capacity every time something may have freed some, until the deadline, or
+    /// until no route sends traffic to the revision any more (a deleted service's request must
+    /// not wait for instances that will never start).
     ///
     /// A waiter excluding an instance (a retry after it refused a connection) may take the
     /// wake-up for room freed on that very instance; as it refused connections nobody loses
@@ -134,7 +137,7 @@ impl Inner {
         &self,
         target: &Target,
         exclude: Option<&Endpoint>,
-        mut changes: watch::Receiver<u64>,
+        (mut changes, mut routes): (watch::Receiver<u64>, watch::Receiver<u64>),
         deadline: Instant,
         waited: &mut Waited,
     ) -> Result<Lease, WaitFailure> {
@@ -155,6 +158,11 @@ impl Inner {
             tokio::select! {
                 () = &mut freed => {}
                 () = endpoints_changed(&mut changes) => {}
+                () = endpoints_changed(&mut routes) => {
+                    if self.table.load().stats(&target.revision).is_none() {
+                        return Err(WaitFailure::Unrouted);
+                    }
+                }
                 () = &mut expired => return Err(WaitFailure::Expired { at_zero }),
             }
         }
@@ -173,12 +181,15 @@ enum WaitFailure {
     Failed(String),
     /// The deadline passed; `at_zero` if the revision had no ready instance at the last look.
     Expired { at_zero: bool },
+    /// No route sends traffic to the revision any more.
+    Unrouted,
 }
 
 fn wait_error(target: &Target, budget: Duration, failure: WaitFailure) -> ProxyError {
     let revision = target.revision.clone();
     match failure {
         WaitFailure::Failed(message) => ProxyError::RevisionFailed { revision, message },
+        WaitFailure::Unrouted => ProxyError::Unrouted { revision },
         WaitFailure::Expired { at_zero: true } => ProxyError::NotReady {
             revision,
             waited: budget,
@@ -190,8 +201,8 @@ fn wait_error(target: &Target, budget: Duration, failure: WaitFailure) -> ProxyE
     }
 }
 
-/// Resolves when the registry changes. The router holds the registry (and so its sender), so
-/// the channel cannot close while requests wait; if it ever did, only other wake-ups remain.
+/// Resolves when the registry (or the route table) changes. The router holds both senders, so
+/// the channels cannot close while requests wait; if one ever did, only other wake-ups remain.
 async fn endpoints_changed(changes: &mut watch::Receiver<u64>) {
     if changes.changed().await.is_err() {
         std::future::pending::<()>().await;

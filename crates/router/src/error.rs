@@ -61,6 +61,10 @@ pub enum ProxyError {
         revision: RevisionKey,
         waited: Duration,
     },
+    /// The revision stopped receiving traffic (its route changed or went away) while the
+    /// request waited for an instance of it.
+    #[error("revision \"{revision}\" stopped receiving traffic while the request waited; retry")]
+    Unrouted { revision: RevisionKey },
     /// The revision has no ready instance because its latest start failed.
     #[error("revision \"{revision}\" cannot start: {message}")]
     RevisionFailed {
@@ -153,9 +157,10 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => Side::Client,
-            Self::QueueFull { .. } | Self::NotReady { .. } | Self::AtCapacity { .. } => {
-                Side::Nimbus
-            }
+            Self::QueueFull { .. }
+            | Self::NotReady { .. }
+            | Self::AtCapacity { .. }
+            | Self::Unrouted { .. } => Side::Nimbus,
             Self::RevisionFailed { .. }
             | Self::Connect { .. }
             | Self::Instance { .. }
@@ -171,6 +176,7 @@ impl ProxyError {
             Self::QueueFull { .. }
             | Self::NotReady { .. }
             | Self::AtCapacity { .. }
+            | Self::Unrouted { .. }
             | Self::RevisionFailed { .. }
             | Self::Connect { .. } => true,
             Self::MissingHost | Self::InvalidTarget(_) | Self::UnknownHost { .. } => false,
@@ -186,6 +192,7 @@ impl ProxyError {
             Self::QueueFull { .. }
             | Self::NotReady { .. }
             | Self::AtCapacity { .. }
+            | Self::Unrouted { .. }
             | Self::RevisionFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Instance { .. } => StatusCode::BAD_GATEWAY,
             // A cut response has its status already; this is what it would have been.
@@ -197,9 +204,10 @@ impl ProxyError {
     /// may help: the revision is starting, busy, or restarting after a failure.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::QueueFull { .. } | Self::NotReady { .. } | Self::AtCapacity { .. } => {
-                Some(Duration::from_secs(1))
-            }
+            Self::QueueFull { .. }
+            | Self::NotReady { .. }
+            | Self::AtCapacity { .. }
+            | Self::Unrouted { .. } => Some(Duration::from_secs(1)),
             Self::RevisionFailed { .. } => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -214,7 +222,8 @@ impl ProxyError {
             | Self::UnknownHost { .. }
             | Self::QueueFull { .. }
             | Self::NotReady { .. }
-            | Self::AtCapacity { .. } => self.to_string(),
+            | Self::AtCapacity { .. }
+            | Self::Unrouted { .. } => self.to_string(),
             Self::RevisionFailed { revision, .. } => {
                 format!("revision \"{revision}\" cannot start; its status and logs say why")
             }

@@ -66,6 +66,9 @@ pub use body::Body;
 pub use config::RouterConfig;
 pub use error::{ProxyError, Side, TimeoutKind};
 pub use host::normalize_host;
+/// The raw host of a request (for the fuzz targets in `fuzz/`; not a stable API).
+#[doc(hidden)]
+pub use host::request_host;
 pub use router::Router;
 pub use split::{pick_weighted, total_weight};
 pub use stats::{RevisionStats, StatsSnapshot};

@@ -189,26 +189,19 @@ impl Inner {
     }
 }
 
-/// The 504 for a response that did not start in time, logged with the timeout that passed.
+/// The 504 for a response that did not start in time (logged once, with the request id, by
+/// `Router::answer`).
 fn timed_out(
     target: &Target,
     endpoint: &Endpoint,
     clock: &ResponseClock,
     passed: TimeoutKind,
 ) -> ProxyError {
-    let limit = clock.limit(passed);
-    tracing::warn!(
-        revision = %target.revision,
-        instance = %endpoint,
-        timeout = passed.field(),
-        ?limit,
-        "the instance did not start its response in time: 504"
-    );
     ProxyError::Timeout {
         revision: target.revision.clone(),
         instance: endpoint.to_string(),
         timeout: passed,
-        limit,
+        limit: clock.limit(passed),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Router {
 
 pub(crate) struct Inner {
     pub table: ArcSwap<Table>,
+    /// Bumped every time the table is replaced (waiters check their revision is still routed).
+    pub routes: tokio::sync::watch::Sender<u64>,
     ingresses: Mutex<BTreeMap<(String, String), Ingress>>,
     pub endpoints: EndpointRegistry,
     pub upstream: Upstream,
@@ -44,6 +46,7 @@ impl Router {
     pub fn new(endpoints: EndpointRegistry, config: RouterConfig) -> Self {
         let inner = Inner {
             table: ArcSwap::default(),
+            routes: tokio::sync::watch::Sender::new(0),
             ingresses: Mutex::default(),
             endpoints,
             upstream: Upstream::new(&config),
@@ -99,6 +102,7 @@ impl Router {
             tracing::warn!(%host, "host is claimed by more than one route; the first one keeps it");
         }
         self.inner.table.store(Arc::new(table));
+        self.inner.routes.send_modify(|generation| *generation += 1);
     }
 
     /// The live counters of a revision that some route sends traffic to.

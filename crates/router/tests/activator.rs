@@ -262,6 +262,27 @@ async fn a_failed_start_fails_waiting_requests_at_once_without_its_message() {
     assert_eq!(stats(&router).in_flight, 0);
 }
 
+/// A request waiting for a revision whose route goes away (its service was deleted) fails at
+/// once with a 503 to retry, instead of waiting for instances that will never start; a route
+/// change that keeps the revision routed lets it wait on.
+#[tokio::test]
+async fn waiting_requests_fail_at_once_when_their_revision_is_no_longer_routed() {
+    let (router, _) = router(0);
+    let waiting: Vec<_> = (0..2).map(|_| spawn_get(&router)).collect();
+    eventually("two requests queue", || stats(&router).queued == 2).await;
+    router.apply(ingress("fn", HOST, &[(REV, 100)], TIMEOUT));
+    tokio::task::yield_now().await;
+    assert_eq!(stats(&router).queued, 2, "still routed: still waiting");
+
+    router.remove(NS, "fn");
+    for call in waiting {
+        let (status, headers, body) = answer(call).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(headers.contains_key("retry-after"));
+        assert!(body.contains("stopped receiving traffic"), "{body}");
+    }
+}
+
 // === containerConcurrency ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

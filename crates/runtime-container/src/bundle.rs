@@ -2,46 +2,33 @@
 //! argv, environment, working directory and ids of the process; its root filesystem; mounts;
 //! limits; namespaces. Pure; the launcher does the I/O around it.
 //!
-//! Isolation: pid, ipc, uts and mount namespaces (plus cgroup on cgroup v2), but **not
-//! network** — instances share the host's network and listen on `$PORT` like host processes,
-//! so the router reaches them on loopback. No terminal (so no /dev/console), no new
-//! privileges, Docker's default capabilities minus `NET_RAW` (which on the host network would
-//! allow sniffing other instances' traffic), none inherited or ambient, so a non-root process
-//! keeps none across `execve`. runc supplies /dev/null, zero, full, random, urandom, tty and the
-//! /dev/fd, stdin, stdout and stderr links itself.
+//! Isolation: pid, ipc, uts and mount namespaces (plus cgroup on cgroup v2), and the network
+//! namespace the launcher prepared when there is one (otherwise the container shares the
+//! host's network and listens on `$PORT` like a host process). No terminal (so no /dev/console). The container's
+//! `securityContext` decides the rest: no new privileges unless `allowPrivilegeEscalation`,
+//! the capabilities of [`crate::caps::granted`] (by default Docker's minus `NET_RAW`), none
+//! inherited or ambient, so a non-root process keeps none across `execve`; the pod's
+//! supplemental groups; a read-only root with `readOnlyRootFilesystem` (/tmp and /dev/shm stay
+//! writable). runc supplies /dev/null, zero, full, random, urandom, tty and the /dev/fd, stdin,
+//! stdout and stderr links itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use nimbus_runtime::Resources;
+use nimbus_runtime::{Resources, Seccomp, Security};
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
     LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+pub use crate::caps::CAPABILITIES;
 use crate::mounts::{self, HostFiles};
 use crate::resources::linux_resources;
 use crate::user::ResolvedUser;
+use crate::{caps, seccomp};
 
 /// The runtime-spec version written; runc 1.1 speaks 1.0.2.
 pub const OCI_VERSION: &str = "1.0.2";
-
-/// Docker's default capability set without `NET_RAW`.
-pub const CAPABILITIES: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Longest hostname the kernel accepts.
 const HOSTNAME_MAX: usize = 64;
@@ -79,6 +66,10 @@ pub struct ContainerParts<'a> {
     pub cgroup: Option<&'a str>,
     /// The host uses the unified cgroup v2 hierarchy (adds a cgroup namespace).
     pub cgroup_v2: bool,
+    /// The container's `securityContext` beyond its user.
+    pub security: &'a Security,
+    /// The network namespace to join (a path runc can open); `None`: the host's network.
+    pub netns: Option<&'a Path>,
 }
 
 /// The runtime spec for `parts`.
@@ -86,7 +77,7 @@ pub fn config(parts: &ContainerParts<'_>) -> Result<Spec, OciSpecError> {
     SpecBuilder::default()
         .version(OCI_VERSION)
         .hostname(hostname(parts.id))
-        .root(root(&parts.root)?)
+        .root(root(&parts.root, parts.security.read_only_root_filesystem)?)
         .process(process(parts)?)
         .mounts(mounts::mounts(parts.host_files)?)
         .linux(linux(parts)?)
@@ -98,11 +89,11 @@ pub fn hostname(id: &str) -> String {
     id.chars().take(HOSTNAME_MAX).collect()
 }
 
-fn root(choice: &RootChoice) -> Result<oci_spec::runtime::Root, OciSpecError> {
+fn root(choice: &RootChoice, readonly: bool) -> Result<oci_spec::runtime::Root, OciSpecError> {
     match choice {
         RootChoice::Overlay => RootBuilder::default()
             .path("rootfs")
-            .readonly(false)
+            .readonly(readonly)
             .build(),
         RootChoice::SharedReadOnly(path) => {
             RootBuilder::default().path(path).readonly(true).build()
@@ -111,12 +102,13 @@ fn root(choice: &RootChoice) -> Result<oci_spec::runtime::Root, OciSpecError> {
 }
 
 fn process(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Process, OciSpecError> {
+    let security = parts.security;
     let user = UserBuilder::default()
         .uid(parts.user.uid)
         .gid(parts.user.gid)
-        .additional_gids(parts.user.additional_gids.clone())
+        .additional_gids(additional_gids(parts))
         .build()?;
-    let granted: Capabilities = CAPABILITIES.iter().copied().collect();
+    let granted = caps::granted(security);
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(granted.clone())
         .effective(granted.clone())
@@ -130,9 +122,20 @@ fn process(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Process, Oci
         .args(parts.args.clone())
         .env(parts.env.clone())
         .cwd(parts.cwd.as_str())
-        .no_new_privileges(true)
+        .no_new_privileges(!security.allow_privilege_escalation)
         .capabilities(capabilities)
         .build()
+}
+
+/// The image user's groups, then the pod's supplemental groups not already among them.
+fn additional_gids(parts: &ContainerParts<'_>) -> Vec<u32> {
+    let mut gids = parts.user.additional_gids.clone();
+    for gid in &parts.security.supplemental_groups {
+        if !gids.contains(gid) {
+            gids.push(*gid);
+        }
+    }
+    gids
 }
 
 fn linux(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Linux, OciSpecError> {
@@ -145,15 +148,25 @@ fn linux(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Linux, OciSpec
     if parts.cgroup_v2 {
         kinds.push(LinuxNamespaceType::Cgroup);
     }
-    let namespaces = kinds
+    let mut namespaces = kinds
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = parts.netns {
+        let network = LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(path)
+            .build()?;
+        namespaces.push(network);
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(linux_resources(parts.resources, parts.default_pids_limit)?)
         .masked_paths(mounts::masked_paths())
         .readonly_paths(mounts::readonly_paths());
+    if parts.security.seccomp == Seccomp::RuntimeDefault {
+        linux = linux.seccomp(seccomp::runtime_default(&caps::granted(parts.security))?);
+    }
     if let Some(cgroup) = parts.cgroup {
         linux = linux.cgroups_path(PathBuf::from(format!(
             "/{}",
@@ -185,6 +198,16 @@ mod tests {
     }
 
     fn json(root: RootChoice, cgroup: Option<&str>, cgroup_v2: bool) -> Value {
+        with_security(root, cgroup, cgroup_v2, &Security::default(), None)
+    }
+
+    fn with_security(
+        root: RootChoice,
+        cgroup: Option<&str>,
+        cgroup_v2: bool,
+        security: &Security,
+        netns: Option<&Path>,
+    ) -> Value {
         let (user, host, resources) = (user(), host(), Resources::default());
         let parts = ContainerParts {
             id: "hello-00001-1",
@@ -198,6 +221,8 @@ mod tests {
             default_pids_limit: 4096,
             cgroup,
             cgroup_v2,
+            security,
+            netns,
         };
         serde_json::to_value(config(&parts).unwrap()).unwrap()
     }
@@ -238,8 +263,110 @@ mod tests {
         assert!(caps["inheritable"].as_array().unwrap().is_empty());
     }
 
+    fn secured(security: Security) -> Value {
+        with_security(RootChoice::Overlay, None, true, &security, None)
+    }
+
     #[test]
-    fn the_network_is_the_hosts() {
+    fn privilege_escalation_is_refused_unless_allowed() {
+        let default = secured(Security::default());
+        assert_eq!(default["process"]["noNewPrivileges"], true);
+        let allowed = secured(Security {
+            allow_privilege_escalation: true,
+            ..Security::default()
+        });
+        assert_eq!(allowed["process"]["noNewPrivileges"], false);
+    }
+
+    #[test]
+    fn capabilities_follow_add_and_drop() {
+        let spec = secured(Security {
+            capabilities_add: vec!["NET_ADMIN".into()],
+            capabilities_drop: vec!["ALL".into()],
+            ..Security::default()
+        });
+        let caps = &spec["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(caps[set], serde_json::json!(["CAP_NET_ADMIN"]), "{set}");
+        }
+        assert!(caps["ambient"].as_array().unwrap().is_empty());
+        assert!(caps["inheritable"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn supplemental_groups_follow_the_users_own() {
+        let spec = secured(Security {
+            supplemental_groups: vec![50, 2000, 3000],
+            ..Security::default()
+        });
+        assert_eq!(
+            spec["process"]["user"]["additionalGids"],
+            serde_json::json!([50, 2000, 3000])
+        );
+    }
+
+    #[test]
+    fn a_read_only_root_filesystem_makes_the_overlay_read_only() {
+        let spec = secured(Security {
+            read_only_root_filesystem: true,
+            ..Security::default()
+        });
+        assert_eq!(spec["root"]["readonly"], true);
+        assert_eq!(secured(Security::default())["root"]["readonly"], false);
+    }
+
+    #[test]
+    fn the_default_seccomp_filter_applies_unless_unconfined() {
+        let default = secured(Security::default());
+        let filter = &default["linux"]["seccomp"];
+        assert_eq!(filter["defaultAction"], "SCMP_ACT_ERRNO");
+        let allowed = |name: &str| {
+            filter["syscalls"].as_array().unwrap().iter().any(|rule| {
+                rule["action"] == "SCMP_ACT_ALLOW"
+                    && rule.get("args").is_none()
+                    && rule["names"].as_array().unwrap().contains(&name.into())
+            })
+        };
+        assert!(allowed("read"));
+        assert!(!allowed("mount"));
+        let admin = secured(Security {
+            capabilities_add: vec!["SYS_ADMIN".into()],
+            ..Security::default()
+        });
+        assert!(
+            admin["linux"]["seccomp"]["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["names"].as_array().unwrap().contains(&"mount".into()))
+        );
+        let unconfined = secured(Security {
+            seccomp: Seccomp::Unconfined,
+            ..Security::default()
+        });
+        assert!(unconfined["linux"].get("seccomp").is_none());
+    }
+
+    #[test]
+    fn a_prepared_network_namespace_is_joined_by_path() {
+        let path = Path::new("/proc/1/fd/7");
+        let spec = with_security(
+            RootChoice::Overlay,
+            None,
+            true,
+            &Security::default(),
+            Some(path),
+        );
+        assert_eq!(
+            namespaces(&spec),
+            ["pid", "ipc", "uts", "mount", "cgroup", "network"]
+        );
+        let list = spec["linux"]["namespaces"].as_array().unwrap();
+        assert_eq!(list[5]["path"], "/proc/1/fd/7");
+    }
+
+    #[test]
+    fn without_one_the_network_is_the_hosts() {
         let spec = json(RootChoice::Overlay, None, false);
         assert_eq!(namespaces(&spec), ["pid", "ipc", "uts", "mount"]);
         let v2 = json(RootChoice::Overlay, None, true);

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use nimbus_image::{NoProgress, Progress};
 
+use crate::network::NetworkConfig;
+
 /// Configuration of an [`crate::OciLauncher`].
 #[derive(Clone)]
 pub struct OciConfig {
@@ -26,6 +28,10 @@ pub struct OciConfig {
     pub hosts: PathBuf,
     /// Told about image pulls started by `prepare` (default: nothing).
     pub pull_progress: Arc<dyn Progress>,
+    /// Give each container a network namespace of its own on this bridge (default: `nimbus0`,
+    /// 10.87.0.0/16); `None`: every container shares the host's network, as do those whose
+    /// revision says `nimbus.dev/host-network: "true"`.
+    pub network: Option<NetworkConfig>,
 }
 
 impl OciConfig {
@@ -39,6 +45,7 @@ impl OciConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             hosts: PathBuf::from("/etc/hosts"),
             pull_progress: Arc::new(NoProgress),
+            network: Some(NetworkConfig::default()),
         }
     }
 }
@@ -52,6 +59,7 @@ impl std::fmt::Debug for OciConfig {
             .field("overlay", &self.overlay)
             .field("resolv_conf", &self.resolv_conf)
             .field("hosts", &self.hosts)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +75,7 @@ mod tests {
         assert_eq!(config.state_root, PathBuf::from("/data/runc"));
         assert_eq!(config.default_pids_limit, 4096);
         assert!(config.overlay);
+        assert_eq!(config.network, Some(NetworkConfig::default()));
         assert!(format!("{config:?}").contains("/data/runc"));
     }
 }

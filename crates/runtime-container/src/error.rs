@@ -8,6 +8,7 @@ use nimbus_image::ImageError;
 use nimbus_runtime_process::LaunchError;
 use oci_spec::OciSpecError;
 
+use crate::network::NetworkError;
 use crate::user::UserError;
 
 /// Why a container cannot be prepared or started.
@@ -43,6 +44,9 @@ pub enum ContainerError {
 
     #[error("building the container's runtime spec: {0}")]
     Spec(#[from] OciSpecError),
+
+    #[error("setting up the container's network: {0}")]
+    Network(#[from] NetworkError),
 }
 
 impl ContainerError {
@@ -54,6 +58,8 @@ impl ContainerError {
             Self::NoCommand { .. } => "NoCommand",
             Self::User(_) => "CreateContainerConfigError",
             Self::NotPrepared { .. } | Self::Io { .. } | Self::Spec(_) => "CreateContainerError",
+            // The kubelet's word when the pod's network cannot be set up.
+            Self::Network(_) => "FailedCreatePodSandBox",
         }
     }
 

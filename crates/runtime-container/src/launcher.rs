@@ -1,9 +1,12 @@
 //! [`OciLauncher`]: the supervisor's [`Launcher`] for container images. `prepare` makes sure
 //! the revision's image is stored and unpacked (once; later calls hit a per-revision cache);
 //! `command` builds the instance's bundle and returns `runc run` for it; `exec` runs a probe
-//! inside; `cleanup` deletes the container, unmounts its rootfs and removes the bundle.
+//! inside; `cleanup` deletes the container, unmounts its rootfs and removes the bundle. A
+//! container with a network of its own is attached before its bundle is written, answers
+//! `address` with its address and [`CONTAINER_PORT`], and is detached on cleanup.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,7 @@ use nimbus_runtime_process::{LaunchContext, LaunchError, Launcher};
 use crate::bundle::{self, ContainerParts};
 use crate::config::OciConfig;
 use crate::error::ContainerError;
+use crate::network::{Attachment, CONTAINER_PORT, Network};
 use crate::process;
 use crate::rootfs::OverlayError;
 use crate::runc::Runc;
@@ -32,6 +36,11 @@ pub struct OciLauncher {
     images: Mutex<HashMap<RevisionKey, (String, Arc<Image>)>>,
     overlay_warned: AtomicBool,
     cgroup_v2: bool,
+    /// The containers' network (`None`: all share the host's).
+    network: Option<Network>,
+    /// The network of each container that has one, by instance id, and the port it listens
+    /// on there.
+    attachments: Mutex<HashMap<String, (Attachment, u16)>>,
 }
 
 // === impl OciLauncher ===
@@ -49,9 +58,13 @@ impl OciLauncher {
     }
 
     fn build(store: Option<Arc<ImageStore>>, config: OciConfig) -> Self {
+        let tag = config.state_root.to_string_lossy();
+        let network = config.network.clone().map(|net| Network::new(net, &tag));
         Self {
             store,
             runc: Runc::new(&config.runc, &config.state_root),
+            network,
+            attachments: Mutex::default(),
             config,
             images: Mutex::default(),
             overlay_warned: AtomicBool::new(false),
@@ -95,23 +108,66 @@ impl OciLauncher {
         self.cached(spec).ok_or_else(|| not_prepared(spec))
     }
 
-    /// Build the bundle and return `runc run` for it.
+    fn attachments(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Attachment, u16)>> {
+        self.attachments
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Build the bundle (after giving the container its network, unless it shares the host's)
+    /// and return `runc run` for it.
     fn start(&self, spec: &InstanceSpec, ctx: &LaunchContext) -> Result<Command, ContainerError> {
+        if let Some((leftover, _)) = self.attachments().remove(&ctx.id) {
+            leftover.release(); // its container is deleted before this one starts
+        }
+        let network = match &self.network {
+            Some(network) if !spec.security.host_network => Some(network.attach(&ctx.id)?),
+            _ => None,
+        };
+        let started = self.start_attached(spec, ctx, network.as_ref());
+        match (started, network) {
+            (Ok(cmd), Some(network)) => {
+                self.attachments()
+                    .insert(ctx.id.clone(), (network, container_port(spec)));
+                Ok(cmd)
+            }
+            (started, network) => {
+                // The namespace ends with its descriptor: no process is in it yet.
+                if let Some(network) = network {
+                    network.release();
+                }
+                started
+            }
+        }
+    }
+
+    /// [`OciLauncher::start`] once the network is decided.
+    fn start_attached(
+        &self,
+        spec: &InstanceSpec,
+        ctx: &LaunchContext,
+        network: Option<&Attachment>,
+    ) -> Result<Command, ContainerError> {
         let image = self.cached(spec).ok_or_else(|| not_prepared(spec))?;
         let args = argv(&image, spec)?;
         let account = user::read_account_files(&image.rootfs);
         let user = user::resolve(user_request(&image, spec), &account)?;
         let bundle = setup::bundle_dir(&ctx.scratch);
         setup::fresh_bundle(&self.runc, &bundle, &ctx.id)?;
-        let host = setup::host_files(&self.config.resolv_conf, &self.config.hosts, &bundle)?;
+        let mut host = setup::host_files(&self.config.resolv_conf, &self.config.hosts, &bundle)?;
+        if let (Some(own), Some(_)) = (&self.network, network) {
+            host.resolv_conf = own.resolv_conf(&host.resolv_conf, &bundle)?;
+        }
         let hostname = bundle::hostname(&ctx.id);
         let root = setup::mount_root(&image.rootfs, &bundle, self.config.overlay, |e| {
             self.warn_overlay_once(e)
         });
+        let netns = network.map(Attachment::netns_path);
+        let env = instance_env(&ctx.env, network.map(|_| container_port(spec)));
         let parts = ContainerParts {
             id: &ctx.id,
             args,
-            env: process::environment(&hostname, &user.home, &image.config.env, &ctx.env),
+            env: process::environment(&hostname, &user.home, &image.config.env, &env),
             cwd: process::working_dir(
                 spec.working_dir.as_deref(),
                 image.config.working_dir.as_deref(),
@@ -123,6 +179,8 @@ impl OciLauncher {
             default_pids_limit: self.config.default_pids_limit,
             cgroup: ctx.cgroup.as_deref(),
             cgroup_v2: self.cgroup_v2,
+            security: &spec.security,
+            netns: netns.as_deref(),
         };
         let written = bundle::config(&parts)
             .map_err(ContainerError::from)
@@ -170,12 +228,40 @@ impl Launcher for OciLauncher {
         if let Err(e) = done.await {
             tracing::warn!(container = %ctx.id, "container cleanup panicked: {e}");
         }
+        let attachment = self.attachments().remove(&ctx.id).map(|(a, _)| a);
+        if let (Some(network), Some(attachment)) = (&self.network, attachment) {
+            network.detach(attachment).await;
+        }
     }
 
     /// runc creates/joins `cgroupsPath` = `/<ctx.cgroup>` and applies the limits itself.
     fn joins_cgroup_itself(&self) -> bool {
         true
     }
+
+    /// A container with a network of its own serves at its address, on its `containerPort`.
+    fn address(&self, ctx: &LaunchContext) -> Option<SocketAddr> {
+        let attachments = self.attachments();
+        let (attachment, port) = attachments.get(&ctx.id)?;
+        Some(SocketAddr::from((attachment.addr, *port)))
+    }
+}
+
+/// Where a container with a network of its own listens: the manifest's `containerPort`, else
+/// [`CONTAINER_PORT`] (Knative's default).
+fn container_port(spec: &InstanceSpec) -> u16 {
+    spec.container_port.unwrap_or(CONTAINER_PORT)
+}
+
+/// The instance's environment; in a network of its own (`own_port`), `PORT` is that port (the
+/// supervisor's loopback port means nothing there).
+fn instance_env(env: &[(String, String)], own_port: Option<u16>) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(name, value)| match (own_port, name.as_str()) {
+            (Some(port), "PORT") => (name.clone(), port.to_string()),
+            _ => (name.clone(), value.clone()),
+        })
+        .collect()
 }
 
 /// argv by Kubernetes' rules; an error when nothing names a program.

@@ -12,7 +12,8 @@
 //!    them (`command`/`args` over ENTRYPOINT/CMD, env over the image's, `workingDir`,
 //!    `runAsUser`/`runAsGroup` over the image's `User`), the resource limits converted as the
 //!    kubelet converts them, and Knative's runtime contract (/tmp 1777, the standard /dev
-//!    entries, no /dev/console, read-only /proc/sys, the host's /etc/resolv.conf);
+//!    entries, no /dev/console, read-only /proc/sys, the host's /etc/resolv.conf, without its
+//!    loopback nameservers for a container with a network of its own);
 //! 3. returns `runc --root <state> run --keep --bundle <bundle> <id>`, which runs the
 //!    container in the foreground: runc forwards SIGTERM to the container's process, passes
 //!    its stdout/stderr through and exits with its status (128 + n when killed by signal n, so
@@ -20,10 +21,22 @@
 //! 4. on cleanup, `runc delete --force` (kills the container if still running, removes its
 //!    state and cgroup), unmounts the overlay and removes the bundle.
 //!
-//! **Host networking**: containers get their own pid, ipc, uts (hostname = instance id) and
-//! mount namespaces but share the host's network namespace, so an instance listens on
-//! `$PORT` of the host exactly like a host process, and the router reaches it on loopback.
-//! Containers can therefore reach anything the host can, and bind any free host port.
+//! **Networking**: containers get their own pid, ipc, uts (hostname = instance id), mount and
+//! network namespaces: each has its own loopback and an `eth0` with an address on the host's
+//! bridge (see `network`; outbound traffic is masqueraded as the host's), listens on `$PORT`
+//! = its `containerPort` (default [`CONTAINER_PORT`]) there, and is reached by
+//! the router and probes at `address:port` ([`Launcher::address`]); the host's loopback-only
+//! ports are out of its reach. A revision annotated `nimbus.dev/host-network: "true"` (or a
+//! launcher configured without a network) shares the host's network namespace instead: it
+//! listens on a loopback port of the host like a host process and can reach anything the host
+//! can.
+//!
+//! **Security context**: `allowPrivilegeEscalation` (no new privileges by default),
+//! `capabilities` (over Docker's default set minus `NET_RAW`), `readOnlyRootFilesystem`,
+//! `supplementalGroups`, and `seccompProfile`: Docker's and containerd's default filter
+//! (`seccomp`) unless `Unconfined`.
+//!
+//! [`Launcher::address`]: nimbus_runtime_process::Launcher::address
 //!
 //! **Signals**: the program is pid 1 of its pid namespace, so — as in Kubernetes — SIGTERM only
 //! stops it if it handles SIGTERM; otherwise it runs until the supervisor's grace period ends.
@@ -35,14 +48,17 @@
 //! writes to an image's shared root filesystem.
 
 mod bundle;
+mod caps;
 mod config;
 mod error;
 mod launcher;
 mod mounts;
+mod network;
 mod process;
 mod resources;
 mod rootfs;
 mod runc;
+mod seccomp;
 mod setup;
 mod user;
 
@@ -51,6 +67,7 @@ pub use config::OciConfig;
 pub use error::ContainerError;
 pub use launcher::OciLauncher;
 pub use mounts::HostFiles;
+pub use network::{CONTAINER_PORT, NetworkConfig, NetworkError, Subnet, SubnetError};
 pub use resources::linux_resources;
 pub use rootfs::is_mount_point;
 pub use user::{ResolvedUser, UserError};

@@ -1,9 +1,10 @@
 //! The container's mounts and the Linux hardening that goes with them: runc's default
 //! filesystems (/proc, a 755 tmpfs /dev with /dev/pts, /dev/shm and /dev/mqueue, a read-only
-//! /sys and /sys/fs/cgroup), `/tmp` as a 1777 tmpfs (Knative's runtime contract), and the host's
-//! /etc/resolv.conf and /etc/hosts bound read-only (instances share the host's network, so they
-//! share its name resolution). Masked and read-only /proc paths are runc's defaults, which
-//! keeps `/proc/sys` read-only. Pure; no I/O.
+//! /sys and /sys/fs/cgroup), `/tmp` as a 1777 tmpfs (Knative's runtime contract), and a
+//! resolv.conf and /etc/hosts bound read-only: the host's, or for a container with a network
+//! namespace of its own a copy without the loopback nameservers it cannot reach (see
+//! `network::dns`). Masked and read-only /proc paths are runc's defaults, which keeps
+//! `/proc/sys` read-only. Pure; no I/O.
 
 use std::path::{Path, PathBuf};
 

@@ -15,8 +15,10 @@ use support::*;
 
 const MIB: u64 = 1024 * 1024;
 
-async fn contract(port: u16) -> Value {
-    let (status, body) = get(port, "/contract").await.expect("/contract answered");
+async fn contract(running: &Running) -> Value {
+    let (status, body) = get(running.addr, "/contract")
+        .await
+        .expect("/contract answered");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("contract JSON")
 }
@@ -76,12 +78,12 @@ async fn the_runtime_contract_holds_inside_a_container() {
     let (id, port) = (instance_id("contract"), free_port());
     let ctx = fixture.context(&id, port, Some(cgroups.child("i1")));
     let mut running = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &running).await;
+    wait_hello(&running).await;
     running
-        .wait_stdout(&format!("test-app listening on {port}"))
+        .wait_stdout(&format!("test-app listening on {}", running.addr.port()))
         .await;
 
-    let facts = contract(port).await;
+    let facts = contract(&running).await;
     assert_eq!(facts["uid"], 1000, "the image's user `app`: {facts}");
     assert_eq!(facts["gid"], 1000);
     assert_eq!(facts["cwd"], "/app");
@@ -94,12 +96,12 @@ async fn the_runtime_contract_holds_inside_a_container() {
         .or_else(|| cgroups.read("memory", "i1", "memory.max"));
     assert_eq!(memory.as_deref(), Some("134217728\n"));
 
-    let (_, env) = get(port, "/env").await.expect("/env");
+    let (_, env) = get(running.addr, "/env").await.expect("/env");
     assert!(env.contains("FROM_IMAGE=yes"), "{env}");
     let ports: Vec<&str> = env.lines().filter(|l| l.starts_with("PORT=")).collect();
     assert_eq!(
         ports,
-        [format!("PORT={port}")],
+        [format!("PORT={}", running.addr.port())],
         "the instance's PORT wins: {env}"
     );
     assert!(env.contains("K_REVISION=hello-00001"), "{env}");
@@ -137,8 +139,8 @@ async fn run_as_user_and_group_override_the_image_user() {
     let (id, port) = (instance_id("runas"), free_port());
     let ctx = fixture.context(&id, port, None);
     let mut running = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &running).await;
-    let facts = contract(port).await;
+    wait_hello(&running).await;
+    let facts = contract(&running).await;
     assert_eq!(
         (facts["uid"].as_u64(), facts["gid"].as_u64()),
         (Some(4242), Some(4343))
@@ -187,8 +189,8 @@ async fn an_oom_kill_exits_137_and_its_counter_stays_until_cleanup() {
     let (id, port) = (instance_id("oom"), free_port());
     let ctx = fixture.context(&id, port, Some(cgroups.child("i1")));
     let mut running = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &running).await;
-    let _ = get(port, "/alloc?mb=256").await;
+    wait_hello(&running).await;
+    let _ = get(running.addr, "/alloc?mb=256").await;
     assert_eq!(running.exit_code().await, 137, "{}", running.output());
     let oom = cgroups
         .read("memory", "i1", "memory.oom_control")
@@ -212,14 +214,16 @@ async fn the_pids_limit_stops_a_fork_bomb() {
     let (id, port) = (instance_id("pids"), free_port());
     let ctx = fixture.context(&id, port, Some(cgroups.child("i1")));
     let mut running = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &running).await;
-    let (_, body) = get(port, "/forkbomb").await.expect("/forkbomb answered");
+    wait_hello(&running).await;
+    let (_, body) = get(running.addr, "/forkbomb")
+        .await
+        .expect("/forkbomb answered");
     let spawned: u64 = body
         .lines()
         .find_map(|l| l.strip_prefix("spawned ")?.trim().parse().ok())
         .unwrap_or_else(|| panic!("unexpected answer {body:?}"));
     assert!(spawned < 24, "{body}");
-    wait_hello(port, &running).await;
+    wait_hello(&running).await;
     launcher.cleanup(&ctx).await;
     running.exit_code().await;
 }
@@ -235,21 +239,21 @@ async fn a_leftover_container_with_the_same_id_is_replaced() {
     let (id, port) = (instance_id("leftover"), free_port());
     let ctx = fixture.context(&id, port, None);
     let mut first = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &first).await;
+    wait_hello(&first).await;
     // A crash of the runc process leaves the container running, its state and its mount.
     kill(Pid::from_raw(first.pid()), Signal::SIGKILL).expect("SIGKILL runc");
     first.child.wait().await.expect("reaped");
     assert!(
-        get(port, "/").await.is_some(),
+        get(first.addr, "/").await.is_some(),
         "the container outlives runc"
     );
 
     let mut second = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &second).await;
+    wait_hello(&second).await;
     launcher.cleanup(&ctx).await;
     second.exit_code().await;
     assert!(
-        get(port, "/").await.is_none(),
+        get(second.addr, "/").await.is_none(),
         "nothing serves after cleanup"
     );
     assert!(!mounted_below(fixture.dir.path()));
@@ -272,7 +276,7 @@ async fn containers_never_write_to_the_image_rootfs() {
         let (id, port) = (instance_id(&format!("rootfs-{overlay}")), free_port());
         let ctx = fixture.context(&id, port, None);
         let mut running = Running::start(&launcher, &spec, &ctx).await;
-        wait_hello(port, &running).await;
+        wait_hello(&running).await;
         let (code, _) = exec(&launcher, &spec, &ctx, &write);
         assert_eq!(code == 0, overlay, "writing / with overlay={overlay}");
         assert_eq!(

@@ -35,8 +35,8 @@ async fn an_imported_image_is_prepared_from_the_store_and_serves() {
     let (id, port) = (instance_id("store"), free_port());
     let ctx = fixture.context(&id, port, None);
     let mut running = Running::start(&launcher, &spec, &ctx).await;
-    wait_hello(port, &running).await;
-    let (_, env) = get(port, "/env").await.expect("/env");
+    wait_hello(&running).await;
+    let (_, env) = get(running.addr, "/env").await.expect("/env");
     assert!(env.contains("FROM_IMAGE=yes"), "{env}");
     launcher.cleanup(&ctx).await;
     running.exit_code().await;

@@ -153,7 +153,7 @@ impl ActivatedExec {
     /// socket on fd 3. argv\[0\] is looked up on the environment's `PATH` here, as `execvp`
     /// would; a relative directory or program is relative to `cwd` (the child's).
     pub fn new(
-        argv: &[String],
+        argv: &[OsString],
         env: impl IntoIterator<Item = (OsString, OsString)>,
         cwd: Option<&Path>,
         socket: &ActivationSocket,
@@ -166,14 +166,14 @@ impl ActivatedExec {
             .iter()
             .find(|(n, _)| n == "PATH")
             .map(|(_, v)| v.as_os_str());
-        let program = resolve(OsStr::new(&argv[0]), path, cwd)?;
+        let program = resolve(&argv[0], path, cwd)?;
         env.push(("LISTEN_FDS".into(), "1".into()));
         let mut entries = env.into_iter().map(entry).collect::<io::Result<Vec<_>>>()?;
         let listen_pid = entries.len();
         entries.push([LISTEN_PID, &[0; PID_ROOM]].concat());
         let argv = argv
             .iter()
-            .map(|a| c_string(a.clone().into_bytes()))
+            .map(|a| c_string(a.clone().into_vec()))
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             program: c_string(program.into_os_string().into_vec())?,

@@ -2,6 +2,13 @@
 //! as given; the environment is [`BASE_PATH`] under the contract environment and the
 //! manifest's `env`, nothing of the server's own (issue #13: it may hold credentials); the
 //! working directory is the spec's.
+//!
+//! Privileges (issue #13): every program runs with no-new-privileges. A server running as root
+//! runs each program as `securityContext.runAsUser`/`runAsGroup`, else as the launcher's default
+//! user (`nimbus serve --process-user`, `nobody` unless set, as Cloud Run runs containers
+//! unprivileged), with only its own groups and no capabilities. A server that is not root
+//! cannot switch users: programs run as its own user, and a manifest asking for another user is
+//! refused when the revision is prepared.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,15 +17,89 @@ use async_trait::async_trait;
 use nimbus_runtime::InstanceSpec;
 
 use crate::activation::{ActivatedExec, ActivationSocket};
-use crate::launcher::{ExecSpec, LaunchContext, LaunchError, Launcher};
+use crate::launcher::{
+    Credentials, ExecSpec, LaunchContext, LaunchError, Launcher, restrict_before_exec,
+};
 
 /// `PATH` of an instance whose manifest sets none (the usual default of a Linux login), so
 /// `command: [sh, -c, ...]` finds its programs as it would in a container.
 pub(crate) const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs instances as host processes (`runtimeClassName: process`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HostLauncher;
+#[derive(Clone, Debug, Default)]
+pub struct HostLauncher {
+    /// Who programs run as when the manifest names no user; `None`: the server's own user.
+    default_user: Option<(u32, u32)>,
+}
+
+impl HostLauncher {
+    /// Run programs as `uid:gid` unless their manifest says otherwise (only a root server can).
+    pub fn with_default_user(uid: u32, gid: u32) -> Self {
+        Self {
+            default_user: Some((uid, gid)),
+        }
+    }
+
+    /// The user a program of `spec` runs as (`None`: the server's own).
+    fn credentials(&self, spec: &InstanceSpec) -> Option<Credentials> {
+        let groups = spec.security.supplemental_groups.clone();
+        match (spec.run_as_user, spec.run_as_group, self.default_user) {
+            (None, None, None) => None,
+            (None, None, Some((uid, gid))) => Some(Credentials { uid, gid, groups }),
+            (uid, gid, default) => {
+                let uid = uid
+                    .or(default.map(|(uid, _)| uid))
+                    .unwrap_or_else(server_uid);
+                // A user without a group gets its own primary group on this host, else its
+                // uid's number (never root's group by accident).
+                let gid = gid.unwrap_or_else(|| primary_group(uid).unwrap_or(uid));
+                Some(Credentials { uid, gid, groups })
+            }
+        }
+    }
+
+    /// Refuse a user this server cannot become, or root under `runAsNonRoot`.
+    fn check_user(&self, spec: &InstanceSpec) -> Result<(), LaunchError> {
+        let server = server_uid();
+        let user = self.credentials(spec);
+        let uid = user.as_ref().map_or(server, |u| u.uid);
+        if spec.run_as_non_root && uid == 0 {
+            return Err(LaunchError::new(
+                "CreateContainerConfigError",
+                "the program would run as root (uid 0) but runAsNonRoot is set: set \
+                 securityContext.runAsUser to another user",
+            ));
+        }
+        match user {
+            Some(user) if server != 0 && (user.uid != server || user.gid != server_gid()) => {
+                Err(LaunchError::new(
+                    "CreateContainerConfigError",
+                    format!(
+                        "cannot run the program as uid {} gid {}: this server runs as uid {server}, \
+                         not root, so host programs run as its own user; remove \
+                         securityContext.runAsUser/runAsGroup or run nimbus serve as root",
+                        user.uid, user.gid
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn server_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+fn server_gid() -> u32 {
+    nix::unistd::getegid().as_raw()
+}
+
+/// `uid`'s primary group in this host's user database, if it has an entry.
+fn primary_group(uid: u32) -> Option<u32> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+    Some(user.gid.as_raw())
+}
 
 #[async_trait]
 impl Launcher for HostLauncher {
@@ -30,6 +111,7 @@ impl Launcher for HostLauncher {
     }
 
     async fn prepare(&self, spec: &InstanceSpec) -> Result<(), LaunchError> {
+        self.check_user(spec)?;
         match &spec.working_dir {
             Some(dir) if !dir.is_dir() => Err(LaunchError::new(
                 "StartFailed",
@@ -47,7 +129,7 @@ impl Launcher for HostLauncher {
         spec: &InstanceSpec,
         instance: &LaunchContext,
     ) -> Result<std::process::Command, LaunchError> {
-        Ok(exec_spec(spec, instance, &argv(spec)).command())
+        Ok(self.exec_spec_of(spec, instance, &argv(spec)).command())
     }
 
     fn exec(
@@ -56,7 +138,7 @@ impl Launcher for HostLauncher {
         instance: &LaunchContext,
         argv: &[String],
     ) -> std::process::Command {
-        exec_spec(spec, instance, argv).command()
+        self.exec_spec_of(spec, instance, argv).command()
     }
 
     async fn cleanup(&self, _instance: &LaunchContext) {}
@@ -66,7 +148,24 @@ impl Launcher for HostLauncher {
     }
 
     fn exec_spec(&self, spec: &InstanceSpec, instance: &LaunchContext) -> Option<ExecSpec> {
-        Some(exec_spec(spec, instance, &argv(spec)))
+        Some(self.exec_spec_of(spec, instance, &argv(spec)))
+    }
+}
+
+impl HostLauncher {
+    /// `argv` with [`environment`] in the spec's working directory, as the spec's user.
+    fn exec_spec_of(
+        &self,
+        spec: &InstanceSpec,
+        instance: &LaunchContext,
+        argv: &[String],
+    ) -> ExecSpec {
+        ExecSpec {
+            argv: argv.iter().map(OsString::from).collect(),
+            env: environment(&instance.env).into_iter().collect(),
+            cwd: spec.working_dir.clone(),
+            user: self.credentials(spec),
+        }
     }
 }
 
@@ -75,33 +174,24 @@ fn argv(spec: &InstanceSpec) -> Vec<String> {
     spec.command.iter().chain(&spec.args).cloned().collect()
 }
 
-/// `argv` with [`environment`] in the spec's working directory.
-fn exec_spec(spec: &InstanceSpec, instance: &LaunchContext, argv: &[String]) -> ExecSpec {
-    ExecSpec {
-        argv: argv.iter().map(OsString::from).collect(),
-        env: environment(&instance.env).into_iter().collect(),
-        cwd: spec.working_dir.clone(),
-    }
-}
-
-/// The command for a socket-activated host instance: `socket` arrives on fd 3. With `join`, the
-/// child joins its cgroup first (the activation hook ends in `execve`, so nothing after it runs).
+/// The command for a socket-activated instance of a plain-exec launcher: `exec` with the
+/// listening socket on fd 3. With `join`, the child joins its cgroup first, then gives up its
+/// privileges (the activation hook ends in `execve`, so nothing after it runs).
 pub(crate) fn activated_command(
-    spec: &InstanceSpec,
-    instance: &LaunchContext,
+    exec: &ExecSpec,
     socket: &ActivationSocket,
     join: Option<nimbus_cgroup::Joiner>,
 ) -> std::io::Result<std::process::Command> {
-    let argv = argv(spec);
-    let mut cmd = std::process::Command::new(&argv[0]);
-    if let Some(dir) = &spec.working_dir {
+    let mut cmd = std::process::Command::new(&exec.argv[0]);
+    if let Some(dir) = &exec.cwd {
         cmd.current_dir(dir);
     }
     if let Some(joiner) = join {
         crate::process::join_before_exec(&mut cmd, joiner);
     }
-    let cwd = spec.working_dir.as_deref();
-    ActivatedExec::new(&argv, environment(&instance.env), cwd, socket)?.install(&mut cmd);
+    restrict_before_exec(&mut cmd, exec.user.clone());
+    let cwd = exec.cwd.as_deref();
+    ActivatedExec::new(&exec.argv, exec.env.iter().cloned(), cwd, socket)?.install(&mut cmd);
     Ok(cmd)
 }
 
@@ -120,6 +210,9 @@ pub(crate) fn environment(contract: &[(String, String)]) -> BTreeMap<OsString, O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `nobody`/`nogroup`, the default user of a root server's instances.
+    const NOBODY: u32 = 65534;
 
     /// Issue #13, 5: nothing of the server's environment reaches an instance.
     #[test]
@@ -140,5 +233,104 @@ mod tests {
             "/opt/bin",
             "the manifest's PATH wins"
         );
+    }
+
+    fn status_of(output: std::process::Output) -> String {
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn field<'a>(status: &'a str, name: &str) -> &'a str {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .trim()
+    }
+
+    fn spec(user: Option<u32>) -> InstanceSpec {
+        InstanceSpec {
+            command: vec!["/bin/cat".into(), "/proc/self/status".into()],
+            run_as_user: user,
+            ..Default::default()
+        }
+    }
+
+    fn context() -> LaunchContext {
+        LaunchContext {
+            id: "t-1".into(),
+            port: 1,
+            env: vec![],
+            cgroup: None,
+            scratch: std::env::temp_dir(),
+        }
+    }
+
+    /// Issue #13, 5: programs run with no-new-privileges, as the default user or the
+    /// manifest's, with no capabilities left — on the spawn path and on the socket-activated
+    /// one (the stub's path runs the same `ExecSpec::command`).
+    #[test]
+    fn programs_run_as_their_user_without_privileges() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+            eprintln!("SKIPPED: switching users needs root");
+            return;
+        }
+        let launcher = HostLauncher::with_default_user(NOBODY, NOBODY);
+        let ctx = context();
+        let plain = status_of(
+            launcher
+                .command(&spec(None), &ctx)
+                .unwrap()
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(field(&plain, "Uid"), "65534\t65534\t65534\t65534");
+        assert_eq!(field(&plain, "Gid"), "65534\t65534\t65534\t65534");
+        assert_eq!(field(&plain, "Groups"), "");
+        assert_eq!(field(&plain, "NoNewPrivs"), "1");
+        for caps in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(field(&plain, caps), "0000000000000000", "{caps}");
+        }
+        let mut chosen = spec(Some(4242));
+        chosen.security.supplemental_groups = vec![7];
+        let exec = launcher.exec_spec(&chosen, &ctx).unwrap();
+        let ports = std::sync::Arc::new(crate::ports::PortAllocator::default());
+        let socket = ActivationSocket::bind(&ports).unwrap();
+        let mut cmd = activated_command(&exec, &socket, None).unwrap();
+        let activated = status_of(cmd.output().unwrap());
+        assert_eq!(field(&activated, "Uid"), "4242\t4242\t4242\t4242");
+        assert_eq!(field(&activated, "Groups"), "7");
+        assert_eq!(field(&activated, "NoNewPrivs"), "1");
+        assert_eq!(field(&activated, "CapEff"), "0000000000000000");
+    }
+
+    #[tokio::test]
+    async fn root_under_run_as_non_root_is_refused_when_prepared() {
+        let launcher = HostLauncher::with_default_user(NOBODY, NOBODY);
+        let mut rooted = spec(Some(0));
+        rooted.run_as_non_root = true;
+        let error = launcher.prepare(&rooted).await.unwrap_err();
+        assert_eq!(error.reason, "CreateContainerConfigError");
+        assert!(error.message.contains("runAsNonRoot"), "{error}");
+        let mut default = spec(None);
+        default.run_as_non_root = true;
+        if nix::unistd::geteuid().is_root() {
+            launcher.prepare(&default).await.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_user_without_a_group_gets_its_primary_group_never_roots() {
+        let launcher = HostLauncher::with_default_user(NOBODY, NOBODY);
+        let user = launcher.credentials(&spec(Some(0))).unwrap();
+        assert_eq!(
+            (user.uid, user.gid),
+            (0, 0),
+            "root's primary group is its own"
+        );
+        let unknown = launcher.credentials(&spec(Some(987_654))).unwrap();
+        assert_eq!((unknown.uid, unknown.gid), (987_654, 987_654));
+        assert_eq!(HostLauncher::default().credentials(&spec(None)), None);
     }
 }

@@ -32,6 +32,7 @@ impl Supervisor {
     pub(crate) async fn launch(&self, tail: &OutputTail) -> Result<Instance, StartError> {
         let launcher = &self.shared.launcher;
         let ports = &self.shared.ports;
+        let env_spec = self.env_spec()?;
         let listen = if self.spec.socket_activation && launcher.socket_activation() {
             Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
         } else {
@@ -44,7 +45,7 @@ impl Supervisor {
         let ctx = LaunchContext {
             id: self.id.clone(),
             port: listen.port(),
-            env: process::contract_env(&self.spec, listen.port()),
+            env: process::contract_env(&env_spec, listen.port()),
             cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
             scratch: self.scratch_dir(),
         };
@@ -126,11 +127,15 @@ impl Supervisor {
             _ => None,
         };
         let cmd = match listen {
-            Listen::Activated(socket) => host::activated_command(&self.spec, ctx, socket, join)
-                .map_err(|source| {
-                    let command = self.spec.command.first().cloned().unwrap_or_default();
+            Listen::Activated(socket) => {
+                let exec = launcher.exec_spec(&self.spec, ctx).ok_or_else(|| {
+                    LaunchError::new("StartFailed", "this runtime cannot pass a listening socket")
+                })?;
+                host::activated_command(&exec, socket, join).map_err(|source| {
+                    let command = exec.argv[0].to_string_lossy().into_owned();
                     StartError::spawn(command, source)
-                })?,
+                })?
+            }
             Listen::Port(_) => {
                 let mut cmd = launcher.command(&self.spec, ctx)?;
                 if let Some(joiner) = join {
@@ -151,15 +156,20 @@ impl Supervisor {
         pool.take(&self.spec).await.map(Some).map_err(cgroup_error)
     }
 
-    /// How probes reach this instance: its port, and the launcher's way to run a command in it.
+    /// How probes reach this instance: its address (the launcher's, else loopback) and port,
+    /// and the launcher's way to run a command in it.
     fn probe_target(&self, ctx: &LaunchContext) -> ProbeTarget {
         let (launcher, spec, ctx) = (
             Arc::clone(&self.shared.launcher),
             Arc::clone(&self.spec),
             ctx.clone(),
         );
+        let served = launcher
+            .address(&ctx)
+            .unwrap_or_else(|| ([127, 0, 0, 1], ctx.port).into());
         ProbeTarget {
-            port: ctx.port,
+            ip: served.ip(),
+            port: served.port(),
             exec: Arc::new(move |argv: &[String]| launcher.exec(&spec, &ctx, argv)),
         }
     }
@@ -247,7 +257,7 @@ pub(crate) fn ready_check(
                 passed
             })
         }
-        (None, listen @ Listen::Port(_)) => Box::new(readiness::connects(listen.addr())),
+        (None, Listen::Port(_)) => Box::new(readiness::connects(instance.target.addr())),
         (None, Listen::Activated(socket)) => Box::new(socket.accepted_check()),
     }
 }

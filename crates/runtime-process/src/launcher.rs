@@ -57,6 +57,17 @@ pub struct ExecSpec {
     pub env: Vec<(OsString, OsString)>,
     /// The working directory; `None` keeps the server's.
     pub cwd: Option<PathBuf>,
+    /// Who the program runs as; `None`: the server's own user (a server that is not root).
+    pub user: Option<Credentials>,
+}
+
+/// The user and groups an instance's program runs as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (`supplementalGroups`); none besides `gid` otherwise.
+    pub groups: Vec<u32>,
 }
 
 impl ExecSpec {
@@ -70,7 +81,45 @@ impl ExecSpec {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
+        restrict_before_exec(&mut cmd, self.user.clone());
         cmd
+    }
+}
+
+/// Make `cmd`'s child give up privileges just before it executes, after any hook installed
+/// earlier (joining a cgroup needs them): no-new-privileges always (a setuid binary or file
+/// capability gains nothing), and with `user`, the capability bounding set emptied (unless the
+/// user is root) and the groups, gid and uid switched, in that order. A uid other than 0 then
+/// holds no capabilities at all: the kernel clears them on the switch.
+pub(crate) fn restrict_before_exec(cmd: &mut std::process::Command, user: Option<Credentials>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child, where only the forking thread exists, so it
+    // must be async-signal-safe: it makes only `prctl`, `setgroups`, `setgid` and `setuid`
+    // system calls on values moved in before the fork (the group list was allocated in the
+    // parent) and allocates nothing; an error is built from errno without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let Some(user) = &user else {
+                return Ok(());
+            };
+            if user.uid != 0 {
+                // Fails with EINVAL past the last capability this kernel knows, and with EPERM
+                // in a server without CAP_SETPCAP, which cannot switch users either.
+                for cap in 0..64 {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+                }
+            }
+            if libc::setgroups(user.groups.len(), user.groups.as_ptr()) != 0
+                || libc::setgid(user.gid) != 0
+                || libc::setuid(user.uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -126,6 +175,14 @@ pub trait Launcher: Send + Sync + 'static {
     /// keeping the cgroup attach off the cold start. `None` (the default): always spawn
     /// `command`. Only asked of launchers that do not join the cgroup themselves.
     fn exec_spec(&self, _spec: &InstanceSpec, _instance: &LaunchContext) -> Option<ExecSpec> {
+        None
+    }
+
+    /// Where a started instance serves when it is not loopback at [`LaunchContext::port`]: a
+    /// container with a network namespace of its own is reached at its own address. Asked
+    /// after [`Launcher::command`] succeeded, for the endpoint and the probes. `None` (the
+    /// default): `127.0.0.1:port`.
+    fn address(&self, _instance: &LaunchContext) -> Option<std::net::SocketAddr> {
         None
     }
 }

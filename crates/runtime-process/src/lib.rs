@@ -29,6 +29,7 @@
 mod activation;
 mod cgroup_pool;
 mod config;
+mod env;
 mod failure;
 mod health;
 mod host;

@@ -14,10 +14,11 @@ use nimbus_runtime::ProbeAction;
 /// Builds the command that runs a probe's `argv` inside the instance.
 pub(crate) type ExecBuilder = Arc<dyn Fn(&[String]) -> std::process::Command + Send + Sync>;
 
-/// Where a probe goes: the instance's port (for handlers without their own) and how to run a
-/// command inside it.
+/// Where a probe goes: the instance's address and port (for handlers without their own) and
+/// how to run a command inside it.
 #[derive(Clone)]
 pub(crate) struct ProbeTarget {
+    pub ip: std::net::IpAddr,
     pub port: u16,
     pub exec: ExecBuilder,
 }
@@ -34,12 +35,12 @@ pub(crate) fn check(
     timeout: Duration,
 ) -> Result<(), String> {
     match action {
-        ProbeAction::TcpSocket { port } => tcp(addr(port.unwrap_or(target.port)), timeout),
+        ProbeAction::TcpSocket { port } => tcp(target.at(*port), timeout),
         ProbeAction::HttpGet {
             path,
             port,
             headers,
-        } => http_get(addr(port.unwrap_or(target.port)), path, headers, timeout),
+        } => http_get(target.at(*port), path, headers, timeout),
         ProbeAction::Exec { command } => exec((target.exec)(command), command, timeout),
     }
 }
@@ -56,8 +57,16 @@ pub(crate) async fn check_async(
         .unwrap_or_else(|e| Err(format!("probe did not run: {e}")))
 }
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+impl ProbeTarget {
+    /// The instance's own address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.at(None)
+    }
+
+    /// `port` (the instance's own when `None`) at the instance's address.
+    fn at(&self, port: Option<u16>) -> SocketAddr {
+        SocketAddr::new(self.ip, port.unwrap_or(self.port))
+    }
 }
 
 fn tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
@@ -166,6 +175,7 @@ mod tests {
 
     fn target(port: u16) -> ProbeTarget {
         ProbeTarget {
+            ip: [127, 0, 0, 1].into(),
             port,
             exec: Arc::new(|argv: &[String]| {
                 let mut cmd = std::process::Command::new(&argv[0]);

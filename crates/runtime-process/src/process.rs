@@ -6,7 +6,6 @@
 //! group, so no path leaves orphans behind.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -74,10 +73,6 @@ impl Listen {
             Self::Port(lease) => lease.port(),
             Self::Activated(socket) => socket.port(),
         }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port()))
     }
 }
 

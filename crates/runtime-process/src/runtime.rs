@@ -48,7 +48,7 @@ impl ProcessRuntime {
         });
         Self::with_launcher(
             config,
-            Arc::new(HostLauncher),
+            Arc::new(HostLauncher::default()),
             EndpointRegistry::new(),
             cgroups,
         )
@@ -81,6 +81,13 @@ impl ProcessRuntime {
             .load_probe
             .set(probe)
             .map_err(|_| LoadProbeAlreadySet)
+    }
+
+    /// Where instances read the values of their Secret and ConfigMap references when they
+    /// start (without one, an instance with references fails to start). Set once; a second
+    /// call is ignored and returns `false`.
+    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) -> bool {
+        self.shared.env_source.set(source).is_ok()
     }
 
     /// Requests in flight per published endpoint id of `revision` (empty without a probe).

@@ -125,7 +125,7 @@ impl Supervisor {
         stop: &mut StopSignal,
         first: bool,
     ) -> Outcome {
-        let endpoint = self.endpoint(instance.listen.addr());
+        let endpoint = self.endpoint(instance.target.addr());
         let early = first && matches!(instance.listen, Listen::Activated(_));
         if early && !self.report_published(endpoint.clone()) {
             return self.stop(instance, None).await; // removed while starting
@@ -135,7 +135,7 @@ impl Supervisor {
             _ = &mut *stop => None,
             result = self.become_ready(instance, early) => Some(result),
         };
-        let port = instance.listen.port();
+        let port = instance.target.port;
         let timeout = self.spec.startup_timeout;
         let failure = match started {
             None => return self.stop(instance, early.then_some(&endpoint)).await,

@@ -81,6 +81,12 @@ impl WasmRuntime {
         Some(compile::cache_dir(self.shared.linker.engine(), data_dir))
     }
 
+    /// Where components read the values of their Secret and ConfigMap references when they
+    /// load. Set once; a second call is ignored and returns `false`.
+    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) -> bool {
+        self.shared.env_source.set(source).is_ok()
+    }
+
     pub fn compile_stats(&self) -> CompileStats {
         let stats = &self.shared.stats;
         CompileStats {
@@ -203,20 +209,24 @@ fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, Loa
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(revision = %spec.revision, path = %path.display(), ?source, elapsed = ?started.elapsed(), "component loaded");
+    let source = shared.env_source.get().map(|s| &**s);
+    let env =
+        nimbus_runtime::env::resolve(spec, source).map_err(|e| LoadError::EnvConfig(e.message))?;
     Ok(App {
         pre,
-        env: contract_env(spec),
+        env: contract_env(&env),
         limits,
         config: Arc::clone(&shared.config),
     })
 }
 
-/// The component's environment: the spec's env, which holds the runtime contract
-/// (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`); a later entry for the same name replaces an
-/// earlier one. A component has no port, so no `PORT`.
-fn contract_env(spec: &InstanceSpec) -> Vec<(String, String)> {
+/// The component's environment: the spec's env with its Secret and ConfigMap references
+/// resolved (read when the component loads: its instances, one per request, share them),
+/// which holds the runtime contract (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`); a later
+/// entry for the same name replaces an earlier one. A component has no port, so no `PORT`.
+fn contract_env(resolved: &[(String, String)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in spec.env.iter().cloned() {
+    for (name, value) in resolved.iter().cloned() {
         match env.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
             None => env.push((name, value)),

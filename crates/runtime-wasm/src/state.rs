@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub registry: EndpointRegistry,
     pub events: broadcast::Sender<RuntimeEvent>,
     pub stats: CompileCounters,
+    /// Where Secret and ConfigMap values are read when a component loads; set once.
+    pub env_source: std::sync::OnceLock<Arc<dyn nimbus_runtime::env::EnvSource>>,
     revisions: Mutex<Revisions>,
     _ticker: EpochTicker,
 }
@@ -169,6 +171,7 @@ impl Shared {
             registry,
             events: broadcast::channel(EVENT_BUFFER).0,
             stats: CompileCounters::default(),
+            env_source: std::sync::OnceLock::new(),
             revisions: Mutex::default(),
             _ticker: ticker,
         }

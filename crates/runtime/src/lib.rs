@@ -11,6 +11,7 @@
 //! socket or, when it lives inside the server process, through a [`LocalHandle`].
 
 mod endpoints;
+pub mod env;
 mod local;
 mod spec;
 
@@ -25,7 +26,7 @@ pub trait LoadProbe: Send + Sync + 'static {
 }
 pub use spec::{
     InstanceSpec, Probe, ProbeAction, Probes, Resources, RevisionKey, RevisionPhase,
-    RevisionRuntimeStatus, RuntimeEvent,
+    RevisionRuntimeStatus, RuntimeEvent, Seccomp, Security,
 };
 
 use async_trait::async_trait;

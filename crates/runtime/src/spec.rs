@@ -41,12 +41,21 @@ pub struct InstanceSpec {
     /// argv\[0\] and the arguments, exactly as given (`command` + `args`).
     pub command: Vec<String>,
     pub args: Vec<String>,
-    /// Environment, in order: the manifest's, then Knative's runtime contract (`K_SERVICE`,
-    /// `K_CONFIGURATION`, `K_REVISION`), built by the controller. Runtimes add only `PORT`.
+    /// Environment, in order: the manifest's literal values, then Knative's runtime contract
+    /// (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`), built by the controller. Runtimes add
+    /// only `PORT`, and the values of [`InstanceSpec::env_refs`] through
+    /// [`crate::env::resolve`] at every start.
     pub env: Vec<(String, String)>,
+    /// The variables that come from Secrets and ConfigMaps (`envFrom`, `env[].valueFrom`),
+    /// resolved when an instance starts, never stored here.
+    pub env_refs: crate::env::EnvRefs,
     pub working_dir: Option<PathBuf>,
     /// Protocol spoken by the instance on its port.
     pub protocol: Protocol,
+    /// `ports[0].containerPort`: where the program listens when it has its own network
+    /// namespace (Knative sets `PORT` to it; default 8080). Host-network instances get a
+    /// free loopback port instead.
+    pub container_port: Option<u16>,
     /// How long an instance may take to start listening before it is declared failed.
     pub startup_timeout: Duration,
     /// Pass a pre-bound listening socket as fd 3 (`LISTEN_FDS=1`, systemd convention) so the
@@ -63,6 +72,8 @@ pub struct InstanceSpec {
     pub run_as_group: Option<u32>,
     /// `securityContext.runAsNonRoot` (container's, else the pod's): refuse to run as root.
     pub run_as_non_root: bool,
+    /// The rest of the container's and pod's `securityContext` that runtimes honour.
+    pub security: Security,
     /// How long after SIGTERM an instance may take to exit before SIGKILL
     /// (`terminationGracePeriodSeconds`); `None`: the runtime's default.
     pub termination_grace: Option<Duration>,
@@ -74,6 +85,40 @@ pub struct InstanceSpec {
     /// outbound requests (Wasm: `nimbus.dev/allowed-outbound-hosts`, comma-separated). Empty:
     /// none.
     pub allowed_outbound_hosts: Vec<String>,
+}
+
+/// The privileges of an instance beyond its user, from the container's `securityContext` (and
+/// the pod's `supplementalGroups`). Validation refuses what a runtime cannot enforce, so a
+/// runtime may apply these without checking again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `pod.securityContext.supplementalGroups`: extra group ids of the process.
+    pub supplemental_groups: Vec<u32>,
+    /// `allowPrivilegeEscalation: true` lets `execve` gain privileges (setuid binaries, file
+    /// capabilities). Nimbus's default is `false`: every instance runs with no-new-privileges.
+    pub allow_privilege_escalation: bool,
+    /// `capabilities.add`, as Kubernetes writes them (`NET_ADMIN`, no `CAP_` prefix).
+    pub capabilities_add: Vec<String>,
+    /// `capabilities.drop` (`ALL` drops every one).
+    pub capabilities_drop: Vec<String>,
+    /// `readOnlyRootFilesystem`.
+    pub read_only_root_filesystem: bool,
+    /// `seccompProfile` (container's, else the pod's).
+    pub seccomp: Seccomp,
+    /// `nimbus.dev/host-network: "true"`: the instance shares the host's network instead of
+    /// getting its own namespace (containers only).
+    pub host_network: bool,
+}
+
+/// Which seccomp filter a container gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// The container runtimes' default filter (Docker's and containerd's profile). Nimbus's
+    /// default, as Cloud Run's and the kubelet's with `--seccomp-default`.
+    #[default]
+    RuntimeDefault,
+    /// No filter (`seccompProfile: {type: Unconfined}`).
+    Unconfined,
 }
 
 /// Resource requests and limits, as Kubernetes quantities converted to numbers.

@@ -6,12 +6,15 @@
 //! job) and never interprets them; it stores objects and tells watchers what changed.
 //!
 //! Every write is one SQLite transaction in WAL mode: a crash leaves either the old or the new
-//! object, never half of one.
+//! object, never half of one. Secrets' values are encrypted before they reach the file (see
+//! `seal.rs`: AES-256-GCM under `secrets.key` beside the database).
 
 mod error;
+mod seal;
 mod sqlite;
 
 pub use error::StoreError;
+pub use seal::{KEY_FILE, SecretsKey};
 pub use sqlite::Store;
 
 use nimbus_api::Object;

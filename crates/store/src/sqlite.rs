@@ -8,6 +8,7 @@ use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::broadcast;
 
+use crate::seal::{KEY_FILE, Sealer, SecretsKey};
 use crate::{EventType, ObjectList, StoreError, WatchEvent};
 
 /// How many past events are kept for watch resumption.
@@ -62,20 +63,25 @@ pub struct Store {
     events: broadcast::Sender<WatchEvent>,
     /// How many past events are kept for watch resumption.
     history: u64,
+    /// Encodes bodies, sealing Secrets' values.
+    sealer: Sealer,
 }
 
 impl Store {
-    /// Open (creating if needed) the store at `path`.
+    /// Open (creating if needed) the store at `path`; Secrets are encrypted with the key in
+    /// `secrets.key` beside it (made, mode 0600, if there is none).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::init(Connection::open(path)?)
+        let key_path = path.with_file_name(KEY_FILE);
+        let key = SecretsKey::load_or_create(&key_path)?;
+        Self::init(Connection::open(path)?, &key)
     }
 
-    /// A store that lives only in memory (tests).
+    /// A store that lives only in memory (tests), with a key of its own.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, &SecretsKey::random())
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(conn: Connection, key: &SecretsKey) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -86,6 +92,7 @@ impl Store {
             conn: Mutex::new(conn),
             events,
             history: EVENT_HISTORY,
+            sealer: Sealer::new(key),
         })
     }
 
@@ -114,7 +121,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<Object>, StoreError> {
         let conn = self.lock();
-        read(&conn, kind, namespace, name)
+        read(&conn, &self.sealer, kind, namespace, name)
     }
 
     /// Like [`Store::get`] but a missing object is an error.
@@ -140,7 +147,7 @@ impl Store {
         let mut items = Vec::new();
         for row in rows {
             let (ns, name, body) = row?;
-            items.push(decode(kind, &ns, &name, &body)?);
+            items.push(decode(&self.sealer, kind, &ns, &name, &body)?);
         }
         Ok(ObjectList {
             items,
@@ -175,7 +182,7 @@ impl Store {
         let mut items = Vec::new();
         for row in rows {
             let (ns, name, body) = row?;
-            let obj = decode(kind, &ns, &name, &body)?;
+            let obj = decode(&self.sealer, kind, &ns, &name, &body)?;
             let labels = obj.metadata().labels.as_ref();
             let matches = rest
                 .iter()
@@ -199,7 +206,7 @@ impl Store {
         let namespace = obj.namespace().to_string();
         ensure_name(&tx, &mut obj)?;
         let name = obj.name().to_string();
-        if read(&tx, kind, &namespace, &name)?.is_some() {
+        if read(&tx, &self.sealer, kind, &namespace, &name)?.is_some() {
             return Err(StoreError::AlreadyExists {
                 kind,
                 namespace,
@@ -215,7 +222,7 @@ impl Store {
         meta.resource_version = Some(rv.to_string());
         meta.deletion_timestamp = None;
         obj.set_type_meta();
-        let event = write(&tx, self.history, EventType::Added, rv, obj)?;
+        let event = write(&tx, &self.sealer, self.history, EventType::Added, rv, obj)?;
         tx.commit()?;
         Ok(self.publish(event))
     }
@@ -260,7 +267,7 @@ impl Store {
             obj.namespace().to_string(),
             obj.name().to_string(),
         );
-        let stored = read(&tx, kind, &namespace, &name)?
+        let stored = read(&tx, &self.sealer, kind, &namespace, &name)?
             .ok_or_else(|| not_found(kind, &namespace, &name))?;
         check_precondition(&stored, obj.metadata().resource_version.as_deref())?;
         let mut new = merge(&stored, obj);
@@ -277,9 +284,16 @@ impl Store {
         new.metadata_mut().resource_version = Some(rv.to_string());
         new.set_type_meta();
         let event = if new.is_deleting() && finalizers(&new).is_empty() {
-            remove(&tx, self.history, rv, new)?
+            remove(&tx, &self.sealer, self.history, rv, new)?
         } else {
-            write(&tx, self.history, EventType::Modified, rv, new)?
+            write(
+                &tx,
+                &self.sealer,
+                self.history,
+                EventType::Modified,
+                rv,
+                new,
+            )?
         };
         tx.commit()?;
         Ok(self.publish(event))
@@ -303,8 +317,8 @@ impl Store {
     ) -> Result<Object, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let mut obj =
-            read(&tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
+        let mut obj = read(&tx, &self.sealer, kind, namespace, name)?
+            .ok_or_else(|| not_found(kind, namespace, name))?;
         if let Some(uid) = uid
             && obj.metadata().uid.as_deref() != Some(uid)
         {
@@ -321,11 +335,18 @@ impl Store {
         let rv = next_rv(&tx)?;
         obj.metadata_mut().resource_version = Some(rv.to_string());
         let event = if finalizers(&obj).is_empty() {
-            remove(&tx, self.history, rv, obj)?
+            remove(&tx, &self.sealer, self.history, rv, obj)?
         } else {
             obj.metadata_mut().deletion_timestamp = Some(now_time());
             obj.metadata_mut().deletion_grace_period_seconds = Some(0);
-            write(&tx, self.history, EventType::Modified, rv, obj)?
+            write(
+                &tx,
+                &self.sealer,
+                self.history,
+                EventType::Modified,
+                rv,
+                obj,
+            )?
         };
         tx.commit()?;
         Ok(self.publish(event))
@@ -369,7 +390,7 @@ impl Store {
             out.push(WatchEvent {
                 type_,
                 resource_version: rv,
-                object: decode(kind_v, "", "", &body)?,
+                object: decode(&self.sealer, kind_v, "", "", &body)?,
             });
         }
         Ok(out)
@@ -493,7 +514,7 @@ fn ensure_name(tx: &Transaction<'_>, obj: &mut Object) -> Result<(), StoreError>
             .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         let candidate = format!("{prefix}{suffix}");
-        if read(tx, obj.kind(), obj.namespace(), &candidate)?.is_none() {
+        if !exists(tx, obj.kind(), obj.namespace(), &candidate)? {
             obj.metadata_mut().name = Some(candidate);
             return Ok(());
         }
@@ -522,8 +543,17 @@ fn next_rv(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     Ok(v as u64)
 }
 
+fn exists(conn: &Connection, kind: Kind, namespace: &str, name: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
+        .query_row(params![kind.as_str(), namespace, name], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
 fn read(
     conn: &Connection,
+    sealer: &Sealer,
     kind: Kind,
     namespace: &str,
     name: &str,
@@ -534,11 +564,13 @@ fn read(
         )?
         .query_row(params![kind.as_str(), namespace, name], |r| r.get(0))
         .optional()?;
-    body.map(|b| decode(kind, namespace, name, &b)).transpose()
+    body.map(|b| decode(sealer, kind, namespace, name, &b))
+        .transpose()
 }
 
 fn write(
     tx: &Transaction<'_>,
+    sealer: &Sealer,
     history: u64,
     type_: EventType,
     rv: u64,
@@ -549,7 +581,7 @@ fn write(
         obj.namespace().to_string(),
         obj.name().to_string(),
     );
-    let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, &ns, &name, e))?;
+    let body = sealer.encode(&obj)?;
     tx.execute(
         "INSERT INTO objects (kind, namespace, name, resource_version, body) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (kind, namespace, name) DO UPDATE SET resource_version = ?4, body = ?5",
@@ -567,6 +599,7 @@ fn write(
 /// Remove an object (its row and labels) at `rv`; the event carries its last state.
 fn remove(
     tx: &Transaction<'_>,
+    sealer: &Sealer,
     history: u64,
     rv: u64,
     mut obj: Object,
@@ -585,7 +618,7 @@ fn remove(
         params![kind.as_str(), ns, name],
     )?;
     obj.metadata_mut().resource_version = Some(rv.to_string());
-    let body = serde_json::to_string(&obj).map_err(|e| corrupt(kind, &ns, &name, e))?;
+    let body = sealer.encode(&obj)?;
     record_event(tx, EventType::Deleted, rv, kind, &body, history)?;
     Ok(WatchEvent {
         type_: EventType::Deleted,
@@ -631,14 +664,20 @@ fn record_event(
     Ok(())
 }
 
-fn decode(kind: Kind, namespace: &str, name: &str, body: &str) -> Result<Object, StoreError> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| corrupt(kind, namespace, name, e))?;
-    Object::from_json(kind, value).map_err(|e| corrupt(kind, namespace, name, e))
-}
-
-fn corrupt(kind: Kind, namespace: &str, name: &str, e: impl std::fmt::Display) -> StoreError {
-    corrupt_str(kind.as_str(), namespace, name, &e.to_string())
+fn decode(
+    sealer: &Sealer,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    body: &str,
+) -> Result<Object, StoreError> {
+    sealer.decode(kind, body).map_err(|e| match e {
+        // Name the row when the body could not say which object it is.
+        StoreError::Corrupt { message, .. } if !name.is_empty() => {
+            corrupt_str(kind.as_str(), namespace, name, &message)
+        }
+        other => other,
+    })
 }
 
 fn corrupt_str(kind: &str, namespace: &str, name: &str, message: &str) -> StoreError {

@@ -1,4 +1,5 @@
 use super::*;
+use base64::Engine;
 use nimbus_api::parse::parse_manifests;
 
 fn service(name: &str, env: &str) -> Object {
@@ -277,4 +278,85 @@ fn selector_lists_walk_the_label_index() {
         plan.iter().all(|step| !step.starts_with("SCAN o")),
         "{plan:?}"
     );
+}
+
+fn secret(name: &str, password: &str) -> Object {
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{password: \"{password}\"}}\n"
+    );
+    parse_manifests("t", &text).unwrap().remove(0)
+}
+
+/// Every byte of the database and its write-ahead log.
+fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["nimbus.db", "nimbus.db-wal"] {
+        all.extend(std::fs::read(dir.join(name)).unwrap_or_default());
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn secret_values_are_encrypted_in_the_file_and_read_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nimbus.db");
+    let (first, second) = ("pl41n-v4lue-one", "pl41n-v4lue-two");
+    {
+        let store = Store::open(&path).unwrap();
+        store.create(secret("db", first)).unwrap();
+        let mut updated = store.must_get(Kind::Secret, "default", "db").unwrap();
+        updated = match (updated, secret("db", second)) {
+            (Object::Secret(mut s), Object::Secret(new)) => {
+                s.data = new.data;
+                Object::Secret(s)
+            }
+            _ => unreachable!(),
+        };
+        store.update(updated).unwrap();
+        store.create(secret("gone", first)).unwrap();
+        store.delete(Kind::Secret, "default", "gone").unwrap();
+        let bytes = file_bytes(dir.path());
+        assert!(
+            contains(&bytes, "\"name\":\"db\""),
+            "the test reads the right files"
+        );
+        for value in [first, second] {
+            let base64 = base64::engine::general_purpose::STANDARD.encode(value);
+            assert!(!contains(&bytes, value), "{value} in the database file");
+            assert!(
+                !contains(&bytes, &base64),
+                "{value} (base64) in the database file"
+            );
+        }
+        let events = store.events_since(0).unwrap();
+        assert_eq!(events.len(), 4);
+    }
+    let key = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+    let store = Store::open(&path).unwrap();
+    let Object::Secret(s) = store.must_get(Kind::Secret, "default", "db").unwrap() else {
+        panic!("not a secret");
+    };
+    assert_eq!(s.data["password"].0, second.as_bytes());
+    std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap(); // a new key: the old values no longer open
+    let error = store
+        .get(Kind::Secret, "default", "db")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("default/db") && error.contains(KEY_FILE),
+        "{error}"
+    );
+    assert!(!error.contains(second), "{error}");
 }

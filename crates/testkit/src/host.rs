@@ -9,7 +9,7 @@
 //! pub struct Process { pub pid: u32, .. }                    // a pid and its start time (pid reuse safe)
 //! impl Process { fn of(pid); fn alive(&self); fn env(&self); fn descends_from(&self, ancestor: u32) }
 //! pub struct Instances { pub cgroups: Vec<InstanceCgroup> }  // a snapshot of the parent
-//! impl Instances { fn of(data_dir); fn processes(); fn of_revision(rev); fn ports() }
+//! impl Instances { fn of(data_dir); fn processes(); fn alive(); async fn wait_gone(timeout); fn of_revision(rev); fn ports() }
 //! pub fn listeners(port: u16) -> Vec<u32>                    // pids holding a listening socket
 //! ```
 
@@ -198,6 +198,28 @@ impl Instances {
             .collect()
     }
 
+    /// The pids of this snapshot's processes that still run.
+    pub fn alive(&self) -> Vec<u32> {
+        let processes = self.processes().into_iter();
+        processes.filter(Process::alive).map(|p| p.pid).collect()
+    }
+
+    /// Wait until none of this snapshot's processes runs and none of its cgroups exists (what
+    /// a server killed with SIGKILL left must be gone once the next one is up).
+    pub async fn wait_gone(&self, timeout: std::time::Duration) {
+        crate::api::wait_until("the killed server's instances gone", timeout, async || {
+            let cgroups: Vec<&PathBuf> = (self.cgroups.iter())
+                .filter(|c| c.exists())
+                .map(|c| &c.path)
+                .collect();
+            match (self.alive(), cgroups) {
+                (alive, cgroups) if alive.is_empty() && cgroups.is_empty() => Ok(()),
+                (alive, cgroups) => Err(format!("processes {alive:?}, cgroups {cgroups:?}")),
+            }
+        })
+        .await;
+    }
+
     /// The cgroups of one revision.
     pub fn of_revision<'a>(
         &'a self,
@@ -345,16 +367,6 @@ mod tests {
         assert_eq!(listeners(port), [std::process::id()]);
         drop(l);
         assert!(listeners(port).is_empty());
-    }
-
-    #[test]
-    fn parents_differ_per_data_directory() {
-        let a = cgroup_parent(Path::new("/tmp/a"));
-        assert!(
-            a.starts_with("nimbus/") && a.len() == "nimbus/".len() + 12,
-            "{a}"
-        );
-        assert_ne!(a, cgroup_parent(Path::new("/tmp/b")));
     }
 
     #[test]

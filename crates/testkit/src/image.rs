@@ -9,6 +9,7 @@
 //! pub fn write_oci_layout(rootfs: &Path, layout: &Path, reference: &str, config: &serde_json::Value)
 //!     -> io::Result<LayoutDigests>                          // one gzip layer; index.json gets ref.name = reference
 //! pub fn have_tools(tools: &[&str]) -> bool                // false + "SKIPPED: …" (panics when $CI is set)
+//! pub fn can_run_containers(tools: &[&str]) -> bool        // root and the tools, else the same
 //! pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) -> anyhow::Result<()>
 //! pub struct Registry { pub addr: String, .. }            // docker-registry on 127.0.0.1, killed on drop
 //! impl Registry { pub fn start(htpasswd: Option<(&str, &str)>) -> anyhow::Result<Registry>;
@@ -256,6 +257,16 @@ pub fn find_tool(tool: &str) -> Option<PathBuf> {
 
 /// Whether all `tools` are installed. If not, prints `SKIPPED: …` and returns false, so a
 /// test can return early, unless `$CI` is set, in which case it panics: CI installs them.
+/// Whether container tests can run here: as root, with `tools` installed (otherwise they skip
+/// saying why, or fail under CI).
+pub fn can_run_containers(tools: &[&str]) -> bool {
+    if !is_root() {
+        crate::skip("containers need root");
+        return false;
+    }
+    have_tools(tools)
+}
+
 pub fn have_tools(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()

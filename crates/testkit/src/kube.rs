@@ -11,7 +11,12 @@
 //! pub fn kubectl_binary() -> PathBuf
 //! impl Cluster { pub fn find() -> Option<Cluster>        // None after skip() (fails under CI)
 //!                pub fn kubectl(&self, args, stdin) -> Output; pub fn kubectl_ok(..) -> String
-//!                pub fn namespace(&self, prefix) -> Namespace }   // deleted on drop
+//!                pub fn namespace(&self, prefix) -> Namespace     // deleted on drop
+//!                pub fn test_app_image(&self) -> &str; load_nimbus_image(&self, binary)
+//!                pub fn load_rootfs_image(&self, name, rootfs, config)
+//!                pub fn install_nimbus(&self, binary); pub fn wait_installed(&self)
+//!                pub fn jsonpath(&self, ns, what, path) -> String
+//!                pub fn wait_at_zero(&self, ns, deployment, selector) }
 //! pub fn wait_for<T>(what, timeout, f: FnMut() -> Option<T>) -> T  // polls, panics at the deadline
 //! ```
 
@@ -228,6 +233,69 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         });
+    }
+
+    /// `binary` as the Nimbus image, installed with `nimbus install --apply --host-network`
+    /// (the operator and router on node ports: this cluster has no kube-proxy), both
+    /// Deployments restarted onto it (pods of an earlier run keep the binary they started
+    /// with) and rolled out.
+    pub fn install_nimbus(&self, binary: &Path) {
+        self.load_nimbus_image(binary);
+        let out = Command::new(binary)
+            .args(["install", "--apply", "--host-network", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .output()
+            .expect("running nimbus install");
+        assert!(
+            out.status.success(),
+            "nimbus install --apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deployments = ["deployment/nimbus-operator", "deployment/nimbus-router"];
+        let mut restart = vec!["rollout", "restart", "-n", "nimbus-system"];
+        restart.extend(deployments);
+        self.kubectl_ok(&restart, None);
+        self.wait_installed();
+    }
+
+    /// `kubectl rollout status` of the operator and router Deployments.
+    pub fn wait_installed(&self) {
+        for deployment in ["deployment/nimbus-operator", "deployment/nimbus-router"] {
+            self.kubectl_ok(
+                &[
+                    "rollout",
+                    "status",
+                    "-n",
+                    "nimbus-system",
+                    deployment,
+                    "--timeout=180s",
+                ],
+                None,
+            );
+        }
+    }
+
+    /// `kubectl get -n NS WHAT... -o jsonpath=PATH` (empty when kubectl fails).
+    pub fn jsonpath(&self, ns: &str, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get", "-n", ns];
+        args.extend_from_slice(what);
+        let path = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &path]);
+        String::from_utf8_lossy(&self.kubectl(&args, None).stdout).into_owned()
+    }
+
+    /// Wait until `deployment` wants 0 replicas and no pod matching `selector` is left.
+    pub fn wait_at_zero(&self, ns: &str, deployment: &str, selector: &str) {
+        wait_for(
+            &format!("{deployment} at zero"),
+            Duration::from_secs(180),
+            || {
+                let replicas = self.jsonpath(ns, &["deployment", deployment], "{.spec.replicas}");
+                let pods =
+                    self.jsonpath(ns, &["pods", "-l", selector], "{.items[*].metadata.name}");
+                (replicas == "0" && pods.is_empty()).then_some(())
+            },
+        );
     }
 
     /// A new namespace `<prefix>-<pid>-<n>`, deleted on drop.

@@ -34,6 +34,17 @@ pub struct Nimbus {
     pub startup_output: Vec<String>,
 }
 
+/// `--process-user` as the test's own user unless `extra` chooses one: test programs live in
+/// the checkout and in private temporary directories, which a root server's default instance
+/// user (`nobody`) may not reach. The tests of that default choose it themselves.
+fn own_user(extra: &[&str]) -> Vec<String> {
+    if extra.iter().any(|a| a.starts_with("--process-user")) {
+        return Vec::new();
+    }
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    vec!["--process-user".to_owned(), format!("{uid}:{gid}")]
+}
+
 impl Nimbus {
     /// Start `bin serve` on ports 0 with a new temporary data directory.
     pub fn start(bin: &Path) -> anyhow::Result<Self> {
@@ -52,7 +63,8 @@ impl Nimbus {
         Ok(n)
     }
 
-    fn start_in(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    /// Start with `data_dir` as the data directory (kept: the caller owns it).
+    pub fn start_in(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         install_crypto();
         let mut child = Command::new(bin)
             .args([
@@ -64,6 +76,7 @@ impl Nimbus {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(own_user(extra))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

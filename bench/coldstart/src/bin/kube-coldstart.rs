@@ -18,7 +18,8 @@
 //!   `GET /` through the router (`127.0.0.1:31080`, `Host: cold.<ns>.example.com`) until the
 //!   first response byte: the router holds the request, asks the operator to activate, the
 //!   autoscaler scales the Deployment through `deployments/scale`, the kubelet starts the pod,
-//!   its readiness probe passes (TCP, every second), the EndpointSlice reaches the router.
+//!   the EndpointSlice lists it, the router reaches its port (it tries a starting pod's port
+//!   every 20 ms instead of waiting for the kubelet's readiness probe).
 //! - pod floor: a plain Deployment of the same image and pod settings (no Nimbus object), at 0
 //!   replicas. Each round scales it to 1 through the same `scale` subresource and polls the
 //!   pod's IP (`GET /` every 5 ms, from as soon as the pod has an IP) until the first byte:
@@ -30,7 +31,6 @@
 //! each, and the ratio of the Nimbus median to the pod floor's.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -39,10 +39,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nimbus_bench::http::first_byte;
 use nimbus_bench::quiet::wait_for_idle;
 use nimbus_bench::stats::{Summary, ms};
-use nimbus_testkit::kube::{Cluster, wait_for};
-
-/// The in-cluster router's node port under `nimbus install --host-network`.
-const ROUTER: &str = "127.0.0.1:31080";
+use nimbus_testkit::kube::Cluster;
 
 struct Args {
     nimbus: PathBuf,
@@ -91,7 +88,7 @@ fn main() {
             args.nimbus.display()
         ));
     }
-    install(&cluster, &args.nimbus);
+    cluster.install_nimbus(&args.nimbus);
     let image = cluster.test_app_image();
     let ns = cluster.namespace("bench-cold");
     let ns = ns.name.clone();
@@ -125,20 +122,20 @@ fn main() {
         .expect("creating the plain Deployment");
 
     let host = format!("cold.{ns}.example.com");
+    let router = format!("127.0.0.1:{}", nimbus_kube::install::HOST_PORTS.router_http);
     let (mut nimbus, mut floor, mut ready) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.runs {
-        at_zero(
-            &cluster,
+        cluster.wait_at_zero(
             &ns,
             "cold-00001-deployment",
             "serving.knative.dev/revision=cold-00001",
         );
         wait_for_idle(0.9, Duration::from_secs(20));
         let started = Instant::now();
-        first_byte(ROUTER, &host, "/").expect("a response through the router");
+        first_byte(&router, &host, "/").expect("a response through the router");
         nimbus.push(started.elapsed());
 
-        at_zero(&cluster, &ns, "plain", "app=plain");
+        cluster.wait_at_zero(&ns, "plain", "app=plain");
         wait_for_idle(0.9, Duration::from_secs(20));
         let (answered, became_ready) = runtime.block_on(start_plain(&deployments, &pods));
         floor.push(answered);
@@ -177,45 +174,6 @@ fn main() {
             ms(s.p90),
             ms(s.min),
             s.ratio_to(&floor)
-        );
-    }
-}
-
-/// Load `nimbus` as the image, install (host network), restart both Deployments onto it.
-fn install(cluster: &Cluster, nimbus: &std::path::Path) {
-    cluster.load_nimbus_image(nimbus);
-    let out = Command::new(nimbus)
-        .args(["install", "--apply", "--host-network", "--kubeconfig"])
-        .arg(&cluster.kubeconfig)
-        .output()
-        .expect("running nimbus install");
-    assert!(
-        out.status.success(),
-        "nimbus install --apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster.kubectl_ok(
-        &[
-            "rollout",
-            "restart",
-            "-n",
-            "nimbus-system",
-            "deployment/nimbus-operator",
-            "deployment/nimbus-router",
-        ],
-        None,
-    );
-    for name in ["nimbus-operator", "nimbus-router"] {
-        cluster.kubectl_ok(
-            &[
-                "rollout",
-                "status",
-                "-n",
-                "nimbus-system",
-                &format!("deployment/{name}"),
-                "--timeout=180s",
-            ],
-            None,
         );
     }
 }
@@ -317,32 +275,4 @@ async fn start_plain(deployments: &Api<Deployment>, pods: &Api<Pod>) -> (Duratio
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (answered.unwrap(), ready.unwrap())
-}
-
-/// Wait until `deployment` wants 0 replicas and no pod of `selector` is left.
-fn at_zero(cluster: &Cluster, ns: &str, deployment: &str, selector: &str) {
-    wait_for(
-        &format!("{deployment} at zero"),
-        Duration::from_secs(180),
-        || {
-            let replicas = cluster.kubectl(
-                &[
-                    "get",
-                    "-n",
-                    ns,
-                    "deployment",
-                    deployment,
-                    "-o",
-                    "jsonpath={.spec.replicas}",
-                ],
-                None,
-            );
-            let pods = cluster.kubectl(
-                &["get", "-n", ns, "pods", "-l", selector, "-o", "name"],
-                None,
-            );
-            (String::from_utf8_lossy(&replicas.stdout) == "0" && pods.stdout.is_empty())
-                .then_some(())
-        },
-    );
 }

@@ -58,7 +58,14 @@ fn validate_resources(v: &mut Errors, path: &str, c: &Container) {
                     Ok(m) => out.1 = Some(m),
                     Err(e) => v.add(at, e),
                 },
-                _ => {}
+                other => {
+                    if let Err(e) = crate::names::check_qualified_name(other) {
+                        v.add(
+                            format!("{path}.resources.{which}"),
+                            format!("resource name: {e}"),
+                        );
+                    }
+                }
             }
         }
         out

@@ -182,7 +182,7 @@ async fn openapi_v3_has_one_document_per_group_version() {
     let (app, _) = test_app();
     let (_, root) = call(&app, Method::GET, "/openapi/v3", None).await;
     let paths = root["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 3, "{root}");
+    assert_eq!(paths.len(), 4, "{root}"); // and the core group's api/v1
     for (kind, schema) in [
         ("Service", "dev.knative.serving.v1.Service"),
         (

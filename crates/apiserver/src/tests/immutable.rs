@@ -149,3 +149,40 @@ async fn revision_metadata_and_status_still_change() {
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["status"]["desiredReplicas"], 2);
 }
+
+/// A template name reused with another template is an invalid value of that name (not a
+/// forbidden change: the Service itself may change).
+#[tokio::test]
+async fn a_reused_template_name_with_another_template_is_an_invalid_value() {
+    let (app, _) = test_app();
+    let service = |image: &str| {
+        json!({
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": { "name": "hello" },
+            "spec": { "template": {
+                "metadata": { "name": "hello-a" },
+                "spec": { "containers": [{ "image": image }] }
+            } }
+        })
+    };
+    let (code, body) = call(
+        &app,
+        Method::POST,
+        &url("/namespaces/default/services"),
+        Some(&service("img:1")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let (code, body) = call(
+        &app,
+        Method::PUT,
+        &url("/namespaces/default/services/hello"),
+        Some(&service("img:2")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let cause = &body["details"]["causes"][0];
+    assert_eq!(cause["field"], "spec.template.metadata.name", "{body}");
+    assert_eq!(cause["reason"], "FieldValueInvalid", "{body}");
+}

@@ -1,6 +1,7 @@
 //! Service-level tests: requests through `app()` with `oneshot`, over an in-memory store.
 
 mod apply;
+mod core;
 mod crud;
 mod discovery;
 mod errors;

@@ -41,7 +41,7 @@ pub(super) fn manifests() -> Vec<Manifest> {
 /// What the operator may do cluster-wide.
 pub fn operator_rules() -> Vec<PolicyRule> {
     let mut rules = Vec::new();
-    for group in groups() {
+    for group in Kind::groups() {
         let kinds: Vec<Kind> = Kind::ALL
             .into_iter()
             .filter(|k| k.group() == group)
@@ -93,17 +93,6 @@ pub fn router_rules() -> Vec<PolicyRule> {
 /// The operator's leader election: Leases in its own namespace.
 fn lease_rules() -> Vec<PolicyRule> {
     vec![rule("coordination.k8s.io", &["leases"], WRITE)]
-}
-
-/// The API groups of the Nimbus kinds, each once.
-fn groups() -> Vec<&'static str> {
-    let mut groups: Vec<&'static str> = Vec::new();
-    for group in Kind::ALL.map(Kind::group) {
-        if !groups.contains(&group) {
-            groups.push(group);
-        }
-    }
-    groups
 }
 
 fn rule(group: &str, resources: &[impl AsRef<str>], verbs: &[&str]) -> PolicyRule {

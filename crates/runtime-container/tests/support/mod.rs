@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,9 @@ pub fn free_port() -> u16 {
 /// A started instance: the runc process and what it printed so far. Dropping it (say, when
 /// an assertion failed before cleanup) deletes the container and unmounts its rootfs.
 pub struct Running {
+    /// Where the instance serves: its own address on port 8080, or loopback `ctx.port` when it
+    /// shares the host's network.
+    pub addr: SocketAddr,
     pub child: tokio::process::Child,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
@@ -147,7 +151,11 @@ impl Running {
             .expect("spawn runc");
         let stdout = collect(child.stdout.take().expect("stdout"));
         let stderr = collect(child.stderr.take().expect("stderr"));
+        let addr = launcher
+            .address(ctx)
+            .unwrap_or_else(|| ([127, 0, 0, 1], ctx.port).into());
         Self {
+            addr,
             child,
             stdout,
             stderr,
@@ -231,12 +239,10 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mu
     text
 }
 
-/// GET `path` on loopback `port`: status code and body, or `None` if nothing answered.
-pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+/// GET `path` at `addr`: status code and body, or `None` if nothing answered.
+pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
@@ -252,10 +258,10 @@ pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Poll `/` until the instance says hello (deadline 10 s).
-pub async fn wait_hello(port: u16, running: &Running) {
+pub async fn wait_hello(running: &Running) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some((200, body)) = get(port, "/").await {
+        if let Some((200, body)) = get(running.addr, "/").await {
             assert!(
                 body.contains("hello from test-app"),
                 "unexpected body {body:?}"
@@ -354,5 +360,24 @@ impl Drop for CgroupParent {
             }
             let _ = std::fs::remove_dir(&dir);
         }
+    }
+}
+
+/// Copy the host's `program` (an absolute path) and the shared libraries it needs into
+/// `rootfs`, at the same paths.
+pub fn add_host_program(rootfs: &Path, program: &str) {
+    let out = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .expect("ldd");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let libs = text.lines().filter_map(|line| {
+        let path = line.split("=>").last()?.split_whitespace().next()?;
+        path.starts_with('/').then(|| path.to_owned())
+    });
+    for file in std::iter::once(program.to_owned()).chain(libs) {
+        let to = rootfs.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(&file, &to).unwrap_or_else(|e| panic!("copying {file}: {e}"));
     }
 }

@@ -8,6 +8,7 @@
 //! supervisor → stub   len: u32 LE, flags: u32 LE   (+ SCM_RIGHTS: the listening socket)
 //!                     len bytes of records: tag: u8, size: u32 LE, bytes
 //!                       'A' argv entry · 'N' env name, then 'V' its value · 'D' working dir
+//!                       'U' uid, gid and groups (u32 LE each) to run as
 //! stub → supervisor   nothing (exec succeeded: the socket closes on exec), or
 //!                     errno: i32 LE, then a message (UTF-8) when errno is 0
 //! ```
@@ -18,7 +19,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-use crate::launcher::ExecSpec;
+use crate::launcher::{Credentials, ExecSpec};
 
 /// What a stub says once it is ready; also checks that the program really is a stub of this
 /// protocol's version.
@@ -34,6 +35,7 @@ const ARG: u8 = b'A';
 const ENV_NAME: u8 = b'N';
 const ENV_VALUE: u8 = b'V';
 const DIR: u8 = b'D';
+const USER: u8 = b'U';
 
 /// The launch message: header (length, flags) and payload. Fails as `std::process::Command`
 /// does (`InvalidInput`) on a NUL byte, which no `execve` can carry.
@@ -43,7 +45,8 @@ pub(crate) fn encode(
 ) -> io::Result<([u8; HEADER_LEN], Vec<u8>)> {
     let mut payload = Vec::new();
     let mut record = |tag: u8, bytes: &[u8]| -> io::Result<()> {
-        if bytes.contains(&0) {
+        // Strings end up NUL-terminated for `execve`; ids are binary.
+        if tag != USER && bytes.contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "nul byte found in provided data",
@@ -63,6 +66,13 @@ pub(crate) fn encode(
     }
     if let Some(dir) = &exec.cwd {
         record(DIR, dir.as_os_str().as_bytes())?;
+    }
+    if let Some(user) = &exec.user {
+        let ids = [user.uid, user.gid]
+            .into_iter()
+            .chain(user.groups.iter().copied());
+        let bytes: Vec<u8> = ids.flat_map(u32::to_le_bytes).collect();
+        record(USER, &bytes)?;
     }
     let len = u32::try_from(payload.len()).map_err(too_long)?;
     let flags = if with_socket { WITH_SOCKET } else { 0 };
@@ -94,8 +104,12 @@ pub(crate) fn decode(mut payload: &[u8]) -> io::Result<ExecSpec> {
         let bytes = rest
             .get(4..4 + size)
             .ok_or_else(|| malformed("a record is cut short"))?;
-        let bytes = OsString::from_vec(bytes.to_vec());
         payload = &rest[4 + size..];
+        if tag == USER && name.is_none() {
+            exec.user = Some(credentials(bytes)?);
+            continue;
+        }
+        let bytes = OsString::from_vec(bytes.to_vec());
         match (tag, name.take()) {
             (ARG, None) => exec.argv.push(bytes),
             (ENV_NAME, None) => name = Some(bytes),
@@ -109,6 +123,20 @@ pub(crate) fn decode(mut payload: &[u8]) -> io::Result<ExecSpec> {
         (Some(_), _) => Err(malformed("an environment name has no value")),
         (None, true) => Err(malformed("no program")),
     }
+}
+
+/// A `USER` record: uid, gid, then the supplementary groups.
+fn credentials(bytes: &[u8]) -> io::Result<Credentials> {
+    let (ids, rest) = bytes.as_chunks::<4>();
+    if !rest.is_empty() || ids.len() < 2 {
+        return Err(malformed("a user record is not a list of ids"));
+    }
+    let ids: Vec<u32> = ids.iter().map(|id| u32::from_le_bytes(*id)).collect();
+    Ok(Credentials {
+        uid: ids[0],
+        gid: ids[1],
+        groups: ids[2..].to_vec(),
+    })
 }
 
 /// The stub's report of a failed `execve`.
@@ -215,6 +243,11 @@ mod tests {
             argv: vec!["/bin/prog".into(), "".into(), "a b=c".into()],
             env: vec![("PATH".into(), "/bin".into()), ("EMPTY".into(), "".into())],
             cwd: Some("/srv/app".into()),
+            user: Some(Credentials {
+                uid: 65534,
+                gid: 0,
+                groups: vec![5, 256],
+            }),
         }
     }
 
@@ -253,6 +286,8 @@ mod tests {
         assert!(decode(&payload[..payload.len() - 1]).is_err());
         assert!(decode(&[]).is_err(), "no program");
         assert!(decode(&[b'V', 0, 0, 0, 0]).is_err(), "value without a name");
+        let odd_user = [b'A', 1, 0, 0, 0, b'x', b'U', 3, 0, 0, 0, 1, 2, 3];
+        assert!(decode(&odd_user).is_err(), "a user record of 3 bytes");
         let too_big = [0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0];
         assert!(decode_header(&too_big).is_err());
     }

@@ -1,0 +1,356 @@
+//! Environment variables that come from Secrets and ConfigMaps (`env[].valueFrom`,
+//! `envFrom`): what an [`InstanceSpec`] says about them ([`EnvRefs`]), where their values are
+//! read from ([`EnvSource`], implemented over the store by the binary), and the one function
+//! every runtime calls when it starts an instance, [`resolve`], so that new instances read the
+//! current values while running ones keep those they started with — as on Kubernetes.
+//!
+//! The order is Kubernetes': the `envFrom` sources first (in order), then `env` in manifest
+//! order with references resolved in place, then the runtime contract (the end of
+//! [`InstanceSpec::env`]); a later variable of the same name replaces an earlier one where that
+//! one stood. Errors name the object and key, never a value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::InstanceSpec;
+
+/// The reason a start fails when a reference cannot be resolved (the kubelet's).
+pub const CONFIG_ERROR_REASON: &str = "CreateContainerConfigError";
+
+/// Which kind of object a reference names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceKind {
+    Secret,
+    ConfigMap,
+}
+
+/// One value of a Secret or ConfigMap (`secretKeyRef`, `configMapKeyRef`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub source: SourceKind,
+    pub name: String,
+    pub key: String,
+    /// A missing object or key leaves the variable unset instead of failing the start.
+    pub optional: bool,
+}
+
+/// Every value of a Secret or ConfigMap (`envFrom[]`), each key as a variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFrom {
+    pub source: SourceKind,
+    pub name: String,
+    /// Put before every key (`envFrom[].prefix`).
+    pub prefix: String,
+    pub optional: bool,
+}
+
+/// A variable of `env` whose value is a reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVarRef {
+    pub name: String,
+    /// How many of [`InstanceSpec::env`]'s entries come before it in the manifest: it is
+    /// placed before `InstanceSpec::env[at]`.
+    pub at: usize,
+    pub value: KeyRef,
+}
+
+/// The references of an instance's environment (empty: `env` is all literal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvRefs {
+    /// `envFrom`, in manifest order.
+    pub from: Vec<EnvFrom>,
+    /// `env[].valueFrom`, in manifest order.
+    pub vars: Vec<EnvVarRef>,
+}
+
+impl EnvRefs {
+    pub fn is_empty(&self) -> bool {
+        self.from.is_empty() && self.vars.is_empty()
+    }
+}
+
+/// Where referenced values are read (the store, in embedded mode). Called at every instance
+/// start, from async code: implementations must be quick and must not block for long.
+pub trait EnvSource: Send + Sync + 'static {
+    /// The values of the Secret or ConfigMap `name` in `namespace` (text; bytes that are not
+    /// UTF-8 are replaced), or `None` when it does not exist. An `Err` says why it could not
+    /// be read, without values.
+    fn values(
+        &self,
+        namespace: &str,
+        source: SourceKind,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, String>;
+}
+
+/// Why an instance's environment could not be built: reported as the start's failure, with
+/// [`CONFIG_ERROR_REASON`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvError {
+    pub message: String,
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// Variables an `envFrom` source may not set: the runtime contract's (validation refuses them
+/// in `env`, but cannot know a Secret's keys).
+const CONTRACT: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
+
+/// The instance's environment with every reference resolved now, in Kubernetes' order (see
+/// the module docs). Without references this is `spec.env` as it is; with references and no
+/// `source` the start fails.
+pub fn resolve(
+    spec: &InstanceSpec,
+    source: Option<&dyn EnvSource>,
+) -> Result<Vec<(String, String)>, EnvError> {
+    if spec.env_refs.is_empty() {
+        return Ok(spec.env.clone());
+    }
+    let source = source.ok_or_else(|| EnvError {
+        message: "this runtime cannot read Secrets or ConfigMaps".into(),
+    })?;
+    let ns = &spec.revision.namespace;
+    let mut env = Env::default();
+    for from in &spec.env_refs.from {
+        for (key, value) in lookup(source, ns, from.source, &from.name, from.optional)? {
+            let name = format!("{}{key}", from.prefix);
+            if !CONTRACT.contains(&name.as_str()) {
+                env.set(name, value);
+            }
+        }
+    }
+    let mut refs = spec.env_refs.vars.iter().peekable();
+    for (i, (name, value)) in spec.env.iter().enumerate() {
+        while let Some(r) = refs.next_if(|r| r.at <= i) {
+            env.set_ref(source, ns, r)?;
+        }
+        env.set(name.clone(), value.clone());
+    }
+    for r in refs {
+        env.set_ref(source, ns, r)?;
+    }
+    Ok(env.0)
+}
+
+/// The values of one object; an optional one that is missing has none.
+fn lookup(
+    source: &dyn EnvSource,
+    namespace: &str,
+    kind: SourceKind,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, String>, EnvError> {
+    let found = source
+        .values(namespace, kind, name)
+        .map_err(|why| EnvError {
+            message: format!("{} \"{name}\" cannot be read: {why}", kind.lower()),
+        })?;
+    match found {
+        Some(values) => Ok(values),
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(EnvError {
+            message: format!("{} \"{name}\" not found", kind.lower()),
+        }),
+    }
+}
+
+/// Variables in order; setting one again replaces its value where it stands.
+#[derive(Default)]
+struct Env(Vec<(String, String)>);
+
+impl Env {
+    fn set(&mut self, name: String, value: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn set_ref(
+        &mut self,
+        source: &dyn EnvSource,
+        namespace: &str,
+        r: &EnvVarRef,
+    ) -> Result<(), EnvError> {
+        let v = &r.value;
+        let mut values = lookup(source, namespace, v.source, &v.name, v.optional)?;
+        match values.remove(&v.key) {
+            Some(value) => self.set(r.name.clone(), value),
+            None if v.optional => {}
+            None => {
+                return Err(EnvError {
+                    message: format!(
+                        "couldn't find key {} in {} {namespace}/{}",
+                        v.key,
+                        v.source.kind(),
+                        v.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SourceKind {
+    /// `Secret`, `ConfigMap`
+    pub fn kind(self) -> &'static str {
+        match self {
+            SourceKind::Secret => "Secret",
+            SourceKind::ConfigMap => "ConfigMap",
+        }
+    }
+
+    /// `secret`, `configmap` (as the kubelet's "not found" messages say).
+    fn lower(self) -> &'static str {
+        match self {
+            SourceKind::Secret => "secret",
+            SourceKind::ConfigMap => "configmap",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects by kind and name, each with its `(key, value)`s.
+    type Objects = Vec<(SourceKind, &'static str, Vec<(&'static str, &'static str)>)>;
+
+    struct Fixed(Objects);
+
+    impl EnvSource for Fixed {
+        fn values(
+            &self,
+            _: &str,
+            source: SourceKind,
+            name: &str,
+        ) -> Result<Option<BTreeMap<String, String>>, String> {
+            let found = self.0.iter().find(|(k, n, _)| *k == source && *n == name);
+            Ok(found.map(|(_, _, kv)| {
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }))
+        }
+    }
+
+    fn source() -> Fixed {
+        Fixed(vec![
+            (
+                SourceKind::Secret,
+                "db",
+                vec![("password", "s3cr3t"), ("user", "app")],
+            ),
+            (
+                SourceKind::ConfigMap,
+                "cfg",
+                vec![("MODE", "fast"), ("PORT", "1")],
+            ),
+        ])
+    }
+
+    fn key(source: SourceKind, name: &str, key: &str, optional: bool) -> KeyRef {
+        KeyRef {
+            source,
+            name: name.into(),
+            key: key.into(),
+            optional,
+        }
+    }
+
+    fn spec(refs: EnvRefs) -> InstanceSpec {
+        let env = [("A", "1"), ("MODE", "manifest"), ("K_SERVICE", "s")];
+        InstanceSpec {
+            revision: crate::RevisionKey::new("default", "r"),
+            env: env.map(|(n, v)| (n.to_string(), v.to_string())).to_vec(),
+            env_refs: refs,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kubernetes_order_env_from_then_env_with_references_in_place() {
+        let refs = EnvRefs {
+            from: vec![EnvFrom {
+                source: SourceKind::ConfigMap,
+                name: "cfg".into(),
+                prefix: String::new(),
+                optional: false,
+            }],
+            vars: vec![
+                EnvVarRef {
+                    name: "PASSWORD".into(),
+                    at: 1,
+                    value: key(SourceKind::Secret, "db", "password", false),
+                },
+                EnvVarRef {
+                    name: "MISSING".into(),
+                    at: 2,
+                    value: key(SourceKind::Secret, "nope", "x", true),
+                },
+            ],
+        };
+        let env = resolve(&spec(refs), Some(&source())).unwrap();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        // PORT from the config map is dropped; MODE from it is overridden where it stood.
+        assert_eq!(
+            pairs,
+            [
+                ("MODE", "manifest"),
+                ("A", "1"),
+                ("PASSWORD", "s3cr3t"),
+                ("K_SERVICE", "s")
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_objects_and_keys_fail_like_the_kubelet_without_values() {
+        let missing = |value: KeyRef| {
+            let refs = EnvRefs {
+                from: vec![],
+                vars: vec![EnvVarRef {
+                    name: "X".into(),
+                    at: 0,
+                    value,
+                }],
+            };
+            resolve(&spec(refs), Some(&source())).unwrap_err().message
+        };
+        assert_eq!(
+            missing(key(SourceKind::Secret, "nope", "password", false)),
+            "secret \"nope\" not found"
+        );
+        assert_eq!(
+            missing(key(SourceKind::Secret, "db", "pw", false)),
+            "couldn't find key pw in Secret default/db"
+        );
+        assert_eq!(
+            missing(key(SourceKind::ConfigMap, "none", "k", false)),
+            "configmap \"none\" not found"
+        );
+        let from = EnvRefs {
+            from: vec![EnvFrom {
+                source: SourceKind::Secret,
+                name: "db".into(),
+                prefix: "DB_".into(),
+                optional: false,
+            }],
+            vars: vec![],
+        };
+        let env = resolve(&spec(from.clone()), Some(&source())).unwrap();
+        assert_eq!(env[0], ("DB_password".to_string(), "s3cr3t".to_string()));
+        assert!(resolve(&spec(from), None).is_err());
+        assert_eq!(
+            resolve(&spec(EnvRefs::default()), None).unwrap(),
+            spec(EnvRefs::default()).env
+        );
+    }
+}
