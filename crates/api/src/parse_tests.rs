@@ -567,4 +567,8 @@ fn label_annotation_and_resource_keys_are_qualified_names() {
     let errs =
         errors(&svc("a: b", "a: b", "cpu").replace("labels: {a: b}", "labels: {a: \"-bad\"}"));
     assert_eq!(errs[0].path, "metadata.labels[a]", "{errs:?}");
+    // The core kinds share the rule.
+    let secret =
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, labels: {{{long}: x}}}}\n");
+    assert_eq!(errors(&secret)[0].path, "metadata.labels");
 }

@@ -31,6 +31,7 @@ pub const RESERVED_PORTS: [i32; 5] = [8012, 8013, 8022, 9090, 9091];
 /// Validate any object. Empty when valid.
 pub fn validate(obj: &Object) -> Vec<FieldError> {
     let mut v = Errors::default();
+    validate_keys(&mut v, "metadata", obj.metadata());
     if obj.kind().is_core() {
         core::validate_meta(&mut v, obj.metadata());
         core::validate(&mut v, obj);
@@ -141,7 +142,6 @@ impl Errors {
 }
 
 fn validate_meta(v: &mut Errors, meta: &ObjectMeta) {
-    validate_keys(v, "metadata", meta);
     match (&meta.name, &meta.generate_name) {
         (Some(name), _) => {
             if let Err(e) = check_dns_label(name) {

@@ -34,7 +34,7 @@ fn is_yaml(headers: &HeaderMap) -> bool {
 }
 
 /// The media type of `Content-Type`, without parameters.
-fn mime(headers: &HeaderMap) -> &str {
+pub(crate) fn mime(headers: &HeaderMap) -> &str {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

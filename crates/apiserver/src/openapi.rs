@@ -82,11 +82,7 @@ pub async fn v3_group_version(
     Path((group, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let api_version = format!("{group}/{version}");
-    let found = documents().v3.iter().find(|d| d.api_version == api_version);
-    let doc = found.ok_or_else(ApiError::no_such_path)?;
-    accepts_json(&headers)?;
-    Ok(Json(doc.document.clone()).into_response())
+    v3_document_of(&format!("{group}/{version}"), &headers)
 }
 
 /// GET `/openapi/v3/api/{version}`: the core group's document (Secrets, ConfigMaps).
@@ -94,9 +90,14 @@ pub async fn v3_core(
     Path(version): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let found = documents().v3.iter().find(|d| d.api_version == version);
+    v3_document_of(&version, &headers)
+}
+
+/// The v3 document of `api_version`, or 404.
+fn v3_document_of(api_version: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let found = documents().v3.iter().find(|d| d.api_version == api_version);
     let doc = found.ok_or_else(ApiError::no_such_path)?;
-    accepts_json(&headers)?;
+    accepts_json(headers)?;
     Ok(Json(doc.document.clone()).into_response())
 }
 

@@ -32,12 +32,7 @@ const ACCEPTED: &str =
 
 /// The patch type of a request to an object of `kind`, or 415 for any other `Content-Type`.
 pub fn patch_type(headers: &HeaderMap, kind: Kind) -> Result<PatchType, ApiError> {
-    let ct = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    match mime {
+    match crate::body::mime(headers) {
         "application/merge-patch+json" => Ok(PatchType::Merge),
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/apply-patch+yaml" => Ok(PatchType::Apply),
@@ -50,28 +45,34 @@ pub fn patch_type(headers: &HeaderMap, kind: Kind) -> Result<PatchType, ApiError
 
 /// Apply a JSON merge patch to `doc`. A body that is not JSON is a 400.
 pub fn merge(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    merge_value(doc, &decode(body)?)
+}
+
+fn decode(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
+}
+
+fn merge_value(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
     if !patch.is_object() {
         return Err(ApiError::BadRequest(
             "error decoding patch: a merge patch must be a JSON object".into(),
         ));
     }
-    json_patch::merge(doc, &patch);
+    json_patch::merge(doc, patch);
     Ok(())
 }
 
 /// Apply a strategic merge patch to a core object's `doc`: a JSON merge patch, as long as it
 /// uses none of the `$` directives (`$patch`, `$retainKeys`, `$setElementOrder/...`).
 pub fn strategic(doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    let patch = decode(body)?;
     if let Some(directive) = directive(&patch) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "strategic merge patch directive {directive:?} is not supported; use a JSON merge patch"
         )));
     }
-    merge(doc, body)
+    merge_value(doc, &patch)
 }
 
 /// The first `$`-key of a patch, if any.

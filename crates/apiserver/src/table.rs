@@ -127,12 +127,13 @@ pub fn table(
     if kind.is_core() {
         definitions.push(AGE.clone());
     }
+    let now = chrono::Utc::now();
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
             let mut cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
             if kind.is_core() {
-                cells.push(age(obj, chrono::Utc::now()));
+                cells.push(age(obj, now));
             }
             let mut row = json!({ "cells": cells });
             if let Some(o) = include.row_object(obj) {

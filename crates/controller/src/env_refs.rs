@@ -31,7 +31,7 @@ pub(crate) fn of(c: &Container) -> EnvRefs {
                 at: literal,
                 value,
             }),
-            None if e.value_from.is_none() => literal += 1,
+            None if is_literal(e) => literal += 1,
             None => {}
         }
     }

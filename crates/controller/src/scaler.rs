@@ -269,13 +269,8 @@ impl Scaler {
     /// Announce `key` if its decision changed since last announced (a registration: the
     /// other revisions wait for the next sample, so the lock is not held for all of them).
     fn announce_one(&self, key: &RevisionKey) {
-        let mut targets = self.lock();
-        if let Some(t) = targets.get_mut(key)
-            && t.desired.is_some()
-            && t.desired != t.announced
-        {
-            t.announced = t.desired;
-            let _ = self.decisions.send(key.clone());
+        if let Some(t) = self.lock().get_mut(key) {
+            self.announce_changed(key, t);
         }
     }
 
@@ -283,10 +278,15 @@ impl Scaler {
     fn announce(&self) {
         let mut targets = self.lock();
         for (key, t) in targets.iter_mut() {
-            if t.desired.is_some() && t.desired != t.announced {
-                t.announced = t.desired;
-                let _ = self.decisions.send(key.clone());
-            }
+            self.announce_changed(key, t);
+        }
+    }
+
+    /// Announce `key` (whose target is `t`) if its decision changed since last announced.
+    fn announce_changed(&self, key: &RevisionKey, t: &mut Target) {
+        if t.desired.is_some() && t.desired != t.announced {
+            t.announced = t.desired;
+            let _ = self.decisions.send(key.clone());
         }
     }
 

@@ -230,16 +230,12 @@ fn fill(file: &Path) {
         match out.write(&chunk) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSPC as i32) => break,
             Err(e) => panic!("filling {}: {e}", file.display()),
         }
     }
     // Smaller writes take what room is left between the chunks.
     while out.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
-}
-
-fn libc_enospc() -> i32 {
-    nix::errno::Errno::ENOSPC as i32
 }
 
 /// A data directory on a 16 MiB tmpfs is filled to the last byte while a service runs:

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nimbus_testkit::api::wait_until;
-use nimbus_testkit::image::{EmptyRegistry, have_tools, test_app_binary};
+use nimbus_testkit::image::{EmptyRegistry, test_app_binary};
 use nimbus_testkit::manifest::{self, hello, host_of};
 use nimbus_testkit::traffic::{assert_split, tally};
 use nimbus_testkit::{Nimbus, RouterClient, condition, host};
@@ -552,7 +552,7 @@ async fn get_kpa_and_kingress_show_the_internal_objects() {
         "{ing:#}"
     );
 
-    if have_tools(&["kubectl"]) {
+    if nimbus_testkit::kube::have_kubectl() {
         let out = nimbus.kubectl(&["get", "kpa,kingress"], None);
         let table = String::from_utf8_lossy(&out.stdout);
         assert!(

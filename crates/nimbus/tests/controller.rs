@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nimbus_testkit::api::{path, wait_until};
-use nimbus_testkit::image::have_tools;
 use nimbus_testkit::manifest::{self, hello, host_of};
 use nimbus_testkit::traffic::{assert_split, tally, who};
 use nimbus_testkit::{Nimbus, RouterClient, condition};
@@ -215,7 +214,7 @@ async fn a_changed_revision_spec_is_refused_with_a_status_naming_spec() {
         "{stderr}"
     );
 
-    if have_tools(&["kubectl"]) {
+    if nimbus_testkit::kube::have_kubectl() {
         kubectl_apply_is_refused(&nimbus, &yaml);
     }
     let now = nimbus.must("revisions", "imm-00001").await;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nimbus_testkit::Nimbus;
+use nimbus_testkit::{Nimbus, row};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 
@@ -142,15 +142,6 @@ fn wait_line(rx: &mpsc::Receiver<String>, timeout: Duration, ok: impl Fn(&str) -
             Err(e) => panic!("no matching watch line within {timeout:?}: {e}"),
         }
     }
-}
-
-/// The whitespace-separated words of the line of `table` whose first word is `name`.
-fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
-    table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.first() == Some(&name))
-        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

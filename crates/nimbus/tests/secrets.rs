@@ -6,81 +6,17 @@
 //! `CreateContainerConfigError`, and no value appears in any status.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::time::Duration;
 
 use nimbus_testkit::manifest::{host_of, test_app};
-use nimbus_testkit::{Nimbus, RouterClient};
+use nimbus_testkit::{Nimbus, RouterClient, row};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
-
-/// kubectl (`NIMBUS_KUBECTL`, the cluster script's, or the PATH's), or `None` after a skip.
-fn kubectl_binary() -> Option<PathBuf> {
-    let bin = nimbus_testkit::kube::kubectl_binary();
-    let found = bin.is_file()
-        || std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&bin).is_file()));
-    if !found {
-        nimbus_testkit::skip("kubectl not found; set NIMBUS_KUBECTL to run this test");
-        return None;
-    }
-    Some(bin)
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write as _;
-        let mut child = Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=60s")
-            .args(args)
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        let input = stdin.unwrap_or_default().to_string();
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        std::thread::spawn(move || pipe.write_all(input.as_bytes()));
-        child.wait_with_output().expect("kubectl output")
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        println!("$ kubectl {}\n{stdout}", args.join(" "));
-        stdout
-    }
-}
-
-/// The words of the line of `table` whose first word is `name`.
-fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
-    table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.first() == Some(&name))
-        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
-}
 
 /// Every byte of the database and its write-ahead log.
 fn database_bytes(data_dir: &Path) -> Vec<u8> {
@@ -106,17 +42,12 @@ data:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_gets_applies_and_deletes_secrets_and_config_maps() {
-    let Some(bin) = kubectl_binary() else { return };
+    if !nimbus_testkit::kube::have_kubectl() {
+        return;
+    }
     let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
-    let home = nimbus.data_dir().join("kubectl-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let k = Kubectl {
-        bin,
-        kubeconfig: nimbus.write_kubeconfig().expect("kubeconfig"),
-        home,
-    };
 
-    let out = k.ok(
+    let out = nimbus.kubectl_ok(
         &[
             "create",
             "secret",
@@ -127,20 +58,20 @@ async fn kubectl_creates_gets_applies_and_deletes_secrets_and_config_maps() {
         None,
     );
     assert!(out.contains("secret/db created"), "{out}");
-    let table = k.ok(&["get", "secrets"], None);
+    let table = nimbus.kubectl_ok(&["get", "secrets"], None);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"]);
     assert_eq!(row(&table, "db")[1..3], ["Opaque", "1"]);
     // kubectl gets the real values, as from Kubernetes (the token holder is trusted).
-    let yaml = k.ok(&["get", "secret", "db", "-o", "yaml"], None);
+    let yaml = nimbus.kubectl_ok(&["get", "secret", "db", "-o", "yaml"], None);
     assert!(yaml.contains("password: czNjcjN0"), "{yaml}");
 
-    let out = k.ok(&["apply", "-f", "-"], Some(CONFIG_MAP));
+    let out = nimbus.kubectl_ok(&["apply", "-f", "-"], Some(CONFIG_MAP));
     assert!(out.contains("configmap/cfg created"), "{out}");
     let changed = CONFIG_MAP.replace("GREETING: hello", "GREETING: hi\n  OTHER: x");
-    let out = k.ok(&["apply", "-f", "-"], Some(&changed));
+    let out = nimbus.kubectl_ok(&["apply", "-f", "-"], Some(&changed));
     assert!(out.contains("configmap/cfg configured"), "{out}");
-    let table = k.ok(&["get", "cm"], None);
+    let table = nimbus.kubectl_ok(&["get", "cm"], None);
     assert_eq!(row(&table, "cfg")[1], "2");
 
     // `nimbus get` redacts unless asked.
@@ -156,11 +87,11 @@ async fn kubectl_creates_gets_applies_and_deletes_secrets_and_config_maps() {
         assert!(!contains(&bytes, value), "{value} is in the database file");
     }
 
-    let out = k.ok(&["delete", "secret", "db"], None);
+    let out = nimbus.kubectl_ok(&["delete", "secret", "db"], None);
     assert!(out.contains("secret \"db\" deleted"), "{out}");
-    let out = k.ok(&["delete", "-f", "-"], Some(CONFIG_MAP));
+    let out = nimbus.kubectl_ok(&["delete", "-f", "-"], Some(CONFIG_MAP));
     assert!(out.contains("configmap \"cfg\" deleted"), "{out}");
-    let out = k.run(&["get", "secret", "db"], None);
+    let out = nimbus.kubectl(&["get", "secret", "db"], None);
     assert!(!out.status.success());
 }
 

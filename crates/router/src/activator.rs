@@ -155,14 +155,15 @@ impl Inner {
                 Acquire::Busy => false,
             };
             waited.cold |= at_zero && exclude.is_none();
+            // Looked at after subscribing, so a route removed before the subscription (after the
+            // request found its target) is seen here, and one removed later wakes the wait.
+            if self.table.load().stats(&target.revision).is_none() {
+                return Err(WaitFailure::Unrouted);
+            }
             tokio::select! {
                 () = &mut freed => {}
                 () = endpoints_changed(&mut changes) => {}
-                () = endpoints_changed(&mut routes) => {
-                    if self.table.load().stats(&target.revision).is_none() {
-                        return Err(WaitFailure::Unrouted);
-                    }
-                }
+                () = endpoints_changed(&mut routes) => {}
                 () = &mut expired => return Err(WaitFailure::Expired { at_zero }),
             }
         }

@@ -4,8 +4,8 @@
 //!
 //! Isolation: pid, ipc, uts and mount namespaces (plus cgroup on cgroup v2), and the network
 //! namespace the launcher prepared when there is one (otherwise the container shares the
-//! host's network and listens on `$PORT` like a host process). No terminal (so no /dev/console). The container's
-//! `securityContext` decides the rest: no new privileges unless `allowPrivilegeEscalation`,
+//! host's network and listens on `$PORT` like a host process). No terminal (so no
+//! /dev/console). The container's `securityContext` decides the rest: no new privileges unless `allowPrivilegeEscalation`,
 //! the capabilities of [`crate::caps::granted`] (by default Docker's minus `NET_RAW`), none
 //! inherited or ambient, so a non-root process keeps none across `execve`; the pod's
 //! supplemental groups; a read-only root with `readOnlyRootFilesystem` (/tmp and /dev/shm stay
@@ -74,13 +74,14 @@ pub struct ContainerParts<'a> {
 
 /// The runtime spec for `parts`.
 pub fn config(parts: &ContainerParts<'_>) -> Result<Spec, OciSpecError> {
+    let granted = caps::granted(parts.security);
     SpecBuilder::default()
         .version(OCI_VERSION)
         .hostname(hostname(parts.id))
         .root(root(&parts.root, parts.security.read_only_root_filesystem)?)
-        .process(process(parts)?)
+        .process(process(parts, &granted)?)
         .mounts(mounts::mounts(parts.host_files)?)
-        .linux(linux(parts)?)
+        .linux(linux(parts, &granted)?)
         .build()
 }
 
@@ -101,18 +102,21 @@ fn root(choice: &RootChoice, readonly: bool) -> Result<oci_spec::runtime::Root, 
     }
 }
 
-fn process(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Process, OciSpecError> {
+/// The process, holding `granted` (bounding, effective and permitted; none inherited or ambient).
+fn process(
+    parts: &ContainerParts<'_>,
+    granted: &Capabilities,
+) -> Result<oci_spec::runtime::Process, OciSpecError> {
     let security = parts.security;
     let user = UserBuilder::default()
         .uid(parts.user.uid)
         .gid(parts.user.gid)
         .additional_gids(additional_gids(parts))
         .build()?;
-    let granted = caps::granted(security);
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(granted.clone())
         .effective(granted.clone())
-        .permitted(granted)
+        .permitted(granted.clone())
         .inheritable(Capabilities::new())
         .ambient(Capabilities::new())
         .build()?;
@@ -138,7 +142,11 @@ fn additional_gids(parts: &ContainerParts<'_>) -> Vec<u32> {
     gids
 }
 
-fn linux(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Linux, OciSpecError> {
+/// Namespaces, limits, hardened paths, cgroup, and the seccomp filter for `granted`.
+fn linux(
+    parts: &ContainerParts<'_>,
+    granted: &Capabilities,
+) -> Result<oci_spec::runtime::Linux, OciSpecError> {
     let mut kinds = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
@@ -165,7 +173,7 @@ fn linux(parts: &ContainerParts<'_>) -> Result<oci_spec::runtime::Linux, OciSpec
         .masked_paths(mounts::masked_paths())
         .readonly_paths(mounts::readonly_paths());
     if parts.security.seccomp == Seccomp::RuntimeDefault {
-        linux = linux.seccomp(seccomp::runtime_default(&caps::granted(parts.security))?);
+        linux = linux.seccomp(seccomp::runtime_default(granted)?);
     }
     if let Some(cgroup) = parts.cgroup {
         linux = linux.cgroups_path(PathBuf::from(format!(

@@ -125,20 +125,16 @@ impl OciLauncher {
             _ => None,
         };
         let started = self.start_attached(spec, ctx, network.as_ref());
-        match (started, network) {
-            (Ok(cmd), Some(network)) => {
+        if let Some(network) = network {
+            if started.is_ok() {
                 self.attachments()
                     .insert(ctx.id.clone(), (network, container_port(spec)));
-                Ok(cmd)
-            }
-            (started, network) => {
+            } else {
                 // The namespace ends with its descriptor: no process is in it yet.
-                if let Some(network) = network {
-                    network.release();
-                }
-                started
+                network.release();
             }
         }
+        started
     }
 
     /// [`OciLauncher::start`] once the network is decided.

@@ -11,6 +11,7 @@
 //! `open_by_handle_at` without `CAP_DAC_READ_SEARCH` and the like are never allowed. System call
 //! names the kernel or libseccomp does not know are skipped by runc. Pure; no I/O.
 
+use nix::libc;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Arch, Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg,
@@ -19,15 +20,20 @@ use oci_spec::runtime::{
 };
 
 /// `EPERM`: what a system call outside the profile returns.
-pub const EPERM: u32 = 1;
+pub const EPERM: u32 = libc::EPERM as u32;
 /// `ENOSYS`: what `clone3` returns without `CAP_SYS_ADMIN`.
-const ENOSYS: u32 = 38;
+const ENOSYS: u32 = libc::ENOSYS as u32;
 /// `AF_VSOCK`: the socket family refused (host ↔ VM sockets).
-const AF_VSOCK: u64 = 40;
-/// The namespace flags of `clone` (`CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS |
-/// CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET`), none of which a `clone` may
-/// set without `CAP_SYS_ADMIN`.
-pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+const AF_VSOCK: u64 = libc::AF_VSOCK as u64;
+/// The namespace flags of `clone`, none of which a `clone` may set without `CAP_SYS_ADMIN`
+/// (`0x7E020000`).
+pub const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
 /// The `personality` values allowed: `PER_LINUX`, `PER_LINUX32`, `UNAME26`,
 /// `PER_LINUX32 | UNAME26`, and `0xffffffff` (a query).
 const PERSONALITIES: &[u64] = &[0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
@@ -365,5 +371,6 @@ mod tests {
             .unwrap();
         assert_eq!(clone["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
         assert_eq!(clone["args"][0]["value"], CLONE_NAMESPACE_FLAGS);
+        assert_eq!(CLONE_NAMESPACE_FLAGS, 0x7E02_0000);
     }
 }

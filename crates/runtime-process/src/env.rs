@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 
-use nimbus_runtime::InstanceSpec;
 use nimbus_runtime::env::{CONFIG_ERROR_REASON, resolve};
 
 use crate::launcher::LaunchError;
@@ -15,19 +14,16 @@ use crate::process::StartError;
 use crate::supervisor::Supervisor;
 
 impl Supervisor {
-    /// The spec whose `env` an instance starting now gets (before `PORT`): the revision's own
-    /// when it has no references, else one holding just the resolved env. Called before
-    /// anything is leased for the start, so a failure leaves nothing to clean up.
-    pub(crate) fn env_spec(&self) -> Result<Cow<'_, InstanceSpec>, StartError> {
+    /// The env an instance starting now gets (before `PORT`): the revision's own when it has
+    /// no references, else the resolved one. Called before anything is leased for the start,
+    /// so a failure leaves nothing to clean up.
+    pub(crate) fn start_env(&self) -> Result<Cow<'_, [(String, String)]>, StartError> {
         if self.spec.env_refs.is_empty() {
-            return Ok(Cow::Borrowed(&self.spec));
+            return Ok(Cow::Borrowed(&self.spec.env));
         }
         let source = self.shared.env_source.get().map(|s| &**s);
         let env = resolve(&self.spec, source)
             .map_err(|e| StartError::Launch(LaunchError::new(CONFIG_ERROR_REASON, e.message)))?;
-        Ok(Cow::Owned(InstanceSpec {
-            env,
-            ..InstanceSpec::default()
-        }))
+        Ok(Cow::Owned(env))
     }
 }

@@ -10,8 +10,9 @@
 //! cannot switch users: programs run as its own user, and a manifest asking for another user is
 //! refused when the revision is prepared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use nimbus_runtime::InstanceSpec;
@@ -30,6 +31,9 @@ pub(crate) const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
 pub struct HostLauncher {
     /// Who programs run as when the manifest names no user; `None`: the server's own user.
     default_user: Option<(u32, u32)>,
+    /// Primary groups looked up in the host's user database, by uid: looked up once, not at
+    /// every start and exec probe.
+    primary_groups: Arc<Mutex<HashMap<u32, Option<u32>>>>,
 }
 
 impl HostLauncher {
@@ -37,6 +41,7 @@ impl HostLauncher {
     pub fn with_default_user(uid: u32, gid: u32) -> Self {
         Self {
             default_user: Some((uid, gid)),
+            ..Self::default()
         }
     }
 
@@ -52,7 +57,7 @@ impl HostLauncher {
                     .unwrap_or_else(server_uid);
                 // A user without a group gets its own primary group on this host, else its
                 // uid's number (never root's group by accident).
-                let gid = gid.unwrap_or_else(|| primary_group(uid).unwrap_or(uid));
+                let gid = gid.unwrap_or_else(|| self.primary_group(uid).unwrap_or(uid));
                 Some(Credentials { uid, gid, groups })
             }
         }
@@ -95,10 +100,18 @@ fn server_gid() -> u32 {
     nix::unistd::getegid().as_raw()
 }
 
-/// `uid`'s primary group in this host's user database, if it has an entry.
-fn primary_group(uid: u32) -> Option<u32> {
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
-    Some(user.gid.as_raw())
+impl HostLauncher {
+    /// `uid`'s primary group in this host's user database, if it has an entry.
+    fn primary_group(&self, uid: u32) -> Option<u32> {
+        let mut known = self
+            .primary_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *known.entry(uid).or_insert_with(|| {
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+            Some(user.gid.as_raw())
+        })
+    }
 }
 
 #[async_trait]

@@ -32,7 +32,7 @@ impl Supervisor {
     pub(crate) async fn launch(&self, tail: &OutputTail) -> Result<Instance, StartError> {
         let launcher = &self.shared.launcher;
         let ports = &self.shared.ports;
-        let env_spec = self.env_spec()?;
+        let env = self.start_env()?;
         let listen = if self.spec.socket_activation && launcher.socket_activation() {
             Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
         } else {
@@ -45,7 +45,7 @@ impl Supervisor {
         let ctx = LaunchContext {
             id: self.id.clone(),
             port: listen.port(),
-            env: process::contract_env(&env_spec, listen.port()),
+            env: process::contract_env(&env, listen.port()),
             cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
             scratch: self.scratch_dir(),
         };

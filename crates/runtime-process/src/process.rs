@@ -11,7 +11,6 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nimbus_cgroup::Joiner;
-use nimbus_runtime::InstanceSpec;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Child;
@@ -137,9 +136,9 @@ impl RunningProcess {
 
 /// `PORT`, then the spec's env in order (which already holds the rest of the runtime contract,
 /// `K_SERVICE`, `K_CONFIGURATION` and `K_REVISION`; later wins when applied).
-pub(crate) fn contract_env(spec: &InstanceSpec, port: u16) -> Vec<(String, String)> {
+pub(crate) fn contract_env(spec_env: &[(String, String)], port: u16) -> Vec<(String, String)> {
     let mut env = vec![("PORT".to_owned(), port.to_string())];
-    env.extend(spec.env.iter().cloned());
+    env.extend(spec_env.iter().cloned());
     env
 }
 
@@ -207,7 +206,7 @@ impl Drop for RunningProcess {
 mod tests {
     use std::collections::BTreeMap;
 
-    use nimbus_runtime::{Protocol, RevisionKey};
+    use nimbus_runtime::{InstanceSpec, Protocol, RevisionKey};
 
     use super::*;
 
@@ -230,9 +229,12 @@ mod tests {
             ("A".into(), "1".into()),
             ("K_REVISION".into(), "hello-00001".into()),
         ];
-        let names: Vec<String> = contract_env(&s, 9).into_iter().map(|(k, _)| k).collect();
+        let names: Vec<String> = contract_env(&s.env, 9)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(names, ["PORT", "A", "K_REVISION"]);
-        assert_eq!(contract_env(&s, 9)[0].1, "9");
+        assert_eq!(contract_env(&s.env, 9)[0].1, "9");
     }
 
     #[test]

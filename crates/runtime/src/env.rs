@@ -9,7 +9,8 @@
 //! [`InstanceSpec::env`]); a later variable of the same name replaces an earlier one where that
 //! one stood. Errors name the object and key, never a value.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::InstanceSpec;
@@ -115,48 +116,69 @@ pub fn resolve(
     let source = source.ok_or_else(|| EnvError {
         message: "this runtime cannot read Secrets or ConfigMaps".into(),
     })?;
-    let ns = &spec.revision.namespace;
+    let mut objects = Objects {
+        source,
+        namespace: &spec.revision.namespace,
+        read: HashMap::new(),
+    };
     let mut env = Env::default();
     for from in &spec.env_refs.from {
-        for (key, value) in lookup(source, ns, from.source, &from.name, from.optional)? {
+        for (key, value) in objects.lookup(from.source, &from.name, from.optional)? {
             let name = format!("{}{key}", from.prefix);
             if !CONTRACT.contains(&name.as_str()) {
-                env.set(name, value);
+                env.set(name, value.clone());
             }
         }
     }
     let mut refs = spec.env_refs.vars.iter().peekable();
     for (i, (name, value)) in spec.env.iter().enumerate() {
         while let Some(r) = refs.next_if(|r| r.at <= i) {
-            env.set_ref(source, ns, r)?;
+            env.set_ref(&mut objects, r)?;
         }
         env.set(name.clone(), value.clone());
     }
     for r in refs {
-        env.set_ref(source, ns, r)?;
+        env.set_ref(&mut objects, r)?;
     }
     Ok(env.0)
 }
 
-/// The values of one object; an optional one that is missing has none.
-fn lookup(
-    source: &dyn EnvSource,
-    namespace: &str,
-    kind: SourceKind,
-    name: &str,
-    optional: bool,
-) -> Result<BTreeMap<String, String>, EnvError> {
-    let found = source
-        .values(namespace, kind, name)
-        .map_err(|why| EnvError {
-            message: format!("{} \"{name}\" cannot be read: {why}", kind.lower()),
-        })?;
-    match found {
-        Some(values) => Ok(values),
-        None if optional => Ok(BTreeMap::new()),
-        None => Err(EnvError {
-            message: format!("{} \"{name}\" not found", kind.lower()),
-        }),
+/// The objects of one start's references, each read from the source once however many
+/// references name it.
+struct Objects<'a> {
+    source: &'a dyn EnvSource,
+    namespace: &'a str,
+    read: HashMap<(SourceKind, String), Option<BTreeMap<String, String>>>,
+}
+
+impl Objects<'_> {
+    /// The values of one object; an optional one that is missing has none.
+    fn lookup(
+        &mut self,
+        kind: SourceKind,
+        name: &str,
+        optional: bool,
+    ) -> Result<&BTreeMap<String, String>, EnvError> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        let found = match self.read.entry((kind, name.to_owned())) {
+            Entry::Occupied(read) => read.into_mut(),
+            Entry::Vacant(unread) => {
+                let values = self
+                    .source
+                    .values(self.namespace, kind, name)
+                    .map_err(|why| EnvError {
+                        message: format!("{} \"{name}\" cannot be read: {why}", kind.lower()),
+                    })?;
+                unread.insert(values)
+            }
+        };
+        match found {
+            Some(values) => Ok(values),
+            None if optional => Ok(&NONE),
+            None => Err(EnvError {
+                message: format!("{} \"{name}\" not found", kind.lower()),
+            }),
+        }
     }
 }
 
@@ -172,16 +194,11 @@ impl Env {
         }
     }
 
-    fn set_ref(
-        &mut self,
-        source: &dyn EnvSource,
-        namespace: &str,
-        r: &EnvVarRef,
-    ) -> Result<(), EnvError> {
-        let v = &r.value;
-        let mut values = lookup(source, namespace, v.source, &v.name, v.optional)?;
-        match values.remove(&v.key) {
-            Some(value) => self.set(r.name.clone(), value),
+    fn set_ref(&mut self, objects: &mut Objects<'_>, r: &EnvVarRef) -> Result<(), EnvError> {
+        let (v, namespace) = (&r.value, objects.namespace);
+        let values = objects.lookup(v.source, &v.name, v.optional)?;
+        match values.get(&v.key) {
+            Some(value) => self.set(r.name.clone(), value.clone()),
             None if v.optional => {}
             None => {
                 return Err(EnvError {
@@ -352,5 +369,41 @@ mod tests {
             resolve(&spec(EnvRefs::default()), None).unwrap(),
             spec(EnvRefs::default()).env
         );
+    }
+
+    /// Several references to one object read it once per start.
+    #[test]
+    fn each_object_is_read_once_per_start() {
+        struct Counting(Fixed, std::sync::atomic::AtomicUsize);
+        impl EnvSource for Counting {
+            fn values(
+                &self,
+                namespace: &str,
+                source: SourceKind,
+                name: &str,
+            ) -> Result<Option<BTreeMap<String, String>>, String> {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.0.values(namespace, source, name)
+            }
+        }
+        let refs = EnvRefs {
+            from: vec![EnvFrom {
+                source: SourceKind::Secret,
+                name: "db".into(),
+                prefix: "DB_".into(),
+                optional: false,
+            }],
+            vars: ["password", "user"]
+                .map(|k| EnvVarRef {
+                    name: k.to_uppercase(),
+                    at: 0,
+                    value: key(SourceKind::Secret, "db", k, false),
+                })
+                .to_vec(),
+        };
+        let counting = Counting(source(), Default::default());
+        let env = resolve(&spec(refs), Some(&counting)).unwrap();
+        assert!(env.contains(&("USER".to_string(), "app".to_string())));
+        assert_eq!(counting.1.into_inner(), 1);
     }
 }

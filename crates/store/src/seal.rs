@@ -129,7 +129,8 @@ impl Sealer {
         if kind == Kind::Secret
             && let Value::Object(map) = &mut value
         {
-            self.seal(map, &aad(kind, ns, name))?;
+            self.seal(map, &aad(kind, ns, name))
+                .map_err(|message| corrupt(kind, ns, name, message))?;
         }
         serde_json::to_string(&value).map_err(|e| corrupt(kind, ns, name, e))
     }
@@ -147,7 +148,7 @@ impl Sealer {
         Object::from_json(kind, value).map_err(|e| corrupt(kind, &ns, &name, e))
     }
 
-    fn seal(&self, map: &mut Map<String, Value>, aad: &str) -> Result<(), StoreError> {
+    fn seal(&self, map: &mut Map<String, Value>, aad: &str) -> Result<(), &'static str> {
         let mut values: Map<String, Value> = VALUE_FIELDS
             .iter()
             .filter_map(|f| map.remove(*f).map(|v| (f.to_string(), v)))
@@ -173,7 +174,7 @@ impl Sealer {
         let sealed = self
             .cipher
             .encrypt(Nonce::from_slice(&nonce), payload)
-            .map_err(|_| corrupt_str(aad, "cannot encrypt its values"))?;
+            .map_err(|_| "cannot encrypt its values")?;
         let mut bytes = nonce.to_vec();
         bytes.extend(sealed);
         map.insert(
@@ -247,17 +248,6 @@ fn corrupt(kind: Kind, namespace: &str, name: &str, e: impl std::fmt::Display) -
         namespace: namespace.to_string(),
         name: name.to_string(),
         message: e.to_string(),
-    }
-}
-
-fn corrupt_str(aad: &str, message: &str) -> StoreError {
-    let mut parts = aad.splitn(3, '/');
-    let mut next = || parts.next().unwrap_or("").to_string();
-    StoreError::Corrupt {
-        kind: next(),
-        namespace: next(),
-        name: next(),
-        message: message.to_string(),
     }
 }
 

@@ -206,7 +206,7 @@ impl Store {
         let namespace = obj.namespace().to_string();
         ensure_name(&tx, &mut obj)?;
         let name = obj.name().to_string();
-        if read(&tx, &self.sealer, kind, &namespace, &name)?.is_some() {
+        if exists(&tx, kind, &namespace, &name)? {
             return Err(StoreError::AlreadyExists {
                 kind,
                 namespace,

@@ -9,6 +9,7 @@
 //! ```text
 //! pub fn kubeconfig() -> Option<PathBuf>                 // a reachable cluster's kubeconfig
 //! pub fn kubectl_binary() -> PathBuf
+//! pub fn have_kubectl() -> bool                        // false after skip() (fails under CI)
 //! impl Cluster { pub fn find() -> Option<Cluster>        // None after skip() (fails under CI)
 //!                pub fn kubectl(&self, args, stdin) -> Output; pub fn kubectl_ok(..) -> String
 //!                pub fn namespace(&self, prefix) -> Namespace     // deleted on drop
@@ -71,6 +72,19 @@ pub fn kubectl_binary() -> PathBuf {
     built
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// Whether [`kubectl_binary`] exists (a path, or a name on `PATH`); otherwise skips (fails
+/// under CI).
+pub fn have_kubectl() -> bool {
+    let bin = kubectl_binary();
+    let found = bin.is_file()
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&bin).is_file()));
+    if !found {
+        crate::skip("kubectl not found; set NIMBUS_KUBECTL to run this test");
+    }
+    found
 }
 
 /// The kubeconfig of a cluster that answers `/readyz` (see the module docs), or `None`.

@@ -32,6 +32,8 @@ pub struct Nimbus {
     pub token: String,
     /// Lines nimbus printed on stdout during start-up.
     pub startup_output: Vec<String>,
+    /// The kubeconfig [`Nimbus::kubectl`] uses, written on first use.
+    kubeconfig: std::sync::OnceLock<PathBuf>,
 }
 
 /// `--process-user` as the test's own user unless `extra` chooses one: test programs live in
@@ -101,6 +103,7 @@ impl Nimbus {
             api_addr: String::new(),
             token: String::new(),
             startup_output: Vec::new(),
+            kubeconfig: std::sync::OnceLock::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -203,13 +206,17 @@ impl Nimbus {
 
     /// Run `kubectl <args>` against this server (its kubeconfig written by
     /// [`Nimbus::write_kubeconfig`], `$HOME` in the data directory for kubectl's cache), with
-    /// `stdin` as its standard input. Check for kubectl first (`image::have_tools`).
+    /// `stdin` as its standard input. kubectl is [`kube::kubectl_binary`]'s (`NIMBUS_KUBECTL`,
+    /// else the cluster script's, else the `PATH`'s); check for it first
+    /// ([`kube::have_kubectl`]).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write as _;
-        let kubeconfig = self.write_kubeconfig().expect("nimbus kubeconfig");
-        let mut child = Command::new("kubectl")
+        let kubeconfig = self
+            .kubeconfig
+            .get_or_init(|| self.write_kubeconfig().expect("nimbus kubeconfig"));
+        let mut child = Command::new(kube::kubectl_binary())
             .arg("--kubeconfig")
-            .arg(&kubeconfig)
+            .arg(kubeconfig)
             .arg("--request-timeout=60s")
             .args(args)
             .env("HOME", &self.data_dir)
@@ -223,6 +230,18 @@ impl Nimbus {
         let mut pipe = child.stdin.take().expect("piped stdin");
         std::thread::spawn(move || pipe.write_all(input.as_bytes()));
         child.wait_with_output().expect("kubectl output")
+    }
+
+    /// [`Nimbus::kubectl`] that must succeed; returns its stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 
     /// A `nimbus` command aimed at this server with its token, and isolated from the
@@ -380,6 +399,16 @@ impl Drop for Nimbus {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The whitespace-separated words of the line of a printed `table` whose first word is `name`
+/// (panics naming the table when there is none).
+pub fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&name))
+        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
 }
 
 /// The `Ready` condition's status (`True`/`False`/`Unknown`, or empty) of a status JSON.

@@ -48,30 +48,21 @@ pub fn rewrite(host: &str, upstream: Option<&str>) -> Option<Rewrite> {
     if dropped.is_empty() && kept > 0 {
         return None;
     }
-    if let Some(upstream) = upstream.filter(|_| dropped.iter().any(|d| d == RESOLVED_STUB)) {
-        let (text, _, kept) = filter(upstream);
-        if kept > 0 {
-            let source = Source::SystemdResolved;
-            return Some(Rewrite {
-                text,
-                dropped,
-                source,
-            });
+    let resolved = upstream
+        .filter(|_| dropped.iter().any(|d| d == RESOLVED_STUB))
+        .map(filter)
+        .filter(|(_, _, kept)| *kept > 0);
+    let (text, source) = match resolved {
+        Some((upstream_text, _, _)) => (upstream_text, Source::SystemdResolved),
+        None if kept > 0 => (text, Source::Host),
+        None => {
+            let mut text = text;
+            for server in FALLBACK_NAMESERVERS {
+                text.push_str(&format!("nameserver {server}\n"));
+            }
+            (text, Source::Fallback)
         }
-    }
-    if kept > 0 {
-        let source = Source::Host;
-        return Some(Rewrite {
-            text,
-            dropped,
-            source,
-        });
-    }
-    let mut text = text;
-    for server in FALLBACK_NAMESERVERS {
-        text.push_str(&format!("nameserver {server}\n"));
-    }
-    let source = Source::Fallback;
+    };
     Some(Rewrite {
         text,
         dropped,

@@ -56,10 +56,7 @@ impl Netlink {
         let created = self.handle.link().add(LinkBridge::new(name).up().build());
         allow_exists(created.execute().await)
             .map_err(|e| NetworkError::netlink(format!("creating bridge {name}"), e))?;
-        let index = self
-            .index(name)
-            .await?
-            .ok_or_else(|| NetworkError::Gone(name.to_owned()))?;
+        let index = self.existing(name).await?;
         let gateway = IpAddr::V4(subnet.gateway());
         let address = self.handle.address().add(index, gateway, subnet.prefix());
         allow_exists(address.execute().await)
@@ -142,27 +139,18 @@ impl Netlink {
         addr: Ipv4Addr,
         subnet: &Subnet,
     ) -> Result<(), NetworkError> {
-        for name in ["lo", "eth0"] {
-            let index = self
-                .index(name)
-                .await?
-                .ok_or_else(|| NetworkError::Gone(name.to_owned()))?;
-            if name == "eth0" {
-                let address = self
-                    .handle
-                    .address()
-                    .add(index, IpAddr::V4(addr), subnet.prefix());
-                address
-                    .execute()
-                    .await
-                    .map_err(|e| NetworkError::netlink(format!("adding {addr} to eth0"), e))?;
-            }
-            self.up(index, name).await?;
-        }
-        let eth0 = self
-            .index("eth0")
-            .await?
-            .ok_or_else(|| NetworkError::Gone("eth0".into()))?;
+        let lo = self.existing("lo").await?;
+        self.up(lo, "lo").await?;
+        let eth0 = self.existing("eth0").await?;
+        let address = self
+            .handle
+            .address()
+            .add(eth0, IpAddr::V4(addr), subnet.prefix());
+        address
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink(format!("adding {addr} to eth0"), e))?;
+        self.up(eth0, "eth0").await?;
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(subnet.gateway())
             .output_interface(eth0)
@@ -173,6 +161,13 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetworkError::netlink("adding the default route".to_owned(), e))
+    }
+
+    /// The index of device `name`, which must exist.
+    async fn existing(&self, name: &str) -> Result<u32, NetworkError> {
+        self.index(name)
+            .await?
+            .ok_or_else(|| NetworkError::Gone(name.to_owned()))
     }
 
     async fn up(&self, index: u32, name: &str) -> Result<(), NetworkError> {

@@ -67,17 +67,7 @@ impl Subnet {
 
     /// Whether the two share an address.
     pub fn overlaps(&self, other: &Subnet) -> bool {
-        let shorter = if self.prefix <= other.prefix {
-            self
-        } else {
-            other
-        };
-        let longer = if std::ptr::eq(shorter, self) {
-            other
-        } else {
-            self
-        };
-        shorter.contains(longer.base)
+        self.overlaps_route(other.base, other.prefix)
     }
 
     /// Like [`Subnet::overlaps`], for a route's destination (`prefix` 0 to 32).
