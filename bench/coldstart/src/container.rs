@@ -160,6 +160,7 @@ impl RuncFloor {
             id,
             port,
             cgroup: None,
+            mounts: vec![],
         }
     }
 }

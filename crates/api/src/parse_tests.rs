@@ -498,7 +498,7 @@ fn security_context_fields_are_honoured_or_refused_per_runtime() {
             "procMount",
             "default masks",
         ),
-        ("oci", "fsGroup: 5", "", "fsGroup", "ownership"),
+        ("oci", "fsGroup: 5", "", "fsGroup", "group of volume files"),
         (
             "oci",
             "sysctls: [{name: net.core.somaxconn, value: '1024'}]",

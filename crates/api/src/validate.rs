@@ -7,6 +7,7 @@ mod container;
 mod core;
 mod immutable;
 mod security;
+mod volumes;
 
 pub use security::CAPABILITIES;
 
@@ -274,6 +275,13 @@ fn validate_revision_spec(v: &mut Errors, path: &str, spec: &RevisionSpec, meta:
         1 => {
             let container = format!("{path}.containers[0]");
             validate_container(v, &container, &spec.containers[0], backend);
+            volumes::validate_volumes(
+                v,
+                &format!("{path}.volumes"),
+                spec.volumes.as_deref().unwrap_or_default(),
+                &container,
+                &spec.containers[0],
+            );
             security::validate_security(
                 v,
                 &format!("{path}.securityContext"),

@@ -38,6 +38,7 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         number: port.map(|p| p.container_port),
     };
     let (run_as_user, run_as_group) = user(rev, &c);
+    let (volumes, volume_mounts) = crate::volumes::of(rev, &c);
     InstanceSpec {
         revision: RevisionKey::new(rev.namespace(), rev.name()),
         runtime_class: class.to_string(),
@@ -46,6 +47,8 @@ pub(crate) fn instance_spec(rev: &Revision, class: &str) -> InstanceSpec {
         args: c.args.clone().unwrap_or_default(),
         env: env(rev, &c),
         env_refs: crate::env_refs::of(&c),
+        volumes,
+        volume_mounts,
         working_dir: c.working_dir.clone().map(Into::into),
         protocol,
         container_port: port.and_then(|p| u16::try_from(p.container_port).ok()),

@@ -39,6 +39,7 @@ mod service;
 mod status;
 mod store_resources;
 mod tracker;
+mod volumes;
 
 pub use context::{Clock, Context, ControllerConfig, SystemClock};
 pub use error::ControllerError;

@@ -13,7 +13,7 @@ use nimbus_api::runtime::Backend;
 use nimbus_cgroup::Cgroups;
 use nimbus_image::Progress;
 use nimbus_runtime::{EndpointRegistry, LoadProbe, Runtime};
-use nimbus_runtime_container::{NetworkConfig, OciConfig, OciLauncher};
+use nimbus_runtime_container::{NetworkConfig, OciConfig, OciLauncher, UserNamespaces};
 use nimbus_runtime_process::{HostLauncher, ProcessRuntime, ProcessRuntimeConfig, StubCommand};
 use nimbus_runtime_wasm::{WasmRuntime, WasmRuntimeConfig};
 
@@ -30,13 +30,16 @@ pub struct Runtimes {
 impl Runtimes {
     /// `wasm_dirs`: the only directories Wasm components are read from (absolute);
     /// `process_user`: the uid and gid host processes run as by default (a root server only);
-    /// `container_network`: the bridge containers get their own network on (`None`: the host's).
+    /// `container_network`: the bridge containers get their own network on (`None`: the host's);
+    /// `container_userns`: containers' user namespaces (`None`: the host's ids), refused here
+    /// when the host cannot give them.
     pub fn start(
         data_dir: &Path,
         insecure_registries: Vec<String>,
         wasm_dirs: Vec<PathBuf>,
         process_user: (u32, u32),
         container_network: Option<NetworkConfig>,
+        container_userns: Option<UserNamespaces>,
     ) -> anyhow::Result<Self> {
         let registry = EndpointRegistry::new();
         let cgroups = crate::limits::detect(data_dir);
@@ -61,7 +64,9 @@ impl Runtimes {
         let mut oci_config = OciConfig::new(data_dir.join("runc"));
         oci_config.pull_progress = Arc::new(LogProgress);
         oci_config.network = container_network;
+        oci_config.user_namespaces = container_userns;
         let launcher = OciLauncher::new(Arc::new(store), oci_config);
+        launcher.check().context("--container-user-namespaces")?;
         let oci = ProcessRuntime::with_launcher(
             config,
             Arc::new(launcher),
@@ -97,10 +102,10 @@ impl Runtimes {
     }
 
     /// Where every runtime reads Secret and ConfigMap values when an instance starts.
-    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) {
-        let _ = self.process.set_env_source(Arc::clone(&source));
-        let _ = self.oci.set_env_source(Arc::clone(&source));
-        let _ = self.wasm.set_env_source(source);
+    pub fn set_config_source(&self, source: Arc<dyn nimbus_runtime::env::ConfigSource>) {
+        let _ = self.process.set_config_source(Arc::clone(&source));
+        let _ = self.oci.set_config_source(Arc::clone(&source));
+        let _ = self.wasm.set_config_source(source);
     }
 
     /// Scale-downs wait for the router to finish an instance's in-flight requests.

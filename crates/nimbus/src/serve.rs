@@ -83,6 +83,15 @@ pub struct ServeArgs {
     /// revision asks for with the annotation `nimbus.dev/host-network: "true"`).
     #[arg(long)]
     pub container_host_network: bool,
+    /// Run every container in a user namespace of its own: its ids 0-65535 are the host ids
+    /// from --container-userns-base on, so its root is an unprivileged user on the host.
+    /// Checked at startup (kernel, idmapped mounts); needs containers' own networks.
+    #[arg(long)]
+    pub container_user_namespaces: bool,
+    /// With --container-user-namespaces: the host id of a container's root, a multiple of 65536
+    /// (decimal or 0x…); give each server of a host its own.
+    #[arg(long, default_value = "0x10000000")]
+    pub container_userns_base: nimbus_runtime_container::HostIdRange,
 }
 
 /// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
@@ -97,6 +106,15 @@ impl ServeArgs {
             self.container_subnet,
         );
         (!self.container_host_network).then_some(config)
+    }
+
+    /// Whether and how containers get user namespaces.
+    fn container_user_namespaces(&self) -> Option<nimbus_runtime_container::UserNamespaces> {
+        let userns = nimbus_runtime_container::UserNamespaces {
+            range: self.container_userns_base,
+            ..Default::default()
+        };
+        self.container_user_namespaces.then_some(userns)
     }
 
     fn revision_gc(&self) -> nimbus_controller::RevisionGcConfig {
@@ -193,6 +211,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("marking inherited descriptors close-on-exec")?;
     // Before anything else touches the directory (stale cgroups, the database).
     let data_dir = crate::datadir::DataDir::lock(&args.data_dir)?;
+    // Volume files of instances a crashed server left behind hold Secret values.
+    nimbus_runtime::volumes::sweep(&args.data_dir.join("instances"));
     let wasm_dirs = args
         .wasm_dirs
         .iter()
@@ -214,8 +234,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         wasm_dirs,
         args.process_user,
         args.container_network(),
+        args.container_user_namespaces(),
     )?;
-    runtimes.set_env_source(Arc::new(crate::env_source::StoreEnv(store.clone())));
+    runtimes.set_config_source(Arc::new(crate::config_source::StoreConfig(store.clone())));
     let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),

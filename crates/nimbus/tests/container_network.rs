@@ -2,17 +2,17 @@
 //! saying why, without root, runc or skopeo, except in CI): two instances of a revision both
 //! listen on the container port at addresses of their own and are served through the router;
 //! a container cannot reach the server's loopback-only API port (the host's 127.0.0.1 is not
-//! its loopback); with `nimbus.dev/host-network: "true"` it shares the host's network again.
+//! its loopback); with `nimbus.dev/host-network: "true"` it shares the host's network again;
+//! with `--container-user-namespaces` its ids are an unprivileged range of the host's.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nimbus_testkit::image::{skopeo_copy, test_rootfs, write_oci_layout};
+use nimbus_testkit::image::import_test_image;
 use nimbus_testkit::{Nimbus, RouterClient, manifest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
-const LAYOUT_REF: &str = "test.local/net-app:1";
 
 fn can_run() -> bool {
     nimbus_testkit::image::can_run_containers(&["runc", "skopeo", "bash"])
@@ -20,27 +20,15 @@ fn can_run() -> bool {
 
 /// The test image plus bash (for `/dev/tcp`), imported into `nimbus` as `net/app:1`.
 fn import_image(nimbus: &Nimbus) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = dir.path().join("rootfs");
-    test_rootfs(&rootfs).unwrap();
-    copy_program(&rootfs, "/usr/bin/bash");
     let config = serde_json::json!({
         "Entrypoint": ["/app/test-app"],
         "Env": ["PATH=/bin:/usr/bin"],
         "WorkingDir": "/app",
         "User": "app",
     });
-    let layout = dir.path().join("layout");
-    write_oci_layout(&rootfs, &layout, LAYOUT_REF, &config).unwrap();
-    let archive = dir.path().join("app.tar");
-    skopeo_copy(
-        &format!("oci:{}:{LAYOUT_REF}", layout.display()),
-        &format!("docker-archive:{}:net/app:1", archive.display()),
-        &[],
-    )
-    .unwrap();
-    nimbus.cli_ok(&["image", "import", archive.to_str().unwrap()]);
-    dir
+    import_test_image(nimbus, "net/app:1", &config, |rootfs| {
+        copy_program(rootfs, "/usr/bin/bash")
+    })
 }
 
 /// Copy the host's `program` and the libraries `ldd` names for it into `rootfs`.
@@ -235,4 +223,32 @@ async fn a_restarted_server_reclaims_the_addresses_a_crashed_one_held() {
         link.status.success(),
         "the new instance's veth {veth} exists"
     );
+}
+
+/// Issue #13: with `--container-user-namespaces`, a container's root is an unprivileged range
+/// of host ids (the default base, 0x10000000), and it still serves through the router.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_run_in_user_namespaces_when_the_server_says_so() {
+    if !can_run() {
+        return;
+    }
+    let nimbus = Nimbus::start_with(Path::new(BIN), &["--container-user-namespaces"]).unwrap();
+    let _image = import_image(&nimbus);
+    let scale = [("autoscaling.knative.dev/min-scale", "1")];
+    apply(
+        &nimbus,
+        &manifest::service("mapped", &scale, "", "image: net/app:1"),
+    );
+    nimbus
+        .wait_service_ready("mapped", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let client = RouterClient::new(&nimbus.http_addr);
+    let reply = client
+        .get(&host("mapped"), "/file?/proc/self/uid_map")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let map: Vec<&str> = reply.body.split_whitespace().collect();
+    assert_eq!(map, ["0", "268435456", "65536"], "{}", reply.body);
 }

@@ -3,7 +3,10 @@
 //! redacted by `nimbus get`; a host-process service reads them through `env[].valueFrom` and
 //! `envFrom` at every instance start (a running instance keeps its values, a new one sees the
 //! current ones, no new revision); a missing reference fails the start with
-//! `CreateContainerConfigError`, and no value appears in any status.
+//! `CreateContainerConfigError`, and no value appears in any status. Secret and ConfigMap
+//! volumes are mounted read-only into host processes (at existing host paths, in a mount
+//! namespace of their own) and containers, written at every start and removed with the
+//! instance (Wasm components: `nimbus-runtime-wasm`'s tests).
 
 use std::path::{Path, PathBuf};
 
@@ -223,4 +226,171 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Mounts `db` (Secret, whole) at `db` and `app.toml` of `cfg` (ConfigMap) at `cfg`, both
+/// read-only, into `svc`'s container.
+fn mount_volumes(svc: &mut Value, db: &str, cfg: &str, cfg_sub_path: Option<&str>) {
+    let spec = &mut svc["spec"]["template"]["spec"];
+    spec["volumes"] = json!([
+        {"name": "db", "secret": {"secretName": "db"}},
+        {"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "app.toml", "path": "app.toml"}]}},
+    ]);
+    let mut cfg_mount = json!({"name": "cfg", "mountPath": cfg, "readOnly": true});
+    if let Some(sub) = cfg_sub_path {
+        cfg_mount["subPath"] = json!(sub);
+    }
+    spec["containers"][0]["volumeMounts"] = json!([
+        {"name": "db", "mountPath": db, "readOnly": true},
+        cfg_mount,
+    ]);
+}
+
+/// Secret `db` (`password`) and ConfigMap `cfg` (`app.toml`).
+async fn create_objects(nimbus: &Nimbus, password: &str) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+        "stringData": {"password": password}});
+    create(nimbus, SECRETS, secret).await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+        "data": {"app.toml": "a = 1", "other": "x"}});
+    create(nimbus, CONFIG_MAPS, cm).await;
+}
+
+/// `GET /file?<path>` once it answers `wanted`.
+async fn file_of(client: &RouterClient, host: &str, path: &str, wanted: &str) {
+    client
+        .get_until(
+            host,
+            &format!("/file?{path}"),
+            Duration::from_secs(90),
+            |r| r.status == 200 && r.body == wanted,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{path} never read {wanted:?}: {e}"));
+}
+
+/// No file under the data directory holds `needle` (the database is encrypted; volumes are
+/// removed with their instance).
+async fn wait_gone_from_data_dir(nimbus: &Nimbus, needle: &str) {
+    nimbus_testkit::api::wait_until(
+        "the instance's volume files are removed",
+        Duration::from_secs(60),
+        async || {
+            let found: Vec<PathBuf> = walk(nimbus.data_dir())
+                .into_iter()
+                .filter(|f| contains(&std::fs::read(f).unwrap_or_default(), needle))
+                .collect();
+            match found.is_empty() {
+                true => Ok(()),
+                false => Err(format!("{needle} is in {found:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_processes_see_read_only_volumes_at_their_mount_paths() {
+    if !nimbus_testkit::image::is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+        eprintln!("SKIPPED: volumes of host processes need a root server");
+        return;
+    }
+    let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
+    create_objects(&nimbus, "first-s3cr3t").await;
+    // Mount points on the host, reachable by the instance's user (nobody).
+    let points = tempfile::tempdir().unwrap();
+    for dir in [
+        points.path().to_owned(),
+        points.path().join("db"),
+        points.path().join("cfg"),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let (db, cfg) = (points.path().join("db"), points.path().join("cfg"));
+    let mut svc = service_reading("vols", "db");
+    mount_volumes(&mut svc, db.to_str().unwrap(), cfg.to_str().unwrap(), None);
+    nimbus.deploy(&svc).await;
+    let client = RouterClient::new(&nimbus.http_addr);
+    let host = host_of("vols");
+
+    let password = db.join("password");
+    let password = password.to_str().unwrap();
+    file_of(&client, &host, password, "first-s3cr3t").await;
+    file_of(
+        &client,
+        &host,
+        cfg.join("app.toml").to_str().unwrap(),
+        "a = 1",
+    )
+    .await;
+    let other = client
+        .get(&host, &format!("/file?{}", cfg.join("other").display()))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 404, "only the listed item: {}", other.body);
+    let write = client
+        .get(&host, &format!("/write?{}", db.join("x").display()))
+        .await
+        .unwrap();
+    assert_eq!(write.status, 403, "{}", write.body);
+    assert!(
+        write.body.contains("Read-only file system"),
+        "{}",
+        write.body
+    );
+    assert_eq!(
+        std::fs::read_dir(&db).unwrap().count(),
+        0,
+        "the host's view is unchanged"
+    );
+
+    // The running instance keeps its files; a new one (after the old exits) reads the
+    // current value.
+    set_password(&nimbus, "second-s3cr3t").await;
+    file_of(&client, &host, password, "first-s3cr3t").await;
+    let _ = client.get(&host, "/exit?code=1").await;
+    file_of(&client, &host, password, "second-s3cr3t").await;
+
+    assert_eq!(nimbus.delete("services", "vols").await, 200);
+    wait_gone_from_data_dir(&nimbus, "s3cr3t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_see_read_only_volumes_and_sub_path_files() {
+    if !nimbus_testkit::image::can_run_containers(&["runc", "skopeo"]) {
+        return;
+    }
+    let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
+    let config = json!({
+        "Entrypoint": ["/app/test-app"],
+        "Env": ["PATH=/bin"],
+        "WorkingDir": "/app",
+        "User": "app",
+    });
+    let _image = nimbus_testkit::image::import_test_image(&nimbus, "vol/app:1", &config, |_| {});
+    create_objects(&nimbus, "first-s3cr3t").await;
+    let mut svc = service_reading("cvols", "db");
+    svc["spec"]["template"]["metadata"]["annotations"] =
+        json!({"autoscaling.knative.dev/min-scale": "1"});
+    let c = &mut svc["spec"]["template"]["spec"]["containers"][0];
+    c.as_object_mut().unwrap().remove("command");
+    c["image"] = json!("vol/app:1");
+    mount_volumes(&mut svc, "/etc/db", "/etc/app.toml", Some("app.toml"));
+    nimbus.deploy(&svc).await;
+    let client = RouterClient::new(&nimbus.http_addr);
+    let host = host_of("cvols");
+
+    file_of(&client, &host, "/etc/db/password", "first-s3cr3t").await;
+    file_of(&client, &host, "/etc/app.toml", "a = 1").await;
+    let write = client.get(&host, "/write?/etc/db/x").await.unwrap();
+    assert_eq!(write.status, 403, "{}", write.body);
+    set_password(&nimbus, "second-s3cr3t").await;
+    let _ = client.get(&host, "/exit?code=1").await;
+    file_of(&client, &host, "/etc/db/password", "second-s3cr3t").await;
+
+    assert_eq!(nimbus.delete("services", "cvols").await, 200);
+    wait_gone_from_data_dir(&nimbus, "s3cr3t").await;
 }

@@ -11,6 +11,10 @@
 //! supplemental groups; a read-only root with `readOnlyRootFilesystem` (/tmp and /dev/shm stay
 //! writable). runc supplies /dev/null, zero, full, random, urandom, tty and the /dev/fd, stdin,
 //! stdout and stderr links itself.
+//!
+//! With a user namespace (see `userns`) the container joins the one the launcher made, by path,
+//! and the spec carries its mapping (`linux.uidMappings`/`gidMappings`), which runc 1.1 needs
+//! to know the host ids of the container's root; runc orders the joins (user first) itself.
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +26,12 @@ use oci_spec::runtime::{
 };
 
 pub use crate::caps::CAPABILITIES;
+use nimbus_runtime::volumes::Bind;
+
 use crate::mounts::{self, HostFiles};
 use crate::resources::linux_resources;
 use crate::user::ResolvedUser;
+use crate::userns::HostIdRange;
 use crate::{caps, seccomp};
 
 /// The runtime-spec version written; runc 1.1 speaks 1.0.2.
@@ -33,13 +40,24 @@ pub const OCI_VERSION: &str = "1.0.2";
 /// Longest hostname the kernel accepts.
 const HOSTNAME_MAX: usize = 64;
 
-/// Where the container's root filesystem is.
+/// Where the container's root filesystem is (a path relative to the bundle, or absolute).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RootChoice {
-    /// The per-instance overlay mounted at `<bundle>/rootfs`.
-    Overlay,
-    /// The image's shared rootfs itself, mounted read-only (when overlayfs is unavailable).
-    SharedReadOnly(PathBuf),
+    /// The per-instance overlay: `rootfs` in the bundle, or with a user namespace its mount
+    /// point under the roots directory.
+    Overlay(PathBuf),
+    /// A root mounted read-only (when overlayfs is unavailable): the image's shared rootfs
+    /// itself, or with a user namespace its idmapped mount.
+    ReadOnly(PathBuf),
+}
+
+/// The user namespace a container joins.
+#[derive(Clone, Debug)]
+pub struct JoinedUserNamespace {
+    /// A path runc can open.
+    pub path: PathBuf,
+    /// The mapping it was made with.
+    pub range: HostIdRange,
 }
 
 /// Everything a container's runtime spec is made from.
@@ -70,6 +88,10 @@ pub struct ContainerParts<'a> {
     pub security: &'a Security,
     /// The network namespace to join (a path runc can open); `None`: the host's network.
     pub netns: Option<&'a Path>,
+    /// Secret and ConfigMap volumes, bound read-only (parents first).
+    pub volumes: &'a [Bind],
+    /// The user namespace to join; `None`: the host's ids.
+    pub userns: Option<JoinedUserNamespace>,
 }
 
 /// The runtime spec for `parts`.
@@ -80,7 +102,7 @@ pub fn config(parts: &ContainerParts<'_>) -> Result<Spec, OciSpecError> {
         .hostname(hostname(parts.id))
         .root(root(&parts.root, parts.security.read_only_root_filesystem)?)
         .process(process(parts, &granted)?)
-        .mounts(mounts::mounts(parts.host_files)?)
+        .mounts(mounts::mounts(parts.host_files, parts.volumes)?)
         .linux(linux(parts, &granted)?)
         .build()
 }
@@ -92,13 +114,8 @@ pub fn hostname(id: &str) -> String {
 
 fn root(choice: &RootChoice, readonly: bool) -> Result<oci_spec::runtime::Root, OciSpecError> {
     match choice {
-        RootChoice::Overlay => RootBuilder::default()
-            .path("rootfs")
-            .readonly(readonly)
-            .build(),
-        RootChoice::SharedReadOnly(path) => {
-            RootBuilder::default().path(path).readonly(true).build()
-        }
+        RootChoice::Overlay(path) => RootBuilder::default().path(path).readonly(readonly).build(),
+        RootChoice::ReadOnly(path) => RootBuilder::default().path(path).readonly(true).build(),
     }
 }
 
@@ -147,6 +164,14 @@ fn linux(
     parts: &ContainerParts<'_>,
     granted: &Capabilities,
 ) -> Result<oci_spec::runtime::Linux, OciSpecError> {
+    let mut namespaces = Vec::new();
+    if let Some(userns) = &parts.userns {
+        let user = LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::User)
+            .path(&userns.path)
+            .build()?;
+        namespaces.push(user);
+    }
     let mut kinds = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
@@ -156,10 +181,9 @@ fn linux(
     if parts.cgroup_v2 {
         kinds.push(LinuxNamespaceType::Cgroup);
     }
-    let mut namespaces = kinds
-        .into_iter()
-        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
-        .collect::<Result<Vec<_>, _>>()?;
+    for typ in kinds {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
+    }
     if let Some(path) = parts.netns {
         let network = LinuxNamespaceBuilder::default()
             .typ(LinuxNamespaceType::Network)
@@ -174,6 +198,10 @@ fn linux(
         .readonly_paths(mounts::readonly_paths());
     if parts.security.seccomp == Seccomp::RuntimeDefault {
         linux = linux.seccomp(seccomp::runtime_default(granted)?);
+    }
+    if let Some(userns) = &parts.userns {
+        let mappings = userns.range.mappings()?;
+        linux = linux.uid_mappings(mappings.clone()).gid_mappings(mappings);
     }
     if let Some(cgroup) = parts.cgroup {
         linux = linux.cgroups_path(PathBuf::from(format!(
@@ -231,8 +259,14 @@ mod tests {
             cgroup_v2,
             security,
             netns,
+            volumes: &[],
+            userns: None,
         };
         serde_json::to_value(config(&parts).unwrap()).unwrap()
+    }
+
+    fn overlay() -> RootChoice {
+        RootChoice::Overlay("rootfs".into())
     }
 
     fn namespaces(spec: &Value) -> Vec<String> {
@@ -244,7 +278,7 @@ mod tests {
 
     #[test]
     fn process_fields_are_as_resolved() {
-        let spec = json(RootChoice::Overlay, None, false);
+        let spec = json(overlay(), None, false);
         assert_eq!(spec["ociVersion"], OCI_VERSION);
         assert_eq!(spec["hostname"], "hello-00001-1");
         let process = &spec["process"];
@@ -260,7 +294,7 @@ mod tests {
 
     #[test]
     fn capabilities_exclude_raw_sockets_and_are_never_inherited() {
-        let spec = json(RootChoice::Overlay, None, false);
+        let spec = json(overlay(), None, false);
         let caps = &spec["process"]["capabilities"];
         let bounding = caps["bounding"].as_array().unwrap();
         assert_eq!(bounding.len(), CAPABILITIES.len());
@@ -272,7 +306,7 @@ mod tests {
     }
 
     fn secured(security: Security) -> Value {
-        with_security(RootChoice::Overlay, None, true, &security, None)
+        with_security(overlay(), None, true, &security, None)
     }
 
     #[test]
@@ -358,13 +392,7 @@ mod tests {
     #[test]
     fn a_prepared_network_namespace_is_joined_by_path() {
         let path = Path::new("/proc/1/fd/7");
-        let spec = with_security(
-            RootChoice::Overlay,
-            None,
-            true,
-            &Security::default(),
-            Some(path),
-        );
+        let spec = with_security(overlay(), None, true, &Security::default(), Some(path));
         assert_eq!(
             namespaces(&spec),
             ["pid", "ipc", "uts", "mount", "cgroup", "network"]
@@ -374,32 +402,78 @@ mod tests {
     }
 
     #[test]
+    fn a_user_namespace_is_joined_by_path_with_its_mapping() {
+        let (user, host, resources) = (user(), host(), Resources::default());
+        let security = Security::default();
+        let userns = JoinedUserNamespace {
+            path: "/proc/1/fd/8".into(),
+            range: HostIdRange::default(),
+        };
+        let parts = ContainerParts {
+            id: "hello-00001-1",
+            args: vec!["/app/test-app".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: &user,
+            root: RootChoice::Overlay("/run/nimbus/roots/ab/hello-00001-1".into()),
+            host_files: &host,
+            resources: &resources,
+            default_pids_limit: 4096,
+            cgroup: None,
+            cgroup_v2: true,
+            security: &security,
+            netns: Some(Path::new("/proc/1/fd/7")),
+            volumes: &[],
+            userns: Some(userns),
+        };
+        let spec = serde_json::to_value(config(&parts).unwrap()).unwrap();
+        assert_eq!(
+            namespaces(&spec),
+            ["user", "pid", "ipc", "uts", "mount", "cgroup", "network"]
+        );
+        let linux = &spec["linux"];
+        assert_eq!(linux["namespaces"][0]["path"], "/proc/1/fd/8");
+        let mapping = serde_json::json!([{"containerID": 0, "hostID": 0x1000_0000, "size": 65536}]);
+        assert_eq!(linux["uidMappings"], mapping);
+        assert_eq!(linux["gidMappings"], mapping);
+        assert_eq!(spec["root"]["path"], "/run/nimbus/roots/ab/hello-00001-1");
+        // The ids inside, the capabilities, the filter and the hardening are as without one.
+        assert_eq!(spec["process"]["user"]["uid"], 1000);
+        let bounding = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), CAPABILITIES.len());
+        assert_eq!(spec["process"]["noNewPrivileges"], true);
+        assert_eq!(linux["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(!linux["maskedPaths"].as_array().unwrap().is_empty());
+        let plain = secured(Security::default());
+        assert!(plain["linux"].get("uidMappings").is_none());
+        assert!(!namespaces(&plain).contains(&"user".to_owned()));
+    }
+
+    #[test]
     fn without_one_the_network_is_the_hosts() {
-        let spec = json(RootChoice::Overlay, None, false);
+        let spec = json(overlay(), None, false);
         assert_eq!(namespaces(&spec), ["pid", "ipc", "uts", "mount"]);
-        let v2 = json(RootChoice::Overlay, None, true);
+        let v2 = json(overlay(), None, true);
         assert_eq!(namespaces(&v2), ["pid", "ipc", "uts", "mount", "cgroup"]);
     }
 
     #[test]
     fn root_is_the_overlay_or_the_shared_rootfs_read_only() {
-        let overlay = json(RootChoice::Overlay, None, false);
+        let overlay = json(overlay(), None, false);
         assert_eq!(overlay["root"]["path"], "rootfs");
         assert_eq!(overlay["root"]["readonly"], false);
-        let shared = json(
-            RootChoice::SharedReadOnly("/images/x/rootfs".into()),
-            None,
-            false,
-        );
+        let shared = json(RootChoice::ReadOnly("/images/x/rootfs".into()), None, false);
         assert_eq!(shared["root"]["path"], "/images/x/rootfs");
         assert_eq!(shared["root"]["readonly"], true);
     }
 
     #[test]
     fn cgroups_path_is_absolute_when_given() {
-        let none = json(RootChoice::Overlay, None, false);
+        let none = json(overlay(), None, false);
         assert!(none["linux"].get("cgroupsPath").is_none());
-        let given = json(RootChoice::Overlay, Some("nimbus/default/hello-1"), false);
+        let given = json(overlay(), Some("nimbus/default/hello-1"), false);
         assert_eq!(given["linux"]["cgroupsPath"], "/nimbus/default/hello-1");
         assert_eq!(given["linux"]["resources"]["pids"]["limit"], 4096);
         assert!(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use nimbus_image::{NoProgress, Progress};
 
 use crate::network::NetworkConfig;
+use crate::userns::UserNamespaces;
 
 /// Configuration of an [`crate::OciLauncher`].
 #[derive(Clone)]
@@ -32,6 +33,10 @@ pub struct OciConfig {
     /// 10.87.0.0/16); `None`: every container shares the host's network, as do those whose
     /// revision says `nimbus.dev/host-network: "true"`.
     pub network: Option<NetworkConfig>,
+    /// Run every container in a user namespace of its own, its ids 0–65535 mapped to this
+    /// server's host range (see [`UserNamespaces`]; default `None`: containers share the host's
+    /// ids). Needs `network`, and a host that [`crate::OciLauncher::check`] accepts.
+    pub user_namespaces: Option<UserNamespaces>,
 }
 
 impl OciConfig {
@@ -46,6 +51,7 @@ impl OciConfig {
             hosts: PathBuf::from("/etc/hosts"),
             pull_progress: Arc::new(NoProgress),
             network: Some(NetworkConfig::default()),
+            user_namespaces: None,
         }
     }
 }
@@ -60,6 +66,7 @@ impl std::fmt::Debug for OciConfig {
             .field("resolv_conf", &self.resolv_conf)
             .field("hosts", &self.hosts)
             .field("network", &self.network)
+            .field("user_namespaces", &self.user_namespaces)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +83,7 @@ mod tests {
         assert_eq!(config.default_pids_limit, 4096);
         assert!(config.overlay);
         assert_eq!(config.network, Some(NetworkConfig::default()));
+        assert_eq!(config.user_namespaces, None, "opt-in");
         assert!(format!("{config:?}").contains("/data/runc"));
     }
 }

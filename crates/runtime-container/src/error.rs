@@ -10,6 +10,7 @@ use oci_spec::OciSpecError;
 
 use crate::network::NetworkError;
 use crate::user::UserError;
+use crate::userns::UserNsError;
 
 /// Why a container cannot be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,10 @@ pub enum ContainerError {
 
     #[error("setting up the container's network: {0}")]
     Network(#[from] NetworkError),
+
+    /// The container cannot have a user namespace (its ids, its network, or the host).
+    #[error(transparent)]
+    UserNamespace(#[from] UserNsError),
 }
 
 impl ContainerError {
@@ -60,6 +65,8 @@ impl ContainerError {
             Self::NotPrepared { .. } | Self::Io { .. } | Self::Spec(_) => "CreateContainerError",
             // The kubelet's word when the pod's network cannot be set up.
             Self::Network(_) => "FailedCreatePodSandBox",
+            Self::UserNamespace(e) if e.is_config() => "CreateContainerConfigError",
+            Self::UserNamespace(_) => "CreateContainerError",
         }
     }
 
@@ -98,5 +105,10 @@ mod tests {
         let e: LaunchError = ContainerError::User(UserError::UnknownUser("bob".into())).into();
         assert_eq!(e.reason, "CreateContainerConfigError");
         assert!(e.message.contains("\"bob\""));
+        let e: LaunchError = ContainerError::from(UserNsError::HostNetwork).into();
+        assert_eq!(e.reason, "CreateContainerConfigError");
+        assert!(e.message.contains("nimbus.dev/host-network"));
+        let e: LaunchError = ContainerError::from(UserNsError::NeedsNetwork).into();
+        assert_eq!(e.reason, "CreateContainerError");
     }
 }

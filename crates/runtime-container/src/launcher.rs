@@ -3,7 +3,10 @@
 //! `command` builds the instance's bundle and returns `runc run` for it; `exec` runs a probe
 //! inside; `cleanup` deletes the container, unmounts its rootfs and removes the bundle. A
 //! container with a network of its own is attached before its bundle is written, answers
-//! `address` with its address and [`CONTAINER_PORT`], and is detached on cleanup.
+//! `address` with its address and [`CONTAINER_PORT`], and is detached on cleanup. With user
+//! namespaces configured, each container's namespaces are made (`userns::Pinned`) before its
+//! network is attached, held until cleanup, and its root is mounted idmapped;
+//! [`OciLauncher::check`] tells at startup whether the host can do that.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,15 +20,16 @@ use nimbus_image::{Image, ImageStore};
 use nimbus_runtime::{InstanceSpec, RevisionKey};
 use nimbus_runtime_process::{LaunchContext, LaunchError, Launcher};
 
-use crate::bundle::{self, ContainerParts};
+use crate::bundle::{self, ContainerParts, JoinedUserNamespace};
 use crate::config::OciConfig;
 use crate::error::ContainerError;
 use crate::network::{Attachment, CONTAINER_PORT, Network};
 use crate::process;
 use crate::rootfs::OverlayError;
 use crate::runc::Runc;
-use crate::setup;
-use crate::user::{self, UserRequest};
+use crate::setup::{self, Layout};
+use crate::user::{self, ResolvedUser, UserRequest};
+use crate::userns::{self, Pinned, Roots, UserNsError};
 
 /// Runs instances as runc containers of their revision's image (see the crate docs).
 pub struct OciLauncher {
@@ -41,6 +45,10 @@ pub struct OciLauncher {
     /// The network of each container that has one, by instance id, and the port it listens
     /// on there.
     attachments: Mutex<HashMap<String, (Attachment, u16)>>,
+    /// With user namespaces: where containers' roots are mounted.
+    roots: Option<Roots>,
+    /// The user (and network) namespace of each container that has one, by instance id.
+    pinned: Mutex<HashMap<String, Pinned>>,
 }
 
 // === impl OciLauncher ===
@@ -60,11 +68,14 @@ impl OciLauncher {
     fn build(store: Option<Arc<ImageStore>>, config: OciConfig) -> Self {
         let tag = config.state_root.to_string_lossy();
         let network = config.network.clone().map(|net| Network::new(net, &tag));
+        let roots = (config.user_namespaces.as_ref()).map(|u| Roots::new(u, &config.state_root));
         Self {
             store,
             runc: Runc::new(&config.runc, &config.state_root),
             network,
             attachments: Mutex::default(),
+            roots,
+            pinned: Mutex::default(),
             config,
             images: Mutex::default(),
             overlay_warned: AtomicBool::new(false),
@@ -81,6 +92,37 @@ impl OciLauncher {
     /// The configuration it was made with.
     pub fn config(&self) -> &OciConfig {
         &self.config
+    }
+
+    /// Whether this host can run containers as configured; call once before the first start.
+    /// Without user namespaces there is nothing to check. With them: containers get networks
+    /// of their own, the kernel allows user namespaces, the server can make one with its
+    /// mapping, the image store's filesystem takes idmapped mounts, and the roots directory
+    /// can be made reachable by the mapped root (see `userns`).
+    pub fn check(&self) -> Result<(), ContainerError> {
+        let (Some(userns), Some(roots)) = (&self.config.user_namespaces, &self.roots) else {
+            return Ok(());
+        };
+        let images = match &self.store {
+            Some(store) => store.root(),
+            None => &self.config.state_root,
+        };
+        let setup = userns::Setup {
+            has_network: self.network.is_some(),
+            overlay: self.config.overlay,
+            images,
+        };
+        userns::check(userns, &setup, roots)?;
+        Ok(())
+    }
+
+    /// Where the root filesystem of instance `ctx` is mounted while it runs.
+    pub fn root_mount(&self, ctx: &LaunchContext) -> std::path::PathBuf {
+        self.layout(ctx).root
+    }
+
+    fn layout(&self, ctx: &LaunchContext) -> Layout {
+        Layout::new(&ctx.scratch, self.roots.as_ref(), &ctx.id)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<RevisionKey, (String, Arc<Image>)>> {
@@ -114,17 +156,26 @@ impl OciLauncher {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Build the bundle (after giving the container its network, unless it shares the host's)
-    /// and return `runc run` for it.
+    fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pinned>> {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Build the bundle (after giving the container its user namespace, if configured, and its
+    /// network, unless it shares the host's) and return `runc run` for it.
     fn start(&self, spec: &InstanceSpec, ctx: &LaunchContext) -> Result<Command, ContainerError> {
         if let Some((leftover, _)) = self.attachments().remove(&ctx.id) {
             leftover.release(); // its container is deleted before this one starts
         }
+        self.pinned().remove(&ctx.id);
+        let pinned = self.pin(spec)?;
+        let netns = pinned.as_ref().map(Pinned::net);
         let network = match &self.network {
-            Some(network) if !spec.security.host_network => Some(network.attach(&ctx.id)?),
+            Some(network) if !spec.security.host_network => Some(network.attach(&ctx.id, netns)?),
             _ => None,
         };
-        let started = self.start_attached(spec, ctx, network.as_ref());
+        let started = self.start_attached(spec, ctx, network.as_ref(), pinned.as_ref());
         if let Some(network) = network {
             if started.is_ok() {
                 self.attachments()
@@ -134,7 +185,27 @@ impl OciLauncher {
                 network.release();
             }
         }
+        if let (Some(pinned), true) = (pinned, started.is_ok()) {
+            self.pinned().insert(ctx.id.clone(), pinned);
+        }
         started
+    }
+
+    /// The container's own user namespace and the network namespace it owns, when configured.
+    fn pin(&self, spec: &InstanceSpec) -> Result<Option<Pinned>, ContainerError> {
+        let Some(userns) = &self.config.user_namespaces else {
+            return Ok(None);
+        };
+        if self.network.is_none() {
+            return Err(UserNsError::NeedsNetwork.into());
+        }
+        if !self.config.overlay {
+            return Err(UserNsError::NoOverlay.into());
+        }
+        if spec.security.host_network {
+            return Err(UserNsError::HostNetwork.into());
+        }
+        Ok(Some(Pinned::new(userns.range)?))
     }
 
     /// [`OciLauncher::start`] once the network is decided.
@@ -143,21 +214,22 @@ impl OciLauncher {
         spec: &InstanceSpec,
         ctx: &LaunchContext,
         network: Option<&Attachment>,
+        pinned: Option<&Pinned>,
     ) -> Result<Command, ContainerError> {
         let image = self.cached(spec).ok_or_else(|| not_prepared(spec))?;
         let args = argv(&image, spec)?;
         let account = user::read_account_files(&image.rootfs);
         let user = user::resolve(user_request(&image, spec), &account)?;
-        let bundle = setup::bundle_dir(&ctx.scratch);
-        setup::fresh_bundle(&self.runc, &bundle, &ctx.id)?;
-        let mut host = setup::host_files(&self.config.resolv_conf, &self.config.hosts, &bundle)?;
+        let userns = self.user_namespace(&user, spec, pinned)?;
+        let layout = self.layout(ctx);
+        let bundle = &layout.bundle;
+        setup::fresh_bundle(&self.runc, &layout, &ctx.id)?;
+        let mut host = setup::host_files(&self.config.resolv_conf, &self.config.hosts, bundle)?;
         if let (Some(own), Some(_)) = (&self.network, network) {
-            host.resolv_conf = own.resolv_conf(&host.resolv_conf, &bundle)?;
+            host.resolv_conf = own.resolv_conf(&host.resolv_conf, bundle)?;
         }
         let hostname = bundle::hostname(&ctx.id);
-        let root = setup::mount_root(&image.rootfs, &bundle, self.config.overlay, |e| {
-            self.warn_overlay_once(e)
-        });
+        let root = self.mount_root(&image, &layout, pinned)?;
         let netns = network.map(Attachment::netns_path);
         let env = instance_env(&ctx.env, network.map(|_| container_port(spec)));
         let parts = ContainerParts {
@@ -177,15 +249,62 @@ impl OciLauncher {
             cgroup_v2: self.cgroup_v2,
             security: &spec.security,
             netns: netns.as_deref(),
+            volumes: &ctx.mounts,
+            userns,
         };
         let written = bundle::config(&parts)
             .map_err(ContainerError::from)
-            .and_then(|config| setup::write_config(&config, &bundle));
+            .and_then(|config| setup::write_config(&config, bundle));
         if let Err(e) = written {
-            setup::remove_bundle(&bundle);
+            setup::remove_bundle(&layout);
             return Err(e);
         }
-        Ok(self.runc.run(&bundle, &ctx.id))
+        Ok(self.runc.run(bundle, &ctx.id))
+    }
+
+    /// The user namespace `pinned` for a process with `user`'s ids, if they are all in it.
+    fn user_namespace(
+        &self,
+        user: &ResolvedUser,
+        spec: &InstanceSpec,
+        pinned: Option<&Pinned>,
+    ) -> Result<Option<JoinedUserNamespace>, UserNsError> {
+        let (Some(userns), Some(pinned)) = (&self.config.user_namespaces, pinned) else {
+            return Ok(None);
+        };
+        userns.check_ids(user, &spec.security.supplemental_groups)?;
+        Ok(Some(JoinedUserNamespace {
+            path: pinned.user_path(),
+            range: userns.range,
+        }))
+    }
+
+    /// Mount the container's root: over the image as it is, or idmapped into `pinned`'s user
+    /// namespace. Takes the bundle down again on failure.
+    fn mount_root(
+        &self,
+        image: &Image,
+        layout: &Layout,
+        pinned: Option<&Pinned>,
+    ) -> Result<bundle::RootChoice, ContainerError> {
+        let (Some(pinned), Some(userns), Some(roots)) =
+            (pinned, &self.config.user_namespaces, &self.roots)
+        else {
+            let warn = |e: &OverlayError| self.warn_overlay_once(e);
+            let overlay = self.config.overlay;
+            return Ok(setup::mount_root(&image.rootfs, layout, overlay, warn));
+        };
+        let (bundle, root) = (&layout.bundle, &layout.root);
+        let mounted = roots.prepare().and_then(|()| {
+            userns::mount_root(&image.rootfs, pinned.user(), userns.range, bundle, root)
+        });
+        match mounted {
+            Ok(()) => Ok(bundle::RootChoice::Overlay(layout.spec_root())),
+            Err(e) => {
+                setup::remove_bundle(layout);
+                Err(e.into())
+            }
+        }
     }
 
     fn warn_overlay_once(&self, error: &OverlayError) {
@@ -216,10 +335,10 @@ impl Launcher for OciLauncher {
 
     async fn cleanup(&self, ctx: &LaunchContext) {
         let (runc, id) = (self.runc.clone(), ctx.id.clone());
-        let bundle = setup::bundle_dir(&ctx.scratch);
+        let layout = self.layout(ctx);
         let done = tokio::task::spawn_blocking(move || {
             setup::run_quietly(runc.delete(&id), &id);
-            setup::remove_bundle(&bundle);
+            setup::remove_bundle(&layout);
         });
         if let Err(e) = done.await {
             tracing::warn!(container = %ctx.id, "container cleanup panicked: {e}");
@@ -228,6 +347,7 @@ impl Launcher for OciLauncher {
         if let (Some(network), Some(attachment)) = (&self.network, attachment) {
             network.detach(attachment).await;
         }
+        self.pinned().remove(&ctx.id);
     }
 
     /// runc creates/joins `cgroupsPath` = `/<ctx.cgroup>` and applies the limits itself.

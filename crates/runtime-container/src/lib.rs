@@ -38,6 +38,15 @@
 //!
 //! [`Launcher::address`]: nimbus_runtime_process::Launcher::address
 //!
+//! **User namespaces** (opt-in: [`OciConfig::user_namespaces`], `nimbus serve
+//! --container-user-namespaces`): each container gets a user namespace of its own whose ids
+//! 0–65535 are the server's host range (default from 0x10000000), so its root is an
+//! unprivileged id on the host and its capabilities act only on its own namespaces. Its network
+//! namespace belongs to that user namespace, its image is seen through a read-only idmapped
+//! mount under the overlay (the shared rootfs is never chowned or copied), and its root is
+//! mounted where only the mapped root can reach it. Ids above 65535 and the host's network are
+//! refused; [`OciLauncher::check`] refuses a host that cannot do it at startup. See `userns`.
+//!
 //! **Signals**: the program is pid 1 of its pid namespace, so — as in Kubernetes — SIGTERM only
 //! stops it if it handles SIGTERM; otherwise it runs until the supervisor's grace period ends.
 //! The container's process is in its own session (runc calls `setsid`), so signalling runc's
@@ -61,8 +70,12 @@ mod runc;
 mod seccomp;
 mod setup;
 mod user;
+mod userns;
 
-pub use bundle::{CAPABILITIES, ContainerParts, OCI_VERSION, RootChoice, config as runtime_spec};
+pub use bundle::{
+    CAPABILITIES, ContainerParts, JoinedUserNamespace, OCI_VERSION, RootChoice,
+    config as runtime_spec,
+};
 pub use config::OciConfig;
 pub use error::ContainerError;
 pub use launcher::OciLauncher;
@@ -71,3 +84,6 @@ pub use network::{CONTAINER_PORT, NetworkConfig, NetworkError, Subnet, SubnetErr
 pub use resources::linux_resources;
 pub use rootfs::is_mount_point;
 pub use user::{ResolvedUser, UserError};
+pub use userns::{
+    DEFAULT_HOST_BASE, DEFAULT_ROOTS_DIR, HostIdRange, IDS, UserNamespaces, UserNsError,
+};

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nimbus_runtime::volumes::Bind;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{Mount, MountBuilder, get_default_maskedpaths, get_default_readonly_paths};
 
@@ -20,9 +21,10 @@ pub struct HostFiles {
     pub hosts: PathBuf,
 }
 
-/// Every mount, in the order runc applies them.
-pub fn mounts(host: &HostFiles) -> Result<Vec<Mount>, OciSpecError> {
-    Ok(vec![
+/// Every mount, in the order runc applies them: the platform's, then the instance's Secret
+/// and ConfigMap `volumes` (read-only, never executable; runc makes their mount points).
+pub fn mounts(host: &HostFiles, volumes: &[Bind]) -> Result<Vec<Mount>, OciSpecError> {
+    let mut all = vec![
         fs("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         fs(
             "/dev",
@@ -70,7 +72,12 @@ pub fn mounts(host: &HostFiles) -> Result<Vec<Mount>, OciSpecError> {
         fs("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
         bind_ro("/etc/resolv.conf", &host.resolv_conf)?,
         bind_ro("/etc/hosts", &host.hosts)?,
-    ])
+    ];
+    for volume in volumes {
+        let at = volume.path.to_string_lossy();
+        all.push(bind(&at, &volume.host, &["noexec"])?);
+    }
+    Ok(all)
 }
 
 /// runc's default masked paths (/proc/kcore, /proc/keys, /sys/firmware, …).
@@ -93,16 +100,17 @@ fn fs(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mo
 }
 
 fn bind_ro(destination: &str, source: &Path) -> Result<Mount, OciSpecError> {
+    bind(destination, source, &[])
+}
+
+/// A read-only, nosuid, nodev bind mount, with `extra` options.
+fn bind(destination: &str, source: &Path, extra: &[&str]) -> Result<Mount, OciSpecError> {
+    let options = ["rbind", "ro", "nosuid", "nodev"].iter().chain(extra);
     MountBuilder::default()
         .destination(destination)
         .typ("bind")
         .source(source)
-        .options(vec![
-            "rbind".to_owned(),
-            "ro".to_owned(),
-            "nosuid".to_owned(),
-            "nodev".to_owned(),
-        ])
+        .options(options.map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
 }
 
@@ -126,7 +134,7 @@ mod tests {
 
     #[test]
     fn tmp_is_a_world_writable_sticky_tmpfs() {
-        let mounts = mounts(&host()).unwrap();
+        let mounts = mounts(&host(), &[]).unwrap();
         let tmp = find(&mounts, "/tmp");
         assert_eq!(tmp.typ().as_deref(), Some("tmpfs"));
         assert!(
@@ -139,7 +147,7 @@ mod tests {
 
     #[test]
     fn host_files_are_read_only_binds() {
-        let mounts = mounts(&host()).unwrap();
+        let mounts = mounts(&host(), &[]).unwrap();
         for destination in ["/etc/resolv.conf", "/etc/hosts"] {
             let m = find(&mounts, destination);
             assert_eq!(m.typ().as_deref(), Some("bind"));
@@ -147,6 +155,20 @@ mod tests {
         }
         let sys = find(&mounts, "/sys");
         assert!(sys.options().as_ref().unwrap().contains(&"ro".to_owned()));
+    }
+
+    #[test]
+    fn volumes_are_read_only_binds_after_the_platforms_mounts() {
+        let volumes = [Bind {
+            host: "/data/instances/default/r-1/volumes/db".into(),
+            path: "/etc/db".into(),
+        }];
+        let mounts = mounts(&host(), &volumes).unwrap();
+        let db = mounts.last().unwrap();
+        assert_eq!(db.destination(), Path::new("/etc/db"));
+        assert_eq!(db.source().as_deref(), Some(volumes[0].host.as_path()));
+        let options = db.options().clone().unwrap();
+        assert_eq!(options, ["rbind", "ro", "nosuid", "nodev", "noexec"]);
     }
 
     #[test]

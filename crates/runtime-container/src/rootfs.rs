@@ -1,7 +1,9 @@
 //! Each container's root filesystem: an overlay whose only lower layer is the image's shared,
-//! unpacked rootfs and whose upper and work directories live in the instance's bundle, mounted
-//! at `<bundle>/rootfs` before runc starts and unmounted when the instance is cleaned up. The
-//! image's rootfs is never written to. Never removes anything itself.
+//! unpacked rootfs (or, in a user namespace, an idmapped view of it mounted at `<bundle>/lower`
+//! just for the overlay's mount) and whose upper and work directories live in the instance's
+//! bundle, mounted at `<bundle>/rootfs` (in a user namespace, under the roots directory; see
+//! `userns`) before runc starts and unmounted when the instance is cleaned up. The image's
+//! rootfs is never written to. Never removes anything itself.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 /// Directory names inside a bundle.
 pub const ROOTFS: &str = "rootfs";
+/// Where an idmapped image is mounted while an overlay is mounted over it.
+pub const LOWER: &str = "lower";
 const UPPER: &str = "upper";
 const WORK: &str = "work";
 
@@ -25,6 +29,12 @@ pub enum OverlayError {
         #[source]
         source: std::io::Error,
     },
+    #[error("giving {path} to the container's root: {source}")]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("mounting overlayfs at {path}: {source}")]
     Mount {
         path: PathBuf,
@@ -33,9 +43,16 @@ pub enum OverlayError {
     },
 }
 
-/// Mount an overlay of `lower` at `<bundle>/rootfs` (creating the directories it needs).
-pub fn mount_overlay(lower: &Path, bundle: &Path) -> Result<PathBuf, OverlayError> {
-    let target = bundle.join(ROOTFS);
+/// Mount an overlay of `lower` at `target` with its upper and work directories in `bundle`
+/// (creating the directories it needs); `owner`: the host ids the upper directory, and so the
+/// container's `/`, belongs to (default root).
+pub fn mount_overlay(
+    lower: &Path,
+    bundle: &Path,
+    target: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), OverlayError> {
+    let target = target.to_owned();
     let (upper, work) = (bundle.join(UPPER), bundle.join(WORK));
     for dir in [&target, &upper, &work] {
         std::fs::create_dir_all(dir).map_err(|source| OverlayError::Create {
@@ -53,6 +70,14 @@ pub fn mount_overlay(lower: &Path, bundle: &Path) -> Result<PathBuf, OverlayErro
             },
         )?;
     }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&upper, Some(uid), Some(gid)).map_err(|source| {
+            OverlayError::Chown {
+                path: upper.clone(),
+                source,
+            }
+        })?;
+    }
     let options = overlay_options(lower, &upper, &work)?;
     mount(
         Some("overlay"),
@@ -64,8 +89,7 @@ pub fn mount_overlay(lower: &Path, bundle: &Path) -> Result<PathBuf, OverlayErro
     .map_err(|source| OverlayError::Mount {
         path: target.clone(),
         source,
-    })?;
-    Ok(target)
+    })
 }
 
 /// The `lowerdir=…,upperdir=…,workdir=…` mount data, with backslashes, commas and colons escaped
@@ -92,13 +116,12 @@ fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, Ov
     ))
 }
 
-/// Detach whatever is mounted at `<bundle>/rootfs`. `Ok(false)`: nothing was mounted there.
-pub fn unmount(bundle: &Path) -> Result<bool, Errno> {
-    let target = bundle.join(ROOTFS);
-    if !is_mount_point(&target) {
+/// Detach whatever is mounted at `target`. `Ok(false)`: nothing was mounted there.
+pub fn unmount(target: &Path) -> Result<bool, Errno> {
+    if !is_mount_point(target) {
         return Ok(false);
     }
-    match umount2(&target, MntFlags::MNT_DETACH) {
+    match umount2(target, MntFlags::MNT_DETACH) {
         Ok(()) => Ok(true),
         Err(Errno::EINVAL | Errno::ENOENT) => Ok(false),
         Err(e) => Err(e),
@@ -148,7 +171,7 @@ mod tests {
     fn unmounting_nothing_is_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(ROOTFS)).unwrap();
-        assert_eq!(unmount(dir.path()), Ok(false));
+        assert_eq!(unmount(&dir.path().join(ROOTFS)), Ok(false));
         assert_eq!(unmount(&dir.path().join("missing")), Ok(false));
     }
 

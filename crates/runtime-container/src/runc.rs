@@ -23,10 +23,22 @@ impl Runc {
         }
     }
 
-    /// `runc --root <root>` with nothing after it.
+    /// `runc --root <root>` with nothing after it, with the usual umask (022) instead of the
+    /// server's (077): what runc creates for a container (cgroup directories, mount points)
+    /// must be reachable by the container's mapped root in a user namespace, and the
+    /// container's process inherits it, as it does containerd's.
     fn base(&self) -> Command {
+        use std::os::unix::process::CommandExt as _;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root);
+        // SAFETY: `umask` is async-signal-safe, cannot fail, and touches nothing but the
+        // forked child's file mode creation mask.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::umask(0o022);
+                Ok(())
+            });
+        }
         cmd
     }
 

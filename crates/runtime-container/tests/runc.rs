@@ -354,6 +354,7 @@ async fn an_unknown_image_user_is_a_config_error() {
         env: vec![],
         cgroup: None,
         scratch: dir.path().join("scratch"),
+        mounts: vec![],
     };
     let error = launcher.command(&spec, &ctx).expect_err("unknown user");
     assert_eq!(error.reason, "CreateContainerConfigError");

@@ -92,6 +92,40 @@ impl HostLauncher {
     }
 }
 
+/// Volumes of a host process are bound over existing paths of the host, in a mount namespace
+/// only a root server can make (see `mount_ns`).
+fn check_mount_points(spec: &InstanceSpec) -> Result<(), LaunchError> {
+    if spec.volume_mounts.is_empty() {
+        return Ok(());
+    }
+    if server_uid() != 0 {
+        return Err(LaunchError::new(
+            "CreateContainerConfigError",
+            "cannot mount volumes for a host process: that needs a mount namespace, which only \
+             a server running as root can make; run nimbus serve as root, use env valueFrom \
+             instead of volumes, or run the revision as a container",
+        ));
+    }
+    let missing: Vec<String> = spec
+        .volume_mounts
+        .iter()
+        .filter(|m| std::fs::symlink_metadata(&m.mount_path).is_err())
+        .map(|m| m.mount_path.display().to_string())
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(LaunchError::new(
+            "CreateContainerConfigError",
+            format!(
+                "volume mount path {} does not exist on this host: a host process sees the \
+                 host's file system, where Nimbus binds volumes over existing paths and creates \
+                 none; create it, pick an existing directory, or run the revision as a container",
+                missing.join(", ")
+            ),
+        )),
+    }
+}
+
 fn server_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
@@ -125,6 +159,7 @@ impl Launcher for HostLauncher {
 
     async fn prepare(&self, spec: &InstanceSpec) -> Result<(), LaunchError> {
         self.check_user(spec)?;
+        check_mount_points(spec)?;
         match &spec.working_dir {
             Some(dir) if !dir.is_dir() => Err(LaunchError::new(
                 "StartFailed",
@@ -178,6 +213,7 @@ impl HostLauncher {
             env: environment(&instance.env).into_iter().collect(),
             cwd: spec.working_dir.clone(),
             user: self.credentials(spec),
+            mounts: instance.mounts.clone(),
         }
     }
 }
@@ -202,7 +238,7 @@ pub(crate) fn activated_command(
     if let Some(joiner) = join {
         crate::process::join_before_exec(&mut cmd, joiner);
     }
-    restrict_before_exec(&mut cmd, exec.user.clone());
+    restrict_before_exec(&mut cmd, exec);
     let cwd = exec.cwd.as_deref();
     ActivatedExec::new(&exec.argv, exec.env.iter().cloned(), cwd, socket)?.install(&mut cmd);
     Ok(cmd)
@@ -276,6 +312,7 @@ mod tests {
             env: vec![],
             cgroup: None,
             scratch: std::env::temp_dir(),
+            mounts: vec![],
         }
     }
 
@@ -302,6 +339,7 @@ mod tests {
         assert_eq!(field(&plain, "Gid"), "65534\t65534\t65534\t65534");
         assert_eq!(field(&plain, "Groups"), "");
         assert_eq!(field(&plain, "NoNewPrivs"), "1");
+        assert_eq!(field(&plain, "Umask"), "0022", "not the server's 077");
         for caps in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
             assert_eq!(field(&plain, caps), "0000000000000000", "{caps}");
         }
@@ -316,6 +354,67 @@ mod tests {
         assert_eq!(field(&activated, "Groups"), "7");
         assert_eq!(field(&activated, "NoNewPrivs"), "1");
         assert_eq!(field(&activated, "CapEff"), "0000000000000000");
+    }
+
+    /// Issue #13, Secrets and ConfigMaps: a host process sees its volume read-only at its mount
+    /// path, in a mount namespace of its own: the host's path stays as it was. A mount path
+    /// the host lacks is refused before the start.
+    #[tokio::test]
+    async fn volumes_are_bound_read_only_in_a_mount_namespace_of_their_own() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+            eprintln!("SKIPPED: mount namespaces need root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        std::fs::write(volume.join("password"), "s3cr3t").unwrap();
+        let point = dir.path().join("point");
+        std::fs::create_dir(&point).unwrap();
+        let launcher = HostLauncher::with_default_user(NOBODY, NOBODY);
+        let mut ctx = context();
+        ctx.mounts = vec![nimbus_runtime::volumes::Bind {
+            host: volume.clone(),
+            path: point.clone(),
+        }];
+        let script = format!(
+            "cat {p}/password; echo; touch {p}/new 2>/dev/null && echo WROTE; grep ' {p} ' /proc/self/mountinfo",
+            p = point.display()
+        );
+        let spec = InstanceSpec {
+            command: vec!["/bin/sh".into(), "-c".into(), script],
+            ..Default::default()
+        };
+        let output = status_of(launcher.command(&spec, &ctx).unwrap().output().unwrap());
+        let mut lines = output.lines();
+        assert_eq!(lines.next(), Some("s3cr3t"), "{output}");
+        let mount = lines.next().unwrap_or_default();
+        assert!(!output.contains("WROTE"), "{output}");
+        for option in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(
+                mount.split([' ', ',']).any(|o| o == option),
+                "{option}: {mount}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&point).unwrap().count(),
+            0,
+            "the host's view is unchanged"
+        );
+
+        let mut lacking = spec.clone();
+        lacking.volume_mounts = vec![nimbus_runtime::volumes::VolumeMount {
+            volume: "v".into(),
+            mount_path: dir.path().join("absent"),
+            sub_path: None,
+        }];
+        let error = launcher.prepare(&lacking).await.unwrap_err();
+        assert_eq!(error.reason, "CreateContainerConfigError");
+        assert!(
+            error.message.contains("does not exist on this host"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -33,12 +33,20 @@ impl Supervisor {
         let launcher = &self.shared.launcher;
         let ports = &self.shared.ports;
         let env = self.start_env()?;
-        let listen = if self.spec.socket_activation && launcher.socket_activation() {
-            Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
-        } else {
-            Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+        let scratch = self.scratch_dir();
+        let mounts = self
+            .start_volumes(&scratch)
+            .inspect_err(|_| remove_scratch(&scratch))?;
+        let leased = async {
+            let listen = if self.spec.socket_activation && launcher.socket_activation() {
+                Listen::Activated(ActivationSocket::bind(ports).map_err(StartError::NoPort)?)
+            } else {
+                Listen::Port(ports.lease().map_err(StartError::NoPort)?)
+            };
+            Ok::<_, StartError>((listen, self.spare().await?))
         };
-        let (stub, cgroup) = match self.spare().await? {
+        let (listen, spare) = leased.await.inspect_err(|_| remove_scratch(&scratch))?;
+        let (stub, cgroup) = match spare {
             Some(Spare { stub, cgroup }) => (stub, Some(cgroup)),
             None => (None, None),
         };
@@ -47,7 +55,8 @@ impl Supervisor {
             port: listen.port(),
             env: process::contract_env(&env, listen.port()),
             cgroup: cgroup.as_ref().map(|c| c.path().to_owned()),
-            scratch: self.scratch_dir(),
+            scratch,
+            mounts,
         };
         let sink = OutputSink {
             instance: self.id.clone(),
@@ -89,6 +98,9 @@ impl Supervisor {
     ) -> Option<Result<Child, StartError>> {
         let stub = stub?;
         let mut exec = self.shared.launcher.exec_spec(&self.spec, ctx)?;
+        if !exec.mounts.is_empty() {
+            return None; // the stub cannot make a mount namespace
+        }
         let socket = match listen {
             Listen::Activated(socket) => {
                 activation::activate_env(&mut exec.env, stub.pid()?);

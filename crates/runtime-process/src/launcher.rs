@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use nimbus_runtime::InstanceSpec;
+use nimbus_runtime::volumes::Bind;
 
 /// One instance as the launcher sees it.
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub struct LaunchContext {
     pub cgroup: Option<String>,
     /// A directory the launcher may use for this instance (removed after cleanup).
     pub scratch: PathBuf,
+    /// The instance's Secret and ConfigMap volumes, written out for this start (in
+    /// `scratch`): each to be mounted read-only at its path inside the instance.
+    pub mounts: Vec<Bind>,
 }
 
 /// Why a revision cannot be launched; becomes the revision's `Ready=False` reason and message.
@@ -59,6 +63,9 @@ pub struct ExecSpec {
     pub cwd: Option<PathBuf>,
     /// Who the program runs as; `None`: the server's own user (a server that is not root).
     pub user: Option<Credentials>,
+    /// Volumes bound read-only in a mount namespace of the program's own (root servers
+    /// only); a program with mounts is never started by a waiting stub.
+    pub mounts: Vec<Bind>,
 }
 
 /// The user and groups an instance's program runs as.
@@ -81,24 +88,36 @@ impl ExecSpec {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        restrict_before_exec(&mut cmd, self.user.clone());
+        restrict_before_exec(&mut cmd, self);
         cmd
     }
 }
 
 /// Make `cmd`'s child give up privileges just before it executes, after any hook installed
-/// earlier (joining a cgroup needs them): no-new-privileges always (a setuid binary or file
-/// capability gains nothing), and with `user`, the capability bounding set emptied (unless the
-/// user is root) and the groups, gid and uid switched, in that order. A uid other than 0 then
-/// holds no capabilities at all: the kernel clears them on the switch.
-pub(crate) fn restrict_before_exec(cmd: &mut std::process::Command, user: Option<Credentials>) {
+/// earlier (joining a cgroup needs them): first bind `exec`'s volumes in a mount namespace of
+/// its own (see `mount_ns`), then the usual umask (022), no-new-privileges always (a setuid binary or file capability
+/// gains nothing), and with a user, the capability bounding set emptied (unless the user is
+/// root) and the groups, gid and uid switched, in that order. A uid other than 0 then holds no
+/// capabilities at all: the kernel clears them on the switch.
+pub(crate) fn restrict_before_exec(cmd: &mut std::process::Command, exec: &ExecSpec) {
     use std::os::unix::process::CommandExt;
+    let user = exec.user.clone();
+    // A path with a NUL byte (validation refuses them) fails the start.
+    let mounts = crate::mount_ns::PreparedMounts::new(&exec.mounts).map_err(|e| e.kind());
     // SAFETY: the hook runs in the forked child, where only the forking thread exists, so it
-    // must be async-signal-safe: it makes only `prctl`, `setgroups`, `setgid` and `setuid`
-    // system calls on values moved in before the fork (the group list was allocated in the
-    // parent) and allocates nothing; an error is built from errno without allocating.
+    // must be async-signal-safe: it makes only `unshare`, `mount`, `umask`, `prctl`, `setgroups`,
+    // `setgid` and `setuid` system calls on values moved in before the fork (the group list
+    // and mount paths were allocated in the parent) and allocates nothing; an error is built
+    // from errno (or an error kind) without allocating.
     unsafe {
         cmd.pre_exec(move || {
+            match &mounts {
+                Ok(Some(mounts)) => mounts.enter()?,
+                Ok(None) => {}
+                Err(kind) => return Err((*kind).into()),
+            }
+            // The usual umask, not the server's 077 (as containers get from runc).
+            libc::umask(0o022);
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -86,8 +86,8 @@ impl ProcessRuntime {
     /// Where instances read the values of their Secret and ConfigMap references when they
     /// start (without one, an instance with references fails to start). Set once; a second
     /// call is ignored and returns `false`.
-    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) -> bool {
-        self.shared.env_source.set(source).is_ok()
+    pub fn set_config_source(&self, source: Arc<dyn nimbus_runtime::env::ConfigSource>) -> bool {
+        self.shared.config_source.set(source).is_ok()
     }
 
     /// Requests in flight per published endpoint id of `revision` (empty without a probe).

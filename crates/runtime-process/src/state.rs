@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     /// Requests in flight per endpoint, from the router; set once, after construction.
     pub load_probe: OnceLock<Arc<dyn LoadProbe>>,
     /// Where Secret and ConfigMap values are read at each start; set once, after construction.
-    pub env_source: OnceLock<Arc<dyn nimbus_runtime::env::EnvSource>>,
+    pub config_source: OnceLock<Arc<dyn nimbus_runtime::env::ConfigSource>>,
     /// How instances are started (host process, container).
     pub launcher: Arc<dyn Launcher>,
     /// Distinguishes this runtime's cgroups and scratch directories from other runtimes'.
@@ -182,7 +182,7 @@ impl Shared {
             registry,
             events: broadcast::channel(EVENT_BUFFER).0,
             load_probe: OnceLock::new(),
-            env_source: OnceLock::new(),
+            config_source: OnceLock::new(),
             revisions: Mutex::default(),
         }
     }

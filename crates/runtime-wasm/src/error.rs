@@ -86,10 +86,6 @@ pub enum LoadError {
     /// The compile task did not finish (it panicked or the runtime is shutting down).
     #[error("compiling the component was interrupted")]
     Interrupted,
-    /// A Secret or ConfigMap the environment references is missing (the message names it and
-    /// the key, never a value).
-    #[error("{0}")]
-    EnvConfig(String),
 }
 
 impl LoadError {
@@ -106,7 +102,6 @@ impl LoadError {
             Self::MemoryLimitTooLarge { .. } => "MemoryLimitTooLarge",
             Self::Cache { .. } => "CompileCacheError",
             Self::Interrupted => "CompileInterrupted",
-            Self::EnvConfig(_) => nimbus_runtime::env::CONFIG_ERROR_REASON,
         }
     }
 }
@@ -114,19 +109,4 @@ impl LoadError {
 /// `error: cause: cause…` on one line (wasmtime errors keep their detail in the chain).
 pub(crate) fn chain(error: &wasmtime::Error) -> String {
     format!("{error:#}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_reference_is_the_kubelets_config_error_without_values() {
-        let e = LoadError::EnvConfig("couldn't find key password in Secret default/db".into());
-        assert_eq!(e.reason(), "CreateContainerConfigError");
-        assert_eq!(
-            e.to_string(),
-            "couldn't find key password in Secret default/db"
-        );
-    }
 }

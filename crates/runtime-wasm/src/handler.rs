@@ -21,14 +21,12 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::body::{CappedBody, plain};
 use crate::config::WasmRuntimeConfig;
 use crate::host::Host;
+use crate::instance::Started;
 use crate::limits::{Limits, human_bytes};
-use crate::output::InstanceLog;
 
 /// A compiled, linked revision, ready to serve: everything a request needs.
 pub(crate) struct App {
     pub pre: ProxyPre<Host>,
-    /// The component's environment (`K_*` variables, then the spec's env).
-    pub env: Vec<(String, String)>,
     /// The revision's memory, deadline and outbound limits.
     pub limits: Limits,
     pub config: Arc<WasmRuntimeConfig>,
@@ -43,12 +41,12 @@ struct Outcome {
 type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
 
 impl App {
-    /// Serve one request, its output going to `log`. Never fails: faults become 4xx/5xx
-    /// responses.
+    /// Serve one request of the instance that `started`, its output going to the instance's
+    /// log. Never fails: faults become 4xx/5xx responses.
     pub async fn handle(
         self: Arc<Self>,
         request: Request<LocalBody>,
-        log: Option<Arc<InstanceLog>>,
+        started: Arc<Started>,
     ) -> Response<HyperOutgoingBody> {
         if let Some(len) = declared_length(&request)
             && len > self.config.max_body_bytes
@@ -61,7 +59,7 @@ impl App {
         });
         let timeout = self.limits.request_timeout;
         let (sender, receiver) = oneshot::channel();
-        let guest = match self.start(request, sender, log.as_ref()) {
+        let guest = match self.start(request, sender, &started) {
             Ok(guest) => guest,
             Err(e) => return self.fault(&e, false),
         };
@@ -88,9 +86,9 @@ impl App {
         &self,
         request: Request<CappedBody<LocalBody>>,
         sender: oneshot::Sender<GuestResponse>,
-        log: Option<&Arc<InstanceLog>>,
+        started: &Started,
     ) -> wasmtime::Result<tokio::task::JoinHandle<Outcome>> {
-        let mut store = self.store(log);
+        let mut store = self.store(started)?;
         let req = store
             .data_mut()
             .http()
@@ -113,9 +111,9 @@ impl App {
         }))
     }
 
-    /// A store for one request under the revision's limits, its output going to `log`.
-    fn store(&self, log: Option<&Arc<InstanceLog>>) -> Store<Host> {
-        let host = Host::new(&self.config, &self.limits, &self.env, log);
+    /// A store for one request of the instance that `started`, under the revision's limits.
+    fn store(&self, started: &Started) -> wasmtime::Result<Store<Host>> {
+        let host = Host::new(&self.config, &self.limits, started)?;
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limits);
         // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
@@ -131,7 +129,7 @@ impl App {
                 _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
             })
         });
-        store
+        Ok(store)
     }
 
     /// The guest ended without setting a response: find out why.

@@ -1,21 +1,20 @@
-//! The per-request store data: WASI context (environment, and stdout/stderr into the instance's
-//! log), `wasi:http` context, the memory limiter and the outbound-request policy (both from the
+//! The per-request store data: WASI context (environment, volumes preopened read-only, and
+//! stdout/stderr into the instance's log), `wasi:http` context, the memory limiter and the outbound-request policy (both from the
 //! revision's limits). One [`Host`] lives exactly as long as one request's instance; dropping it
 //! writes the request's partial last output lines.
-
-use std::sync::Arc;
 
 use nimbus_logs::Stream;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
 use crate::config::WasmRuntimeConfig;
+use crate::instance::Started;
 use crate::limits::{Limits, OutboundHosts};
-use crate::output::{GuestOutput, InstanceLog};
+use crate::output::GuestOutput;
 
 /// The `T` of every `Store<T>`.
 pub(crate) struct Host {
@@ -27,18 +26,26 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// A request's store data under its revision's `limits`. The guest's stdout and stderr go
-    /// to the instance's `log` when it has one; otherwise to this process's when the config
-    /// says `inherit_stdio`, else nowhere.
+    /// A request's store data under its revision's `limits`, for an instance that `started`
+    /// with its environment and volumes (each preopened read-only at its mount path). The
+    /// guest's stdout and stderr go to the instance's log when it has one; otherwise to this
+    /// process's when the config says `inherit_stdio`, else nowhere. Fails when a volume's
+    /// directory cannot be opened.
     pub fn new(
         config: &WasmRuntimeConfig,
         limits: &Limits,
-        env: &[(String, String)],
-        log: Option<&Arc<InstanceLog>>,
-    ) -> Self {
+        started: &Started,
+    ) -> wasmtime::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(env);
-        match log {
+        wasi.envs(&started.env);
+        for volume in &started.preopens {
+            wasi.preopened_dir(
+                &volume.host,
+                volume.path.to_string_lossy(),
+                FsPerms::ReadOnly,
+            )?;
+        }
+        match &started.log {
             Some(log) => {
                 wasi.stdout(GuestOutput::new(log, Stream::Stdout))
                     .stderr(GuestOutput::new(log, Stream::Stderr));
@@ -48,13 +55,13 @@ impl Host {
             }
             None => {}
         }
-        Self {
+        Ok(Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundPolicy(limits.outbound.clone()),
             limits: MemoryLimit::new(limits.memory_bytes),
-        }
+        })
     }
 }
 

@@ -81,10 +81,10 @@ impl WasmRuntime {
         Some(compile::cache_dir(self.shared.linker.engine(), data_dir))
     }
 
-    /// Where components read the values of their Secret and ConfigMap references when they
-    /// load. Set once; a second call is ignored and returns `false`.
-    pub fn set_env_source(&self, source: Arc<dyn nimbus_runtime::env::EnvSource>) -> bool {
-        self.shared.env_source.set(source).is_ok()
+    /// Where instances read the values of their Secret and ConfigMap references and volumes
+    /// when they start. Set once; a second call is ignored and returns `false`.
+    pub fn set_config_source(&self, source: Arc<dyn nimbus_runtime::env::ConfigSource>) -> bool {
+        self.shared.config_source.set(source).is_ok()
     }
 
     pub fn compile_stats(&self) -> CompileStats {
@@ -105,7 +105,7 @@ impl Runtime for WasmRuntime {
             .upsert(spec, |revision, created| {
                 revision.desired = replicas;
                 let limits = created.then(|| prepare(revision, config)).flatten();
-                revision.reconcile();
+                reconcile(&self.shared, revision);
                 limits
             })
             .ok_or(RuntimeError::ShuttingDown)?;
@@ -117,13 +117,18 @@ impl Runtime for WasmRuntime {
 
     /// A revision whose component is loading or loaded starts and stops instances without
     /// I/O; an unknown one needs `set_desired` (its component is loaded in the background).
+    /// So does one whose instances read Secrets or ConfigMaps when they start (I/O).
     fn set_desired_now(&self, spec: &InstanceSpec, replicas: u32) -> bool {
         self.shared
             .update(&spec.revision, |revision| {
+                if revision.starts_with_io() {
+                    return false;
+                }
                 revision.desired = replicas;
-                revision.reconcile();
+                reconcile(&self.shared, revision);
+                true
             })
-            .is_some()
+            .unwrap_or(false)
     }
 
     /// Forgets the revision, then deletes its logs (like a pod's, they go with it). Requests
@@ -165,6 +170,30 @@ fn prepare(revision: &mut RevisionState, config: &WasmRuntimeConfig) -> Option<L
     }
 }
 
+/// How long a revision whose instance could not read its Secrets or ConfigMaps waits before
+/// trying again (they may be created meanwhile).
+const CONFIG_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`RevisionState::reconcile`], scheduling another attempt when an instance could not start.
+fn reconcile(shared: &Arc<Shared>, revision: &mut RevisionState) {
+    if !revision.reconcile(shared) || revision.retry_pending {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    revision.retry_pending = true;
+    let (shared, key) = (Arc::clone(shared), revision.spec.revision.clone());
+    runtime.spawn(async move {
+        tokio::time::sleep(CONFIG_RETRY).await;
+        let again = Arc::clone(&shared);
+        shared.update(&key, |revision| {
+            revision.retry_pending = false;
+            reconcile(&again, revision);
+        });
+    });
+}
+
 fn failed(key: &RevisionKey, e: &LoadError) -> Component {
     tracing::warn!(revision = %key, reason = e.reason(), error = %e, "cannot serve the component");
     Component::Failed(e.reason().to_owned(), format!("revision {key}: {e}"))
@@ -184,7 +213,7 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
         };
         shared.update(&key, |revision| {
             revision.component = component;
-            revision.reconcile();
+            reconcile(&shared, revision);
         });
     });
 }
@@ -209,28 +238,9 @@ fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, Loa
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(revision = %spec.revision, path = %path.display(), ?source, elapsed = ?started.elapsed(), "component loaded");
-    let source = shared.env_source.get().map(|s| &**s);
-    let env =
-        nimbus_runtime::env::resolve(spec, source).map_err(|e| LoadError::EnvConfig(e.message))?;
     Ok(App {
         pre,
-        env: contract_env(&env),
         limits,
         config: Arc::clone(&shared.config),
     })
-}
-
-/// The component's environment: the spec's env with its Secret and ConfigMap references
-/// resolved (read when the component loads: its instances, one per request, share them),
-/// which holds the runtime contract (`K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`); a later
-/// entry for the same name replaces an earlier one. A component has no port, so no `PORT`.
-fn contract_env(resolved: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in resolved.iter().cloned() {
-        match env.iter_mut().find(|(n, _)| *n == name) {
-            Some(entry) => entry.1 = value,
-            None => env.push((name, value)),
-        }
-    }
-    env
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use nimbus_runtime::env::CONFIG_ERROR_REASON;
 use nimbus_runtime::{
     Endpoint, EndpointRegistry, InstanceSpec, LocalHandle, RevisionEndpoints, RevisionKey,
     RevisionPhase, RevisionRuntimeStatus, RuntimeEvent,
@@ -21,7 +22,7 @@ use crate::config::WasmRuntimeConfig;
 use crate::engine::EpochTicker;
 use crate::handler::App;
 use crate::host::Host;
-use crate::instance::Instance;
+use crate::instance::{Instance, Started};
 use crate::output::RevisionLogs;
 
 /// How long a status change waits before it is announced (see [`Shared::announce`]).
@@ -37,8 +38,8 @@ pub(crate) struct Shared {
     pub registry: EndpointRegistry,
     pub events: broadcast::Sender<RuntimeEvent>,
     pub stats: CompileCounters,
-    /// Where Secret and ConfigMap values are read when a component loads; set once.
-    pub env_source: std::sync::OnceLock<Arc<dyn nimbus_runtime::env::EnvSource>>,
+    /// Where Secret and ConfigMap values are read when an instance starts; set once.
+    pub config_source: std::sync::OnceLock<Arc<dyn nimbus_runtime::env::ConfigSource>>,
     revisions: Mutex<Revisions>,
     _ticker: EpochTicker,
 }
@@ -75,6 +76,11 @@ pub(crate) struct RevisionState {
     pub ever_ready: bool,
     /// Where its instances' output goes; `None` without a data directory.
     pub logs: Option<Arc<RevisionLogs>>,
+    /// Why the last instance could not start (a Secret or ConfigMap it needs is missing):
+    /// the revision is failed with it until an instance starts.
+    pub config_error: Option<String>,
+    /// A later attempt to start the missing instances is scheduled.
+    pub retry_pending: bool,
 }
 
 impl RevisionState {
@@ -91,6 +97,8 @@ impl RevisionState {
             next_ordinal: 1,
             ever_ready: false,
             logs,
+            config_error: None,
+            retry_pending: false,
         }
     }
 
@@ -109,6 +117,10 @@ impl RevisionState {
             Component::Failed(reason, message) => RevisionPhase::Failed {
                 reason: reason.clone(),
                 message: message.clone(),
+            },
+            _ if self.config_error.is_some() && self.desired > 0 => RevisionPhase::Failed {
+                reason: CONFIG_ERROR_REASON.to_owned(),
+                message: self.config_error.clone().unwrap_or_default(),
             },
             Component::Loaded(_) if self.desired == 0 => RevisionPhase::Ready,
             _ => RevisionPhase::Starting,
@@ -138,15 +150,30 @@ impl RevisionState {
     }
 
     /// Start instances up to `desired` (when loaded) and take out the surplus, newest first.
-    /// A surplus instance drains by itself: requests already routed to it finish.
-    pub fn reconcile(&mut self) {
+    /// A surplus instance drains by itself: requests already routed to it finish. Each new
+    /// instance reads its Secret and ConfigMap values now (from `shared`'s source); returns
+    /// `true` when one could not, to be tried again later.
+    pub fn reconcile(&mut self, shared: &Shared) -> bool {
+        let mut failed = false;
         if let Component::Loaded(app) = &self.component {
+            let source = shared.config_source.get().map(|s| &**s);
             while self.instances.len() < self.desired as usize {
                 let ordinal = self.next_ordinal;
                 let id = self.instance_id(ordinal);
                 let log = self.logs.as_ref().map(|logs| logs.instance(id.clone()));
+                let dir = shared.instance_dir(&self.spec.revision.namespace, &id);
+                let started = match Started::new(&self.spec, source, dir, log) {
+                    Ok(started) => started,
+                    Err(e) => {
+                        tracing::warn!(instance = %id, "cannot start a wasm instance: {e}");
+                        self.config_error = Some(e.message);
+                        failed = true;
+                        break;
+                    }
+                };
+                self.config_error = None;
                 self.instances
-                    .insert(ordinal, Instance::start(Arc::clone(app), log));
+                    .insert(ordinal, Instance::start(Arc::clone(app), started));
                 self.next_ordinal += 1;
                 self.ever_ready = true;
                 tracing::debug!(instance = %id, "wasm instance started");
@@ -155,6 +182,13 @@ impl RevisionState {
         while self.instances.len() > self.desired as usize {
             self.instances.pop_last();
         }
+        failed
+    }
+
+    /// Whether starting an instance reads the store or writes files (its spec references
+    /// Secrets or ConfigMaps), which a router thread should not wait for.
+    pub fn starts_with_io(&self) -> bool {
+        !self.spec.env_refs.is_empty() || !self.spec.volume_mounts.is_empty()
     }
 }
 
@@ -171,10 +205,20 @@ impl Shared {
             registry,
             events: broadcast::channel(EVENT_BUFFER).0,
             stats: CompileCounters::default(),
-            env_source: std::sync::OnceLock::new(),
+            config_source: std::sync::OnceLock::new(),
             revisions: Mutex::default(),
             _ticker: ticker,
         }
+    }
+
+    /// Where instance `id`'s volumes are written: under the data directory like other
+    /// runtimes' instances, else in a directory of this process under the temporary one.
+    pub fn instance_dir(&self, namespace: &str, id: &str) -> std::path::PathBuf {
+        let base = match &self.config.data_dir {
+            Some(dir) => dir.join("instances"),
+            None => std::env::temp_dir().join(format!("nimbus-wasm-{}", std::process::id())),
+        };
+        base.join(namespace).join(id)
     }
 
     fn lock(&self) -> MutexGuard<'_, Revisions> {

@@ -4,7 +4,11 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use nimbus_runtime::Runtime;
+use nimbus_runtime::env::{ConfigSource, EnvVarRef, KeyRef, SourceKind, Values};
+use nimbus_runtime::volumes::{Volume, VolumeMount};
 use support::*;
 
 /// The example's image, or return early (skipping the test) when it cannot be built.
@@ -204,5 +208,105 @@ async fn what_the_component_prints_lands_in_its_instance_log() {
         assert!(std::time::Instant::now() < deadline, "{got:?}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    runtime.shutdown().await;
+}
+
+/// Secrets and ConfigMaps that tests change between instance starts.
+#[derive(Default)]
+struct Objects(std::sync::Mutex<std::collections::BTreeMap<(SourceKind, String), Values>>);
+
+impl Objects {
+    fn set(&self, kind: SourceKind, name: &str, key: &str, value: &str) {
+        let mut objects = self.0.lock().unwrap();
+        let object = objects.entry((kind, name.to_owned())).or_default();
+        object.insert(key.to_owned(), value.as_bytes().to_vec());
+    }
+}
+
+impl ConfigSource for Objects {
+    fn values(
+        &self,
+        _namespace: &str,
+        source: SourceKind,
+        name: &str,
+    ) -> Result<Option<Values>, String> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&(source, name.to_owned()))
+            .cloned())
+    }
+}
+
+/// Issue #13: each instance reads its Secret references and writes its volumes when it starts
+/// (a running one keeps what it read); a volume is a read-only preopened directory at its
+/// mount path; a missing Secret fails the revision with `CreateContainerConfigError` until it
+/// exists; an instance's files go with it.
+#[tokio::test]
+async fn instances_read_secrets_and_volumes_when_they_start() {
+    let image = hello_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let objects = Arc::new(Objects::default());
+    runtime.set_config_source(objects.clone());
+    let mut spec = spec("hello-00001", &image);
+    spec.env_refs.vars.push(EnvVarRef {
+        name: "TARGET".into(),
+        at: spec.env.len(),
+        value: KeyRef {
+            source: SourceKind::Secret,
+            name: "db".into(),
+            key: "password".into(),
+            optional: false,
+        },
+    });
+    spec.volumes.push(Volume {
+        name: "cfg".into(),
+        source: SourceKind::ConfigMap,
+        object: "cfg".into(),
+        items: None,
+        default_mode: 0o644,
+        optional: false,
+    });
+    spec.volume_mounts.push(VolumeMount {
+        volume: "cfg".into(),
+        mount_path: "/etc/cfg".into(),
+        sub_path: None,
+    });
+    objects.set(SourceKind::ConfigMap, "cfg", "app.toml", "a = 1");
+
+    runtime.set_desired(&spec, 1).await.unwrap();
+    let (reason, message) = wait_failed(&runtime, &spec.revision).await;
+    assert_eq!(reason, "CreateContainerConfigError");
+    assert_eq!(message, "secret \"db\" not found");
+    objects.set(SourceKind::Secret, "db", "password", "first");
+    wait_ready(&runtime, &spec.revision, 1).await; // retried by itself
+    let first = instances(&runtime, &spec.revision).remove(0);
+    assert_eq!(get(&first, "/").await.1, "Hello first! You asked for /\n");
+    assert_eq!(get(&first, "/file?/etc/cfg/app.toml").await.1, "a = 1");
+    let outside = get(&first, "/file?/etc/passwd").await.1;
+    assert!(outside.starts_with("cannot read /etc/passwd"), "{outside}");
+
+    objects.set(SourceKind::Secret, "db", "password", "second");
+    objects.set(SourceKind::ConfigMap, "cfg", "app.toml", "a = 2");
+    runtime.set_desired(&spec, 2).await.unwrap();
+    wait_ready(&runtime, &spec.revision, 2).await;
+    let second = instances(&runtime, &spec.revision)
+        .into_iter()
+        .find(|i| *i != first)
+        .unwrap();
+    assert_eq!(get(&second, "/").await.1, "Hello second! You asked for /\n");
+    assert_eq!(get(&second, "/file?/etc/cfg/app.toml").await.1, "a = 2");
+    assert_eq!(get(&first, "/").await.1, "Hello first! You asked for /\n");
+    assert_eq!(get(&first, "/file?/etc/cfg/app.toml").await.1, "a = 1");
+
+    let volumes = dir
+        .path()
+        .join("instances/default/hello-00001-2/volumes/cfg/app.toml");
+    assert!(volumes.exists());
+    runtime.set_desired(&spec, 1).await.unwrap();
+    drop(second);
+    assert!(!volumes.exists(), "a stopped instance's files are removed");
     runtime.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! Environment variables that come from Secrets and ConfigMaps (`env[].valueFrom`,
 //! `envFrom`): what an [`InstanceSpec`] says about them ([`EnvRefs`]), where their values are
-//! read from ([`EnvSource`], implemented over the store by the binary), and the one function
+//! read from ([`ConfigSource`], implemented over the store by the binary), and the one function
 //! every runtime calls when it starts an instance, [`resolve`], so that new instances read the
 //! current values while running ones keep those they started with — as on Kubernetes.
 //!
@@ -9,21 +9,9 @@
 //! [`InstanceSpec::env`]); a later variable of the same name replaces an earlier one where that
 //! one stood. Errors name the object and key, never a value.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-
 use crate::InstanceSpec;
-
-/// The reason a start fails when a reference cannot be resolved (the kubelet's).
-pub const CONFIG_ERROR_REASON: &str = "CreateContainerConfigError";
-
-/// Which kind of object a reference names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SourceKind {
-    Secret,
-    ConfigMap,
-}
+use crate::source::Objects;
+pub use crate::source::{CONFIG_ERROR_REASON, ConfigError, ConfigSource, SourceKind, Values};
 
 /// One value of a Secret or ConfigMap (`secretKeyRef`, `configMapKeyRef`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,35 +58,6 @@ impl EnvRefs {
     }
 }
 
-/// Where referenced values are read (the store, in embedded mode). Called at every instance
-/// start, from async code: implementations must be quick and must not block for long.
-pub trait EnvSource: Send + Sync + 'static {
-    /// The values of the Secret or ConfigMap `name` in `namespace` (text; bytes that are not
-    /// UTF-8 are replaced), or `None` when it does not exist. An `Err` says why it could not
-    /// be read, without values.
-    fn values(
-        &self,
-        namespace: &str,
-        source: SourceKind,
-        name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, String>;
-}
-
-/// Why an instance's environment could not be built: reported as the start's failure, with
-/// [`CONFIG_ERROR_REASON`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvError {
-    pub message: String,
-}
-
-impl fmt::Display for EnvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for EnvError {}
-
 /// Variables an `envFrom` source may not set: the runtime contract's (validation refuses them
 /// in `env`, but cannot know a Secret's keys).
 const CONTRACT: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
@@ -108,25 +67,19 @@ const CONTRACT: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION
 /// `source` the start fails.
 pub fn resolve(
     spec: &InstanceSpec,
-    source: Option<&dyn EnvSource>,
-) -> Result<Vec<(String, String)>, EnvError> {
+    source: Option<&dyn ConfigSource>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     if spec.env_refs.is_empty() {
         return Ok(spec.env.clone());
     }
-    let source = source.ok_or_else(|| EnvError {
-        message: "this runtime cannot read Secrets or ConfigMaps".into(),
-    })?;
-    let mut objects = Objects {
-        source,
-        namespace: &spec.revision.namespace,
-        read: HashMap::new(),
-    };
+    let mut objects = Objects::new(source, &spec.revision.namespace)?;
     let mut env = Env::default();
     for from in &spec.env_refs.from {
-        for (key, value) in objects.lookup(from.source, &from.name, from.optional)? {
+        let values = objects.lookup(from.source, &from.name, from.optional)?;
+        for (key, value) in values.into_iter().flatten() {
             let name = format!("{}{key}", from.prefix);
             if !CONTRACT.contains(&name.as_str()) {
-                env.set(name, value.clone());
+                env.set(name, text(value));
             }
         }
     }
@@ -143,45 +96,6 @@ pub fn resolve(
     Ok(env.0)
 }
 
-/// The objects of one start's references, each read from the source once however many
-/// references name it.
-struct Objects<'a> {
-    source: &'a dyn EnvSource,
-    namespace: &'a str,
-    read: HashMap<(SourceKind, String), Option<BTreeMap<String, String>>>,
-}
-
-impl Objects<'_> {
-    /// The values of one object; an optional one that is missing has none.
-    fn lookup(
-        &mut self,
-        kind: SourceKind,
-        name: &str,
-        optional: bool,
-    ) -> Result<&BTreeMap<String, String>, EnvError> {
-        static NONE: BTreeMap<String, String> = BTreeMap::new();
-        let found = match self.read.entry((kind, name.to_owned())) {
-            Entry::Occupied(read) => read.into_mut(),
-            Entry::Vacant(unread) => {
-                let values = self
-                    .source
-                    .values(self.namespace, kind, name)
-                    .map_err(|why| EnvError {
-                        message: format!("{} \"{name}\" cannot be read: {why}", kind.lower()),
-                    })?;
-                unread.insert(values)
-            }
-        };
-        match found {
-            Some(values) => Ok(values),
-            None if optional => Ok(&NONE),
-            None => Err(EnvError {
-                message: format!("{} \"{name}\" not found", kind.lower()),
-            }),
-        }
-    }
-}
-
 /// Variables in order; setting one again replaces its value where it stands.
 #[derive(Default)]
 struct Env(Vec<(String, String)>);
@@ -194,69 +108,35 @@ impl Env {
         }
     }
 
-    fn set_ref(&mut self, objects: &mut Objects<'_>, r: &EnvVarRef) -> Result<(), EnvError> {
+    fn set_ref(&mut self, objects: &mut Objects<'_>, r: &EnvVarRef) -> Result<(), ConfigError> {
         let (v, namespace) = (&r.value, objects.namespace);
         let values = objects.lookup(v.source, &v.name, v.optional)?;
-        match values.get(&v.key) {
-            Some(value) => self.set(r.name.clone(), value.clone()),
+        match values.and_then(|values| values.get(&v.key)) {
+            Some(value) => self.set(r.name.clone(), text(value)),
             None if v.optional => {}
             None => {
-                return Err(EnvError {
-                    message: format!(
-                        "couldn't find key {} in {} {namespace}/{}",
-                        v.key,
-                        v.source.kind(),
-                        v.name
-                    ),
-                });
+                return Err(ConfigError::new(format!(
+                    "couldn't find key {} in {} {namespace}/{}",
+                    v.key,
+                    v.source.kind(),
+                    v.name
+                )));
             }
         }
         Ok(())
     }
 }
 
-impl SourceKind {
-    /// `Secret`, `ConfigMap`
-    pub fn kind(self) -> &'static str {
-        match self {
-            SourceKind::Secret => "Secret",
-            SourceKind::ConfigMap => "ConfigMap",
-        }
-    }
-
-    /// `secret`, `configmap` (as the kubelet's "not found" messages say).
-    fn lower(self) -> &'static str {
-        match self {
-            SourceKind::Secret => "secret",
-            SourceKind::ConfigMap => "configmap",
-        }
-    }
+/// A value as an environment variable's text: bytes that are not UTF-8 are replaced.
+fn text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Objects by kind and name, each with its `(key, value)`s.
-    type Objects = Vec<(SourceKind, &'static str, Vec<(&'static str, &'static str)>)>;
-
-    struct Fixed(Objects);
-
-    impl EnvSource for Fixed {
-        fn values(
-            &self,
-            _: &str,
-            source: SourceKind,
-            name: &str,
-        ) -> Result<Option<BTreeMap<String, String>>, String> {
-            let found = self.0.iter().find(|(k, n, _)| *k == source && *n == name);
-            Ok(found.map(|(_, _, kv)| {
-                kv.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }))
-        }
-    }
+    use crate::source::fixed::Fixed;
 
     fn source() -> Fixed {
         Fixed(vec![
@@ -375,13 +255,13 @@ mod tests {
     #[test]
     fn each_object_is_read_once_per_start() {
         struct Counting(Fixed, std::sync::atomic::AtomicUsize);
-        impl EnvSource for Counting {
+        impl ConfigSource for Counting {
             fn values(
                 &self,
                 namespace: &str,
                 source: SourceKind,
                 name: &str,
-            ) -> Result<Option<BTreeMap<String, String>>, String> {
+            ) -> Result<Option<crate::source::Values>, String> {
                 self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.0.values(namespace, source, name)
             }

@@ -13,7 +13,9 @@
 mod endpoints;
 pub mod env;
 mod local;
+mod source;
 mod spec;
+pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};

@@ -49,6 +49,10 @@ pub struct InstanceSpec {
     /// The variables that come from Secrets and ConfigMaps (`envFrom`, `env[].valueFrom`),
     /// resolved when an instance starts, never stored here.
     pub env_refs: crate::env::EnvRefs,
+    /// Secret and ConfigMap volumes (`volumes`) and where they are mounted, read-only
+    /// (`volumeMounts`); written out at every start by [`crate::volumes::materialize`].
+    pub volumes: Vec<crate::volumes::Volume>,
+    pub volume_mounts: Vec<crate::volumes::VolumeMount>,
     pub working_dir: Option<PathBuf>,
     /// Protocol spoken by the instance on its port.
     pub protocol: Protocol,

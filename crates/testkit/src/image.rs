@@ -300,6 +300,34 @@ pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The test app's image — [`test_rootfs`] (changed by `customize`, e.g. to add programs),
+/// with image config `config` — imported into `nimbus` with `nimbus image import` as
+/// `reference` (a Docker reference such as `net/app:1`). Returns the directory holding its
+/// files, to keep until the test ends.
+pub fn import_test_image(
+    nimbus: &crate::Nimbus,
+    reference: &str,
+    config: &serde_json::Value,
+    customize: impl FnOnce(&Path),
+) -> tempfile::TempDir {
+    const LAYOUT_REF: &str = "test.local/imported:1";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let rootfs = dir.path().join("rootfs");
+    test_rootfs(&rootfs).expect("test rootfs");
+    customize(&rootfs);
+    let layout = dir.path().join("layout");
+    write_oci_layout(&rootfs, &layout, LAYOUT_REF, config).expect("OCI layout");
+    let archive = dir.path().join("image.tar");
+    skopeo_copy(
+        &format!("oci:{}:{LAYOUT_REF}", layout.display()),
+        &format!("docker-archive:{}:{reference}", archive.display()),
+        &[],
+    )
+    .expect("skopeo copy");
+    nimbus.cli_ok(&["image", "import", archive.to_str().expect("UTF-8 path")]);
+    dir
+}
+
 /// A Docker registry (Debian's `docker-registry`, distribution 2.x) on 127.0.0.1 with
 /// storage in a temporary directory. Killed on drop.
 pub struct Registry {

@@ -12,7 +12,9 @@
 //!   `<text> without newline` on stdout with no newline after it, then answers `logged`
 //!   (Nimbus puts the lines in the instance's log, shown by `nimbus logs`);
 //! - `/fetch?<host:port>`: sends `GET /` to that host and answers with the status it got, or
-//!   the error (outgoing HTTP is denied unless the runtime allows the host).
+//!   the error (outgoing HTTP is denied unless the runtime allows the host);
+//! - `/file?<path>`: answers with the file's contents, or why it cannot be read (a mounted
+//!   Secret or ConfigMap volume is a preopened directory).
 
 use std::io::{Read as _, Write as _};
 
@@ -36,6 +38,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             "/echo" => format!("{} bytes\n", read_body(request)),
             p if p.starts_with("/log?") => log(&p["/log?".len()..]),
             p if p.starts_with("/fetch?") => fetch(&p["/fetch?".len()..]),
+            p if p.starts_with("/file?") => read_file(&p["/file?".len()..]),
             _ => greeting(&path),
         };
         respond(response_out, 200, body.as_bytes());
@@ -45,6 +48,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
 fn greeting(path: &str) -> String {
     let target = std::env::var("TARGET").unwrap_or_else(|_| "World".to_owned());
     format!("Hello {target}! You asked for {path}\n")
+}
+
+fn read_file(path: &str) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("cannot read {path}: {e}\n"),
+    }
 }
 
 fn log(text: &str) -> String {

@@ -57,6 +57,8 @@ pub fn handle(state: &State, method: &str, target: &str) -> Response {
         "/stream" => stream(query),
         "/slow-headers" => slow_headers(query),
         "/overlap" => overlap(state, query),
+        "/file" => file(query),
+        "/write" => write(query),
         _ => Response::text(404, format!("no route for {path}\n")),
     }
 }
@@ -74,6 +76,22 @@ fn env() -> Response {
         .collect();
     vars.sort();
     Response::text(200, vars.concat())
+}
+
+/// `/file?<path>`: the file's contents (mounted volumes), or why it cannot be read.
+fn file(path: &str) -> Response {
+    match std::fs::read(path) {
+        Ok(bytes) => Response::text(200, String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) => Response::text(404, format!("cannot read {path}: {e}\n")),
+    }
+}
+
+/// `/write?<path>`: try to create the file (read-only volumes refuse).
+fn write(path: &str) -> Response {
+    match std::fs::write(path, "written") {
+        Ok(()) => Response::text(200, "written\n"),
+        Err(e) => Response::text(403, format!("cannot write {path}: {e}\n")),
+    }
 }
 
 fn healthz(state: &State) -> Response {

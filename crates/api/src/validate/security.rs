@@ -180,8 +180,8 @@ fn pod_field(field: &str, value: &Value, backend: Backend) -> Verdict {
         "supplementalGroupsPolicy" if value == "Merge" => Honoured,
         "fsGroup" | "fsGroupChangePolicy" => cannot(
             backend,
-            "has no volumes whose ownership it could change",
-            "remove it",
+            "does not change the group of volume files",
+            "remove it and make the files readable with the volume's defaultMode or items[].mode",
         ),
         "sysctls" => cannot(
             backend,

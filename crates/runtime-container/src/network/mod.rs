@@ -5,7 +5,8 @@
 //! addresses it takes in one directory ([`ipam`]).
 //!
 //! For each container [`Network::attach`], on a thread of its own, creates the namespace
-//! (`unshare(CLONE_NEWNET)`; the thread then leaves), holds it by an open descriptor that runc
+//! (`unshare(CLONE_NEWNET)`; the thread then leaves) or, for a container with a user namespace,
+//! enters the one that namespace owns (see `userns`), holds it by an open descriptor that runc
 //! joins through `/proc/<server pid>/fd/<n>`, creates the veth pair with its inner end made
 //! directly inside the namespace as `eth0`, and configures the inside; [`Network::detach`]
 //! deletes the host end (which takes the pair with it), closes the descriptor (the namespace
@@ -147,12 +148,13 @@ impl Network {
         }
     }
 
-    /// A new network namespace for container `id`, attached to the bridge. Blocking: it runs
-    /// on a thread of its own, which enters the new namespace.
-    pub fn attach(&self, id: &str) -> Result<Attachment, NetworkError> {
+    /// A network namespace for container `id`, attached to the bridge: `netns` (an empty one
+    /// made beforehand), else a new one. Blocking: it runs on a thread of its own, which enters
+    /// the namespace.
+    pub fn attach(&self, id: &str, netns: Option<&File>) -> Result<Attachment, NetworkError> {
         let veth = self.veth_name(id);
         std::thread::scope(|scope| {
-            let worker = scope.spawn(|| self.attach_on_this_thread(&veth));
+            let worker = scope.spawn(|| self.attach_on_this_thread(&veth, netns));
             worker.join().unwrap_or(Err(NetworkError::Panicked))
         })
     }
@@ -193,17 +195,18 @@ impl Network {
     }
 
     /// The body of [`Network::attach`]: this thread leaves the host's namespace.
-    fn attach_on_this_thread(&self, veth: &str) -> Result<Attachment, NetworkError> {
+    fn attach_on_this_thread(
+        &self,
+        veth: &str,
+        netns: Option<&File>,
+    ) -> Result<Attachment, NetworkError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .map_err(NetworkError::io("starting a netlink runtime"))?;
         let host = rt.block_on(async { Netlink::connect() })?;
         let bridge = self.bridge(&rt, &host)?;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetworkError::io("creating a network namespace")(e.into()))?;
-        let netns = File::open("/proc/thread-self/ns/net")
-            .map_err(NetworkError::io("opening the new network namespace"))?;
+        let netns = enter(netns)?;
         let inside = rt.block_on(async { Netlink::connect() })?;
         let (lease, stale) = self
             .ipam
@@ -272,6 +275,21 @@ impl Network {
         (&self.tag, id).hash(&mut hasher);
         format!("nv{:012x}", hasher.finish() & 0xffff_ffff_ffff)
     }
+}
+
+/// Move this thread into `netns`, or a new network namespace; that namespace.
+fn enter(netns: Option<&File>) -> Result<File, NetworkError> {
+    let Some(netns) = netns else {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetworkError::io("creating a network namespace")(e.into()))?;
+        return File::open("/proc/thread-self/ns/net")
+            .map_err(NetworkError::io("opening the new network namespace"));
+    };
+    nix::sched::setns(netns, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| NetworkError::io("entering the container's network namespace")(e.into()))?;
+    netns.try_clone().map_err(NetworkError::io(
+        "holding the container's network namespace",
+    ))
 }
 
 /// Log, once, how containers' resolv.conf differs from the host's.

@@ -100,6 +100,7 @@ impl Fixture {
             ],
             cgroup,
             scratch: self.dir.path().join("instances").join(id),
+            mounts: vec![],
         }
     }
 }
@@ -135,7 +136,8 @@ pub struct Running {
     pub stderr: Arc<Mutex<String>>,
     id: String,
     state_root: PathBuf,
-    bundle: PathBuf,
+    /// Where the container's root is mounted.
+    root: PathBuf,
 }
 
 impl Running {
@@ -161,7 +163,7 @@ impl Running {
             stderr,
             id: ctx.id.clone(),
             state_root: launcher.config().state_root.clone(),
-            bundle: ctx.scratch.join("bundle"),
+            root: launcher.root_mount(ctx),
         }
     }
 
@@ -218,9 +220,8 @@ impl Drop for Running {
                 .args(["delete", "--force", &self.id])
                 .output();
         }
-        let rootfs = self.bundle.join("rootfs");
-        if nimbus_runtime_container::is_mount_point(&rootfs) {
-            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        if nimbus_runtime_container::is_mount_point(&self.root) {
+            let _ = nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }

@@ -248,6 +248,7 @@ mod tests {
                 gid: 0,
                 groups: vec![5, 256],
             }),
+            mounts: vec![],
         }
     }
 

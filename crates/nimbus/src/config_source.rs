@@ -1,24 +1,24 @@
-//! The values instances' `env[].valueFrom` and `envFrom` read, from the store: the runtimes
-//! ask at every instance start (`nimbus_runtime::env::EnvSource`), so a new instance sees a
-//! Secret's current values and a running one keeps those it started with.
+//! The values instances' `env[].valueFrom`, `envFrom` and Secret and ConfigMap volumes read,
+//! from the store: the runtimes ask at every instance start (`nimbus_runtime::env::ConfigSource`),
+//! so a new instance sees a Secret's current values and a running one keeps those it started
+//! with.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nimbus_api::{Kind, Object};
-use nimbus_runtime::env::{EnvSource, SourceKind};
+use nimbus_runtime::env::{ConfigSource, SourceKind, Values};
 use nimbus_store::Store;
 
 /// Secrets and ConfigMaps as the store holds them now (decrypted by the store).
-pub struct StoreEnv(pub Arc<Store>);
+pub struct StoreConfig(pub Arc<Store>);
 
-impl EnvSource for StoreEnv {
+impl ConfigSource for StoreConfig {
     fn values(
         &self,
         namespace: &str,
         source: SourceKind,
         name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, String> {
+    ) -> Result<Option<Values>, String> {
         let kind = match source {
             SourceKind::Secret => Kind::Secret,
             SourceKind::ConfigMap => Kind::ConfigMap,
@@ -32,17 +32,19 @@ impl EnvSource for StoreEnv {
     }
 }
 
-/// An object's values as text (bytes that are not UTF-8 are replaced, as an env var must be
-/// text).
-fn values(obj: Object) -> BTreeMap<String, String> {
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+/// An object's values: a Secret's `data`, a ConfigMap's `data` and `binaryData`.
+fn values(obj: Object) -> Values {
     match obj {
-        Object::Secret(s) => s.data.into_iter().map(|(k, v)| (k, text(v.0))).collect(),
+        Object::Secret(s) => s.data.into_iter().map(|(k, v)| (k, v.0)).collect(),
         Object::ConfigMap(c) => {
-            let binary = c.binary_data.into_iter().map(|(k, v)| (k, text(v.0)));
-            c.data.into_iter().chain(binary).collect()
+            let binary = c.binary_data.into_iter().map(|(k, v)| (k, v.0));
+            c.data
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .chain(binary)
+                .collect()
         }
-        _ => BTreeMap::new(),
+        _ => Values::new(),
     }
 }
 
@@ -62,19 +64,19 @@ mod tests {
         for o in objects {
             store.create(o).unwrap();
         }
-        let env = StoreEnv(store);
+        let env = StoreConfig(store);
         let secret = env
             .values("default", SourceKind::Secret, "db")
             .unwrap()
             .unwrap();
-        assert_eq!(secret["password"], "s3cr3t");
+        assert_eq!(secret["password"], b"s3cr3t");
         let cm = env
             .values("default", SourceKind::ConfigMap, "cfg")
             .unwrap()
             .unwrap();
         assert_eq!(
             cm.into_iter().collect::<Vec<_>>(),
-            [("a".into(), "1".into()), ("b".into(), "2".into())]
+            [("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
         );
         assert_eq!(
             env.values("default", SourceKind::Secret, "cfg").unwrap(),
