@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod duration;
 pub mod error;
 pub mod fields;
+pub mod invocation;
 pub mod kingress;
 pub mod names;
 pub mod networking;

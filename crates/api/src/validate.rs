@@ -42,6 +42,12 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
     let parent = obj.metadata().name.as_deref();
     match obj {
         Object::Service(s) => {
+            if let Err(errors) = crate::invocation::AsyncPolicy::from_annotations(
+                s.metadata.annotations.as_ref(),
+                "metadata.annotations",
+            ) {
+                v.0.extend(errors);
+            }
             validate_revision_names_fit(&mut v, parent, &s.spec.template);
             validate_template(&mut v, "spec.template", &s.spec.template, parent);
             validate_traffic(&mut v, "spec.traffic", &s.spec.traffic, parent, false);

@@ -168,6 +168,17 @@ impl Client {
         Err(answer(status, body, base).unwrap_err())
     }
 
+    /// One request to any API path (resources outside the kinds, e.g. invocations); the
+    /// answer's JSON, or the server's `Status` as an error.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        self.call(method, path, body).await
+    }
+
     /// One request; the answer's JSON, or the server's `Status` as an [`ApiStatus`] error.
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, text, server) = match &self.transport {

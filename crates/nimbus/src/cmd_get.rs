@@ -257,7 +257,7 @@ fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl.
-fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -9,10 +9,12 @@ mod cmd_export;
 mod cmd_get;
 mod cmd_image;
 mod cmd_install;
+mod cmd_invoke;
 mod cmd_logs;
 mod config_source;
 mod datadir;
 mod hygiene;
+mod invocations;
 mod kubeconfig;
 mod limits;
 mod metrics;
@@ -105,6 +107,11 @@ enum Command {
     Deploy(cmd_deploy::DeployArgs),
     /// Show the output of a service's instances, each line prefixed with the instance's name.
     Logs(cmd_logs::LogsArgs),
+    /// Invoke a service through the invocation queue: wait for its response, or with
+    /// `--async` return its id once stored (retried on 408/429/5xx like Lambda's async calls).
+    Invoke(cmd_invoke::InvokeArgs),
+    /// List asynchronous invocations (`get ID` shows one, `cancel ID` cancels a pending one).
+    Invocations(cmd_invoke::InvocationsArgs),
     /// Print a kubeconfig for the admin token of a data directory (for kubectl and the CLI).
     Kubeconfig {
         /// The data directory of `nimbus serve`.
@@ -237,6 +244,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
         } => cmd_image::login(&data_dir, &registry, &username, password, password_stdin),
         Command::Logs(args) => cmd_logs::run(&args).await,
+        Command::Invoke(args) => cmd_invoke::invoke(&args).await,
+        Command::Invocations(args) => cmd_invoke::invocations(&args).await,
         Command::Kubeconfig { data_dir, server } => {
             let hint = "has `nimbus serve --data-dir` run with this directory?";
             let token = kubeconfig::read_token(&data_dir).context(hint)?;

@@ -249,6 +249,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtimes.set_load_probe(Arc::new(router.clone()));
     let activations = scaler.clone();
     router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
+    let invocations =
+        crate::invocations::start(&args.data_dir, store.clone(), router.clone(), &args.domain)?;
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
         runtimes.by_backend(),
@@ -269,7 +271,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
     let metrics = crate::metrics::routes(router.clone(), scaler.clone());
     let app = nimbus_apiserver::app(api_state.clone())
-        .merge(nimbus_apiserver::authenticated(metrics.clone(), api_state));
+        .merge(nimbus_apiserver::authenticated(
+            metrics.clone(),
+            api_state.clone(),
+        ))
+        .merge(nimbus_apiserver::authenticated(
+            nimbus_invocations::api::routes(invocations),
+            api_state,
+        ));
     // Opt-in: /metrics without the token, on an address of its own (for scrapers).
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(bind(addr, "--metrics-addr").await?),

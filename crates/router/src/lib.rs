@@ -46,6 +46,7 @@ mod activator;
 mod body;
 mod capacity;
 mod config;
+mod deferred;
 mod error;
 mod headers;
 mod host;
@@ -64,6 +65,7 @@ mod workers;
 pub use activator::{Activator, COLD_START_HEADER};
 pub use body::Body;
 pub use config::RouterConfig;
+pub use deferred::{Deferred, Deferrer, INVOCATION_ID, MAX_DEFERRED_BODY, Refusal};
 pub use error::{ProxyError, Side, TimeoutKind};
 pub use host::normalize_host;
 /// The raw host of a request (for the fuzz targets in `fuzz/`; not a stable API).

@@ -65,6 +65,20 @@ impl Inner {
         Ok(resp)
     }
 
+    /// The namespace and name of the Route serving the request's host, and the host.
+    pub(crate) fn resolve_owner<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Result<(String, String, String), ProxyError> {
+        let route = self.resolve_route(req)?;
+        let host = request_host(req).map(normalize_host).unwrap_or_default();
+        Ok((
+            route.namespace.clone(),
+            route.name.clone(),
+            host.into_owned(),
+        ))
+    }
+
     /// Phase 1 — resolve route: the Route serving the request's host.
     fn resolve_route<B>(&self, req: &Request<B>) -> Result<Arc<Route>, ProxyError> {
         // Two Host fields name two hosts: which one the router and the instance each read

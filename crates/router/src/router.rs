@@ -17,6 +17,7 @@ use nimbus_runtime::{Endpoint, EndpointRegistry, LoadProbe, RevisionKey};
 use crate::activator::Activator;
 use crate::body::Body;
 use crate::config::RouterConfig;
+use crate::deferred::Deferrer;
 use crate::headers::Forwarding;
 use crate::stats::{RevisionStats, StatsSnapshot};
 use crate::table::Table;
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub upstream: Upstream,
     pub config: RouterConfig,
     pub activator: ArcSwapOption<Arc<dyn Activator>>,
+    /// Where `Prefer: respond-async` requests go (none: they are proxied as usual).
+    pub deferrer: ArcSwapOption<Arc<dyn Deferrer>>,
 }
 
 // === impl Router ===
@@ -52,6 +55,7 @@ impl Router {
             upstream: Upstream::new(&config),
             config,
             activator: ArcSwapOption::empty(),
+            deferrer: ArcSwapOption::empty(),
         };
         Self {
             inner: Arc::new(inner),
@@ -129,16 +133,41 @@ impl Router {
         &self.inner.config
     }
 
+    /// Answer requests that prefer it (`Prefer: respond-async`) by handing them to
+    /// `deferrer` and saying `202 Accepted` (see `deferred.rs`).
+    pub fn set_deferrer(&self, deferrer: Arc<dyn Deferrer>) {
+        self.inner.deferrer.store(Some(Arc::new(deferrer)));
+    }
+
     /// Answers one request from `client` (the peer address of the client connection): the whole
     /// data path, without a server around it. Failures become plain-text error responses.
     pub async fn handle(&self, req: Request<Body>, client: SocketAddr) -> Response<Body> {
         self.answer(req, &Forwarding::new(client.ip())).await
     }
 
+    /// [`Router::handle`], with a failure of the router's own as the [`ProxyError`] rather
+    /// than its error response (for callers inside the server, such as the invocation
+    /// dispatcher, which retries what the platform had no room for).
+    pub async fn try_handle(
+        &self,
+        req: Request<Body>,
+        client: SocketAddr,
+    ) -> Result<Response<Body>, crate::ProxyError> {
+        self.inner.proxy(req, &Forwarding::new(client.ip())).await
+    }
+
     /// [`Router::handle`] for a client whose forwarding header values are already formatted
     /// (once per connection).
     pub(crate) async fn answer(&self, req: Request<Body>, client: &Forwarding) -> Response<Body> {
-        match self.inner.proxy(req, client).await {
+        let deferrer = match crate::deferred::prefers_async(req.headers()) {
+            true => self.inner.deferrer.load_full(),
+            false => None,
+        };
+        let answered = match deferrer {
+            Some(deferrer) => self.inner.defer(req, &deferrer).await,
+            None => self.inner.proxy(req, client).await,
+        };
+        match answered {
             Ok(resp) => resp,
             Err(err) => {
                 let request_id = crate::error::new_request_id();

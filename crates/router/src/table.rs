@@ -31,6 +31,9 @@ pub(crate) struct Table {
 /// One ingress rule: the revisions its hosts' traffic splits over (never empty).
 #[derive(Debug)]
 pub(crate) struct Route {
+    /// The Route (Ingress) it came from: its namespace and name (a Service's name).
+    pub namespace: String,
+    pub name: String,
     targets: Vec<Target>,
     weights: Vec<u32>,
     total: u32,
@@ -64,7 +67,7 @@ impl Table {
         for ingress in ingresses {
             // Validation guarantees splits; a rule without any could never be served.
             for rule in ingress.rules.iter().filter(|r| !r.splits.is_empty()) {
-                let route = Arc::new(table.route_for(&ingress.namespace, rule, previous));
+                let route = Arc::new(table.route_for(ingress, rule, previous));
                 for host in &rule.hosts {
                     match table.hosts.entry(normalize_host(host).into_owned()) {
                         Entry::Occupied(taken) => conflicts.push(taken.key().clone()),
@@ -88,7 +91,8 @@ impl Table {
         }
     }
 
-    fn route_for(&mut self, namespace: &str, rule: &IngressRule, previous: &Table) -> Route {
+    fn route_for(&mut self, ingress: &Ingress, rule: &IngressRule, previous: &Table) -> Route {
+        let namespace = ingress.namespace.as_str();
         let targets: Vec<Target> = rule
             .splits
             .iter()
@@ -106,6 +110,8 @@ impl Table {
         let weights: Vec<u32> = rule.splits.iter().map(|s| s.percent).collect();
         let total = total_weight(&weights);
         Route {
+            namespace: ingress.namespace.clone(),
+            name: ingress.name.clone(),
             targets,
             weights,
             total,

@@ -485,6 +485,34 @@ impl RouterClient {
         })
     }
 
+    /// `method path` to `host` with `headers` and `body`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr))
+            .header(reqwest::header::HOST, host)
+            .body(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// GET whose body is read chunk by chunk, keeping what arrived before an abnormal end.
     pub async fn get_streamed(&self, host: &str, path: &str) -> anyhow::Result<Streamed> {
         let mut resp = self

@@ -60,7 +60,12 @@ pub fn serve(stream: TcpStream, state: &State) {
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    skip_headers(&mut reader);
+    let length = skip_headers(&mut reader);
+    // Read (and drop) a body, so closing the connection after answering resets nothing.
+    let _ = std::io::copy(
+        &mut std::io::Read::take(&mut reader, length.min(1 << 20) as u64),
+        &mut std::io::sink(),
+    );
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("/").to_string();
@@ -69,14 +74,22 @@ pub fn serve(stream: TcpStream, state: &State) {
     write_response(stream, &response);
 }
 
-fn skip_headers(reader: &mut impl std::io::BufRead) {
+/// Skip the request's headers; returns its `Content-Length` (0 without one).
+fn skip_headers(reader: &mut impl std::io::BufRead) -> usize {
     let mut header = String::new();
+    let mut length = 0;
     loop {
         header.clear();
         match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if header.trim().is_empty() => return,
-            Ok(_) => {}
+            Ok(0) | Err(_) => return length,
+            Ok(_) if header.trim().is_empty() => return length,
+            Ok(_) => {
+                if let Some((name, value)) = header.split_once(':')
+                    && name.trim().eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
         }
     }
 }
@@ -125,6 +138,9 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
         404 => "Not Found",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -2,8 +2,9 @@
 //! and as a host process. It listens on `0.0.0.0:$PORT` (default 8080), serves one thread per
 //! connection and answers with `Connection: close`. Its endpoints report what the runtime
 //! contract tests check (`/contract`, `/env`), misbehave on demand (`/alloc`, `/forkbomb`,
-//! `/exit`), detect concurrent requests (`/overlap`), read and write files (`/file`, `/write`:
-//! mounted volumes) and model health (`/healthz`, `/ready`). It
+//! `/exit`, `/status?<code>`), detect concurrent requests (`/overlap`), read and write files
+//! (`/file`, `/write`: mounted volumes), count deliveries (`/record`) and model health
+//! (`/healthz`, `/ready`). It
 //! must never need anything beyond std and libc, so it runs in a minimal root filesystem.
 
 mod contract;

@@ -37,8 +37,8 @@ impl State {
 
 /// Answer one request.
 pub fn handle(state: &State, method: &str, target: &str) -> Response {
-    if method != "GET" && method != "HEAD" {
-        return Response::text(400, "only GET is served\n");
+    if !["GET", "HEAD", "POST"].contains(&method) {
+        return Response::text(400, "only GET, HEAD and POST are served\n");
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match path {
@@ -58,6 +58,8 @@ pub fn handle(state: &State, method: &str, target: &str) -> Response {
         "/slow-headers" => slow_headers(query),
         "/overlap" => overlap(state, query),
         "/file" => file(query),
+        "/status" => status(query),
+        "/record" => record(query),
         "/write" => write(query),
         _ => Response::text(404, format!("no route for {path}\n")),
     }
@@ -76,6 +78,32 @@ fn env() -> Response {
         .collect();
     vars.sort();
     Response::text(200, vars.concat())
+}
+
+/// `/status?<code>`: an empty answer with that status (retry tests).
+fn status(code: &str) -> Response {
+    match code.parse::<u16>() {
+        Ok(code) if (200..600).contains(&code) => Response::text(code, format!("status {code}\n")),
+        _ => Response::text(400, format!("{code:?} is not an HTTP status\n")),
+    }
+}
+
+/// `/record?<file>,<token>`: append the token as a line to the file (counting deliveries; a
+/// line this short is written at once, so concurrent requests do not mix).
+fn record(query: &str) -> Response {
+    let Some((path, token)) = query.rsplit_once(',') else {
+        return Response::text(400, "use /record?<file>,<token>\n");
+    };
+    let line = format!("{token}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    match written {
+        Ok(()) => Response::text(200, "recorded\n"),
+        Err(e) => Response::text(500, format!("cannot record in {path}: {e}\n")),
+    }
 }
 
 /// `/file?<path>`: the file's contents (mounted volumes), or why it cannot be read.

@@ -1,0 +1,227 @@
+//! Asynchronous invocation wired into the server (see `nimbus-invocations`): the queue in
+//! `<data-dir>/invocations.db`, Services resolved from the store, the router's
+//! `Prefer: respond-async` requests stored as invocations, and attempts delivered through the
+//! router in-process (`Router::handle`), so a revision at zero scales up for queued work as
+//! for any request, or over HTTP to URL destinations.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt as _;
+use nimbus_api::invocation::AsyncPolicy;
+use nimbus_api::{Kind, Object};
+use nimbus_invocations::model::MAX_STORED_RESPONSE;
+use nimbus_invocations::{
+    AcceptError, Deliver, Dispatcher, DispatcherConfig, Invocations, NoResponse, Queue, Services,
+    StoredRequest, StoredResponse, Target,
+};
+use nimbus_router::{Deferred, Deferrer, Refusal, Router};
+use nimbus_store::Store;
+
+/// How long a URL destination may take to answer.
+const URL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Open the queue, start its dispatcher and take the router's deferred requests.
+pub fn start(
+    data_dir: &Path,
+    store: Arc<Store>,
+    router: Router,
+    domain: &str,
+) -> anyhow::Result<Arc<Invocations>> {
+    let path = data_dir.join("invocations.db");
+    let queue = Arc::new(
+        Queue::open(&path)
+            .with_context(|| format!("opening the invocation queue {}", path.display()))?,
+    );
+    let services: Arc<dyn Services> = Arc::new(StoreServices {
+        store,
+        domain: domain.to_owned(),
+    });
+    let deliver = Arc::new(Delivery {
+        router: router.clone(),
+        services: Arc::clone(&services),
+        http: reqwest::Client::builder()
+            .timeout(URL_TIMEOUT)
+            .build()
+            .context("building the HTTP client of URL destinations")?,
+    });
+    let dispatcher = Dispatcher::start(queue, deliver, DispatcherConfig::default());
+    let invocations = Arc::new(Invocations::new(dispatcher, services));
+    router.set_deferrer(Arc::new(QueueDeferrer(Arc::clone(&invocations))));
+    Ok(invocations)
+}
+
+/// Services as the store has them: the host of their URL, and their `nimbus.dev/async-*`
+/// annotations.
+struct StoreServices {
+    store: Arc<Store>,
+    domain: String,
+}
+
+impl Services for StoreServices {
+    fn resolve(&self, namespace: &str, name: &str) -> Result<(String, AsyncPolicy), String> {
+        let found = self
+            .store
+            .get(Kind::Service, namespace, name)
+            .map_err(|e| format!("service {namespace}/{name} cannot be read: {e}"))?;
+        let Some(Object::Service(service)) = found else {
+            return Err(format!(
+                "service \"{name}\" not found in namespace \"{namespace}\"; `nimbus get services` lists them"
+            ));
+        };
+        // Validation refused bad annotations; should one slip through, Lambda's defaults.
+        let policy = AsyncPolicy::from_annotations(service.metadata.annotations.as_ref(), "")
+            .unwrap_or_default();
+        Ok((format!("{name}.{namespace}.{}", self.domain), policy))
+    }
+}
+
+/// The router's `Prefer: respond-async` requests, stored as invocations of the Route's
+/// Service.
+struct QueueDeferrer(Arc<Invocations>);
+
+#[async_trait]
+impl Deferrer for QueueDeferrer {
+    async fn defer(&self, request: Deferred) -> Result<String, Refusal> {
+        let stored = StoredRequest {
+            method: request.method,
+            target: request.target,
+            headers: request.headers,
+            body: request.body,
+        };
+        let accepted = self
+            .0
+            .accept(
+                &request.namespace,
+                &request.route,
+                Some(&request.host),
+                stored,
+            )
+            .await;
+        match accepted {
+            Ok(invocation) => Ok(invocation.id),
+            Err(e @ AcceptError::TooLarge { .. }) => Err(Refusal {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: e.to_string(),
+            }),
+            Err(AcceptError::Unknown(_)) => Err(Refusal {
+                status: StatusCode::NOT_FOUND,
+                message: format!("no service for host {:?}", request.host),
+            }),
+            Err(e) => {
+                // The client learns only that it was not stored; the log says why.
+                tracing::error!(host = %request.host, "cannot store an asynchronous request: {e}");
+                Err(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "the request could not be stored; retry later".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Attempts: Services through the router in-process, URLs over HTTP.
+struct Delivery {
+    router: Router,
+    services: Arc<dyn Services>,
+    http: reqwest::Client,
+}
+
+/// The client address attempts come from (the server itself).
+const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+#[async_trait]
+impl Deliver for Delivery {
+    async fn deliver(
+        &self,
+        namespace: &str,
+        target: &Target,
+        request: http::Request<Bytes>,
+    ) -> Result<StoredResponse, NoResponse> {
+        match target {
+            Target::Service { name, host } => {
+                let host = match host.is_empty() {
+                    true => {
+                        let resolved = self.services.resolve(namespace, name);
+                        resolved.map_err(NoResponse::failed)?.0
+                    }
+                    false => host.clone(),
+                };
+                let mut request = request.map(nimbus_router::Body::from);
+                let value = http::HeaderValue::from_str(&host)
+                    .map_err(|e| NoResponse::failed(e.to_string()))?;
+                request.headers_mut().insert(http::header::HOST, value);
+                match self.router.try_handle(request, LOCAL).await {
+                    Ok(response) => read_response(response).await,
+                    Err(e) => Err(NoResponse {
+                        message: e.to_string(),
+                        // The platform had no room: the function never saw the request.
+                        throttled: e.side() == nimbus_router::Side::Nimbus,
+                        retry_after: e.retry_after(),
+                    }),
+                }
+            }
+            Target::Url { url } => {
+                let (parts, body) = request.into_parts();
+                let mut req = self.http.request(parts.method, url.as_str()).body(body);
+                for (name, value) in &parts.headers {
+                    req = req.header(name, value);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
+                let status = resp.status().as_u16();
+                let headers = header_pairs(resp.headers());
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
+                let truncated = body.len() > MAX_STORED_RESPONSE;
+                Ok(StoredResponse {
+                    status,
+                    headers,
+                    body: body[..body.len().min(MAX_STORED_RESPONSE)].to_vec(),
+                    truncated,
+                })
+            }
+        }
+    }
+}
+
+/// A response with its body read (kept up to [`MAX_STORED_RESPONSE`] bytes, the rest read
+/// and dropped); a body cut before its end is a failed attempt.
+async fn read_response(
+    response: http::Response<nimbus_router::Body>,
+) -> Result<StoredResponse, NoResponse> {
+    let (parts, mut body) = response.into_parts();
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| NoResponse::failed(format!("the response was cut: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            let room = MAX_STORED_RESPONSE - kept.len();
+            truncated |= data.len() > room;
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok(StoredResponse {
+        status: parts.status.as_u16(),
+        headers: header_pairs(&parts.headers),
+        body: kept,
+        truncated,
+    })
+}
+
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
