@@ -166,10 +166,12 @@ async fn create(
         }
     };
     let path = create.path.unwrap_or_else(|| "/".into());
-    if !path.starts_with('/') {
+    if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
         return status(
             StatusCode::BAD_REQUEST,
-            format!("path {path:?} must start with '/'"),
+            format!(
+                "path {path:?} must start with '/' and be a valid path and query (escape spaces as %20)"
+            ),
         );
     }
     let method = create
@@ -191,16 +193,27 @@ async fn create(
                 format!("header {name:?} is not a valid HTTP header"),
             );
         }
+        let lower = name.to_ascii_lowercase();
+        if ["host", "content-length", "transfer-encoding"].contains(&lower.as_str())
+            || lower.starts_with(crate::dispatcher::RESERVED_PREFIX)
+        {
+            return status(
+                StatusCode::BAD_REQUEST,
+                format!("header {name:?} is set by Nimbus; remove it"),
+            );
+        }
     }
     let request = StoredRequest {
         method,
         target: path,
         headers: create.headers.into_iter().collect(),
+        size: body.len(),
         body: body.into(),
     };
     match inv.accept(&ns, &create.service, None, request).await {
         Ok(accepted) => (StatusCode::CREATED, Json(object(&accepted, true))).into_response(),
         Err(e @ AcceptError::Unknown(_)) => status(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ AcceptError::Full { .. }) => status(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         Err(e @ AcceptError::TooLarge { .. }) => {
             status(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
@@ -247,7 +260,7 @@ pub fn object(i: &Invocation, detail: bool) -> Value {
         "target": i.target.to_string(),
         "method": i.request.method,
         "path": i.request.target,
-        "bodyBytes": i.request.body.len(),
+        "bodyBytes": i.request.size.max(i.request.body.len()),
         "maxAttempts": i.policy.max_attempts,
         "maxEventAgeSeconds": i.policy.max_event_age_ms / 1000,
     });
@@ -305,6 +318,7 @@ fn status(code: StatusCode, message: impl Into<String>) -> Response {
         StatusCode::CONFLICT => "Conflict",
         StatusCode::BAD_REQUEST => "BadRequest",
         StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
         _ => "InternalError",
     };
     let body = json!({

@@ -35,6 +35,11 @@ use crate::queue::{Outcome, Queue};
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 /// Header with the attempt's number, from 1.
 pub const ATTEMPT_HEADER: &str = "x-nimbus-invocation-attempt";
+/// Headers that only Nimbus sets on attempts: a client's are dropped.
+pub const RESERVED_PREFIX: &str = "x-nimbus-invocation-";
+
+/// How long an invocation whose outcome could not be written waits before it is due again.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 /// The first retry's back-off; each later one doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -157,6 +162,13 @@ impl Dispatcher {
 }
 
 impl Inner {
+    fn release(&self, id: &str) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     fn is_busy(&self, id: &str) -> bool {
         self.busy
             .lock()
@@ -175,25 +187,37 @@ impl Inner {
             let free = self.slots.available_permits();
             let mut started = 0;
             if free > 0 {
-                match self.queue.due(now, free, &|id| self.is_busy(id)) {
-                    Ok(due) => {
-                        for inv in due {
+                match self.queue.due_ids(now, free, &|id| self.is_busy(id)) {
+                    Ok(ids) => {
+                        for id in ids {
                             let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
                                 break;
                             };
+                            // Busy first, then read: an attempt of it that finished since
+                            // the ids were listed is seen, and it is not attempted again.
                             self.busy
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .insert(inv.id.clone());
+                                .insert(id.clone());
+                            let inv = match self.queue.take_due(&id, now) {
+                                Ok(Some(inv)) => inv,
+                                other => {
+                                    if let Err(e) = other {
+                                        tracing::error!(invocation = %id, "cannot read an invocation: {e}");
+                                    }
+                                    self.release(&id);
+                                    continue;
+                                }
+                            };
                             started += 1;
                             let me = Arc::clone(&self);
                             tokio::spawn(async move {
-                                let id = inv.id.clone();
-                                me.attempt(inv).await;
-                                me.busy
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .remove(&id);
+                                if !me.attempt(inv).await {
+                                    // Not written: wait before it is due again, so a full disk
+                                    // does not turn into a loop of deliveries.
+                                    tokio::time::sleep(WRITE_RETRY).await;
+                                }
+                                me.release(&id);
                                 drop(slot);
                                 me.wake.notify_one();
                             });
@@ -217,8 +241,9 @@ impl Inner {
         }
     }
 
-    /// One attempt of `inv`, and its outcome written.
-    async fn attempt(&self, inv: Invocation) {
+    /// One attempt of `inv`, and its outcome written; `false` when the outcome could not be
+    /// written (the invocation stays due: it is attempted again, at least once).
+    async fn attempt(&self, inv: Invocation) -> bool {
         let clock = &self.config.clock;
         let started = clock();
         let number = inv.attempts.len() as u32 + 1;
@@ -231,7 +256,15 @@ impl Inner {
             );
             self.finished(&inv, None, None, error, "EventAgeExceeded", started)
         } else {
-            let request = request_of(&inv, number);
+            let request = match request_of(&inv, number) {
+                Ok(request) => request,
+                Err(e) => {
+                    let why = format!("the stored request cannot be sent: {e}");
+                    return self
+                        .written(self.finished(&inv, None, None, why, "NotRetried", started))
+                        .await;
+                }
+            };
             let result = self
                 .deliver
                 .deliver(&inv.namespace, &inv.target, request)
@@ -240,11 +273,18 @@ impl Inner {
             let took_ms = (ended - started).max(0) as u64;
             self.judge(&inv, number, started, ended, took_ms, result)
         };
+        self.written(outcome).await
+    }
+
+    /// Write `outcome`; `false` when it could not be.
+    async fn written(&self, outcome: Outcome) -> bool {
         let id = outcome.id.clone();
         match self.queue.finish(outcome).await {
-            Ok(_) => {}
-            // Not written: still pending, so attempted again (at least once).
-            Err(e) => tracing::error!(invocation = %id, "cannot write an attempt's outcome: {e}"),
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(invocation = %id, "cannot write an attempt's outcome: {e}");
+                false
+            }
         }
     }
 
@@ -331,7 +371,9 @@ impl Inner {
         now: i64,
     ) -> Outcome {
         let why = error.unwrap_or_else(|| "the function answered 429".into());
-        let mut outcome = self.again(inv, None, wait.unwrap_or(THROTTLE_WAIT), why, response, now);
+        // At least a second: a throttle uses no attempt, so `Retry-After: 0` must not spin.
+        let wait = wait.unwrap_or(THROTTLE_WAIT).max(THROTTLE_WAIT);
+        let mut outcome = self.again(inv, None, wait, why, response, now);
         outcome.throttled = true;
         outcome
     }
@@ -442,23 +484,21 @@ fn retry_after(headers: &[(String, String)], now_ms: i64) -> Option<Duration> {
     Some(wait.min(MAX_BACKOFF))
 }
 
-/// The HTTP request of attempt `number`.
-fn request_of(inv: &Invocation, number: u32) -> http::Request<Bytes> {
+/// The HTTP request of attempt `number`: the stored one, with the invocation's own id and
+/// attempt number (replacing any a client sent).
+fn request_of(inv: &Invocation, number: u32) -> Result<http::Request<Bytes>, http::Error> {
     let mut builder = http::Request::builder()
         .method(inv.request.method.as_str())
         .uri(inv.request.target.as_str());
     for (name, value) in &inv.request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+        if !name.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
     }
-    builder = builder
+    builder
         .header(INVOCATION_ID_HEADER, inv.id.as_str())
-        .header(ATTEMPT_HEADER, number.to_string());
-    builder.body(inv.request.body.clone()).unwrap_or_else(|_| {
-        // Stored requests came from valid ones; should one not be, send a bare POST.
-        http::Request::post("/")
-            .body(inv.request.body.clone())
-            .unwrap_or_default()
-    })
+        .header(ATTEMPT_HEADER, number.to_string())
+        .body(inv.request.body.clone())
 }
 
 /// The invocation that delivers `inv`'s record to `destination` (Lambda's invocation record,
@@ -508,6 +548,7 @@ fn destination(
         target: "/".into(),
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from(record.to_string()),
+        size: 0,
     };
     let mut next = Invocation::new(&inv.namespace, target, request, Policy::default(), now);
     next.cause = Some(inv.id.clone());

@@ -121,8 +121,13 @@ async fn enqueue(s: &Setup, policy: Policy) -> String {
     let request = StoredRequest {
         method: "POST".into(),
         target: "/work?x=1".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            // A client's attempt to pass for another invocation: replaced.
+            ("x-nimbus-invocation-id".into(), "spoofed".into()),
+        ],
         body: Bytes::from_static(br#"{"n": 1}"#),
+        size: 8,
     };
     let target = Target::Service {
         name: "fn".into(),
@@ -236,7 +241,8 @@ async fn a_client_error_fails_at_once_and_its_record_goes_to_the_destination() {
         .list(Some("default"), Some("dlq"), None, 10)
         .unwrap();
     assert_eq!(records.len(), 1);
-    let record: serde_json::Value = serde_json::from_slice(&records[0].request.body).unwrap();
+    let full = s.queue.get("default", &records[0].id).unwrap().unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&full.request.body).unwrap();
     assert_eq!(record["requestContext"]["requestId"], id.as_str());
     assert_eq!(record["requestContext"]["condition"], "NotRetried");
     assert_eq!(record["requestPayload"], serde_json::json!({"n": 1}));
@@ -273,7 +279,8 @@ async fn attempts_and_event_age_run_out() {
         .unwrap()
         .iter()
         .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.request.body).unwrap();
+            let full = s.queue.get("default", &r.id).unwrap().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&full.request.body).unwrap();
             v["requestContext"]["condition"]
                 .as_str()
                 .unwrap()
@@ -338,6 +345,7 @@ async fn stored_invocations_survive_a_restart() {
                 target: format!("/{i}"),
                 headers: vec![],
                 body: Bytes::from(vec![0, 1, 2, i]),
+                size: 4,
             };
             let target = Target::Service {
                 name: "fn".into(),
@@ -386,4 +394,39 @@ fn retry_after_dates_and_back_off_bounds() {
             "{n}: {b:?}"
         );
     }
+}
+
+/// The dispatcher lists due ids, marks one busy, then takes it: an attempt that finished in
+/// between (the id listed before its outcome was written) is not taken again.
+#[tokio::test]
+async fn an_invocation_finished_after_it_was_listed_is_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(&dir.path().join("invocations.db")).unwrap();
+    let target = Target::Service {
+        name: "fn".into(),
+        host: String::new(),
+    };
+    let inv = Invocation::new(
+        "default",
+        target,
+        StoredRequest::default(),
+        Policy::default(),
+        10,
+    );
+    queue.enqueue(vec![inv.clone()]).await.unwrap();
+    let listed = queue.due_ids(10, 10, &|_| false).unwrap();
+    assert_eq!(listed, std::slice::from_ref(&inv.id));
+    let outcome = Outcome {
+        id: inv.id.clone(),
+        state: State::Succeeded,
+        next_ms: 11,
+        attempt: None,
+        throttled: false,
+        at_ms: 11,
+        response: None,
+        error: None,
+        then: Vec::new(),
+    };
+    assert!(queue.finish(outcome).await.unwrap());
+    assert_eq!(queue.take_due(&inv.id, 20).unwrap(), None);
 }

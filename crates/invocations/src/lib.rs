@@ -41,6 +41,10 @@ pub use queue::{Queue, QueueError};
 /// Most bytes of a request body an asynchronous invocation may carry (Lambda: 1 MiB).
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
+/// Most invocations of one Service waiting at once: beyond it new ones are refused (429), so
+/// a flood of anonymous requests cannot fill the disk.
+pub const MAX_PENDING_PER_SERVICE: u64 = 100_000;
+
 /// What accepting an invocation needs to know about its Service.
 pub trait Services: Send + Sync + 'static {
     /// The Service's URL host and asynchronous invocation policy (from its annotations), or
@@ -58,6 +62,10 @@ pub enum AcceptError {
          (send a smaller one, or a reference to the data)"
     )]
     TooLarge { size: usize, max: usize },
+    #[error(
+        "service {service:?} has {MAX_PENDING_PER_SERVICE} invocations waiting already; retry later"
+    )]
+    Full { service: String },
     #[error("the invocation could not be stored: {0}")]
     Store(#[from] QueueError),
 }
@@ -100,6 +108,11 @@ impl Invocations {
             .services
             .resolve(namespace, service)
             .map_err(AcceptError::Unknown)?;
+        if self.queue().pending(namespace, service)? >= MAX_PENDING_PER_SERVICE {
+            return Err(AcceptError::Full {
+                service: service.to_owned(),
+            });
+        }
         let target = Target::Service {
             name: service.to_owned(),
             host: host.map_or(url_host, str::to_owned),

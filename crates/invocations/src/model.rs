@@ -80,9 +80,12 @@ pub struct StoredRequest {
     /// Path and query.
     pub target: String,
     pub headers: Vec<(String, String)>,
-    /// Stored in a column of its own, not in the JSON record.
+    /// Stored in a column of its own, not in the JSON record (empty in listings).
     #[serde(skip)]
     pub body: Bytes,
+    /// The body's length (also in listings, which do not read bodies).
+    #[serde(skip)]
+    pub size: usize,
 }
 
 /// A response kept with its invocation (the body cut at [`MAX_STORED_RESPONSE`]).

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS invocations (
 );
 CREATE INDEX IF NOT EXISTS invocations_due ON invocations (state, next_ms);
 CREATE INDEX IF NOT EXISTS invocations_by_service ON invocations (namespace, service, seq);
+CREATE INDEX IF NOT EXISTS invocations_by_state ON invocations (namespace, service, state);
 ";
 
 /// The outcome of one attempt, to be written.
@@ -154,39 +155,66 @@ impl Queue {
         f(&conn)
     }
 
-    /// Pending invocations due at `now_ms`, oldest due first, at most `limit`, skipping those
-    /// `busy` names (attempts under way).
+    /// The ids of pending invocations due at `now_ms`, oldest due first, at most `limit`,
+    /// skipping those `busy` names (attempts under way). Bodies are not read: the caller
+    /// takes each one it will attempt with [`Queue::take_due`].
+    pub fn due_ids(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        busy: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut out = Vec::new();
+        let mut offset = 0i64;
+        let page = (limit as i64).max(64);
+        while out.len() < limit {
+            let batch = self.read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id FROM invocations WHERE state = 'Pending' AND next_ms <= ?1 \
+                     ORDER BY next_ms, seq LIMIT ?2 OFFSET ?3",
+                )?;
+                let rows = stmt.query_map(params![now_ms, page, offset], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })?;
+            let done = (batch.len() as i64) < page;
+            offset += batch.len() as i64;
+            let free = limit - out.len();
+            out.extend(batch.into_iter().filter(|id| !busy(id)).take(free));
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Invocation `id`, read now, if it is still pending and due at `now_ms`. The dispatcher
+    /// marks an id busy first, then takes it: an attempt that finished in between is seen
+    /// here, so it is never attempted twice.
+    pub fn take_due(&self, id: &str, now_ms: i64) -> Result<Option<Invocation>, QueueError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT record, body FROM invocations WHERE id = ?1 AND state = 'Pending' \
+                 AND next_ms <= ?2",
+            )?;
+            let row = stmt.query_row(params![id, now_ms], decode_row).optional()?;
+            row.transpose()
+        })
+    }
+
+    /// Pending invocations due at `now_ms` (see [`Queue::due_ids`]), read whole.
     pub fn due(
         &self,
         now_ms: i64,
         limit: usize,
         busy: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Invocation>, QueueError> {
-        let mut out = Vec::new();
-        let mut offset = 0i64;
-        let page = (limit as i64).max(16);
-        while out.len() < limit {
-            let batch = self.read(|c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT record, body FROM invocations WHERE state = 'Pending' AND next_ms <= ?1 \
-                     ORDER BY next_ms, seq LIMIT ?2 OFFSET ?3",
-                )?;
-                let rows = stmt.query_map(params![now_ms, page, offset], decode_row)?;
-                rows.map(|r| r?).collect::<Result<Vec<_>, QueueError>>()
-            })?;
-            let done = (batch.len() as i64) < page;
-            offset += batch.len() as i64;
-            out.extend(
-                batch
-                    .into_iter()
-                    .filter(|i| !busy(&i.id))
-                    .take(limit - out.len()),
-            );
-            if done {
-                break;
-            }
-        }
-        Ok(out)
+        let ids = self.due_ids(now_ms, limit, busy)?;
+        let taken = ids.iter().map(|id| self.take_due(id, now_ms));
+        Ok(taken
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// When the next pending invocation is due, if any.
@@ -229,7 +257,7 @@ impl Queue {
     }
 
     /// The newest invocations first, at most `limit`, of a namespace (or all), a service and a
-    /// state when given.
+    /// state when given; without their request bodies (`request.size` says how long).
     pub fn list(
         &self,
         namespace: Option<&str>,
@@ -238,14 +266,23 @@ impl Queue {
         limit: usize,
     ) -> Result<Vec<Invocation>, QueueError> {
         self.read(|c| {
+            // Bodies stay on disk: a listing shows their sizes only.
             let mut stmt = c.prepare_cached(
-                "SELECT record, body FROM invocations \
+                "SELECT record, length(body) FROM invocations \
                  WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR service = ?2) \
                  AND (?3 IS NULL OR state = ?3) ORDER BY seq DESC LIMIT ?4",
             )?;
             let state = state.map(|s| s.as_str());
-            let rows =
-                stmt.query_map(params![namespace, service, state, limit as i64], decode_row)?;
+            let rows = stmt.query_map(params![namespace, service, state, limit as i64], |row| {
+                let record: String = row.get(0)?;
+                let size: i64 = row.get(1)?;
+                Ok(serde_json::from_str::<Invocation>(&record)
+                    .map(|mut inv| {
+                        inv.request.size = size as usize;
+                        inv
+                    })
+                    .map_err(QueueError::from))
+            })?;
             rows.map(|r| r?).collect()
         })
     }
@@ -273,6 +310,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Invocation, Qu
     let body: Vec<u8> = row.get(1)?;
     Ok(serde_json::from_str::<Invocation>(&record)
         .map(|mut inv| {
+            inv.request.size = body.len();
             inv.request.body = body.into();
             inv
         })
@@ -319,18 +357,24 @@ struct Applied {
 /// One transaction for `batch`; a failed commit fails every operation in it.
 fn apply(conn: &mut Connection, batch: &[Op]) -> Vec<Result<Applied, String>> {
     let run = |conn: &mut Connection| -> Result<Vec<Result<Applied, String>>, QueueError> {
-        let tx = conn.transaction()?;
+        let mut tx = conn.transaction()?;
         let mut results = Vec::with_capacity(batch.len());
         for op in batch {
+            // Each operation whole or not at all: a failed one is rolled back to its
+            // savepoint, the others commit.
+            let sp = tx.savepoint()?;
             let r = match op {
                 Op::Enqueue(invocations, _) => invocations
                     .iter()
-                    .try_for_each(|i| insert(&tx, i))
+                    .try_for_each(|i| insert(&sp, i))
                     .map(|()| Applied::default()),
-                Op::Finish(outcome, _) => finish(&tx, outcome),
-                Op::Cancel(namespace, id, _) => cancel(&tx, namespace, id),
-                Op::Prune(now) => prune(&tx, *now).map(|()| Applied::default()),
+                Op::Finish(outcome, _) => finish(&sp, outcome),
+                Op::Cancel(namespace, id, _) => cancel(&sp, namespace, id),
+                Op::Prune(now) => prune(&sp, *now).map(|()| Applied::default()),
             };
+            if r.is_ok() {
+                sp.commit()?;
+            }
             results.push(r.map_err(|e| e.to_string()));
         }
         tx.commit()?;
@@ -345,7 +389,7 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> Vec<Result<Applied, String>> {
     }
 }
 
-fn insert(tx: &rusqlite::Transaction<'_>, inv: &Invocation) -> Result<(), QueueError> {
+fn insert(tx: &Connection, inv: &Invocation) -> Result<(), QueueError> {
     tx.prepare_cached(
         "INSERT INTO invocations (id, namespace, service, state, next_ms, updated_ms, body, record) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -364,7 +408,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, inv: &Invocation) -> Result<(), QueueE
 }
 
 fn load(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     where_: &str,
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Option<Invocation>, QueueError> {
@@ -376,7 +420,7 @@ fn load(
     found.transpose()
 }
 
-fn save(tx: &rusqlite::Transaction<'_>, inv: &Invocation) -> Result<(), QueueError> {
+fn save(tx: &Connection, inv: &Invocation) -> Result<(), QueueError> {
     tx.prepare_cached(
         "UPDATE invocations SET state = ?2, next_ms = ?3, updated_ms = ?4, record = ?5 WHERE id = ?1",
     )?
@@ -390,7 +434,7 @@ fn save(tx: &rusqlite::Transaction<'_>, inv: &Invocation) -> Result<(), QueueErr
     Ok(())
 }
 
-fn finish(tx: &rusqlite::Transaction<'_>, outcome: &Outcome) -> Result<Applied, QueueError> {
+fn finish(tx: &Connection, outcome: &Outcome) -> Result<Applied, QueueError> {
     let Some(mut inv) = load(tx, "id = ?1", &[&outcome.id])? else {
         return Ok(Applied::default());
     };
@@ -416,11 +460,7 @@ fn finish(tx: &rusqlite::Transaction<'_>, outcome: &Outcome) -> Result<Applied, 
     })
 }
 
-fn cancel(
-    tx: &rusqlite::Transaction<'_>,
-    namespace: &str,
-    id: &str,
-) -> Result<Applied, QueueError> {
+fn cancel(tx: &Connection, namespace: &str, id: &str) -> Result<Applied, QueueError> {
     let Some(mut inv) = load(tx, "namespace = ?1 AND id = ?2", &[&namespace, &id])? else {
         return Ok(Applied::default());
     };
@@ -435,7 +475,7 @@ fn cancel(
     })
 }
 
-fn prune(tx: &rusqlite::Transaction<'_>, now_ms: i64) -> Result<(), QueueError> {
+fn prune(tx: &Connection, now_ms: i64) -> Result<(), QueueError> {
     let finished = now_ms - KEEP_FINISHED.as_millis() as i64;
     let failed = now_ms - KEEP_FAILED.as_millis() as i64;
     tx.execute(

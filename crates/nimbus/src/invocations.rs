@@ -48,6 +48,8 @@ pub fn start(
         services: Arc::clone(&services),
         http: reqwest::Client::builder()
             .timeout(URL_TIMEOUT)
+            // A destination answers for itself; Nimbus does not follow it elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client of URL destinations")?,
     });
@@ -78,7 +80,8 @@ impl Services for StoreServices {
         // Validation refused bad annotations; should one slip through, Lambda's defaults.
         let policy = AsyncPolicy::from_annotations(service.metadata.annotations.as_ref(), "")
             .unwrap_or_default();
-        Ok((format!("{name}.{namespace}.{}", self.domain), policy))
+        let host = nimbus_api::names::route_host(name, namespace, &self.domain);
+        Ok((host, policy))
     }
 }
 
@@ -93,6 +96,7 @@ impl Deferrer for QueueDeferrer {
             method: request.method,
             target: request.target,
             headers: request.headers,
+            size: request.body.len(),
             body: request.body,
         };
         let accepted = self
@@ -106,6 +110,10 @@ impl Deferrer for QueueDeferrer {
             .await;
         match accepted {
             Ok(invocation) => Ok(invocation.id),
+            Err(e @ AcceptError::Full { .. }) => Err(Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: e.to_string(),
+            }),
             Err(e @ AcceptError::TooLarge { .. }) => Err(Refusal {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: e.to_string(),
@@ -179,15 +187,27 @@ impl Deliver for Delivery {
                     .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
                 let status = resp.status().as_u16();
                 let headers = header_pairs(resp.headers());
-                let body = resp
-                    .bytes()
+                // Read at most what is kept (and a byte more, to know it was cut).
+                let mut resp = resp;
+                let mut body = Vec::new();
+                let mut truncated = false;
+                while let Some(chunk) = resp
+                    .chunk()
                     .await
-                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
-                let truncated = body.len() > MAX_STORED_RESPONSE;
+                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?
+                {
+                    let room = MAX_STORED_RESPONSE - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
                 Ok(StoredResponse {
                     status,
                     headers,
-                    body: body[..body.len().min(MAX_STORED_RESPONSE)].to_vec(),
+                    body,
                     truncated,
                 })
             }

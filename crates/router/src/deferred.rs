@@ -23,6 +23,14 @@ pub const MAX_DEFERRED_BODY: usize = 1 << 20;
 /// The header the invocation's id is sent in (also in the JSON body).
 pub const INVOCATION_ID: &str = "x-nimbus-invocation-id";
 
+/// Headers Nimbus sets on deliveries (`x-nimbus-invocation-id`, `-attempt`): dropped from
+/// what a client sends.
+const RESERVED_PREFIX: &str = "x-nimbus-invocation-";
+
+/// How long a deferred request's body may take to arrive (a client trickling bytes must not
+/// hold a connection and a buffer for ever).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request to be delivered later, read whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deferred {
@@ -82,10 +90,17 @@ impl Inner {
         if declared.is_some_and(|n| n > MAX_DEFERRED_BODY) {
             return Ok(too_large());
         }
-        let body = match Limited::new(body, MAX_DEFERRED_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
-            Err(e) => {
+        let read = Limited::new(body, MAX_DEFERRED_BODY).collect();
+        let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Err(_elapsed) => {
+                return Ok(plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {BODY_TIMEOUT:?}\n"),
+                ));
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
+            Ok(Err(e)) => {
                 return Ok(plain(
                     StatusCode::BAD_REQUEST,
                     format!("the request body could not be read: {e}\n"),
@@ -95,9 +110,11 @@ impl Inner {
         strip_hop_by_hop(&mut parts.headers, false);
         parts.headers.remove("prefer");
         parts.headers.remove(header::CONTENT_LENGTH);
+        // Headers only Nimbus sets on deliveries (the invocation's id) are not the client's.
         let headers = parts
             .headers
             .iter()
+            .filter(|(name, _)| !name.as_str().starts_with(RESERVED_PREFIX))
             .filter_map(|(name, value)| {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })

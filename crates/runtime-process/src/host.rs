@@ -379,11 +379,13 @@ mod tests {
             path: point.clone(),
         }];
         let script = format!(
-            "cat {p}/password; echo; touch {p}/new 2>/dev/null && echo WROTE; grep ' {p} ' /proc/self/mountinfo",
+            "cat password; echo; touch {p}/new 2>/dev/null && echo WROTE; grep ' {p} ' /proc/self/mountinfo",
             p = point.display()
         );
+        // The working directory is inside the volume: the program starts in the mount.
         let spec = InstanceSpec {
             command: vec!["/bin/sh".into(), "-c".into(), script],
+            working_dir: Some(point.clone()),
             ..Default::default()
         };
         let output = status_of(launcher.command(&spec, &ctx).unwrap().output().unwrap());

@@ -104,8 +104,16 @@ pub(crate) fn restrict_before_exec(cmd: &mut std::process::Command, exec: &ExecS
     let user = exec.user.clone();
     // A path with a NUL byte (validation refuses them) fails the start.
     let mounts = crate::mount_ns::PreparedMounts::new(&exec.mounts).map_err(|e| e.kind());
+    // std changes directory before the hooks run: inside a volume, that is the host's
+    // directory under the mount, so change again once the volumes are mounted.
+    let cwd = match (&exec.cwd, exec.mounts.is_empty()) {
+        (Some(dir), false) => {
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())).ok()
+        }
+        _ => None,
+    };
     // SAFETY: the hook runs in the forked child, where only the forking thread exists, so it
-    // must be async-signal-safe: it makes only `unshare`, `mount`, `umask`, `prctl`, `setgroups`,
+    // must be async-signal-safe: it makes only `unshare`, `mount`, `chdir`, `umask`, `prctl`, `setgroups`,
     // `setgid` and `setuid` system calls on values moved in before the fork (the group list
     // and mount paths were allocated in the parent) and allocates nothing; an error is built
     // from errno (or an error kind) without allocating.
@@ -115,6 +123,11 @@ pub(crate) fn restrict_before_exec(cmd: &mut std::process::Command, exec: &ExecS
                 Ok(Some(mounts)) => mounts.enter()?,
                 Ok(None) => {}
                 Err(kind) => return Err((*kind).into()),
+            }
+            if let Some(dir) = &cwd
+                && libc::chdir(dir.as_ptr()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // The usual umask, not the server's 077 (as containers get from runc).
             libc::umask(0o022);

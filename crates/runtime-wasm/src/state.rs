@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub registry: EndpointRegistry,
     pub events: broadcast::Sender<RuntimeEvent>,
     pub stats: CompileCounters,
+    /// Instance starts so far (each start's directory is named after it).
+    pub starts: AtomicU64,
     /// Where Secret and ConfigMap values are read when an instance starts; set once.
     pub config_source: std::sync::OnceLock<Arc<dyn nimbus_runtime::env::ConfigSource>>,
     revisions: Mutex<Revisions>,
@@ -161,7 +163,13 @@ impl RevisionState {
                 let ordinal = self.next_ordinal;
                 let id = self.instance_id(ordinal);
                 let log = self.logs.as_ref().map(|logs| logs.instance(id.clone()));
-                let dir = shared.instance_dir(&self.spec.revision.namespace, &id);
+                // Its own directory per start: a revision deleted and made again reuses ids,
+                // and an old instance's last request may still hold its directory.
+                let start = shared
+                    .starts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir =
+                    shared.instance_dir(&self.spec.revision.namespace, &format!("{id}.{start}"));
                 let started = match Started::new(&self.spec, source, dir, log) {
                     Ok(started) => started,
                     Err(e) => {
@@ -205,6 +213,7 @@ impl Shared {
             registry,
             events: broadcast::channel(EVENT_BUFFER).0,
             stats: CompileCounters::default(),
+            starts: AtomicU64::new(0),
             config_source: std::sync::OnceLock::new(),
             revisions: Mutex::default(),
             _ticker: ticker,

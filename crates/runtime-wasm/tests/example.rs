@@ -301,9 +301,19 @@ async fn instances_read_secrets_and_volumes_when_they_start() {
     assert_eq!(get(&first, "/").await.1, "Hello first! You asked for /\n");
     assert_eq!(get(&first, "/file?/etc/cfg/app.toml").await.1, "a = 1");
 
-    let volumes = dir
-        .path()
-        .join("instances/default/hello-00001-2/volumes/cfg/app.toml");
+    // The second instance's directory (one per start: `<id>.<start>`).
+    let second_dir = std::fs::read_dir(dir.path().join("instances/default"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hello-00001-2.")
+        })
+        .expect("the second instance's directory");
+    let volumes = second_dir.join("volumes/cfg/app.toml");
     assert!(volumes.exists());
     runtime.set_desired(&spec, 1).await.unwrap();
     drop(second);
