@@ -102,16 +102,25 @@ async fn crash_output_never_reaches_anonymous_clients() {
     assert!(!reply.body.contains("hunter2"), "{}", reply.body);
     assert!(reply.body.contains("leaky-00001"), "{}", reply.body);
     assert!(reply.body.contains("(request id "), "{}", reply.body);
-    let revision = nimbus
-        .api_get("/apis/serving.knative.dev/v1/namespaces/default/revisions/leaky-00001")
-        .await
-        .unwrap()
-        .unwrap();
-    let status = revision["status"].to_string();
-    assert!(
-        status.contains("hunter2"),
-        "the token holder sees why: {status}"
-    );
+    // The router learns of the failure from the runtime; the revision's status is written by
+    // the controller a moment later.
+    nimbus_testkit::api::wait_until(
+        "the token holder sees why in the revision's status",
+        Duration::from_secs(60),
+        async || {
+            let revision = nimbus
+                .api_get("/apis/serving.knative.dev/v1/namespaces/default/revisions/leaky-00001")
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            let status = revision["status"].to_string();
+            match status.contains("hunter2") {
+                true => Ok(()),
+                false => Err(status),
+            }
+        },
+    )
+    .await;
 }
 
 /// Finding 8: `/metrics` on the API port needs the token like every path but `/healthz`;
