@@ -45,11 +45,22 @@ pub const MAX_REQUEST_BODY: usize = 1 << 20;
 /// a flood of anonymous requests cannot fill the disk.
 pub const MAX_PENDING_PER_SERVICE: u64 = 100_000;
 
+/// Why a Service could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// It does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It could not be read now (the store failed); retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// What accepting an invocation needs to know about its Service.
 pub trait Services: Send + Sync + 'static {
     /// The Service's URL host and asynchronous invocation policy (from its annotations), or
-    /// why it cannot be invoked (it does not exist).
-    fn resolve(&self, namespace: &str, name: &str) -> Result<(String, AsyncPolicy), String>;
+    /// why it cannot be invoked.
+    fn resolve(&self, namespace: &str, name: &str) -> Result<(String, AsyncPolicy), ResolveError>;
 }
 
 /// Why an invocation was not accepted.
@@ -57,6 +68,8 @@ pub trait Services: Send + Sync + 'static {
 pub enum AcceptError {
     #[error("{0}")]
     Unknown(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "the request body is {size} bytes; an asynchronous invocation carries at most {max} \
          (send a smaller one, or a reference to the data)"
@@ -104,10 +117,13 @@ impl Invocations {
                 max: MAX_REQUEST_BODY,
             });
         }
-        let (url_host, policy) = self
-            .services
-            .resolve(namespace, service)
-            .map_err(AcceptError::Unknown)?;
+        let (url_host, policy) =
+            self.services
+                .resolve(namespace, service)
+                .map_err(|e| match e {
+                    ResolveError::NotFound(m) => AcceptError::Unknown(m),
+                    ResolveError::Unavailable(m) => AcceptError::Unavailable(m),
+                })?;
         if self.queue().pending(namespace, service)? >= MAX_PENDING_PER_SERVICE {
             return Err(AcceptError::Full {
                 service: service.to_owned(),

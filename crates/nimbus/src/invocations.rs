@@ -18,8 +18,8 @@ use nimbus_api::invocation::AsyncPolicy;
 use nimbus_api::{Kind, Object};
 use nimbus_invocations::model::MAX_STORED_RESPONSE;
 use nimbus_invocations::{
-    AcceptError, Deliver, Dispatcher, DispatcherConfig, Invocations, NoResponse, Queue, Services,
-    StoredRequest, StoredResponse, Target,
+    AcceptError, Deliver, Dispatcher, DispatcherConfig, Invocations, NoResponse, Queue,
+    ResolveError, Services, StoredRequest, StoredResponse, Target,
 };
 use nimbus_router::{Deferred, Deferrer, Refusal, Router};
 use nimbus_store::Store;
@@ -67,15 +67,17 @@ struct StoreServices {
 }
 
 impl Services for StoreServices {
-    fn resolve(&self, namespace: &str, name: &str) -> Result<(String, AsyncPolicy), String> {
+    fn resolve(&self, namespace: &str, name: &str) -> Result<(String, AsyncPolicy), ResolveError> {
         let found = self
             .store
             .get(Kind::Service, namespace, name)
-            .map_err(|e| format!("service {namespace}/{name} cannot be read: {e}"))?;
+            .map_err(|e| {
+                ResolveError::Unavailable(format!("service {namespace}/{name} cannot be read: {e}"))
+            })?;
         let Some(Object::Service(service)) = found else {
-            return Err(format!(
+            return Err(ResolveError::NotFound(format!(
                 "service \"{name}\" not found in namespace \"{namespace}\"; `nimbus get services` lists them"
-            ));
+            )));
         };
         // Validation refused bad annotations; should one slip through, Lambda's defaults.
         let policy = AsyncPolicy::from_annotations(service.metadata.annotations.as_ref(), "")
@@ -157,7 +159,7 @@ impl Deliver for Delivery {
                 let host = match host.is_empty() {
                     true => {
                         let resolved = self.services.resolve(namespace, name);
-                        resolved.map_err(NoResponse::failed)?.0
+                        resolved.map_err(|e| NoResponse::failed(e.to_string()))?.0
                     }
                     false => host.clone(),
                 };
