@@ -103,7 +103,7 @@ impl Server {
             .map(|t| format!("Bearer {}", t.trim()))
     }
 
-    fn api(&self, method: &str, path: &str, body: &str) -> Result<serde_json::Value, String> {
+    pub fn api(&self, method: &str, path: &str, body: &str) -> Result<serde_json::Value, String> {
         let auth = self.auth();
         let mut headers = vec![("Content-Type", "application/json")];
         if let Some(a) = &auth {
