@@ -49,13 +49,14 @@ fn copy_program(rootfs: &Path, program: &str) {
     }
 }
 
-fn apply(nimbus: &Nimbus, yaml: &str) {
-    let out = nimbus.apply(yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Apply a Service running the imported image with `scale` annotations and wait until it is
+/// ready.
+async fn deploy(nimbus: &Nimbus, name: &str, scale: &[(&str, &str)]) {
+    nimbus.apply_ok(&manifest::service(name, scale, "", "image: net/app:1"));
+    nimbus
+        .wait_service_ready(name, Duration::from_secs(120))
+        .await
+        .unwrap();
 }
 
 fn host(name: &str) -> String {
@@ -79,14 +80,7 @@ async fn two_instances_share_the_container_port_at_their_own_addresses() {
         ("autoscaling.knative.dev/min-scale", "2"),
         ("autoscaling.knative.dev/max-scale", "2"),
     ];
-    apply(
-        &nimbus,
-        &manifest::service("pair", &scale, "", "image: net/app:1"),
-    );
-    nimbus
-        .wait_service_ready("pair", Duration::from_secs(120))
-        .await
-        .unwrap();
+    deploy(&nimbus, "pair", &scale).await;
     let client = RouterClient::new(&nimbus.http_addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut hostnames = BTreeSet::new();
@@ -144,14 +138,14 @@ async fn a_container_cannot_reach_the_servers_loopback_unless_it_asks_for_the_ho
         nimbus.api_addr
     );
 
-    apply(&nimbus, &prober("isolated", &nimbus.api_addr, &[]));
+    nimbus.apply_ok(&prober("isolated", &nimbus.api_addr, &[]));
     assert_eq!(
         message(&nimbus, "isolated").await,
         "hello from test-app: unreachable"
     );
 
     let host_network = [("nimbus.dev/host-network", "true")];
-    apply(&nimbus, &prober("shared", &nimbus.api_addr, &host_network));
+    nimbus.apply_ok(&prober("shared", &nimbus.api_addr, &host_network));
     assert_eq!(
         message(&nimbus, "shared").await,
         "hello from test-app: reached"
@@ -181,14 +175,7 @@ async fn a_restarted_server_reclaims_the_addresses_a_crashed_one_held() {
     let mut nimbus = Nimbus::start(Path::new(BIN)).unwrap();
     let _image = import_image(&nimbus);
     let scale = [("autoscaling.knative.dev/min-scale", "1")];
-    apply(
-        &nimbus,
-        &manifest::service("crash", &scale, "", "image: net/app:1"),
-    );
-    nimbus
-        .wait_service_ready("crash", Duration::from_secs(120))
-        .await
-        .unwrap();
+    deploy(&nimbus, "crash", &scale).await;
     let old = nimbus.pid().unwrap();
     assert_eq!(addresses_held_by(old).len(), 1);
 
@@ -235,14 +222,7 @@ async fn containers_run_in_user_namespaces_when_the_server_says_so() {
     let nimbus = Nimbus::start_with(Path::new(BIN), &["--container-user-namespaces"]).unwrap();
     let _image = import_image(&nimbus);
     let scale = [("autoscaling.knative.dev/min-scale", "1")];
-    apply(
-        &nimbus,
-        &manifest::service("mapped", &scale, "", "image: net/app:1"),
-    );
-    nimbus
-        .wait_service_ready("mapped", Duration::from_secs(120))
-        .await
-        .unwrap();
+    deploy(&nimbus, "mapped", &scale).await;
     let client = RouterClient::new(&nimbus.http_addr);
     let reply = client
         .get(&host("mapped"), "/file?/proc/self/uid_map")

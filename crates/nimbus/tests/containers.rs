@@ -44,15 +44,6 @@ fn service(name: &str, image: &str, extra: &str) -> String {
     manifest::service(name, &scale, "", &format!("image: {image}\n{extra}"))
 }
 
-fn apply(nimbus: &Nimbus, yaml: &str) {
-    let out = nimbus.apply(yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Poll the first revision's Ready condition until it has `reason`; returns its message.
 async fn wait_reason(nimbus: &Nimbus, name: &str, reason: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -94,7 +85,7 @@ async fn an_image_from_a_registry_is_deployed_by_reference_with_the_runtime_cont
     let image = format!("{}/apps/test-app:1", registry.addr);
 
     // Without credentials the registry refuses, and the revision says what to do.
-    apply(&nimbus, &service("anon", &image, ""));
+    nimbus.apply_ok(&service("anon", &image, ""));
     let message = wait_reason(&nimbus, "anon", "RegistryUnauthorized").await;
     assert!(message.contains("nimbus registry login"), "{message}");
 
@@ -108,7 +99,7 @@ async fn an_image_from_a_registry_is_deployed_by_reference_with_the_runtime_cont
         "s3cret",
     ]);
     let extra = "env: [{name: MESSAGE, value: from-registry}]\nresources: {limits: {memory: 128Mi, cpu: \"1\"}, requests: {cpu: 125m}}";
-    apply(&nimbus, &service("reg", &image, extra));
+    nimbus.apply_ok(&service("reg", &image, extra));
     nimbus
         .wait_service_ready("reg", Duration::from_secs(120))
         .await
@@ -195,7 +186,7 @@ async fn an_image_imported_from_a_docker_save_archive_is_served() {
     );
 
     let extra = "securityContext: {runAsUser: 4242}";
-    apply(&nimbus, &service("imported", "imported/test-app:2", extra));
+    nimbus.apply_ok(&service("imported", "imported/test-app:2", extra));
     nimbus
         .wait_service_ready("imported", Duration::from_secs(120))
         .await
@@ -221,39 +212,35 @@ async fn image_faults_are_the_revisions_reason() {
         .unwrap();
     let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
 
-    apply(
-        &nimbus,
-        &service("missing", &format!("{}/apps/nope:1", registry.addr), ""),
-    );
+    nimbus.apply_ok(&service(
+        "missing",
+        &format!("{}/apps/nope:1", registry.addr),
+        "",
+    ));
     wait_reason(&nimbus, "missing", "ImageNotFound").await;
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    apply(
-        &nimbus,
-        &service("offline", &format!("{closed}/apps/x:1"), ""),
-    );
+    nimbus.apply_ok(&service("offline", &format!("{closed}/apps/x:1"), ""));
     let message = wait_reason(&nimbus, "offline", "RegistryUnavailable").await;
     assert!(message.contains(&closed.to_string()), "{message}");
 
-    apply(
-        &nimbus,
-        &service("bare", &format!("{}/apps/bare:1", registry.addr), ""),
-    );
+    nimbus.apply_ok(&service(
+        "bare",
+        &format!("{}/apps/bare:1", registry.addr),
+        "",
+    ));
     let message = wait_reason(&nimbus, "bare", "NoCommand").await;
     assert!(message.contains("command"), "{message}");
 
     // Issue #13: runAsNonRoot is enforced (the image has no USER, so it runs as root).
-    apply(
-        &nimbus,
-        &service(
-            "rootful",
-            &format!("{}/apps/bare:1", registry.addr),
-            "command: [/app/test-app]\nsecurityContext: {runAsNonRoot: true}",
-        ),
-    );
+    nimbus.apply_ok(&service(
+        "rootful",
+        &format!("{}/apps/bare:1", registry.addr),
+        "command: [/app/test-app]\nsecurityContext: {runAsNonRoot: true}",
+    ));
     let message = wait_reason(&nimbus, "rootful", "CreateContainerConfigError").await;
     assert!(message.contains("runAsNonRoot"), "{message}");
 }
@@ -271,7 +258,7 @@ async fn a_container_memory_hog_is_oom_killed() {
     let nimbus = Nimbus::start(Path::new(BIN)).unwrap();
     let image = format!("{}/apps/test-app:1", registry.addr);
     let extra = "resources: {limits: {memory: 32Mi}}";
-    apply(&nimbus, &service("hog", &image, extra));
+    nimbus.apply_ok(&service("hog", &image, extra));
     nimbus
         .wait_service_ready("hog", Duration::from_secs(120))
         .await

@@ -469,20 +469,8 @@ impl RouterClient {
     }
 
     pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<Reply> {
-        let resp = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .header(reqwest::header::HOST, host)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        self.send(reqwest::Method::GET, host, path, &[], Vec::new())
+            .await
     }
 
     /// `method path` to `host` with `headers` and `body`.
