@@ -118,6 +118,20 @@ async fn create(nimbus: &Nimbus, path: &str, body: Value) {
     assert_eq!(code, 201, "{answer}");
 }
 
+/// Create Secret `name` with one `key` (as `stringData`).
+async fn create_secret(nimbus: &Nimbus, name: &str, key: &str, value: &str) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {key: value}});
+    create(nimbus, SECRETS, secret).await;
+}
+
+/// Create ConfigMap `cfg` with `data`.
+async fn create_cfg(nimbus: &Nimbus, data: Value) {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+        "data": data});
+    create(nimbus, CONFIG_MAPS, cm).await;
+}
+
 async fn set_password(nimbus: &Nimbus, password: &str) {
     let patch = json!({"stringData": {"password": password}});
     let (code, answer) = nimbus
@@ -139,12 +153,8 @@ async fn env_of(client: &RouterClient, host: &str, wanted: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_read_secrets_and_config_maps_when_they_start() {
     let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
-        "stringData": {"password": "first-s3cr3t"}});
-    create(&nimbus, SECRETS, secret).await;
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
-        "data": {"GREETING": "hello"}});
-    create(&nimbus, CONFIG_MAPS, cm).await;
+    create_secret(&nimbus, "db", "password", "first-s3cr3t").await;
+    create_cfg(&nimbus, json!({"GREETING": "hello"})).await;
     nimbus.deploy(&service_reading("reader", "db")).await;
     let client = RouterClient::new(&nimbus.http_addr);
     let host = host_of("reader");
@@ -173,12 +183,8 @@ async fn instances_read_secrets_and_config_maps_when_they_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_fails_the_start_with_create_container_config_error() {
     let nimbus = Nimbus::start(Path::new(BIN)).expect("nimbus serve");
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
-        "data": {"GREETING": "hello"}});
-    create(&nimbus, CONFIG_MAPS, cm).await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other"},
-        "stringData": {"token": "t0p-s3cr3t"}});
-    create(&nimbus, SECRETS, secret).await;
+    create_cfg(&nimbus, json!({"GREETING": "hello"})).await;
+    create_secret(&nimbus, "other", "token", "t0p-s3cr3t").await;
     nimbus.apply_ok(&service_reading("broken", "nope").to_string());
     let revision = nimbus_testkit::api::wait_until(
         "the revision fails with CreateContainerConfigError",
@@ -197,9 +203,7 @@ async fn a_missing_secret_fails_the_start_with_create_container_config_error() {
     let (rev, message) = revision;
     assert!(message.contains("secret \"nope\" not found"), "{message}");
     // Fixed by creating the secret: the next start (with back-off) succeeds.
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nope"},
-        "stringData": {"password": "late-s3cr3t"}});
-    create(&nimbus, SECRETS, secret).await;
+    create_secret(&nimbus, "nope", "password", "late-s3cr3t").await;
     nimbus
         .wait_service_ready("broken", Duration::from_secs(90))
         .await
@@ -248,12 +252,8 @@ fn mount_volumes(svc: &mut Value, db: &str, cfg: &str, cfg_sub_path: Option<&str
 
 /// Secret `db` (`password`) and ConfigMap `cfg` (`app.toml`).
 async fn create_objects(nimbus: &Nimbus, password: &str) {
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
-        "stringData": {"password": password}});
-    create(nimbus, SECRETS, secret).await;
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
-        "data": {"app.toml": "a = 1", "other": "x"}});
-    create(nimbus, CONFIG_MAPS, cm).await;
+    create_secret(nimbus, "db", "password", password).await;
+    create_cfg(nimbus, json!({"app.toml": "a = 1", "other": "x"})).await;
 }
 
 /// `GET /file?<path>` once it answers `wanted`.
