@@ -81,7 +81,7 @@ impl Started {
         dir: PathBuf,
         log: Option<Arc<InstanceLog>>,
     ) -> Result<Self, ConfigError> {
-        let env = contract_env(&nimbus_runtime::env::resolve(spec, source)?);
+        let env = nimbus_runtime::env::resolve(spec, source)?;
         if spec.volume_mounts.is_empty() {
             return Ok(Self {
                 env,
@@ -122,17 +122,4 @@ impl Drop for Started {
             tracing::warn!(path = %dir.display(), "cannot remove a Wasm instance's volumes: {e}");
         }
     }
-}
-
-/// The spec's env as the component gets it: a later entry for the same name replaces an
-/// earlier one where it stood.
-fn contract_env(resolved: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in resolved.iter().cloned() {
-        match env.iter_mut().find(|(n, _)| *n == name) {
-            Some(entry) => entry.1 = value,
-            None => env.push((name, value)),
-        }
-    }
-    env
 }

@@ -63,14 +63,19 @@ impl EnvRefs {
 const CONTRACT: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
 
 /// The instance's environment with every reference resolved now, in Kubernetes' order (see
-/// the module docs). Without references this is `spec.env` as it is; with references and no
-/// `source` the start fails.
+/// the module docs), each name once (a later value replaces an earlier one where it stood).
+/// Without references this is `spec.env` so folded; with references and no `source` the
+/// start fails.
 pub fn resolve(
     spec: &InstanceSpec,
     source: Option<&dyn ConfigSource>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     if spec.env_refs.is_empty() {
-        return Ok(spec.env.clone());
+        let mut env = Env::default();
+        for (name, value) in &spec.env {
+            env.set(name.clone(), value.clone());
+        }
+        return Ok(env.0);
     }
     let mut objects = Objects::new(source, &spec.revision.namespace)?;
     let mut env = Env::default();
@@ -248,6 +253,20 @@ mod tests {
         assert_eq!(
             resolve(&spec(EnvRefs::default()), None).unwrap(),
             spec(EnvRefs::default()).env
+        );
+    }
+
+    /// Without references too, a name set twice is set once, to its later value, where it
+    /// first stood.
+    #[test]
+    fn names_given_twice_fold_into_the_later_value() {
+        let mut twice = spec(EnvRefs::default());
+        twice.env.push(("A".into(), "2".into()));
+        let env = resolve(&twice, None).unwrap();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [("A", "2"), ("MODE", "manifest"), ("K_SERVICE", "s")]
         );
     }
 
