@@ -359,7 +359,12 @@ async fn stored_invocations_survive_a_restart() {
     let again = Queue::open(&path).unwrap();
     let due = again.due(1000, 10, &|_| false).unwrap();
     assert_eq!(due, invs);
-    assert_eq!(again.pending("default", "fn").unwrap(), 3);
+    assert_eq!(again.pending("default", "fn", 100).unwrap(), 3);
+    assert_eq!(
+        again.pending("default", "fn", 2).unwrap(),
+        2,
+        "counted up to the cap"
+    );
     assert!(again.due(999, 10, &|_| false).unwrap().is_empty());
     let skip = &invs[0].id;
     assert_eq!(again.due(1000, 10, &|id| id == skip).unwrap().len(), 2);

@@ -124,7 +124,8 @@ impl Invocations {
                     ResolveError::NotFound(m) => AcceptError::Unknown(m),
                     ResolveError::Unavailable(m) => AcceptError::Unavailable(m),
                 })?;
-        if self.queue().pending(namespace, service)? >= MAX_PENDING_PER_SERVICE {
+        let cap = MAX_PENDING_PER_SERVICE;
+        if self.queue().pending(namespace, service, cap)? >= cap {
             return Err(AcceptError::Full {
                 service: service.to_owned(),
             });

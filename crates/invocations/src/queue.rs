@@ -233,11 +233,14 @@ impl Queue {
     }
 
     /// Pending invocations of `service` (the queue depth).
-    pub fn pending(&self, namespace: &str, service: &str) -> Result<u64, QueueError> {
+    /// Pending invocations of `service`, counted up to `cap` (the queue depth, or `cap` when
+    /// it is at least that deep): checked on every acceptance, so it never reads past the cap.
+    pub fn pending(&self, namespace: &str, service: &str, cap: u64) -> Result<u64, QueueError> {
         self.read(|c| {
             let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM invocations WHERE state = 'Pending' AND namespace = ?1 AND service = ?2",
-                params![namespace, service],
+                "SELECT COUNT(*) FROM (SELECT 1 FROM invocations WHERE namespace = ?1 \
+                 AND service = ?2 AND state = 'Pending' LIMIT ?3)",
+                params![namespace, service, cap as i64],
                 |r| r.get(0),
             )?;
             Ok(n as u64)
