@@ -30,6 +30,39 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Route(r) => default_traffic(&mut r.spec.traffic),
         Object::Secret(s) => default_secret(s),
         Object::PodAutoscaler(_) | Object::Ingress(_) | Object::ConfigMap(_) => {}
+        Object::Job(j) => default_execution_spec(&mut j.spec.template.spec),
+        Object::Execution(e) => default_execution_spec(&mut e.spec),
+        Object::Schedule(s) => default_schedule(&mut s.spec),
+    }
+}
+
+/// Cloud Run's defaults, written out: one task, all at once, three retries, ten minutes.
+fn default_execution_spec(spec: &mut crate::jobs::ExecutionSpec) {
+    use crate::jobs::*;
+    spec.task_count.get_or_insert(DEFAULT_TASK_COUNT);
+    let task = &mut spec.template.spec;
+    task.max_retries.get_or_insert(DEFAULT_MAX_RETRIES);
+    task.timeout_seconds
+        .get_or_insert(DEFAULT_TASK_TIMEOUT_SECONDS);
+    name_single_container(&mut task.pod);
+}
+
+/// A CronJob's defaults: `Allow`, not suspended, history of 3 successful and 1 failed run.
+fn default_schedule(spec: &mut crate::jobs::ScheduleSpec) {
+    use crate::jobs::*;
+    spec.concurrency_policy
+        .get_or_insert_with(|| "Allow".to_string());
+    spec.suspend.get_or_insert(false);
+    spec.successful_executions_history_limit
+        .get_or_insert(DEFAULT_SUCCESSFUL_HISTORY);
+    spec.failed_executions_history_limit
+        .get_or_insert(DEFAULT_FAILED_HISTORY);
+    if let Some(event) = &mut spec.event
+        && event.data.is_some()
+    {
+        event
+            .content_type
+            .get_or_insert_with(|| "application/json".to_string());
     }
 }
 
@@ -50,6 +83,10 @@ fn default_revision_spec(spec: &mut RevisionSpec) {
         spec.timeout_seconds = Some(DEFAULT_TIMEOUT_SECONDS);
     }
     spec.container_concurrency.get_or_insert(0);
+    name_single_container(spec);
+}
+
+fn name_single_container(spec: &mut RevisionSpec) {
     if let [c] = spec.containers.as_mut_slice()
         && c.name.is_empty()
     {

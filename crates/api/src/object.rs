@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::core::{ConfigMap, Secret};
+use crate::jobs::{Execution, Job, Schedule};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
@@ -26,6 +27,12 @@ pub enum Kind {
     Secret,
     /// Core `v1` ConfigMap.
     ConfigMap,
+    /// `run.nimbus.dev/v1` Job: the template of executions.
+    Job,
+    /// `run.nimbus.dev/v1` Execution: one run of a Job.
+    Execution,
+    /// `run.nimbus.dev/v1` Schedule: cron for Jobs and events.
+    Schedule,
 }
 
 /// `items` without repeats, in order.
@@ -40,7 +47,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -49,6 +56,9 @@ impl Kind {
         Kind::Ingress,
         Kind::Secret,
         Kind::ConfigMap,
+        Kind::Job,
+        Kind::Execution,
+        Kind::Schedule,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -62,6 +72,9 @@ impl Kind {
             Kind::Ingress => KIngress::KIND,
             Kind::Secret => Secret::KIND,
             Kind::ConfigMap => ConfigMap::KIND,
+            Kind::Job => Job::KIND,
+            Kind::Execution => Execution::KIND,
+            Kind::Schedule => Schedule::KIND,
         }
     }
 
@@ -76,6 +89,9 @@ impl Kind {
             Kind::Ingress => KIngress::PLURAL,
             Kind::Secret => Secret::PLURAL,
             Kind::ConfigMap => ConfigMap::PLURAL,
+            Kind::Job => Job::PLURAL,
+            Kind::Execution => Execution::PLURAL,
+            Kind::Schedule => Schedule::PLURAL,
         }
     }
 
@@ -85,6 +101,7 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::GROUP,
             Kind::Ingress => crate::kingress::GROUP,
             Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
+            Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::GROUP,
             _ => crate::GROUP,
         }
     }
@@ -103,6 +120,7 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
             Kind::Ingress => crate::kingress::API_VERSION,
             Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
+            Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::API_VERSION,
             _ => crate::API_VERSION,
         }
     }
@@ -139,6 +157,9 @@ impl Kind {
             Kind::Ingress => &["kingress", "king"],
             Kind::Secret => &[],
             Kind::ConfigMap => &["cm"],
+            Kind::Job => &["rj"],
+            Kind::Execution => &["exec", "execs"],
+            Kind::Schedule => &["sched"],
         }
     }
 
@@ -148,6 +169,7 @@ impl Kind {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
             Kind::Secret | Kind::ConfigMap => &[],
+            Kind::Job | Kind::Execution | Kind::Schedule => &["all", "nimbus", "jobs"],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -192,6 +214,9 @@ impl Kind {
             "kingress" | "king" | "ingress" | "ingresses" => Some(Kind::Ingress),
             "secret" | "secrets" => Some(Kind::Secret),
             "configmap" | "configmaps" | "cm" => Some(Kind::ConfigMap),
+            "job" | "jobs" | "rj" => Some(Kind::Job),
+            "execution" | "executions" | "exec" | "execs" => Some(Kind::Execution),
+            "schedule" | "schedules" | "sched" => Some(Kind::Schedule),
             _ => None,
         };
         found.or_else(|| {
@@ -223,6 +248,9 @@ pub enum Object {
     Ingress(KIngress),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    Job(Job),
+    Execution(Execution),
+    Schedule(Schedule),
 }
 
 macro_rules! each {
@@ -236,6 +264,9 @@ macro_rules! each {
             Object::Ingress($o) => $e,
             Object::Secret($o) => $e,
             Object::ConfigMap($o) => $e,
+            Object::Job($o) => $e,
+            Object::Execution($o) => $e,
+            Object::Schedule($o) => $e,
         }
     };
 }
@@ -251,6 +282,9 @@ impl Object {
             Object::Ingress(_) => Kind::Ingress,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Job(_) => Kind::Job,
+            Object::Execution(_) => Kind::Execution,
+            Object::Schedule(_) => Kind::Schedule,
         }
     }
 
@@ -294,7 +328,26 @@ impl Object {
             (Object::Route(t), Object::Route(f)) => t.status = f.status.clone(),
             (Object::PodAutoscaler(t), Object::PodAutoscaler(f)) => t.status = f.status.clone(),
             (Object::Ingress(t), Object::Ingress(f)) => t.status = f.status.clone(),
+            (Object::Job(t), Object::Job(f)) => t.status = f.status.clone(),
+            (Object::Execution(t), Object::Execution(f)) => t.status = f.status.clone(),
+            (Object::Schedule(t), Object::Schedule(f)) => t.status = f.status.clone(),
             _ => {}
+        }
+    }
+
+    /// Drop the status (what a user sends never sets it).
+    pub fn clear_status(&mut self) {
+        match self {
+            Object::Service(o) => o.status = None,
+            Object::Configuration(o) => o.status = None,
+            Object::Revision(o) => o.status = None,
+            Object::Route(o) => o.status = None,
+            Object::PodAutoscaler(o) => o.status = None,
+            Object::Ingress(o) => o.status = None,
+            Object::Job(o) => o.status = None,
+            Object::Execution(o) => o.status = None,
+            Object::Schedule(o) => o.status = None,
+            Object::Secret(_) | Object::ConfigMap(_) => {}
         }
     }
 
@@ -326,6 +379,9 @@ impl Object {
             Kind::Ingress => Object::Ingress(serde_json::from_value(value)?),
             Kind::Secret => Object::Secret(serde_json::from_value(value)?),
             Kind::ConfigMap => Object::ConfigMap(serde_json::from_value(value)?),
+            Kind::Job => Object::Job(serde_json::from_value(value)?),
+            Kind::Execution => Object::Execution(serde_json::from_value(value)?),
+            Kind::Schedule => Object::Schedule(serde_json::from_value(value)?),
         })
     }
 }
@@ -348,7 +404,9 @@ mod tests {
         assert_eq!(Kind::of_resource("", "v1", "secrets"), Some(Kind::Secret));
         assert_eq!(Kind::Secret.api_version(), "v1");
         assert!(Kind::knative().all(|k| !k.is_core()));
-        assert_eq!(Kind::knative().count(), 6);
+        assert_eq!(Kind::knative().count(), 9);
+        assert_eq!(Kind::parse("executions"), Some(Kind::Execution));
+        assert_eq!(Kind::Job.api_version(), "run.nimbus.dev/v1");
         assert_eq!(
             Kind::parse("ingresses.networking.internal.knative.dev"),
             Some(Kind::Ingress)

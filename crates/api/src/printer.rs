@@ -28,6 +28,8 @@ pub enum Source {
     Field(&'static [&'static str]),
     /// A field of the `Ready` condition in `status.conditions`.
     Ready(&'static str),
+    /// A field of the condition of this type in `status.conditions`.
+    Condition(&'static str, &'static str),
     /// How many keys the maps at these top-level fields hold together (a Secret's `DATA`).
     Keys(&'static [&'static str]),
 }
@@ -50,8 +52,98 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
         Kind::Ingress => &[READY, REASON],
         Kind::Secret => &[SECRET_TYPE, SECRET_DATA],
         Kind::ConfigMap => &[CONFIG_MAP_DATA],
+        Kind::Job => &[TASKS, LATEST_EXECUTION, READY, REASON],
+        Kind::Execution => &[
+            JOB,
+            TASKS_SPEC,
+            RUNNING,
+            SUCCEEDED,
+            FAILED,
+            COMPLETED,
+            COMPLETED_REASON,
+        ],
+        Kind::Schedule => &[SCHEDULE, TIME_ZONE, SUSPEND, LAST_SCHEDULE],
     }
 }
+
+const TASKS: PrinterColumn = PrinterColumn {
+    name: "Tasks",
+    type_: "integer",
+    description: "Tasks each execution runs (.spec.template.spec.taskCount).",
+    source: Source::Field(&["spec", "template", "spec", "taskCount"]),
+};
+const LATEST_EXECUTION: PrinterColumn = PrinterColumn {
+    name: "LatestExecution",
+    type_: "string",
+    description: "The execution created last.",
+    source: Source::Field(&["status", "latestCreatedExecution", "name"]),
+};
+const JOB: PrinterColumn = PrinterColumn {
+    name: "Job",
+    type_: "string",
+    description: "The job this runs.",
+    source: Source::Field(&["metadata", "labels", crate::jobs::LABEL_JOB]),
+};
+const TASKS_SPEC: PrinterColumn = PrinterColumn {
+    name: "Tasks",
+    type_: "integer",
+    description: "Tasks in this execution (.spec.taskCount).",
+    source: Source::Field(&["spec", "taskCount"]),
+};
+const RUNNING: PrinterColumn = PrinterColumn {
+    name: "Running",
+    type_: "integer",
+    description: "Tasks running now.",
+    source: Source::Field(&["status", "runningCount"]),
+};
+const SUCCEEDED: PrinterColumn = PrinterColumn {
+    name: "Succeeded",
+    type_: "integer",
+    description: "Tasks that succeeded.",
+    source: Source::Field(&["status", "succeededCount"]),
+};
+const FAILED: PrinterColumn = PrinterColumn {
+    name: "Failed",
+    type_: "integer",
+    description: "Tasks that failed for good.",
+    source: Source::Field(&["status", "failedCount"]),
+};
+const COMPLETED: PrinterColumn = PrinterColumn {
+    name: "Completed",
+    type_: "string",
+    description: "The status of the Completed condition.",
+    source: Source::Condition("Completed", "status"),
+};
+const COMPLETED_REASON: PrinterColumn = PrinterColumn {
+    name: "Reason",
+    type_: "string",
+    description: "The reason of the Completed condition.",
+    source: Source::Condition("Completed", "reason"),
+};
+const SCHEDULE: PrinterColumn = PrinterColumn {
+    name: "Schedule",
+    type_: "string",
+    description: "The cron expression.",
+    source: Source::Field(&["spec", "schedule"]),
+};
+const TIME_ZONE: PrinterColumn = PrinterColumn {
+    name: "TimeZone",
+    type_: "string",
+    description: "The time zone of the schedule.",
+    source: Source::Field(&["spec", "timeZone"]),
+};
+const SUSPEND: PrinterColumn = PrinterColumn {
+    name: "Suspend",
+    type_: "boolean",
+    description: "Whether runs are suspended.",
+    source: Source::Field(&["spec", "suspend"]),
+};
+const LAST_SCHEDULE: PrinterColumn = PrinterColumn {
+    name: "LastSchedule",
+    type_: "string",
+    description: "When it last ran.",
+    source: Source::Field(&["status", "lastScheduleTime"]),
+};
 
 const URL: PrinterColumn = PrinterColumn {
     name: "URL",
@@ -150,6 +242,11 @@ impl PrinterColumn {
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
                 .and_then(|c| c.get(field)),
+            Source::Condition(type_, field) => obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+                .and_then(|c| c.get(field)),
             Source::Keys(fields) => {
                 let count = |f: &&str| {
                     obj.get(*f)
@@ -169,6 +266,9 @@ impl PrinterColumn {
         match self.source {
             Source::Field(path) => path.iter().map(|name| json_path_step(name)).collect(),
             Source::Ready(field) => format!(".status.conditions[?(@.type=='Ready')].{field}"),
+            Source::Condition(type_, field) => {
+                format!(".status.conditions[?(@.type=='{type_}')].{field}")
+            }
             // JSONPath cannot count; the core kinds this serves are never CRDs.
             Source::Keys(fields) => format!(".{}", fields[0]),
         }

@@ -32,6 +32,9 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Ingress => generator.subschema_for::<crate::KIngress>(),
         Kind::Secret => generator.subschema_for::<crate::Secret>(),
         Kind::ConfigMap => generator.subschema_for::<crate::ConfigMap>(),
+        Kind::Job => generator.subschema_for::<crate::jobs::Job>(),
+        Kind::Execution => generator.subschema_for::<crate::jobs::Execution>(),
+        Kind::Schedule => generator.subschema_for::<crate::jobs::Schedule>(),
     };
 }
 

@@ -6,9 +6,11 @@ use std::collections::HashSet;
 mod container;
 mod core;
 mod immutable;
+mod jobs;
 mod security;
 mod volumes;
 
+pub use jobs::{CONCURRENCY_POLICIES, template_meta};
 pub use security::CAPABILITIES;
 
 use k8s_openapi::api::core::v1::Container;
@@ -64,6 +66,9 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         // Written by Nimbus's own controllers; their specs are not user input.
         Object::PodAutoscaler(_) | Object::Ingress(_) => {}
         Object::Secret(_) | Object::ConfigMap(_) => {}
+        Object::Job(j) => jobs::validate_job(&mut v, j),
+        Object::Execution(e) => jobs::validate_execution(&mut v, e),
+        Object::Schedule(s) => jobs::validate_schedule(&mut v, s),
     }
     v.0
 }

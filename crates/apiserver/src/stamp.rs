@@ -61,15 +61,7 @@ fn annotations_mut(obj: &mut Object) -> &mut BTreeMap<String, String> {
 }
 
 fn clear_status(obj: &mut Object) {
-    match obj {
-        Object::Service(o) => o.status = None,
-        Object::Configuration(o) => o.status = None,
-        Object::Revision(o) => o.status = None,
-        Object::Route(o) => o.status = None,
-        Object::PodAutoscaler(o) => o.status = None,
-        Object::Ingress(o) => o.status = None,
-        Object::Secret(_) | Object::ConfigMap(_) => {}
-    }
+    obj.clear_status();
 }
 
 #[cfg(test)]

@@ -62,7 +62,13 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         Kind::Configuration => &[(Kind::Revision, LABEL_CONFIGURATION)],
         Kind::Revision => &[(Kind::PodAutoscaler, LABEL_REVISION)],
         Kind::Route => &[(Kind::Ingress, LABEL_ROUTE)],
-        Kind::PodAutoscaler | Kind::Ingress | Kind::Secret | Kind::ConfigMap => &[],
+        Kind::Job => &[(Kind::Execution, nimbus_api::jobs::LABEL_JOB)],
+        Kind::PodAutoscaler
+        | Kind::Ingress
+        | Kind::Secret
+        | Kind::ConfigMap
+        | Kind::Execution
+        | Kind::Schedule => &[],
     }
 }
 

@@ -374,7 +374,8 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
             label(LABEL_REVISION).unwrap_or_else(|| obj.name().to_string()),
         )),
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
-        Kind::Service | Kind::Secret | Kind::ConfigMap => None,
+        Kind::Execution => label(nimbus_api::jobs::LABEL_JOB).map(|j| (Kind::Job, j)),
+        Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Job | Kind::Schedule => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

@@ -241,7 +241,7 @@ fn printer_columns_name_fields_of_the_schema() {
             assert_eq!(declared["jsonPath"], column.json_path(), "{kind}");
             let (path, want_type) = match column.source {
                 printer::Source::Field(path) => (path.to_vec(), column.type_),
-                printer::Source::Ready(field) => {
+                printer::Source::Ready(field) | printer::Source::Condition(_, field) => {
                     let item = &root["properties"]["status"]["properties"]["conditions"]["items"];
                     for f in ["type", field] {
                         assert_eq!(item["properties"][f]["type"], "string", "{kind}: {f}");

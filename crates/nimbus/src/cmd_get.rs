@@ -1,7 +1,6 @@
 //! `nimbus get` and `nimbus delete`: kubectl-like tables, YAML and JSON.
 
 use anyhow::bail;
-use nimbus_api::conditions::get_condition;
 use nimbus_api::{Kind, Object};
 use serde_json::Value;
 
@@ -125,41 +124,20 @@ fn to_json(objects: Vec<Value>, single: bool) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&list_value(objects, single))?)
 }
 
-/// Columns as Knative's printer columns define them.
+/// Columns as Knative's printer columns define them (`nimbus_api::printer`, the same the API
+/// server's tables and the cluster's CRDs use), headers in kubectl's upper case.
 fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
-    let header: &[&str] = match kind {
-        Kind::Service => &[
-            "NAME",
-            "URL",
-            "LATESTCREATED",
-            "LATESTREADY",
-            "READY",
-            "REASON",
-        ],
-        Kind::Configuration => &["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
-        Kind::Revision => &[
-            "NAME",
-            "CONFIG NAME",
-            "GENERATION",
-            "READY",
-            "REASON",
-            "ACTUAL REPLICAS",
-            "DESIRED REPLICAS",
-        ],
-        Kind::Route => &["NAME", "URL", "READY", "REASON"],
-        Kind::PodAutoscaler => &["NAME", "DESIREDSCALE", "ACTUALSCALE", "READY", "REASON"],
-        Kind::Ingress => &["NAME", "READY", "REASON"],
-        Kind::Secret => &["NAME", "TYPE", "DATA"],
-        Kind::ConfigMap => &["NAME", "DATA"],
-    };
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    let columns = nimbus_api::printer::columns(kind);
+    let mut head = vec!["NAME".to_string()];
+    head.extend(columns.iter().map(|c| c.name.to_uppercase()));
     if all_namespaces {
         head.insert(0, "NAMESPACE".into());
     }
-    rows.push(head);
+    let mut rows = vec![head];
     for o in objects {
-        let mut row = row(o);
+        let json = o.to_json();
+        let mut row = vec![o.name().to_string()];
+        row.extend(columns.iter().map(|c| cell(c, &json)));
         if all_namespaces {
             row.insert(0, o.namespace().to_string());
         }
@@ -168,91 +146,17 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
     render(&rows)
 }
 
-fn row(o: &Object) -> Vec<String> {
-    let s = |v: Option<&String>| v.cloned().unwrap_or_default();
-    match o {
-        Object::Service(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            vec![
-                o.name().into(),
-                s(st.url.as_ref()),
-                s(st.latest_created_revision_name.as_ref()),
-                s(st.latest_ready_revision_name.as_ref()),
-                r,
-                reason,
-            ]
-        }
-        Object::Configuration(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            vec![
-                o.name().into(),
-                s(st.latest_created_revision_name.as_ref()),
-                s(st.latest_ready_revision_name.as_ref()),
-                r,
-                reason,
-            ]
-        }
-        Object::Revision(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            let labels = x.metadata.labels.clone().unwrap_or_default();
-            vec![
-                o.name().into(),
-                s(labels.get(nimbus_api::constants::LABEL_CONFIGURATION)),
-                s(labels.get(nimbus_api::constants::LABEL_CONFIGURATION_GENERATION)),
-                r,
-                reason,
-                st.actual_replicas
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-                st.desired_replicas
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            ]
-        }
-        Object::Route(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            vec![o.name().into(), s(st.url.as_ref()), r, reason]
-        }
-        Object::PodAutoscaler(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            let n = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
-            vec![
-                o.name().into(),
-                n(st.desired_scale),
-                n(st.actual_scale),
-                r,
-                reason,
-            ]
-        }
-        Object::Ingress(x) => {
-            let st = x.status.clone().unwrap_or_default();
-            let (r, reason) = ready(&st.conditions);
-            vec![o.name().into(), r, reason]
-        }
-        Object::Secret(x) => vec![
-            o.name().into(),
-            x.type_.clone().unwrap_or_default(),
-            x.data.len().to_string(),
-        ],
-        Object::ConfigMap(x) => vec![
-            o.name().into(),
-            (x.data.len() + x.binary_data.len()).to_string(),
-        ],
-    }
-}
-
-fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {
-    match get_condition(conditions, "Ready") {
-        Some(c) => (
-            c.status.as_str().to_string(),
-            c.reason.clone().unwrap_or_default(),
-        ),
-        None => ("Unknown".into(), String::new()),
+/// One cell as text; a condition not reported yet reads `Unknown`, as kubectl's Knative
+/// plugin shows it.
+fn cell(column: &nimbus_api::printer::PrinterColumn, obj: &Value) -> String {
+    use nimbus_api::printer::Source;
+    match column.cell(obj) {
+        Value::Null => match column.source {
+            Source::Ready("status") | Source::Condition(_, "status") => "Unknown".into(),
+            _ => String::new(),
+        },
+        Value::String(s) => s,
+        other => other.to_string(),
     }
 }
 

@@ -46,6 +46,7 @@ mod state;
 mod status;
 mod stub;
 mod supervisor;
+mod task;
 
 pub use config::{ProcessRuntimeConfig, RestartBackoff};
 pub use host::HostLauncher;

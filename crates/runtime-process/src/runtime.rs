@@ -152,6 +152,23 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    async fn run_task(
+        &self,
+        spec: &InstanceSpec,
+        task: nimbus_runtime::TaskRun,
+    ) -> nimbus_runtime::TaskOutcome {
+        if let Err(message) = self.shared.launcher.validate(spec) {
+            return nimbus_runtime::TaskOutcome {
+                end: nimbus_runtime::TaskEnd::NotStarted {
+                    reason: "InvalidSpec".into(),
+                },
+                exit_code: None,
+                message,
+            };
+        }
+        crate::task::run(Arc::clone(&self.shared), spec, task).await
+    }
+
     fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus> {
         self.shared.status(revision)
     }

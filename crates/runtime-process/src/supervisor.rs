@@ -70,6 +70,17 @@ impl Supervisor {
         (stop_tx, tokio::spawn(supervisor.run(stop_rx)))
     }
 
+    /// A supervisor for one task attempt (`id`: its instance id), run by [`crate::task`]
+    /// instead of its own loop.
+    pub(crate) fn for_task(shared: Arc<Shared>, spec: Arc<InstanceSpec>, id: String) -> Self {
+        Self {
+            shared,
+            spec,
+            ordinal: 0,
+            id,
+        }
+    }
+
     async fn run(self, mut stop: StopSignal) {
         let backoff = self.shared.config.restart_backoff;
         let mut failures = 0;

@@ -15,10 +15,12 @@ pub mod env;
 mod local;
 mod source;
 mod spec;
+mod task;
 pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
+pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
 /// finish before stopping the instance. The router implements it.
@@ -86,4 +88,12 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Stop every instance (used on server shutdown).
     async fn shutdown(&self);
+
+    /// Run one task of a Job to completion: an instance of `spec` with `task.env` added, no
+    /// probes and no restarts, its output in the logs of `spec.revision` (the execution) under
+    /// `task.id`. Runtimes that cannot say so.
+    async fn run_task(&self, spec: &InstanceSpec, task: TaskRun) -> TaskOutcome {
+        let _ = (spec, task);
+        TaskOutcome::unsupported("this")
+    }
 }

@@ -1,0 +1,223 @@
+//! Jobs, Executions and Schedules (`run.nimbus.dev/v1`): Cloud Run's limits for tasks, a
+//! revision's rules for the task's pod spec (minus what only serving needs), and cron syntax,
+//! time zones and targets for schedules.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{Errors, validate_keys, validate_revision_spec, validate_runtime_annotation};
+use crate::jobs::*;
+use crate::names::check_dns_label;
+
+pub(super) fn validate_job(v: &mut Errors, job: &Job) {
+    let template = &job.spec.template;
+    let meta = template_meta(template.metadata.as_ref());
+    validate_keys(v, "spec.template.metadata", &meta);
+    validate_runtime_annotation(v, "spec.template.metadata.annotations", &meta);
+    if template.spec.cancelled.is_some() {
+        v.add(
+            "spec.template.spec.cancelled",
+            "only an Execution can be cancelled (`nimbus job cancel EXECUTION`); remove it from the Job",
+        );
+    }
+    validate_execution_spec(v, "spec.template.spec", &template.spec, &meta);
+}
+
+pub(super) fn validate_execution(v: &mut Errors, execution: &Execution) {
+    validate_runtime_annotation(v, "metadata.annotations", &execution.metadata);
+    validate_execution_spec(v, "spec", &execution.spec, &execution.metadata);
+}
+
+/// A template's labels and annotations as the `ObjectMeta` the revision rules read.
+pub fn template_meta(meta: Option<&TemplateMeta>) -> ObjectMeta {
+    ObjectMeta {
+        labels: meta.and_then(|m| m.labels.clone()),
+        annotations: meta.and_then(|m| m.annotations.clone()),
+        ..Default::default()
+    }
+}
+
+fn validate_execution_spec(v: &mut Errors, path: &str, spec: &ExecutionSpec, meta: &ObjectMeta) {
+    if let Some(n) = spec.task_count
+        && !(1..=MAX_TASK_COUNT).contains(&n)
+    {
+        v.add(
+            format!("{path}.taskCount"),
+            format!("{n} is out of range; allowed 1 to {MAX_TASK_COUNT}"),
+        );
+    }
+    if let Some(n) = spec.parallelism
+        && !(0..=MAX_TASK_COUNT).contains(&n)
+    {
+        v.add(
+            format!("{path}.parallelism"),
+            format!("{n} is out of range; allowed 0 (all tasks at once) to {MAX_TASK_COUNT}"),
+        );
+    }
+    let task = &spec.template.spec;
+    let task_path = format!("{path}.template.spec");
+    if let Some(n) = task.max_retries
+        && !(0..=MAX_MAX_RETRIES).contains(&n)
+    {
+        v.add(
+            format!("{task_path}.maxRetries"),
+            format!("{n} is out of range; allowed 0 to {MAX_MAX_RETRIES}"),
+        );
+    }
+    if let Some(n) = task.timeout_seconds
+        && !(1..=MAX_TASK_TIMEOUT_SECONDS).contains(&n)
+    {
+        v.add(
+            format!("{task_path}.timeoutSeconds"),
+            format!(
+                "{n} is out of range; allowed 1 to {MAX_TASK_TIMEOUT_SECONDS} seconds (168 hours)"
+            ),
+        );
+    }
+    let serving_only = [
+        (
+            "containerConcurrency",
+            task.pod.container_concurrency.is_some(),
+        ),
+        (
+            "responseStartTimeoutSeconds",
+            task.pod.response_start_timeout_seconds.is_some(),
+        ),
+        (
+            "idleTimeoutSeconds",
+            task.pod.idle_timeout_seconds.is_some(),
+        ),
+    ];
+    for (field, set) in serving_only {
+        if set {
+            v.add(
+                format!("{task_path}.{field}"),
+                "is a setting for serving requests; a task serves none, so remove it",
+            );
+        }
+    }
+    validate_revision_spec(v, &task_path, &task.pod, meta);
+    for (i, c) in task.pod.containers.iter().enumerate() {
+        let probes = [
+            ("readinessProbe", c.readiness_probe.is_some()),
+            ("livenessProbe", c.liveness_probe.is_some()),
+            ("startupProbe", c.startup_probe.is_some()),
+        ];
+        for (field, set) in probes {
+            if set {
+                v.add(
+                    format!("{task_path}.containers[{i}].{field}"),
+                    "tasks are not probed: a task succeeds by exiting with status 0 within timeoutSeconds; remove it",
+                );
+            }
+        }
+    }
+}
+
+/// `Allow`, `Forbid`, `Replace`.
+pub const CONCURRENCY_POLICIES: [&str; 3] = ["Allow", "Forbid", "Replace"];
+
+pub(super) fn validate_schedule(v: &mut Errors, schedule: &Schedule) {
+    let spec = &schedule.spec;
+    if let Err(e) = crate::cron::parse(&spec.schedule) {
+        v.add("spec.schedule", e);
+    }
+    if let Some(tz) = &spec.time_zone
+        && let Err(e) = crate::cron::time_zone(tz)
+    {
+        v.add("spec.timeZone", e);
+    }
+    if let Some(policy) = &spec.concurrency_policy
+        && !CONCURRENCY_POLICIES.contains(&policy.as_str())
+    {
+        v.add(
+            "spec.concurrencyPolicy",
+            format!("{policy:?} is not a policy; use \"Allow\", \"Forbid\" or \"Replace\""),
+        );
+    }
+    for (field, value) in [
+        ("startingDeadlineSeconds", spec.starting_deadline_seconds),
+        (
+            "successfulExecutionsHistoryLimit",
+            spec.successful_executions_history_limit,
+        ),
+        (
+            "failedExecutionsHistoryLimit",
+            spec.failed_executions_history_limit,
+        ),
+    ] {
+        if let Some(n) = value
+            && n < 0
+        {
+            v.add(format!("spec.{field}"), format!("{n} may not be negative"));
+        }
+    }
+    match (&spec.job_ref, &spec.event) {
+        (Some(job), None) => {
+            if let Err(e) = check_dns_label(&job.name) {
+                v.add("spec.jobRef.name", e);
+            }
+        }
+        (None, Some(event)) => validate_event(v, event),
+        (Some(_), Some(_)) => v.add(
+            "spec",
+            "has both jobRef and event; a schedule either runs a Job or sends an event",
+        ),
+        (None, None) => v.add(
+            "spec",
+            "names nothing to do; set jobRef (a Job to run) or event (a CloudEvent to send)",
+        ),
+    }
+}
+
+fn validate_event(v: &mut Errors, event: &ScheduledEvent) {
+    match (&event.sink.r#ref, &event.sink.uri) {
+        (Some(r), None) => {
+            if r.kind != "Service" || r.api_version != crate::API_VERSION {
+                v.add(
+                    "spec.event.sink.ref",
+                    format!(
+                        "{}/{} cannot receive events here; name a Service (apiVersion: {}, kind: Service)",
+                        r.api_version,
+                        r.kind,
+                        crate::API_VERSION
+                    ),
+                );
+            }
+            if let Err(e) = check_dns_label(&r.name) {
+                v.add("spec.event.sink.ref.name", e);
+            }
+            if r.namespace.is_some() {
+                v.add(
+                    "spec.event.sink.ref.namespace",
+                    "must be left out: a schedule sends events to Services of its own namespace",
+                );
+            }
+        }
+        (None, Some(uri)) => {
+            if !uri.starts_with("http://") || uri.len() <= "http://".len() {
+                v.add(
+                    "spec.event.sink.uri",
+                    format!(
+                        "{uri:?} is not an http:// URL (https destinations are not supported yet)"
+                    ),
+                );
+            }
+        }
+        _ => v.add(
+            "spec.event.sink",
+            "needs exactly one of ref (a Service) and uri",
+        ),
+    }
+    if event.data.is_some() && event.data_base64.is_some() {
+        v.add(
+            "spec.event",
+            "has both data and dataBase64; give one of them",
+        );
+    }
+    if let Some(b64) = &event.data_base64 {
+        use base64::Engine as _;
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(b64) {
+            v.add("spec.event.dataBase64", format!("is not base64: {e}"));
+        }
+    }
+}
