@@ -36,6 +36,7 @@ pub mod validate;
 pub use crate::core::{ConfigMap, Secret};
 pub use conditions::{Condition, ConditionStatus};
 pub use error::{FieldError, ParseError};
+pub use jobs::{Execution, Job, Schedule};
 pub use kingress::KIngress;
 pub use object::{Kind, Object};
 pub use podautoscaler::PodAutoscaler;

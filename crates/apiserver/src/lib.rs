@@ -135,6 +135,13 @@ pub fn app(state: ApiState) -> Router {
             &format!("{API_PREFIX}/namespaces/{{ns}}/revisions/{{name}}/log"),
             get(logs::revision_log),
         )
+        .route(
+            &format!(
+                "/apis/{}/namespaces/{{ns}}/executions/{{name}}/log",
+                nimbus_api::jobs::API_VERSION
+            ),
+            get(logs::execution_log),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

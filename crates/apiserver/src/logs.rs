@@ -1,5 +1,6 @@
 //! The `log` subresource of services and revisions, shaped like Kubernetes' pod log:
-//! `GET {API_PREFIX}/namespaces/{ns}/services/{name}/log` and `.../revisions/{name}/log`.
+//! `GET {API_PREFIX}/namespaces/{ns}/services/{name}/log` and `.../revisions/{name}/log`, and
+//! of executions (`/apis/run.nimbus.dev/v1/namespaces/{ns}/executions/{name}/log`).
 //!
 //! Query parameters: `follow=true` (keep the response open and stream new lines, chunked, until
 //! the client goes away), `sinceSeconds=N` or `sinceTime=<RFC 3339>` (at most one),
@@ -85,6 +86,18 @@ pub async fn revision_log(
 ) -> Result<Response, ApiError> {
     let query = LogQuery::parse(&params, Timestamp::now())?;
     state.store.must_get(Kind::Revision, &namespace, &name)?;
+    respond(&state, namespace, Revisions::Named(vec![name]), query).await
+}
+
+/// GET `/apis/run.nimbus.dev/v1/namespaces/{ns}/executions/{name}/log`: every task attempt's
+/// output (each line starts with `<execution>-<task index>-<attempt>`).
+pub async fn execution_log(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(params): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    let query = LogQuery::parse(&params, Timestamp::now())?;
+    state.store.must_get(Kind::Execution, &namespace, &name)?;
     respond(&state, namespace, Revisions::Named(vec![name]), query).await
 }
 

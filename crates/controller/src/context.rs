@@ -88,6 +88,10 @@ pub struct Context {
     pub(crate) removals: Removals,
     /// When each Configuration's revision GC runs next.
     pub(crate) gc_schedule: GcSchedule,
+    /// The Executions running in this process.
+    pub(crate) executor: Arc<crate::jobs::Executor>,
+    /// Where Schedules send their events (`None`: schedules with an event fail to run).
+    pub(crate) event_sink: Option<Arc<dyn crate::jobs::EventSink>>,
 }
 
 impl Context {
@@ -108,7 +112,15 @@ impl Context {
             clock: Arc::new(SystemClock),
             removals: Removals::default(),
             gc_schedule: GcSchedule::default(),
+            executor: Arc::default(),
+            event_sink: None,
         }
+    }
+
+    /// Send Schedules' events to `sink`.
+    pub fn with_event_sink(mut self, sink: Arc<dyn crate::jobs::EventSink>) -> Self {
+        self.event_sink = Some(sink);
+        self
     }
 
     /// Use `clock` for wall-clock time.

@@ -26,6 +26,7 @@ mod error;
 pub mod gc;
 mod ingress;
 mod instance;
+mod jobs;
 mod labeler;
 mod manager;
 mod podautoscaler;
@@ -45,6 +46,8 @@ pub use context::{Clock, Context, ControllerConfig, SystemClock};
 pub use error::ControllerError;
 pub use gc::RevisionGcConfig;
 pub use ingress::{IngressSink, program as ingress_program};
+pub use jobs::{EventSink, ScheduledDelivery};
+pub use jobs::job::new_execution;
 pub use manager::{Controller, ObjectKey};
 pub use removals::Removal;
 pub use resources::{

@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::error::ControllerError;
 use crate::queue::WorkQueue;
 use crate::resources::{Action, Change, ResourceError, Retry};
-use crate::{configuration, gc, ingress, podautoscaler, revision, route, service};
+use crate::{configuration, gc, ingress, jobs, podautoscaler, revision, route, service};
 
 /// Identifies one object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,6 +98,16 @@ impl Controller {
                 ctx.tracker.forget(key);
                 Ok(Action::await_change())
             }
+            (Kind::Job, Some(Object::Job(j))) => jobs::job::reconcile(ctx, j).await,
+            (Kind::Execution, Some(Object::Execution(e))) => {
+                jobs::execution::reconcile(ctx, e).await
+            }
+            (Kind::Execution, _) => Ok(jobs::execution::forget(
+                ctx,
+                &key.namespace,
+                &key.name,
+            )),
+            (Kind::Schedule, Some(Object::Schedule(s))) => jobs::schedule::reconcile(ctx, s).await,
             (Kind::PodAutoscaler, obj) => podautoscaler::reconcile(ctx, key, obj).await,
             (Kind::Ingress, obj) => ingress::reconcile(ctx, key, obj).await,
             // Services and Configurations that are gone leave nothing to clean up here: their

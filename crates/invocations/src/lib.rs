@@ -134,8 +134,39 @@ impl Invocations {
             name: service.to_owned(),
             host: host.map_or(url_host, str::to_owned),
         };
+        self.store(namespace, target, request, &policy).await
+    }
+
+    /// Store `request` for an `http://` URL, under Lambda's default policy (scheduled events
+    /// sent to a URI).
+    pub async fn accept_url(
+        &self,
+        namespace: &str,
+        url: &str,
+        request: StoredRequest,
+    ) -> Result<Invocation, AcceptError> {
+        if request.body.len() > MAX_REQUEST_BODY {
+            return Err(AcceptError::TooLarge {
+                size: request.body.len(),
+                max: MAX_REQUEST_BODY,
+            });
+        }
+        let target = Target::Url {
+            url: url.to_owned(),
+        };
+        self.store(namespace, target, request, &AsyncPolicy::default())
+            .await
+    }
+
+    async fn store(
+        &self,
+        namespace: &str,
+        target: Target,
+        request: StoredRequest,
+        policy: &AsyncPolicy,
+    ) -> Result<Invocation, AcceptError> {
         let now = self.dispatcher.now_ms();
-        let invocation = Invocation::new(namespace, target, request, (&policy).into(), now);
+        let invocation = Invocation::new(namespace, target, request, policy.into(), now);
         self.queue().enqueue(vec![invocation.clone()]).await?;
         self.dispatcher.wake();
         Ok(invocation)

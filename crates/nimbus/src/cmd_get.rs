@@ -126,7 +126,7 @@ fn to_json(objects: Vec<Value>, single: bool) -> anyhow::Result<String> {
 
 /// Columns as Knative's printer columns define them (`nimbus_api::printer`, the same the API
 /// server's tables and the cluster's CRDs use), headers in kubectl's upper case.
-fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
+pub(crate) fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
     let columns = nimbus_api::printer::columns(kind);
     let mut head = vec!["NAME".to_string()];
     head.extend(columns.iter().map(|c| c.name.to_uppercase()));

@@ -247,3 +247,40 @@ fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect()
 }
+
+/// Schedules' events, stored as invocations (so they are retried like any asynchronous
+/// call): a CloudEvent in HTTP binary mode, POSTed to the Service or URL.
+pub struct ScheduledEvents(pub Arc<Invocations>);
+
+#[async_trait]
+impl nimbus_controller::EventSink for ScheduledEvents {
+    async fn send(
+        &self,
+        namespace: &str,
+        event: nimbus_controller::ScheduledDelivery,
+    ) -> Result<String, String> {
+        let mut headers = vec![
+            ("ce-specversion".to_owned(), "1.0".to_owned()),
+            ("ce-id".to_owned(), event.id),
+            ("ce-source".to_owned(), event.source),
+            ("ce-type".to_owned(), event.type_),
+            ("ce-time".to_owned(), event.time),
+        ];
+        if let Some(content_type) = event.content_type {
+            headers.push(("content-type".to_owned(), content_type));
+        }
+        let request = StoredRequest {
+            method: "POST".into(),
+            target: "/".into(),
+            headers,
+            size: event.data.len(),
+            body: Bytes::from(event.data),
+        };
+        let stored = match (&event.service, &event.uri) {
+            (Some(service), _) => self.0.accept(namespace, service, None, request).await,
+            (None, Some(uri)) => self.0.accept_url(namespace, uri, request).await,
+            (None, None) => return Err("the event names no sink".into()),
+        };
+        stored.map(|i| i.id).map_err(|e| e.to_string())
+    }
+}

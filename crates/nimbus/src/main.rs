@@ -10,6 +10,7 @@ mod cmd_get;
 mod cmd_image;
 mod cmd_install;
 mod cmd_invoke;
+mod cmd_job;
 mod cmd_logs;
 mod config_source;
 mod datadir;
@@ -112,6 +113,12 @@ enum Command {
     Invoke(cmd_invoke::InvokeArgs),
     /// List asynchronous invocations (`get ID` shows one, `cancel ID` cancels a pending one).
     Invocations(cmd_invoke::InvocationsArgs),
+    /// Jobs (run to completion): `run JOB [--wait]`, `executions JOB`, `tasks EXECUTION`,
+    /// `cancel EXECUTION`, `logs EXECUTION [--task N]`.
+    Job {
+        #[command(subcommand)]
+        command: cmd_job::JobCommand,
+    },
     /// Print a kubeconfig for the admin token of a data directory (for kubectl and the CLI).
     Kubeconfig {
         /// The data directory of `nimbus serve`.
@@ -246,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => cmd_logs::run(&args).await,
         Command::Invoke(args) => cmd_invoke::invoke(&args).await,
         Command::Invocations(args) => cmd_invoke::invocations(&args).await,
+        Command::Job { command } => cmd_job::run(&command).await,
         Command::Kubeconfig { data_dir, server } => {
             let hint = "has `nimbus serve --data-dir` run with this directory?";
             let token = kubeconfig::read_token(&data_dir).context(hint)?;

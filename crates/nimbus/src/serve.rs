@@ -262,7 +262,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..ControllerConfig::default()
         },
         scaler.clone(),
-    );
+    )
+    .with_event_sink(Arc::new(crate::invocations::ScheduledEvents(
+        invocations.clone(),
+    )));
     let controller = Controller::new(ctx);
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
     let tls = nimbus_apiserver::TlsIdentity::load_or_create(&args.data_dir, api_addr)?;

@@ -94,6 +94,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// `task.id`. Runtimes that cannot say so.
     async fn run_task(&self, spec: &InstanceSpec, task: TaskRun) -> TaskOutcome {
         let _ = (spec, task);
-        TaskOutcome::unsupported("this")
+        TaskOutcome::unsupported(
+            "this runtime (Kubernetes mode does not run Jobs yet; embedded mode does)",
+        )
     }
 }

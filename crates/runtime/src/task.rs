@@ -65,7 +65,7 @@ impl TaskOutcome {
                 reason: "Unsupported".into(),
             },
             exit_code: None,
-            message: format!("the {runtime} runtime cannot run tasks to completion"),
+            message: format!("{runtime} cannot run tasks to completion"),
         }
     }
 

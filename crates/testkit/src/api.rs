@@ -25,9 +25,9 @@ use crate::Nimbus;
 /// The API group/version serving `resource` (a plural, as in URLs).
 fn group_version(resource: &str) -> &'static str {
     match resource {
-        "podautoscalers" => "autoscaling.internal.knative.dev/v1alpha1",
         "ingresses" => "networking.internal.knative.dev/v1alpha1",
-        _ => "serving.knative.dev/v1",
+        _ => nimbus_api::Kind::parse(resource)
+            .map_or("serving.knative.dev/v1", nimbus_api::Kind::api_version),
     }
 }
 
