@@ -63,6 +63,7 @@ mod limits;
 mod output;
 mod runtime;
 mod state;
+mod task;
 
 pub use config::WasmRuntimeConfig;
 pub use error::LoadError;
