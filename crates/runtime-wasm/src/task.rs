@@ -12,8 +12,10 @@
 //! - **Arguments.** `argv[0]` is the component's file name (as `wasmtime run` does), followed
 //!   by the container's `command` and then its `args`: the component is the program, so
 //!   `command` does not replace it as on a container.
-//! - **Exit.** `run` returning `ok` is exit code 0, `err` exit code 1, `wasi:cli/exit` with a
-//!   code (Rust's `std::process::exit(n)`) exit code `n`. A trap fails the task with reason
+//! - **Exit.** `run` returning `ok` is exit code 0, `err` exit code 1, `wasi:cli/exit`'s
+//!   `exit(ok)`/`exit(err)` 0/1, and its `exit-with-code(n)` exit code `n`. (Rust's
+//!   `std::process::exit(n)` on wasm32-wasip2 calls `exit(err)` for every non-zero `n`: WASI
+//!   0.2 carries no number there, so such a task shows exit code 1.) A trap fails the task with reason
 //!   `Trap` (`OOMKilled` when it followed a refused memory grow), with the trap in the
 //!   message.
 //! - **End.** At the timeout (or when its epoch deadline passes first) the guest is dropped at
