@@ -1,5 +1,7 @@
-//! From a component file to a [`ProxyPre`]: read, compile (or load the precompiled artifact
-//! from the on-disk cache), link against WASI + `wasi:http`, and check the export.
+//! From a component file to a [`ProxyPre`] (a revision's `wasi:http` proxy) or a
+//! [`CommandPre`] (a task's WASI command): compile (or load the precompiled artifact from the
+//! on-disk cache), link against WASI + `wasi:http`, and check the world's export. Both kinds
+//! share one cache.
 //!
 //! Cache layout: `<data_dir>/wasm-cache/<engine>/<sha256 of the file>.cwasm`, where `<engine>`
 //! is a hash of the engine's precompile compatibility (wasmtime version, target, settings).
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::error::{LoadError, chain};
@@ -41,6 +44,42 @@ pub(crate) fn load(
     bytes: &[u8],
     cache: Option<&Path>,
 ) -> Result<(ProxyPre<Host>, Source), LoadError> {
+    let (component, source) = component(linker.engine(), path, bytes, cache)?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        path: path.to_owned(),
+        detail: chain(&e),
+    };
+    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    let pre = ProxyPre::new(pre).map_err(wrong_world)?;
+    Ok((pre, source))
+}
+
+/// Prepare the component read from `path` (`bytes`) to run as a task: a WASI command
+/// (exporting `wasi:cli/run`).
+pub(crate) fn load_command(
+    linker: &Linker<Host>,
+    path: &Path,
+    bytes: &[u8],
+    cache: Option<&Path>,
+) -> Result<(CommandPre<Host>, Source), LoadError> {
+    let (component, source) = component(linker.engine(), path, bytes, cache)?;
+    let not_a_command = |e: wasmtime::Error| LoadError::NotACommand {
+        path: path.to_owned(),
+        detail: chain(&e),
+    };
+    let pre = linker.instantiate_pre(&component).map_err(not_a_command)?;
+    let pre = CommandPre::new(pre).map_err(not_a_command)?;
+    Ok((pre, source))
+}
+
+/// The compiled component of `bytes`: checked to be a component, then from the cache in
+/// `cache` (written there when missing) or compiled in memory.
+fn component(
+    engine: &Engine,
+    path: &Path,
+    bytes: &[u8],
+    cache: Option<&Path>,
+) -> Result<(Component, Source), LoadError> {
     if is_core_module(bytes) {
         return Err(LoadError::NotAComponent {
             path: path.to_owned(),
@@ -53,18 +92,10 @@ pub(crate) fn load(
             detail: "the file does not start with the WebAssembly magic bytes".into(),
         });
     }
-    let engine = linker.engine();
-    let (component, source) = match cache {
-        Some(dir) => cached(engine, bytes, path, dir)?,
-        None => (compile(engine, bytes, path)?, Source::Compiled),
-    };
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-        path: path.to_owned(),
-        detail: chain(&e),
-    };
-    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    let pre = ProxyPre::new(pre).map_err(wrong_world)?;
-    Ok((pre, source))
+    match cache {
+        Some(dir) => cached(engine, bytes, path, dir),
+        None => Ok((compile(engine, bytes, path)?, Source::Compiled)),
+    }
 }
 
 /// `\0asm` followed by version 1: a core module (a component has version `0d 00 01 00`).

@@ -67,6 +67,16 @@ pub enum LoadError {
         path.display()
     )]
     WrongWorld { path: PathBuf, detail: String },
+    /// A task's component is valid but is not a WASI command: it does not export
+    /// `wasi:cli/run` (an HTTP component, say), or imports something the runtime does not
+    /// provide.
+    #[error(
+        "{} is not a WASI command: a task needs a command component (a program with \
+         `fn main`, built for wasm32-wasip2, exporting wasi:cli/run@0.2 and importing only \
+         WASI 0.2 interfaces): {detail}",
+        path.display()
+    )]
+    NotACommand { path: PathBuf, detail: String },
     /// The revision's `resources.limits.memory` is more than the pooling allocator gives one
     /// instance. Checked before anything is compiled.
     #[error(
@@ -98,7 +108,7 @@ impl LoadError {
             Self::NotARegularFile { .. } => "UnsupportedImage",
             Self::ComponentTooLarge { .. } => "ComponentTooLarge",
             Self::NotAComponent { .. } | Self::InvalidComponent { .. } => "InvalidComponent",
-            Self::WrongWorld { .. } => "WrongWorld",
+            Self::WrongWorld { .. } | Self::NotACommand { .. } => "WrongWorld",
             Self::MemoryLimitTooLarge { .. } => "MemoryLimitTooLarge",
             Self::Cache { .. } => "CompileCacheError",
             Self::Interrupted => "CompileInterrupted",

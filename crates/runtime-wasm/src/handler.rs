@@ -114,22 +114,8 @@ impl App {
     /// A store for one request of the instance that `started`, under the revision's limits.
     fn store(&self, started: &Started) -> wasmtime::Result<Store<Host>> {
         let host = Host::new(&self.config, &self.limits, started)?;
-        let mut store = Store::new(self.pre.engine(), host);
-        store.limiter(|host| &mut host.limits);
-        // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
-        // worker thread); once the request's ticks are spent it is interrupted. Tokio's
-        // `yield_now` lets the I/O driver run before the guest resumes; a plain self-wake would
-        // not, and new connections would wait behind a spinning guest.
-        let mut ticks_left = self.limits.deadline_ticks(self.config.epoch_tick);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            ticks_left = ticks_left.saturating_sub(1);
-            Ok(match ticks_left {
-                0 => UpdateDeadline::Interrupt,
-                _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
-            })
-        });
-        Ok(store)
+        let ticks = self.limits.deadline_ticks(self.config.epoch_tick);
+        Ok(guest_store(self.pre.engine(), host, ticks))
     }
 
     /// The guest ended without setting a response: find out why.
@@ -194,6 +180,26 @@ impl App {
             format!("the request body is larger than the limit of {limit} bytes"),
         )
     }
+}
+
+/// A store for one guest run (a request or a task): `host`'s memory limiter, and every epoch
+/// tick the guest yields to the executor (a spinning guest must not hold a worker thread);
+/// once `ticks` are spent it is interrupted (`Trap::Interrupt`). Tokio's `yield_now` lets the
+/// I/O driver run before the guest resumes; a plain self-wake would not, and new connections
+/// would wait behind a spinning guest.
+pub(crate) fn guest_store(engine: &wasmtime::Engine, host: Host, ticks: u64) -> Store<Host> {
+    let mut store = Store::new(engine, host);
+    store.limiter(|host| &mut host.limits);
+    let mut ticks_left = ticks;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        ticks_left = ticks_left.saturating_sub(1);
+        Ok(match ticks_left {
+            0 => UpdateDeadline::Interrupt,
+            _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+        })
+    });
+    store
 }
 
 /// The request's `Content-Length`, when it has a valid one.

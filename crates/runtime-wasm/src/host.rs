@@ -37,7 +37,7 @@ impl Host {
         started: &Started,
     ) -> wasmtime::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&started.env);
+        wasi.envs(&started.env).args(&started.args);
         for volume in &started.preopens {
             wasi.preopened_dir(
                 &volume.host,

@@ -66,6 +66,9 @@ pub(crate) struct Started {
     pub env: Vec<(String, String)>,
     /// Directories preopened read-only for every request: each volume's at its mount path.
     pub preopens: Vec<Bind>,
+    /// `wasi:cli/environment`'s arguments: empty for a revision's instances (an HTTP
+    /// component has no command line), `argv` for a task (see `task.rs`).
+    pub args: Vec<String>,
     /// Where its requests' stdout and stderr go; `None` without a data directory.
     pub log: Option<Arc<InstanceLog>>,
     /// The instance's directory, holding its volumes; removed with the last request.
@@ -86,6 +89,7 @@ impl Started {
             return Ok(Self {
                 env,
                 preopens: Vec::new(),
+                args: Vec::new(),
                 log,
                 dir: None,
             });
@@ -93,6 +97,7 @@ impl Started {
         let mut started = Self {
             env,
             preopens: Vec::new(),
+            args: Vec::new(),
             log,
             dir: Some(dir.clone()),
         };

@@ -1,5 +1,6 @@
 //! The WebAssembly runtime: serves revisions whose container `image:` names a WebAssembly
-//! component (`runtimeClassName: wasm`) that exports `wasi:http/incoming-handler@0.2`.
+//! component (`runtimeClassName: wasm`) that exports `wasi:http/incoming-handler@0.2`, and
+//! runs Job tasks whose component is a WASI command (`wasi:cli/run@0.2`).
 //!
 //! # Design
 //!
@@ -32,8 +33,8 @@
 //!   is full or the wait runs out); the runtime does not count a second time. Across the
 //!   runtime, the pooling allocator's `max_instances` bounds live component instances (503).
 //! - **Environment.** The component sees `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` and the
-//!   spec's `env` through `wasi:cli/environment`; it gets no preopened directory and no
-//!   socket address.
+//!   spec's `env` through `wasi:cli/environment`; its only preopened directories are its
+//!   Secret/ConfigMap volumes (read-only), and it gets no socket address.
 //! - **Output.** With a data directory, what the guest writes to stdout and stderr goes line by
 //!   line into its instance's log file, `<data_dir>/logs/<namespace>/<revision>/<instance>.log`
 //!   (the instance being the endpoint id `<revision>-<ordinal>`; CRI format, capped and rotated
@@ -47,6 +48,26 @@
 //!   component cannot be served: `ImageNotFound`, `InvalidComponent` (not a component, not
 //!   valid), `WrongWorld` (missing export or unknown imports), `UnsupportedImage`,
 //!   `MemoryLimitTooLarge`.
+//! - **Tasks** (a Job's run-to-completion work,
+//!   [`Runtime::run_task`](nimbus_runtime::Runtime::run_task)): the component is a **WASI
+//!   command** (the `wasi:cli/command` world, exporting `wasi:cli/run@0.2`: what `cargo
+//!   build --target wasm32-wasip2` makes of a plain `fn main` program; `examples/task` is one),
+//!   instantiated once and run from `run` to its exit. It comes through the same compile cache,
+//!   and its instance starts as a revision's does (env references resolved, Secret/ConfigMap
+//!   volumes preopened read-only, the memory limit, outbound HTTP only to the annotation's
+//!   hosts; no sockets), with the task's env after the spec's. `argv` is the component's file
+//!   name, then `command`, then `args` (the component is the program, so `command` does not
+//!   replace it as on a container). It runs on the async executor, yielding every epoch tick,
+//!   so a spinning task never holds a worker thread; at its timeout, or when cancelled, it is
+//!   dropped at its next yield (`TimedOut`, `Cancelled`). `run` returning `ok` is exit code 0,
+//!   `err` exit code 1, `wasi:cli/exit`'s `exit-with-code(n)` exit code `n` (Rust's
+//!   `std::process::exit(n)` on wasm32-wasip2 calls WASI 0.2's `exit(err)`, which carries no
+//!   number: any non-zero code shows as 1), a trap fails it with reason `Trap` (`OOMKilled`
+//!   after a refused memory grow). Its output goes to
+//!   `<data_dir>/logs/<namespace>/<execution>/<task id>.log`, and its last 50 lines end the
+//!   outcome's message. A component that cannot start never runs (`NotStarted` with the
+//!   reasons above; an HTTP component is `WrongWorld`: a task needs a command), and a command
+//!   component deployed as a revision fails with `WrongWorld` as before.
 //!
 //! This crate decides nothing about *how many* instances run and never reads API objects.
 
@@ -63,6 +84,7 @@ mod limits;
 mod output;
 mod runtime;
 mod state;
+mod task;
 
 pub use config::WasmRuntimeConfig;
 pub use error::LoadError;

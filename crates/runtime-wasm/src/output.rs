@@ -23,6 +23,7 @@
 //! at most [`PERMIT`] bytes per write. A log file that cannot be opened or written never fails
 //! the guest's write: the line still goes to `tracing`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -71,6 +72,16 @@ impl RevisionLogs {
 
     /// The log of the instance `id` (the endpoint id, `<revision>-<ordinal>`).
     pub fn instance(self: &Arc<Self>, id: String) -> Arc<InstanceLog> {
+        self.log(id, 0)
+    }
+
+    /// The log of the task `id`, which also keeps its last `tail` lines in memory for the
+    /// task's outcome message.
+    pub fn task(self: &Arc<Self>, id: String, tail: usize) -> Arc<InstanceLog> {
+        self.log(id, tail)
+    }
+
+    fn log(self: &Arc<Self>, id: String, tail: usize) -> Arc<InstanceLog> {
         let key = &self.revision;
         let path = nimbus_logs::instance_file(&self.root, &key.namespace, &key.name, &id);
         Arc::new(InstanceLog {
@@ -78,6 +89,7 @@ impl RevisionLogs {
             file: Mutex::new(LogFile::Unopened),
             path,
             id,
+            tail: Mutex::new(Tail::new(tail)),
         })
     }
 
@@ -101,6 +113,33 @@ pub(crate) struct InstanceLog {
     id: String,
     path: PathBuf,
     file: Mutex<LogFile>,
+    /// The last lines written (kept for tasks only: capacity 0 otherwise).
+    tail: Mutex<Tail>,
+}
+
+/// The last `capacity` lines, oldest first.
+struct Tail {
+    lines: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Self {
+        Self {
+            lines: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn push(&mut self, line: &str) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.lines.len() == self.capacity {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.to_owned());
+    }
 }
 
 enum LogFile {
@@ -114,6 +153,10 @@ impl InstanceLog {
     /// Append one line (no newline in it). Never fails.
     fn write(&self, stream: Stream, line: &str) {
         tracing::debug!(instance = %self.id, %stream, "{line}");
+        self.tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
         // Held until the line is written: removal waits for it.
         let removed = self
             .revision
@@ -130,6 +173,12 @@ impl InstanceLog {
         if let LogFile::Open(writer) = &mut *file {
             writer.write(stream, line);
         }
+    }
+
+    /// The last lines written, oldest first (none unless made by [`RevisionLogs::task`]).
+    pub fn tail(&self) -> Vec<String> {
+        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.lines.iter().cloned().collect()
     }
 
     fn open(&self) -> LogFile {

@@ -3,7 +3,7 @@
 //! starts loading its component on a blocking thread; instances are started and stopped
 //! synchronously once it is loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -11,15 +11,17 @@ use std::time::Instant;
 use async_trait::async_trait;
 use nimbus_runtime::{
     EndpointRegistry, InstanceSpec, RevisionKey, RevisionRuntimeStatus, Runtime, RuntimeError,
-    RuntimeEvent,
+    RuntimeEvent, TaskOutcome, TaskRun,
 };
 use tokio::sync::broadcast;
+use wasmtime::component::Linker;
 
 use crate::compile::{self, Source};
 use crate::config::WasmRuntimeConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::LoadError;
 use crate::handler::App;
+use crate::host::Host;
 use crate::image::{component_path, read_component};
 use crate::limits::Limits;
 use crate::state::{Component, RevisionState, Shared};
@@ -156,6 +158,11 @@ impl Runtime for WasmRuntime {
     async fn shutdown(&self) {
         self.shared.take(None);
     }
+
+    /// Runs the task's WASI command component to completion (see `task.rs`).
+    async fn run_task(&self, spec: &InstanceSpec, task: TaskRun) -> TaskOutcome {
+        crate::task::run(Arc::clone(&self.shared), spec, task).await
+    }
 }
 
 /// A new revision's limits; when they cannot be met the revision is failed at once and
@@ -219,6 +226,26 @@ fn spawn_load(shared: Arc<Shared>, spec: InstanceSpec, limits: Limits) {
 }
 
 fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, LoadError> {
+    let pre = read_and_prepare(shared, spec, compile::load)?;
+    Ok(App {
+        pre,
+        limits,
+        config: Arc::clone(&shared.config),
+    })
+}
+
+/// How a component's bytes become what runs: [`compile::load`] (a revision's proxy) or
+/// [`compile::load_command`] (a task's command).
+pub(crate) type Prepare<T> =
+    fn(&Linker<Host>, &Path, &[u8], Option<&Path>) -> Result<(T, Source), LoadError>;
+
+/// Read `spec`'s component and `prepare` it through the compile cache, counting compiles and
+/// cache hits. Blocking: run it off the async threads.
+pub(crate) fn read_and_prepare<T>(
+    shared: &Shared,
+    spec: &InstanceSpec,
+    prepare: Prepare<T>,
+) -> Result<T, LoadError> {
     let started = Instant::now();
     let path = component_path(spec.image.as_deref())?;
     let bytes = read_component(
@@ -231,16 +258,12 @@ fn load(shared: &Shared, spec: &InstanceSpec, limits: Limits) -> Result<App, Loa
         .data_dir
         .as_deref()
         .map(|dir| compile::cache_dir(shared.linker.engine(), dir));
-    let (pre, source) = compile::load(&shared.linker, &path, &bytes, cache.as_deref())?;
+    let (prepared, source) = prepare(&shared.linker, &path, &bytes, cache.as_deref())?;
     let counter = match source {
         Source::Compiled => &shared.stats.compiled,
         Source::Cached => &shared.stats.cached,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(revision = %spec.revision, path = %path.display(), ?source, elapsed = ?started.elapsed(), "component loaded");
-    Ok(App {
-        pre,
-        limits,
-        config: Arc::clone(&shared.config),
-    })
+    Ok(prepared)
 }

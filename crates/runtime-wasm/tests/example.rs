@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use nimbus_runtime::Runtime;
-use nimbus_runtime::env::{ConfigSource, EnvVarRef, KeyRef, SourceKind, Values};
+use nimbus_runtime::env::{EnvVarRef, KeyRef, SourceKind};
 use nimbus_runtime::volumes::{Volume, VolumeMount};
 use support::*;
 
@@ -209,34 +209,6 @@ async fn what_the_component_prints_lands_in_its_instance_log() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     runtime.shutdown().await;
-}
-
-/// Secrets and ConfigMaps that tests change between instance starts.
-#[derive(Default)]
-struct Objects(std::sync::Mutex<std::collections::BTreeMap<(SourceKind, String), Values>>);
-
-impl Objects {
-    fn set(&self, kind: SourceKind, name: &str, key: &str, value: &str) {
-        let mut objects = self.0.lock().unwrap();
-        let object = objects.entry((kind, name.to_owned())).or_default();
-        object.insert(key.to_owned(), value.as_bytes().to_vec());
-    }
-}
-
-impl ConfigSource for Objects {
-    fn values(
-        &self,
-        _namespace: &str,
-        source: SourceKind,
-        name: &str,
-    ) -> Result<Option<Values>, String> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .get(&(source, name.to_owned()))
-            .cloned())
-    }
 }
 
 /// Issue #13: each instance reads its Secret references and writes its volumes when it starts

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use nimbus_runtime::env::{ConfigSource, SourceKind, Values};
 use nimbus_runtime::{
     BoxError, Endpoint, InstanceSpec, LocalHandle, Protocol, RevisionKey, RevisionRuntimeStatus,
     Runtime, Transport,
@@ -94,6 +95,30 @@ pub fn hello_wasm() -> Option<&'static Path> {
         .get_or_init(|| {
             let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-wasm");
             nimbus_testkit::build_hello_wasm(&target_dir)
+        })
+        .as_deref()
+}
+
+/// The task example (`examples/task`, a WASI command with `fn main`) built for wasm32-wasip2
+/// once per test binary; `None` (after printing why) when the target is not installed.
+pub fn task_wasm() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Checks that the target is installed (and skips or fails as the testkit says).
+            hello_wasm()?;
+            let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("task-wasm");
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--target", "wasm32-wasip2"])
+                .args(["-p", "nimbus-example-task", "--manifest-path"])
+                .arg(&workspace)
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .status()
+                .expect("running cargo");
+            assert!(status.success(), "building examples/task failed");
+            Some(target_dir.join("wasm32-wasip2/debug/nimbus-example-task.wasm"))
         })
         .as_deref()
 }
@@ -216,4 +241,32 @@ pub async fn http_target() -> SocketAddr {
         }
     });
     addr
+}
+
+/// Secrets and ConfigMaps that tests change between instance starts.
+#[derive(Default)]
+pub struct Objects(std::sync::Mutex<std::collections::BTreeMap<(SourceKind, String), Values>>);
+
+impl Objects {
+    pub fn set(&self, kind: SourceKind, name: &str, key: &str, value: &str) {
+        let mut objects = self.0.lock().unwrap();
+        let object = objects.entry((kind, name.to_owned())).or_default();
+        object.insert(key.to_owned(), value.as_bytes().to_vec());
+    }
+}
+
+impl ConfigSource for Objects {
+    fn values(
+        &self,
+        _namespace: &str,
+        source: SourceKind,
+        name: &str,
+    ) -> Result<Option<Values>, String> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&(source, name.to_owned()))
+            .cloned())
+    }
 }
