@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::core::{ConfigMap, Secret};
+use crate::keda::{ScaledObject, TriggerAuthentication};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
@@ -26,6 +27,10 @@ pub enum Kind {
     Secret,
     /// Core `v1` ConfigMap.
     ConfigMap,
+    /// KEDA's `keda.sh/v1alpha1` ScaledObject.
+    ScaledObject,
+    /// KEDA's `keda.sh/v1alpha1` TriggerAuthentication.
+    TriggerAuthentication,
 }
 
 /// `items` without repeats, in order.
@@ -40,7 +45,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -49,6 +54,8 @@ impl Kind {
         Kind::Ingress,
         Kind::Secret,
         Kind::ConfigMap,
+        Kind::ScaledObject,
+        Kind::TriggerAuthentication,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -62,6 +69,8 @@ impl Kind {
             Kind::Ingress => KIngress::KIND,
             Kind::Secret => Secret::KIND,
             Kind::ConfigMap => ConfigMap::KIND,
+            Kind::ScaledObject => ScaledObject::KIND,
+            Kind::TriggerAuthentication => TriggerAuthentication::KIND,
         }
     }
 
@@ -76,6 +85,8 @@ impl Kind {
             Kind::Ingress => KIngress::PLURAL,
             Kind::Secret => Secret::PLURAL,
             Kind::ConfigMap => ConfigMap::PLURAL,
+            Kind::ScaledObject => ScaledObject::PLURAL,
+            Kind::TriggerAuthentication => TriggerAuthentication::PLURAL,
         }
     }
 
@@ -85,6 +96,7 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::GROUP,
             Kind::Ingress => crate::kingress::GROUP,
             Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
+            Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::GROUP,
             _ => crate::GROUP,
         }
     }
@@ -93,6 +105,7 @@ impl Kind {
     pub fn version(self) -> &'static str {
         match self {
             Kind::PodAutoscaler | Kind::Ingress => "v1alpha1",
+            Kind::ScaledObject | Kind::TriggerAuthentication => "v1alpha1",
             _ => "v1",
         }
     }
@@ -103,6 +116,7 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
             Kind::Ingress => crate::kingress::API_VERSION,
             Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
+            Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::API_VERSION,
             _ => crate::API_VERSION,
         }
     }
@@ -139,6 +153,8 @@ impl Kind {
             Kind::Ingress => &["kingress", "king"],
             Kind::Secret => &[],
             Kind::ConfigMap => &["cm"],
+            Kind::ScaledObject => &["so"],
+            Kind::TriggerAuthentication => &["ta", "triggerauth"],
         }
     }
 
@@ -148,6 +164,7 @@ impl Kind {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
             Kind::Secret | Kind::ConfigMap => &[],
+            Kind::ScaledObject | Kind::TriggerAuthentication => &["keda"],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -173,10 +190,18 @@ impl Kind {
         matches!(self, Kind::Secret | Kind::ConfigMap)
     }
 
+    /// Whether this is one of KEDA's kinds (`keda.sh`): on a cluster KEDA itself installs
+    /// and serves them; embedded, `nimbus-keda` evaluates them.
+    pub fn is_keda(self) -> bool {
+        matches!(self, Kind::ScaledObject | Kind::TriggerAuthentication)
+    }
+
     /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
-    /// core kinds, in [`Kind::ALL`] order.
+    /// core kinds and KEDA's, in [`Kind::ALL`] order.
     pub fn knative() -> impl Iterator<Item = Kind> {
-        Kind::ALL.into_iter().filter(|k| !k.is_core())
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !k.is_core() && !k.is_keda())
     }
 
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
@@ -192,6 +217,10 @@ impl Kind {
             "kingress" | "king" | "ingress" | "ingresses" => Some(Kind::Ingress),
             "secret" | "secrets" => Some(Kind::Secret),
             "configmap" | "configmaps" | "cm" => Some(Kind::ConfigMap),
+            "scaledobject" | "scaledobjects" | "so" => Some(Kind::ScaledObject),
+            "triggerauthentication" | "triggerauthentications" | "ta" | "triggerauth" => {
+                Some(Kind::TriggerAuthentication)
+            }
             _ => None,
         };
         found.or_else(|| {
@@ -223,6 +252,8 @@ pub enum Object {
     Ingress(KIngress),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    ScaledObject(ScaledObject),
+    TriggerAuthentication(TriggerAuthentication),
 }
 
 macro_rules! each {
@@ -236,6 +267,8 @@ macro_rules! each {
             Object::Ingress($o) => $e,
             Object::Secret($o) => $e,
             Object::ConfigMap($o) => $e,
+            Object::ScaledObject($o) => $e,
+            Object::TriggerAuthentication($o) => $e,
         }
     };
 }
@@ -251,6 +284,8 @@ impl Object {
             Object::Ingress(_) => Kind::Ingress,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::ScaledObject(_) => Kind::ScaledObject,
+            Object::TriggerAuthentication(_) => Kind::TriggerAuthentication,
         }
     }
 
@@ -294,6 +329,10 @@ impl Object {
             (Object::Route(t), Object::Route(f)) => t.status = f.status.clone(),
             (Object::PodAutoscaler(t), Object::PodAutoscaler(f)) => t.status = f.status.clone(),
             (Object::Ingress(t), Object::Ingress(f)) => t.status = f.status.clone(),
+            (Object::ScaledObject(t), Object::ScaledObject(f)) => t.status = f.status.clone(),
+            (Object::TriggerAuthentication(t), Object::TriggerAuthentication(f)) => {
+                t.status = f.status.clone()
+            }
             _ => {}
         }
     }
@@ -326,6 +365,10 @@ impl Object {
             Kind::Ingress => Object::Ingress(serde_json::from_value(value)?),
             Kind::Secret => Object::Secret(serde_json::from_value(value)?),
             Kind::ConfigMap => Object::ConfigMap(serde_json::from_value(value)?),
+            Kind::ScaledObject => Object::ScaledObject(serde_json::from_value(value)?),
+            Kind::TriggerAuthentication => {
+                Object::TriggerAuthentication(serde_json::from_value(value)?)
+            }
         })
     }
 }

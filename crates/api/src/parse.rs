@@ -93,6 +93,8 @@ pub fn decode_object_lenient(
         Kind::Ingress => Object::Ingress(decode_typed(&value)?),
         Kind::Secret => Object::Secret(decode_typed(&value).map_err(hide_values)?),
         Kind::ConfigMap => Object::ConfigMap(decode_typed(&value)?),
+        Kind::ScaledObject => Object::ScaledObject(decode_typed(&value)?),
+        Kind::TriggerAuthentication => Object::TriggerAuthentication(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();

@@ -32,6 +32,8 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Ingress => generator.subschema_for::<crate::KIngress>(),
         Kind::Secret => generator.subschema_for::<crate::Secret>(),
         Kind::ConfigMap => generator.subschema_for::<crate::ConfigMap>(),
+        Kind::ScaledObject => generator.subschema_for::<crate::ScaledObject>(),
+        Kind::TriggerAuthentication => generator.subschema_for::<crate::TriggerAuthentication>(),
     };
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 mod container;
 mod core;
 mod immutable;
+mod keda;
 mod security;
 mod volumes;
 
@@ -64,6 +65,8 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         // Written by Nimbus's own controllers; their specs are not user input.
         Object::PodAutoscaler(_) | Object::Ingress(_) => {}
         Object::Secret(_) | Object::ConfigMap(_) => {}
+        Object::ScaledObject(so) => keda::validate_scaled_object(&mut v, so),
+        Object::TriggerAuthentication(ta) => keda::validate_trigger_authentication(&mut v, ta),
     }
     v.0
 }

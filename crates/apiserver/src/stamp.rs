@@ -68,6 +68,8 @@ fn clear_status(obj: &mut Object) {
         Object::Route(o) => o.status = None,
         Object::PodAutoscaler(o) => o.status = None,
         Object::Ingress(o) => o.status = None,
+        Object::ScaledObject(o) => o.status = None,
+        Object::TriggerAuthentication(o) => o.status = None,
         Object::Secret(_) | Object::ConfigMap(_) => {}
     }
 }

@@ -63,6 +63,7 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         Kind::Revision => &[(Kind::PodAutoscaler, LABEL_REVISION)],
         Kind::Route => &[(Kind::Ingress, LABEL_ROUTE)],
         Kind::PodAutoscaler | Kind::Ingress | Kind::Secret | Kind::ConfigMap => &[],
+        Kind::ScaledObject | Kind::TriggerAuthentication => &[],
     }
 }
 

@@ -375,6 +375,7 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
         )),
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
         Kind::Service | Kind::Secret | Kind::ConfigMap => None,
+        Kind::ScaledObject | Kind::TriggerAuthentication => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

@@ -151,6 +151,18 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
         Kind::Ingress => &["NAME", "READY", "REASON"],
         Kind::Secret => &["NAME", "TYPE", "DATA"],
         Kind::ConfigMap => &["NAME", "DATA"],
+        Kind::ScaledObject => &[
+            "NAME",
+            "SCALETARGETKIND",
+            "SCALETARGETNAME",
+            "MIN",
+            "MAX",
+            "TRIGGERS",
+            "AUTHENTICATIONS",
+            "READY",
+            "ACTIVE",
+        ],
+        Kind::TriggerAuthentication => &["NAME", "SECRET"],
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
@@ -243,7 +255,22 @@ fn row(o: &Object) -> Vec<String> {
             o.name().into(),
             (x.data.len() + x.binary_data.len()).to_string(),
         ],
+        Object::ScaledObject(_) | Object::TriggerAuthentication(_) => printer_cells(o),
     }
+}
+
+/// NAME and the kind's printer columns (KEDA's kinds).
+fn printer_cells(o: &Object) -> Vec<String> {
+    let json = o.to_json();
+    let cell = |c: &nimbus_api::printer::PrinterColumn| match c.cell(&json) {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let columns = nimbus_api::printer::columns(o.kind());
+    std::iter::once(o.name().to_string())
+        .chain(columns.iter().map(cell))
+        .collect()
 }
 
 fn ready(conditions: &[nimbus_api::Condition]) -> (String, String) {

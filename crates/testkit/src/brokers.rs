@@ -8,6 +8,8 @@
 //!     pub fn redis() -> Option<Broker>;      // redis://127.0.0.1:<port>   (append-only file on)
 //!     pub fn nats() -> Option<Broker>;       // nats://127.0.0.1:<port>    (JetStream, store in the temp dir)
 //!     pub fn rabbitmq() -> Option<Broker>;   // amqp://guest:guest@127.0.0.1:<port>/%2f
+//!     pub fn redis_with_password(&str) -> Option<Broker>;  // redis-server --requirepass
+//!     pub fn monitoring_port(&self) -> Option<u16>;  // nats-server's HTTP monitoring (-m)
 //!     pub fn kill(&mut self);                // SIGKILL, as a crash
 //!     pub fn restart(&mut self) -> anyhow::Result<()>;  // start again: same port, same data
 //!     pub fn log(&self) -> String;
@@ -43,8 +45,11 @@ pub struct Broker {
     pub url: String,
     /// The client port.
     pub port: u16,
-    /// RabbitMQ's Erlang distribution and epmd ports (0 for the others).
+    /// RabbitMQ's Erlang distribution and epmd ports; NATS's monitoring port first (0 for
+    /// the others).
     extra_ports: [u16; 2],
+    /// Redis's `requirepass`.
+    password: Option<String>,
     program: PathBuf,
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -70,6 +75,28 @@ impl Broker {
     /// `redis-server` on a free port; `None` (skipped) when it is not installed.
     pub fn redis() -> Option<Self> {
         Self::start_or_skip(BrokerKind::Redis)
+    }
+
+    /// `redis-server --requirepass <password>` on a free port; `None` (skipped) when it is not
+    /// installed.
+    pub fn redis_with_password(password: &str) -> Option<Self> {
+        let program = find_tool("redis-server");
+        let Some(program) = program else {
+            crate::skip("redis-server is not installed (Debian package redis-server)");
+            return None;
+        };
+        let mut broker = Self::new(BrokerKind::Redis, program).expect("a temporary directory");
+        broker.password = Some(password.to_string());
+        broker
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting redis-server: {e:#}"));
+        Some(broker)
+    }
+
+    /// nats-server's HTTP monitoring port (`-m`, serving `/jsz`, `/varz`); `None` for the
+    /// other brokers.
+    pub fn monitoring_port(&self) -> Option<u16> {
+        (self.kind == BrokerKind::Nats).then_some(self.extra_ports[0])
     }
 
     /// `nats-server -js` on a free port; `None` (skipped) when it is not installed.
@@ -102,28 +129,35 @@ impl Broker {
 
     /// Start `kind` with `program` on free ports in a new temporary directory.
     pub fn start(kind: BrokerKind, program: PathBuf) -> anyhow::Result<Self> {
+        let mut broker = Self::new(kind, program)?;
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// A broker not started yet, with its ports and directory.
+    fn new(kind: BrokerKind, program: PathBuf) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let extra_ports = match kind {
             BrokerKind::Rabbitmq => [free_port()?, free_port()?],
-            _ => [0, 0],
+            BrokerKind::Nats => [free_port()?, 0],
+            BrokerKind::Redis => [0, 0],
         };
         let url = match kind {
             BrokerKind::Redis => format!("redis://127.0.0.1:{port}"),
             BrokerKind::Nats => format!("nats://127.0.0.1:{port}"),
             BrokerKind::Rabbitmq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
         };
-        let mut broker = Self {
+        Ok(Self {
             kind,
             url,
             port,
             extra_ports,
+            password: None,
             program,
             child: None,
             dir,
-        };
-        broker.spawn()?;
-        Ok(broker)
+        })
     }
 
     fn log_path(&self) -> PathBuf {
@@ -169,10 +203,14 @@ impl Broker {
                         "--protected-mode",
                         "no",
                     ]);
+                if let Some(password) = &self.password {
+                    cmd.args(["--requirepass", password]);
+                }
             }
             BrokerKind::Nats => {
                 cmd.args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
-                    .arg(&data);
+                    .arg(&data)
+                    .args(["-m", &self.extra_ports[0].to_string()]);
             }
             BrokerKind::Rabbitmq => {
                 let [dist, epmd] = self.extra_ports;
@@ -247,8 +285,9 @@ impl Broker {
         match self.kind {
             BrokerKind::Redis => {
                 s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf)
-                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                    && s.read(&mut buf).is_ok_and(|n| {
+                        buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+                    })
             }
             BrokerKind::Nats => s
                 .read(&mut buf)
