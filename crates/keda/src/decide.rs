@@ -8,6 +8,8 @@
 //! - No active trigger: once `cooldownPeriod` has passed since the last active poll, scale to
 //!   `idleReplicaCount` (when set) or to zero (when `minReplicaCount` is 0); before that the
 //!   HPA's count holds, so a draining backlog scales down step by step.
+//! - The HPA scales down only to the largest count it recommended over the last 300 s (its
+//!   default scale-down stabilization window); scale-ups are applied at once.
 //! - A trigger that cannot be read makes no decision: while none is active and one failed the
 //!   scale stays where it is (KEDA without `fallback`), so a broker outage never scales a
 //!   working consumer to zero.
@@ -104,19 +106,29 @@ pub struct Clock {
 }
 
 /// The event-driven scale for `readings`, `current` being the scale decided last time.
-pub fn decide(bounds: &Bounds, readings: &[Reading], current: u32, clock: Clock) -> Outcome {
+pub fn decide(
+    bounds: &Bounds,
+    readings: &[Reading],
+    current: u32,
+    clock: Clock,
+    history: &mut Recommendations,
+) -> Outcome {
     let active = readings.iter().any(Reading::is_active);
     let wanted = readings
         .iter()
         .map(|r| r.wanted(current))
         .max()
         .unwrap_or(0);
-    let hpa = |floor: u32| wanted.clamp(floor.min(bounds.max), bounds.max);
+    let mut hpa = |floor: u32| {
+        let count = wanted.clamp(floor.min(bounds.max), bounds.max);
+        history.stabilize(clock.now, count)
+    };
     let desired = if active {
         hpa(bounds.min.max(1))
     } else if readings.contains(&Reading::Failed) {
         current
     } else if cooled_down(bounds, clock) && (bounds.idle.is_some() || bounds.min == 0) {
+        history.clear();
         bounds.idle.unwrap_or(0)
     } else if current == 0 && bounds.min == 0 {
         0
@@ -124,6 +136,30 @@ pub fn decide(bounds: &Bounds, readings: &[Reading], current: u32, clock: Clock)
         hpa(bounds.min.max(1))
     };
     Outcome { desired, active }
+}
+
+/// The HPA's default scale-down stabilization window
+/// (`behavior.scaleDown.stabilizationWindowSeconds`, 300 s; scale-ups are not delayed).
+pub const SCALE_DOWN_STABILIZATION: Duration = Duration::from_secs(300);
+
+/// The HPA's recommendations of the last [`SCALE_DOWN_STABILIZATION`]: it scales down only to
+/// the largest of them, so a backlog that dips for one poll does not remove instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recommendations(Vec<(Duration, u32)>);
+
+impl Recommendations {
+    /// Record `count` at `now`; the largest recommendation of the window.
+    pub fn stabilize(&mut self, now: Duration, count: u32) -> u32 {
+        self.0
+            .retain(|(at, _)| now.saturating_sub(*at) < SCALE_DOWN_STABILIZATION);
+        self.0.push((now, count));
+        self.0.iter().map(|(_, c)| *c).max().unwrap_or(count)
+    }
+
+    /// Forget them (the revision went idle: the next activation starts afresh).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 fn cooled_down(bounds: &Bounds, clock: Clock) -> bool {

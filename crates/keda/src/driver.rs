@@ -49,6 +49,7 @@ struct State {
     last_active: Option<Duration>,
     desired: u32,
     revisions: Vec<RevisionKey>,
+    recommendations: decide::Recommendations,
 }
 
 /// Evaluates ScaledObjects and hands their decisions to the scaler.
@@ -163,7 +164,13 @@ impl Keda {
                 .max();
             st.desired = running.unwrap_or(0);
         }
-        let outcome = decide::decide(&Bounds::of(&so.spec), &readings, st.desired, clock);
+        let outcome = decide::decide(
+            &Bounds::of(&so.spec),
+            &readings,
+            st.desired,
+            clock,
+            &mut st.recommendations,
+        );
         let original = revisions.first().and_then(|r| self.scaler.desired(r));
         self.apply_floors(&st.revisions, &revisions, outcome.desired)
             .await;
