@@ -29,6 +29,8 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Revision(r) => default_revision_spec(&mut r.spec),
         Object::Route(r) => default_traffic(&mut r.spec.traffic),
         Object::Secret(s) => default_secret(s),
+        Object::ScaledObject(so) => crate::keda::default_scaled_object(so),
+        Object::TriggerAuthentication(_) => {}
         Object::PodAutoscaler(_) | Object::Ingress(_) | Object::ConfigMap(_) => {}
         Object::Job(j) => default_execution_spec(&mut j.spec.template.spec),
         Object::Execution(e) => default_execution_spec(&mut e.spec),

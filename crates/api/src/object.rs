@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::{ConfigMap, Secret};
 use crate::jobs::{Execution, Job, Schedule};
+use crate::keda::{ScaledObject, TriggerAuthentication};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
@@ -33,6 +34,10 @@ pub enum Kind {
     Execution,
     /// `run.nimbus.dev/v1` Schedule: cron for Jobs and events.
     Schedule,
+    /// KEDA's `keda.sh/v1alpha1` ScaledObject.
+    ScaledObject,
+    /// KEDA's `keda.sh/v1alpha1` TriggerAuthentication.
+    TriggerAuthentication,
 }
 
 /// `items` without repeats, in order.
@@ -47,7 +52,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -59,6 +64,8 @@ impl Kind {
         Kind::Job,
         Kind::Execution,
         Kind::Schedule,
+        Kind::ScaledObject,
+        Kind::TriggerAuthentication,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -75,6 +82,8 @@ impl Kind {
             Kind::Job => Job::KIND,
             Kind::Execution => Execution::KIND,
             Kind::Schedule => Schedule::KIND,
+            Kind::ScaledObject => ScaledObject::KIND,
+            Kind::TriggerAuthentication => TriggerAuthentication::KIND,
         }
     }
 
@@ -92,6 +101,8 @@ impl Kind {
             Kind::Job => Job::PLURAL,
             Kind::Execution => Execution::PLURAL,
             Kind::Schedule => Schedule::PLURAL,
+            Kind::ScaledObject => ScaledObject::PLURAL,
+            Kind::TriggerAuthentication => TriggerAuthentication::PLURAL,
         }
     }
 
@@ -102,6 +113,7 @@ impl Kind {
             Kind::Ingress => crate::kingress::GROUP,
             Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::GROUP,
+            Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::GROUP,
             _ => crate::GROUP,
         }
     }
@@ -110,6 +122,7 @@ impl Kind {
     pub fn version(self) -> &'static str {
         match self {
             Kind::PodAutoscaler | Kind::Ingress => "v1alpha1",
+            Kind::ScaledObject | Kind::TriggerAuthentication => "v1alpha1",
             _ => "v1",
         }
     }
@@ -121,6 +134,7 @@ impl Kind {
             Kind::Ingress => crate::kingress::API_VERSION,
             Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::API_VERSION,
+            Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::API_VERSION,
             _ => crate::API_VERSION,
         }
     }
@@ -160,6 +174,8 @@ impl Kind {
             Kind::Job => &["rj"],
             Kind::Execution => &["exec", "execs"],
             Kind::Schedule => &["sched"],
+            Kind::ScaledObject => &["so"],
+            Kind::TriggerAuthentication => &["ta", "triggerauth"],
         }
     }
 
@@ -170,6 +186,7 @@ impl Kind {
             Kind::Ingress => &["knative-internal", "networking"],
             Kind::Secret | Kind::ConfigMap => &[],
             Kind::Job | Kind::Execution | Kind::Schedule => &["all", "nimbus", "jobs"],
+            Kind::ScaledObject | Kind::TriggerAuthentication => &["keda"],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -195,10 +212,18 @@ impl Kind {
         matches!(self, Kind::Secret | Kind::ConfigMap)
     }
 
+    /// Whether this is one of KEDA's kinds (`keda.sh`): on a cluster KEDA itself installs
+    /// and serves them; embedded, `nimbus-keda` evaluates them.
+    pub fn is_keda(self) -> bool {
+        matches!(self, Kind::ScaledObject | Kind::TriggerAuthentication)
+    }
+
     /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
-    /// core kinds, in [`Kind::ALL`] order.
+    /// core kinds and KEDA's, in [`Kind::ALL`] order.
     pub fn knative() -> impl Iterator<Item = Kind> {
-        Kind::ALL.into_iter().filter(|k| !k.is_core())
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !k.is_core() && !k.is_keda())
     }
 
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
@@ -217,6 +242,10 @@ impl Kind {
             "job" | "jobs" | "rj" => Some(Kind::Job),
             "execution" | "executions" | "exec" | "execs" => Some(Kind::Execution),
             "schedule" | "schedules" | "sched" => Some(Kind::Schedule),
+            "scaledobject" | "scaledobjects" | "so" => Some(Kind::ScaledObject),
+            "triggerauthentication" | "triggerauthentications" | "ta" | "triggerauth" => {
+                Some(Kind::TriggerAuthentication)
+            }
             _ => None,
         };
         found.or_else(|| {
@@ -251,6 +280,8 @@ pub enum Object {
     Job(Job),
     Execution(Execution),
     Schedule(Schedule),
+    ScaledObject(ScaledObject),
+    TriggerAuthentication(TriggerAuthentication),
 }
 
 macro_rules! each {
@@ -267,6 +298,8 @@ macro_rules! each {
             Object::Job($o) => $e,
             Object::Execution($o) => $e,
             Object::Schedule($o) => $e,
+            Object::ScaledObject($o) => $e,
+            Object::TriggerAuthentication($o) => $e,
         }
     };
 }
@@ -285,6 +318,8 @@ impl Object {
             Object::Job(_) => Kind::Job,
             Object::Execution(_) => Kind::Execution,
             Object::Schedule(_) => Kind::Schedule,
+            Object::ScaledObject(_) => Kind::ScaledObject,
+            Object::TriggerAuthentication(_) => Kind::TriggerAuthentication,
         }
     }
 
@@ -331,6 +366,10 @@ impl Object {
             (Object::Job(t), Object::Job(f)) => t.status = f.status.clone(),
             (Object::Execution(t), Object::Execution(f)) => t.status = f.status.clone(),
             (Object::Schedule(t), Object::Schedule(f)) => t.status = f.status.clone(),
+            (Object::ScaledObject(t), Object::ScaledObject(f)) => t.status = f.status.clone(),
+            (Object::TriggerAuthentication(t), Object::TriggerAuthentication(f)) => {
+                t.status = f.status.clone()
+            }
             _ => {}
         }
     }
@@ -347,6 +386,8 @@ impl Object {
             Object::Job(o) => o.status = None,
             Object::Execution(o) => o.status = None,
             Object::Schedule(o) => o.status = None,
+            Object::ScaledObject(o) => o.status = None,
+            Object::TriggerAuthentication(o) => o.status = None,
             Object::Secret(_) | Object::ConfigMap(_) => {}
         }
     }
@@ -382,6 +423,10 @@ impl Object {
             Kind::Job => Object::Job(serde_json::from_value(value)?),
             Kind::Execution => Object::Execution(serde_json::from_value(value)?),
             Kind::Schedule => Object::Schedule(serde_json::from_value(value)?),
+            Kind::ScaledObject => Object::ScaledObject(serde_json::from_value(value)?),
+            Kind::TriggerAuthentication => {
+                Object::TriggerAuthentication(serde_json::from_value(value)?)
+            }
         })
     }
 }

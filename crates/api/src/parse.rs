@@ -96,6 +96,8 @@ pub fn decode_object_lenient(
         Kind::Job => Object::Job(decode_typed(&value)?),
         Kind::Execution => Object::Execution(decode_typed(&value)?),
         Kind::Schedule => Object::Schedule(decode_typed(&value)?),
+        Kind::ScaledObject => Object::ScaledObject(decode_typed(&value)?),
+        Kind::TriggerAuthentication => Object::TriggerAuthentication(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();

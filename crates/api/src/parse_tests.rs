@@ -572,3 +572,97 @@ fn label_annotation_and_resource_keys_are_qualified_names() {
         format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, labels: {{{long}: x}}}}\n");
     assert_eq!(errors(&secret)[0].path, "metadata.labels");
 }
+
+// === KEDA's kinds ===
+
+#[test]
+fn keda_scaled_object_from_kedas_docs_gets_kedas_defaults() {
+    let yaml = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: redis-scaledobject
+  namespace: default
+spec:
+  scaleTargetRef:
+    apiVersion: serving.knative.dev/v1
+    kind: Service
+    name: worker
+  triggers:
+  - type: redis
+    metadata:
+      address: localhost:6379
+      listName: mylist
+      listLength: "5"
+      activationListLength: "5"
+      enableTLS: "false"
+      databaseIndex: "0"
+"#;
+    let obj = one(yaml);
+    let Object::ScaledObject(so) = obj else {
+        panic!("{obj:?}")
+    };
+    assert_eq!(so.spec.polling_interval, Some(30));
+    assert_eq!(so.spec.cooldown_period, Some(300));
+    assert_eq!(so.spec.min_replica_count, Some(0));
+    assert_eq!(so.spec.max_replica_count, Some(100));
+}
+
+#[test]
+fn keda_scaled_object_refusals_name_their_fields() {
+    let yaml = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: so
+spec:
+  scaleTargetRef:
+    name: my-deployment
+  minReplicaCount: 5
+  maxReplicaCount: 2
+  idleReplicaCount: 7
+  fallback:
+    failureThreshold: 3
+    replicas: 6
+  advanced:
+    horizontalPodAutoscalerConfig:
+      name: x
+  triggers:
+  - type: rabbitmq
+    metadata:
+      queueName: q
+      mode: MessageRate
+      value: "100"
+"#;
+    let errors: Vec<String> = errors(yaml).into_iter().map(|e| e.path).collect();
+    for path in [
+        "spec.scaleTargetRef",
+        "spec.minReplicaCount",
+        "spec.idleReplicaCount",
+        "spec.fallback",
+        "spec.advanced.horizontalPodAutoscalerConfig",
+        "spec.triggers[0].metadata.mode",
+    ] {
+        assert!(errors.iter().any(|p| p == path), "{path} not in {errors:?}");
+    }
+}
+
+#[test]
+fn keda_trigger_authentication_env_is_refused_secrets_accepted() {
+    let yaml = r#"
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata:
+  name: keda-trigger-auth-redis-secret
+spec:
+  secretTargetRef:
+  - parameter: password
+    name: redis-secret
+    key: redis_password
+  env:
+  - parameter: host
+    name: RABBITMQ_HOST
+"#;
+    let paths: Vec<String> = errors(yaml).into_iter().map(|e| e.path).collect();
+    assert_eq!(paths, ["spec.env"]);
+}

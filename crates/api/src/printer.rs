@@ -32,6 +32,8 @@ pub enum Source {
     Condition(&'static str, &'static str),
     /// How many keys the maps at these top-level fields hold together (a Secret's `DATA`).
     Keys(&'static [&'static str]),
+    /// A field of every item of the list at a path, comma-separated (`[*].name`).
+    Each(&'static [&'static str], &'static str),
 }
 
 /// Knative's columns of `kind`, after NAME.
@@ -63,6 +65,17 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
             COMPLETED_REASON,
         ],
         Kind::Schedule => &[SCHEDULE, TIME_ZONE, SUSPEND, LAST_SCHEDULE],
+        Kind::ScaledObject => &[
+            SCALE_TARGET_KIND,
+            SCALE_TARGET_NAME,
+            MIN,
+            MAX,
+            TRIGGERS,
+            AUTHENTICATIONS,
+            KEDA_READY,
+            KEDA_ACTIVE,
+        ],
+        Kind::TriggerAuthentication => &[AUTH_SECRET],
     }
 }
 
@@ -143,6 +156,61 @@ const LAST_SCHEDULE: PrinterColumn = PrinterColumn {
     type_: "string",
     description: "When it last ran.",
     source: Source::Field(&["status", "lastScheduleTime"]),
+};
+// KEDA's columns (kedacore/keda `apis/keda/v1alpha1/scaledobject_types.go` printcolumns).
+const SCALE_TARGET_KIND: PrinterColumn = PrinterColumn {
+    name: "ScaleTargetKind",
+    type_: "string",
+    description: "The kind of the scaled workload (.status.scaleTargetKind).",
+    source: Source::Field(&["status", "scaleTargetKind"]),
+};
+const SCALE_TARGET_NAME: PrinterColumn = PrinterColumn {
+    name: "ScaleTargetName",
+    type_: "string",
+    description: "The scaled workload (.spec.scaleTargetRef.name).",
+    source: Source::Field(&["spec", "scaleTargetRef", "name"]),
+};
+const MIN: PrinterColumn = PrinterColumn {
+    name: "Min",
+    type_: "integer",
+    description: "The fewest instances (.spec.minReplicaCount).",
+    source: Source::Field(&["spec", "minReplicaCount"]),
+};
+const MAX: PrinterColumn = PrinterColumn {
+    name: "Max",
+    type_: "integer",
+    description: "The most instances (.spec.maxReplicaCount).",
+    source: Source::Field(&["spec", "maxReplicaCount"]),
+};
+const TRIGGERS: PrinterColumn = PrinterColumn {
+    name: "Triggers",
+    type_: "string",
+    description: "The trigger types (.status.triggersTypes).",
+    source: Source::Field(&["status", "triggersTypes"]),
+};
+const AUTHENTICATIONS: PrinterColumn = PrinterColumn {
+    name: "Authentications",
+    type_: "string",
+    description: "The TriggerAuthentications used (.status.authenticationsTypes).",
+    source: Source::Field(&["status", "authenticationsTypes"]),
+};
+const KEDA_READY: PrinterColumn = PrinterColumn {
+    name: "Ready",
+    type_: "string",
+    description: "The status of the Ready condition.",
+    source: Source::Condition("Ready", "status"),
+};
+const KEDA_ACTIVE: PrinterColumn = PrinterColumn {
+    name: "Active",
+    type_: "string",
+    description: "The status of the Active condition: a trigger is above its activation threshold.",
+    source: Source::Condition("Active", "status"),
+};
+const AUTH_SECRET: PrinterColumn = PrinterColumn {
+    name: "Secret",
+    type_: "string",
+    description: "The Secrets parameters are read from (.spec.secretTargetRef[*].name).",
+    source: Source::Each(&["spec", "secretTargetRef"], "name"),
 };
 
 const URL: PrinterColumn = PrinterColumn {
@@ -237,16 +305,19 @@ impl PrinterColumn {
     pub fn cell(&self, obj: &Value) -> Value {
         let found = match self.source {
             Source::Field(path) => path.iter().try_fold(obj, |v, k| v.get(*k)),
-            Source::Ready(field) => obj
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .and_then(|c| c.get(field)),
-            Source::Condition(type_, field) => obj
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-                .and_then(|c| c.get(field)),
+            Source::Ready(field) => condition(obj, "Ready", field),
+            Source::Condition(type_, field) => condition(obj, type_, field),
+            Source::Each(path, field) => {
+                let items = path.iter().try_fold(obj, |v, k| v.get(*k));
+                let names: Vec<&str> = items
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|i| i[field].as_str()).collect())
+                    .unwrap_or_default();
+                return match names.is_empty() {
+                    true => Value::Null,
+                    false => Value::from(names.join(",")),
+                };
+            }
             Source::Keys(fields) => {
                 let count = |f: &&str| {
                     obj.get(*f)
@@ -269,10 +340,22 @@ impl PrinterColumn {
             Source::Condition(type_, field) => {
                 format!(".status.conditions[?(@.type=='{type_}')].{field}")
             }
+            Source::Each(path, field) => {
+                let list: String = path.iter().map(|name| json_path_step(name)).collect();
+                format!("{list}[*].{field}")
+            }
             // JSONPath cannot count; the core kinds this serves are never CRDs.
             Source::Keys(fields) => format!(".{}", fields[0]),
         }
     }
+}
+
+/// The `field` of the condition of `type_` in `obj.status.conditions`.
+fn condition<'a>(obj: &'a Value, type_: &str, field: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .and_then(|c| c.get(field))
 }
 
 /// `.name`, or `['a\.b/c']` for a name that is not a plain identifier.

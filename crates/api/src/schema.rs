@@ -35,6 +35,8 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Job => generator.subschema_for::<crate::jobs::Job>(),
         Kind::Execution => generator.subschema_for::<crate::jobs::Execution>(),
         Kind::Schedule => generator.subschema_for::<crate::jobs::Schedule>(),
+        Kind::ScaledObject => generator.subschema_for::<crate::ScaledObject>(),
+        Kind::TriggerAuthentication => generator.subschema_for::<crate::TriggerAuthentication>(),
     };
 }
 

@@ -7,6 +7,7 @@ mod container;
 mod core;
 mod immutable;
 mod jobs;
+mod keda;
 mod security;
 mod volumes;
 
@@ -69,6 +70,8 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Job(j) => jobs::validate_job(&mut v, j),
         Object::Execution(e) => jobs::validate_execution(&mut v, e),
         Object::Schedule(s) => jobs::validate_schedule(&mut v, s),
+        Object::ScaledObject(so) => keda::validate_scaled_object(&mut v, so),
+        Object::TriggerAuthentication(ta) => keda::validate_trigger_authentication(&mut v, ta),
     }
     v.0
 }

@@ -124,7 +124,9 @@ pub fn table(
 ) -> Value {
     let columns = columns(kind);
     let mut definitions: Vec<Value> = columns.iter().map(definition).collect();
-    if kind.is_core() {
+    // Kubernetes prints AGE for the core kinds; KEDA's CRDs declare it too.
+    let with_age = kind.is_core() || kind.is_keda();
+    if with_age {
         definitions.push(AGE.clone());
     }
     let now = chrono::Utc::now();
@@ -132,7 +134,7 @@ pub fn table(
         .iter()
         .map(|obj| {
             let mut cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
-            if kind.is_core() {
+            if with_age {
                 cells.push(age(obj, now));
             }
             let mut row = json!({ "cells": cells });

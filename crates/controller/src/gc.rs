@@ -68,7 +68,9 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         | Kind::Secret
         | Kind::ConfigMap
         | Kind::Execution
-        | Kind::Schedule => &[],
+        | Kind::Schedule
+        | Kind::ScaledObject
+        | Kind::TriggerAuthentication => &[],
     }
 }
 

@@ -46,8 +46,8 @@ pub use context::{Clock, Context, ControllerConfig, SystemClock};
 pub use error::ControllerError;
 pub use gc::RevisionGcConfig;
 pub use ingress::{IngressSink, program as ingress_program};
-pub use jobs::{EventSink, ScheduledDelivery};
 pub use jobs::job::new_execution;
+pub use jobs::{EventSink, ScheduledDelivery};
 pub use manager::{Controller, ObjectKey};
 pub use removals::Removal;
 pub use resources::{

@@ -102,11 +102,7 @@ impl Controller {
             (Kind::Execution, Some(Object::Execution(e))) => {
                 jobs::execution::reconcile(ctx, e).await
             }
-            (Kind::Execution, _) => Ok(jobs::execution::forget(
-                ctx,
-                &key.namespace,
-                &key.name,
-            )),
+            (Kind::Execution, _) => Ok(jobs::execution::forget(ctx, &key.namespace, &key.name)),
             (Kind::Schedule, Some(Object::Schedule(s))) => jobs::schedule::reconcile(ctx, s).await,
             (Kind::PodAutoscaler, obj) => podautoscaler::reconcile(ctx, key, obj).await,
             (Kind::Ingress, obj) => ingress::reconcile(ctx, key, obj).await,
@@ -386,6 +382,7 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
         Kind::Execution => label(nimbus_api::jobs::LABEL_JOB).map(|j| (Kind::Job, j)),
         Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Job | Kind::Schedule => None,
+        Kind::ScaledObject | Kind::TriggerAuthentication => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

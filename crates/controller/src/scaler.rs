@@ -10,6 +10,11 @@
 //! scale recorded in the PodAutoscaler's status after a restart, and writes each new decision
 //! back there (the scaler announces revisions whose decision changed on [`Scaler::subscribe`],
 //! from its own loop, never from a request's thread). Nothing else sets instance counts.
+//!
+//! Event load (KEDA's ScaledObjects, evaluated by `nimbus-keda`) comes in as a per-revision
+//! floor ([`Scaler::set_floor`]): one decision for HTTP and events together, the revision runs
+//! `max(HTTP autoscaler's decision, floor)`, so the HTTP autoscaler's scale to zero never
+//! removes instances the event triggers still want.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,6 +99,9 @@ pub struct Scaler {
     /// first reconcile in this process, as right after a restart), with when: applied when
     /// the revision registers, so the waiting request is not left to the next tick or lost.
     pending: Mutex<HashMap<RevisionKey, Duration>>,
+    /// Event-driven floors per revision ([`Scaler::set_floor`]); kept for revisions not
+    /// registered yet too.
+    floors: Mutex<HashMap<RevisionKey, u32>>,
 }
 
 impl Scaler {
@@ -108,6 +116,7 @@ impl Scaler {
             activation_rx: Mutex::new(Some(rx)),
             decisions: broadcast::channel(1024).0,
             pending: Mutex::new(HashMap::new()),
+            floors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -179,6 +188,28 @@ impl Scaler {
         self.lock().remove(revision);
     }
 
+    /// The event-driven floor of `revision`: it runs at least `floor` instances whatever the
+    /// HTTP autoscaler decides (0: HTTP alone). Applied at once when it changes.
+    pub async fn set_floor(&self, revision: &RevisionKey, floor: u32) {
+        let changed = {
+            let mut floors = self.floors.lock().unwrap_or_else(|p| p.into_inner());
+            let before = match floor {
+                0 => floors.remove(revision),
+                n => floors.insert(revision.clone(), n),
+            };
+            before.unwrap_or(0) != floor
+        };
+        if changed {
+            self.decide_one(revision, false).await;
+        }
+    }
+
+    /// The event-driven floor of `revision` (0 when none).
+    pub fn floor(&self, revision: &RevisionKey) -> u32 {
+        let floors = self.floors.lock().unwrap_or_else(|p| p.into_inner());
+        floors.get(revision).copied().unwrap_or(0)
+    }
+
     /// The last decided instance count of a revision.
     pub fn desired(&self, revision: &RevisionKey) -> Option<u32> {
         self.lock().get(revision).and_then(|t| t.desired)
@@ -206,15 +237,19 @@ impl Scaler {
         };
         let ready = t.runtime.status(key).map_or(0, |s| s.ready);
         t.autoscaler.activate(now);
-        let decision = t.autoscaler.decide(now, ready, t.reachable);
-        if t.desired == Some(decision.desired) {
+        let desired = t
+            .autoscaler
+            .decide(now, ready, t.reachable)
+            .desired
+            .max(self.floor(key));
+        if t.desired == Some(desired) {
             return true;
         }
-        if !t.runtime.set_desired_now(&t.spec, decision.desired) {
+        if !t.runtime.set_desired_now(&t.spec, desired) {
             return false;
         }
-        tracing::debug!(revision = %key, desired = decision.desired, "scale on activation");
-        t.desired = Some(decision.desired);
+        tracing::debug!(revision = %key, desired, "scale on activation");
+        t.desired = Some(desired);
         true
     }
 
@@ -320,7 +355,8 @@ impl Scaler {
             if record {
                 self.record(key, t, now);
             }
-            let decision = t.autoscaler.decide(now, ready, t.reachable);
+            let mut decision = t.autoscaler.decide(now, ready, t.reachable);
+            decision.desired = decision.desired.max(self.floor(key));
             let changed = t.desired != Some(decision.desired);
             t.desired = Some(decision.desired);
             if changed {

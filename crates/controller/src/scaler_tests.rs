@@ -195,3 +195,37 @@ async fn unregistered_revisions_are_forgotten() {
     assert_eq!(runtime.desired.lock().unwrap().len(), before);
     assert_eq!(scaler.desired(&spec().revision), None);
 }
+
+/// One decision for HTTP and events: the revision runs max(HTTP's decision, the event floor),
+/// so the HTTP autoscaler's scale to zero keeps what the event triggers still want.
+#[tokio::test(start_paused = true)]
+async fn an_event_floor_holds_instances_the_http_autoscaler_would_remove() {
+    let (scaler, load, runtime) = setup(10.0).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(runtime.last(), 0, "idle: HTTP scaled to zero");
+    scaler.set_floor(&spec().revision, 3).await;
+    assert_eq!(runtime.last(), 3, "the floor applies at once, from zero");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(runtime.last(), 3, "no HTTP load: the floor holds");
+    load.0.store(50, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(runtime.last(), 8, "HTTP asks for more than the floor");
+    load.0.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(runtime.last(), 3, "back to the floor, not to zero");
+    scaler.set_floor(&spec().revision, 0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(runtime.last(), 0, "no floor: HTTP's zero");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_floor_set_before_registration_applies_when_the_revision_registers() {
+    let load = Arc::new(Load::default());
+    let runtime = Arc::new(Recorder::default());
+    let scaler = Scaler::new(load.clone(), ScalerConfig::default());
+    scaler.set_floor(&spec().revision, 2).await;
+    scaler
+        .register(spec(), scaling(10.0), runtime.clone(), true, Some(0))
+        .await;
+    assert_eq!(runtime.last(), 2);
+}

@@ -86,7 +86,10 @@ pub async fn run(command: &JobCommand) -> anyhow::Result<()> {
                 println!("job \"{job}\" has no executions yet; `nimbus job run {job}` starts one");
                 return Ok(());
             }
-            print!("{}", crate::cmd_get::table(Kind::Execution, &executions, false));
+            print!(
+                "{}",
+                crate::cmd_get::table(Kind::Execution, &executions, false)
+            );
             Ok(())
         }
         JobCommand::Tasks { execution, client } => {
@@ -159,7 +162,10 @@ async fn start(client: &Client, job: &str, tasks: Option<i64>) -> anyhow::Result
     let mut execution = nimbus_controller::new_execution(
         &job,
         None,
-        Some(format!("{}-", job.metadata.name.as_deref().unwrap_or("job"))),
+        Some(format!(
+            "{}-",
+            job.metadata.name.as_deref().unwrap_or("job")
+        )),
         &[],
         &[],
     );
@@ -189,7 +195,10 @@ async fn follow(client: &Client, name: &str) -> anyhow::Result<()> {
             eprintln!("{line}");
             last = line;
         }
-        if let Some(c) = st.completed().filter(|c| c.status != ConditionStatus::Unknown) {
+        if let Some(c) = st
+            .completed()
+            .filter(|c| c.status != ConditionStatus::Unknown)
+        {
             if c.status == ConditionStatus::True {
                 return Ok(());
             }
@@ -206,9 +215,16 @@ async fn follow(client: &Client, name: &str) -> anyhow::Result<()> {
 
 fn tasks_table(e: &Execution) -> String {
     let mut rows = vec![
-        ["INDEX", "STATE", "ATTEMPTS", "EXIT CODE", "REASON", "MESSAGE"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "INDEX",
+            "STATE",
+            "ATTEMPTS",
+            "EXIT CODE",
+            "REASON",
+            "MESSAGE",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for t in e.status.iter().flat_map(|s| &s.tasks) {
         // The first line of the message; the rest is the task's output (`nimbus job logs`).

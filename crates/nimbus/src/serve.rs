@@ -315,7 +315,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
-    let scaler_task = tokio::spawn(scaler.run(stopped(stop_rx.clone())));
+    let scaler_task = tokio::spawn(scaler.clone().run(stopped(stop_rx.clone())));
+    // KEDA's ScaledObjects: event-driven floors for the scaler (nimbus-keda).
+    let keda = nimbus_keda::Keda::new(
+        Arc::new(StoreResources(store.clone())),
+        scaler.clone(),
+        nimbus_keda::KedaConfig::default(),
+    );
+    let keda_task = tokio::spawn(keda.run(stopped(stop_rx.clone())));
 
     println!("nimbus: router listening on http://{http_addr}");
     println!("nimbus: API listening on http://{api_addr}");
@@ -336,6 +343,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = controller_task.await;
     let _ = scaler_task.await;
+    let _ = keda_task.await;
     runtimes.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;

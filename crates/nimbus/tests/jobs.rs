@@ -16,7 +16,14 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
 
 /// A Job of host-process tasks running `script` under `/bin/sh -c`.
-fn job(name: &str, tasks: u32, parallelism: u32, retries: u32, timeout: u32, script: &str) -> String {
+fn job(
+    name: &str,
+    tasks: u32,
+    parallelism: u32,
+    retries: u32,
+    timeout: u32,
+    script: &str,
+) -> String {
     let script = script.replace('\'', "''");
     format!(
         r#"apiVersion: run.nimbus.dev/v1
@@ -47,15 +54,19 @@ async fn execution(nimbus: &Nimbus, name: &str) -> Value {
 
 /// Wait until the execution's Completed condition is True or False.
 async fn completed(nimbus: &Nimbus, name: &str) -> Value {
-    wait_until("the execution completes", Duration::from_secs(90), async || {
-        let e = execution(nimbus, name).await;
-        let done = e["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Completed" && c["status"] != "Unknown");
-        if done { Ok(e) } else { Err(e.to_string()) }
-    })
+    wait_until(
+        "the execution completes",
+        Duration::from_secs(90),
+        async || {
+            let e = execution(nimbus, name).await;
+            let done = e["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Completed" && c["status"] != "Unknown");
+            if done { Ok(e) } else { Err(e.to_string()) }
+        },
+    )
     .await
 }
 
@@ -93,11 +104,18 @@ async fn tasks_run_with_their_index_in_parallel_and_are_retried() {
     let e = execution(&nimbus, &name).await;
     let st = &e["status"];
     assert_eq!(condition(&e, "Completed")["status"], "True", "{e}");
-    assert_eq!((st["succeededCount"].as_i64(), st["retriedCount"].as_i64()), (Some(4), Some(1)));
+    assert_eq!(
+        (st["succeededCount"].as_i64(), st["retriedCount"].as_i64()),
+        (Some(4), Some(1))
+    );
     let tasks = st["tasks"].as_array().unwrap();
     assert_eq!(tasks[2]["attempts"], 2, "{e}");
     assert_eq!(tasks[0]["attempts"], 1);
-    assert!(tasks.iter().all(|t| t["state"] == "Succeeded" && t["exitCode"] == 0));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["state"] == "Succeeded" && t["exitCode"] == 0)
+    );
 
     // At most two at once: replay the start/end events.
     let events = std::fs::read_to_string(out.path().join("events")).unwrap();
@@ -118,22 +136,35 @@ async fn tasks_run_with_their_index_in_parallel_and_are_retried() {
 
     // Each attempt's output, by task.
     let logs = nimbus.cli_ok(&["job", "logs", &name, "--task", "2"]);
-    assert!(logs.contains(&format!("{name}-2-0")) && logs.contains("failing"), "{logs}");
-    assert!(logs.contains("task 2 of 4 attempt 1 index 2 job report"), "{logs}");
+    assert!(
+        logs.contains(&format!("{name}-2-0")) && logs.contains("failing"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("task 2 of 4 attempt 1 index 2 job report"),
+        "{logs}"
+    );
     assert!(!logs.contains("task 1 "), "{logs}");
     let table = nimbus.cli_ok(&["job", "tasks", &name]);
     assert!(table.contains("Succeeded"), "{table}");
     let executions = nimbus.cli_ok(&["job", "executions", "report"]);
-    assert!(executions.contains(&name) && executions.contains("Succeeded"), "{executions}");
+    assert!(
+        executions.contains(&name) && executions.contains("Succeeded"),
+        "{executions}"
+    );
 
     // The Job says which execution came last; kubectl sees the same columns.
-    let j = wait_until("the job's status names it", Duration::from_secs(10), async || {
-        let j = nimbus.must("jobs", "report").await;
-        match j["status"]["latestCreatedExecution"]["name"] == name.as_str() {
-            true => Ok(j),
-            false => Err(j.to_string()),
-        }
-    })
+    let j = wait_until(
+        "the job's status names it",
+        Duration::from_secs(10),
+        async || {
+            let j = nimbus.must("jobs", "report").await;
+            match j["status"]["latestCreatedExecution"]["name"] == name.as_str() {
+                true => Ok(j),
+                false => Err(j.to_string()),
+            }
+        },
+    )
     .await;
     assert_eq!(j["status"]["executionCount"], 1);
 }
@@ -144,14 +175,20 @@ async fn failures_timeouts_and_cancellation_end_an_execution() {
     // Fails for good after its retry, with its exit code.
     nimbus.apply_ok(&job("broken", 1, 1, 1, 60, "echo oops; exit 5"));
     let out = nimbus.cli(&["job", "run", "broken", "--wait"]);
-    assert!(!out.status.success(), "a failed execution must fail `job run --wait`");
+    assert!(
+        !out.status.success(),
+        "a failed execution must fail `job run --wait`"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("TasksFailed"), "{stderr}");
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let e = execution(&nimbus, &name).await;
     assert_eq!(condition(&e, "Completed")["status"], "False");
     let task = &e["status"]["tasks"][0];
-    assert_eq!((task["state"].as_str(), task["exitCode"].as_i64()), (Some("Failed"), Some(5)));
+    assert_eq!(
+        (task["state"].as_str(), task["exitCode"].as_i64()),
+        (Some("Failed"), Some(5))
+    );
     assert_eq!(task["attempts"], 2);
     assert!(task["message"].as_str().unwrap().contains("oops"), "{task}");
 
@@ -182,7 +219,10 @@ async fn failures_timeouts_and_cancellation_end_an_execution() {
         .map(|t| t["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["Cancelled"; 3]);
-    assert_eq!(e["status"]["tasks"][2]["attempts"], 0, "the third never started");
+    assert_eq!(
+        e["status"]["tasks"][2]["attempts"], 0,
+        "the third never started"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +257,10 @@ async fn an_execution_interrupted_by_a_crash_finishes_after_the_restart() {
         .lines()
         .map(str::to_owned)
         .collect();
-    assert_eq!(attempts, BTreeSet::from(["0-0", "0-1", "1-0", "1-1"].map(String::from)));
+    assert_eq!(
+        attempts,
+        BTreeSet::from(["0-0", "0-1", "1-0", "1-1"].map(String::from))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,25 +337,41 @@ spec:
     name: tick
 "#,
     );
-    let s = wait_until("three runs succeeded", Duration::from_secs(60), async || {
-        let s = nimbus.must("schedules", "every-second").await;
-        let executions = nimbus.names("executions").await;
-        let runs: Vec<&String> = executions.iter().filter(|n| n.starts_with("every-second-")).collect();
-        // Never two at once.
-        let active = s["status"]["active"].as_array().map_or(0, Vec::len);
-        assert!(active <= 1, "Forbid: {s}");
-        let succeeded = s["status"]["lastSuccessfulTime"].is_string();
-        match (succeeded, runs.len()) {
-            (true, 2..=3) => Ok(s),
-            _ => Err(format!("{s} {executions:?}")),
-        }
-    })
+    let s = wait_until(
+        "three runs succeeded",
+        Duration::from_secs(60),
+        async || {
+            let s = nimbus.must("schedules", "every-second").await;
+            let executions = nimbus.names("executions").await;
+            let runs: Vec<&String> = executions
+                .iter()
+                .filter(|n| n.starts_with("every-second-"))
+                .collect();
+            // Never two at once.
+            let active = s["status"]["active"].as_array().map_or(0, Vec::len);
+            assert!(active <= 1, "Forbid: {s}");
+            let succeeded = s["status"]["lastSuccessfulTime"].is_string();
+            match (succeeded, runs.len()) {
+                (true, 2..=3) => Ok(s),
+                _ => Err(format!("{s} {executions:?}")),
+            }
+        },
+    )
     .await;
     assert_eq!(condition(&s, "Ready")["status"], "True", "{s}");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let executions = nimbus.names("executions").await;
-    let runs = executions.iter().filter(|n| n.starts_with("every-second-")).count();
-    assert!(runs <= 3, "history is pruned to 2 (+ the active one): {executions:?}");
+    let runs = executions
+        .iter()
+        .filter(|n| n.starts_with("every-second-"))
+        .count();
+    assert!(
+        runs <= 3,
+        "history is pruned to 2 (+ the active one): {executions:?}"
+    );
     let table = nimbus.cli_ok(&["get", "schedules"]);
-    assert!(table.contains("every-second") && table.contains("* * * * * *"), "{table}");
+    assert!(
+        table.contains("every-second") && table.contains("* * * * * *"),
+        "{table}"
+    );
 }

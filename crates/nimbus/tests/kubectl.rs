@@ -450,8 +450,19 @@ fn discovery(k: &Kubectl) {
             "{resources}"
         );
     }
-    // The header, Knative's six kinds, and the core group's secrets and configmaps.
-    assert_eq!(resources.lines().count(), 9, "{resources}");
+    // The header, Knative's six kinds, the core group's secrets and configmaps, and KEDA's
+    // scaledobjects and triggerauthentications.
+    assert_eq!(resources.lines().count(), 11, "{resources}");
+    assert_eq!(
+        row(&resources, "scaledobjects"),
+        [
+            "scaledobjects",
+            "so",
+            "keda.sh/v1alpha1",
+            "true",
+            "ScaledObject"
+        ]
+    );
     assert_eq!(
         row(&resources, "configmaps"),
         ["configmaps", "cm", "v1", "true", "ConfigMap"]

@@ -96,7 +96,8 @@ async fn discovery_lists_three_groups_each_with_its_resources() {
         [
             "serving.knative.dev",
             "autoscaling.internal.knative.dev",
-            "networking.internal.knative.dev"
+            "networking.internal.knative.dev",
+            "keda.sh"
         ]
     );
     let expected = [
@@ -182,7 +183,7 @@ async fn openapi_v3_has_one_document_per_group_version() {
     let (app, _) = test_app();
     let (_, root) = call(&app, Method::GET, "/openapi/v3", None).await;
     let paths = root["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 4, "{root}"); // and the core group's api/v1
+    assert_eq!(paths.len(), 5, "{root}"); // with the core group's api/v1 and keda.sh
     for (kind, schema) in [
         ("Service", "dev.knative.serving.v1.Service"),
         (

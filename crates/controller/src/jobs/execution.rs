@@ -15,7 +15,11 @@ use crate::resources::{Action, update_status};
 use crate::status::cond;
 
 pub(crate) async fn reconcile(ctx: &Context, e: Execution) -> Result<Action, ControllerError> {
-    let namespace = e.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = e
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = e.metadata.name.clone().unwrap_or_default();
     let uid = e.metadata.uid.clone().unwrap_or_default();
     if e.metadata.deletion_timestamp.is_some() {
@@ -36,7 +40,12 @@ pub(crate) async fn reconcile(ctx: &Context, e: Execution) -> Result<Action, Con
     let runtime = match crate::revision::runtime_for(ctx, &rev) {
         Ok(runtime) => runtime,
         Err((reason, message)) => {
-            let failed = cond(CONDITION_COMPLETED, ConditionStatus::False, reason, &message);
+            let failed = cond(
+                CONDITION_COMPLETED,
+                ConditionStatus::False,
+                reason,
+                &message,
+            );
             let now = ctx.now();
             update_status(&*ctx.resources, Kind::Execution, &namespace, &name, |o| {
                 if let Object::Execution(x) = o {
@@ -53,13 +62,16 @@ pub(crate) async fn reconcile(ctx: &Context, e: Execution) -> Result<Action, Con
         .backend
         .as_str()
         .to_string();
-    let plan = plan(&e, &namespace, &name, &uid, task_spec(&rev, &class), &rfc3339(&*ctx.clock));
-    ctx.executor.start(
-        plan,
-        runtime,
-        ctx.resources.clone(),
-        ctx.clock.clone(),
+    let plan = plan(
+        &e,
+        &namespace,
+        &name,
+        &uid,
+        task_spec(&rev, &class),
+        &rfc3339(&*ctx.clock),
     );
+    ctx.executor
+        .start(plan, runtime, ctx.resources.clone(), ctx.clock.clone());
     if e.spec.is_cancelled() {
         ctx.executor.cancel(&namespace, &name);
     }
@@ -214,7 +226,11 @@ mod tests {
         e.metadata.name = Some("run-1".into());
         e.spec.template.spec.pod.containers = vec![Default::default()];
         let spec = task_spec(&as_revision(&e), "process");
-        assert!(spec.env.iter().all(|(k, _)| !k.starts_with("K_")), "{:?}", spec.env);
+        assert!(
+            spec.env.iter().all(|(k, _)| !k.starts_with("K_")),
+            "{:?}",
+            spec.env
+        );
         assert_eq!(spec.revision.name, "run-1");
     }
 }

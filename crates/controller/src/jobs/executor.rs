@@ -307,7 +307,13 @@ async fn run_execution(
 }
 
 /// Record how an attempt ended: succeeded, retried (back to pending), or failed for good.
-fn finish_attempt(state: &mut State, index: usize, outcome: TaskOutcome, max_retries: i64, now: &str) {
+fn finish_attempt(
+    state: &mut State,
+    index: usize,
+    outcome: TaskOutcome,
+    max_retries: i64,
+    now: &str,
+) {
     let task = &mut state.tasks[index];
     task.exit_code = outcome.exit_code;
     task.reason = Some(outcome.reason().to_string());
@@ -345,14 +351,20 @@ fn truncate(message: &str) -> String {
 }
 
 async fn write_status(resources: &dyn Resources, plan: &Plan, state: &State, now: &str) {
-    let written = update_status(resources, Kind::Execution, &plan.namespace, &plan.name, |o| {
-        if let Object::Execution(e) = o
-            && e.metadata.uid.as_deref() == Some(plan.uid.as_str())
-        {
-            let generation = e.metadata.generation;
-            state.apply(e.status.get_or_insert_default(), now, generation);
-        }
-    })
+    let written = update_status(
+        resources,
+        Kind::Execution,
+        &plan.namespace,
+        &plan.name,
+        |o| {
+            if let Object::Execution(e) = o
+                && e.metadata.uid.as_deref() == Some(plan.uid.as_str())
+            {
+                let generation = e.metadata.generation;
+                state.apply(e.status.get_or_insert_default(), now, generation);
+            }
+        },
+    )
     .await;
     if let Err(e) = written {
         tracing::warn!(execution = %plan.name, "cannot write an execution's status: {e}");
@@ -392,7 +404,11 @@ mod tests {
         for attempt in 1..=3 {
             s.tasks[0].attempts = attempt;
             finish_attempt(&mut s, 0, fail(), 2, "t");
-            let want = if attempt <= 2 { TASK_PENDING } else { TASK_FAILED };
+            let want = if attempt <= 2 {
+                TASK_PENDING
+            } else {
+                TASK_FAILED
+            };
             assert_eq!(s.tasks[0].state, want, "attempt {attempt}");
         }
         assert_eq!(s.retried, 2);

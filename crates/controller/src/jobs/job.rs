@@ -10,7 +10,11 @@ use crate::resources::{Action, update_status};
 use crate::status::{cond, is_controlled_by};
 
 pub(crate) async fn reconcile(ctx: &Context, job: Job) -> Result<Action, ControllerError> {
-    let namespace = job.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = job
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = job.metadata.name.clone().unwrap_or_default();
     let listed = ctx
         .resources
@@ -70,7 +74,10 @@ pub fn new_execution(
     let template = &job.spec.template;
     let meta = template.metadata.clone().unwrap_or_default();
     let mut labels = meta.labels.unwrap_or_default();
-    labels.insert(LABEL_JOB.into(), job.metadata.name.clone().unwrap_or_default());
+    labels.insert(
+        LABEL_JOB.into(),
+        job.metadata.name.clone().unwrap_or_default(),
+    );
     for (k, v) in extra_labels {
         labels.insert((*k).into(), (*v).into());
     }

@@ -45,7 +45,11 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, ControllerError> {
-    let namespace = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = s
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = s.metadata.name.clone().unwrap_or_default();
     let spec = &s.spec;
     let status = s.status.clone().unwrap_or_default();
@@ -58,8 +62,16 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
     ) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(e), _) | (_, Err(e)) => {
-            write(ctx, &namespace, &name, &s, Outcome::not_ready("InvalidSchedule", &e), &active, None)
-                .await?;
+            write(
+                ctx,
+                &namespace,
+                &name,
+                &s,
+                Outcome::not_ready("InvalidSchedule", &e),
+                &active,
+                None,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -104,7 +116,9 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
                 Ok(Fired::Forbidden) => {
                     outcome = Outcome::ready(
                         "RunSkipped",
-                        &format!("the run at {at} waits: concurrencyPolicy Forbid and an execution is still active"),
+                        &format!(
+                            "the run at {at} waits: concurrencyPolicy Forbid and an execution is still active"
+                        ),
                     );
                 }
                 Err(message) => {
@@ -141,7 +155,9 @@ async fn fire(
     active: &[&Execution],
 ) -> Result<Fired, String> {
     if let Some(event) = &s.spec.event {
-        return send_event(ctx, s, namespace, name, at, event).await.map(Fired::Started);
+        return send_event(ctx, s, namespace, name, at, event)
+            .await
+            .map(Fired::Started);
     }
     let Some(job_ref) = &s.spec.job_ref else {
         return Err("names neither a job nor an event".into());
@@ -150,8 +166,15 @@ async fn fire(
         Some("Forbid") if !active.is_empty() => return Ok(Fired::Forbidden),
         Some("Replace") => {
             for e in active {
-                let (ename, uid) = (e.metadata.name.clone().unwrap_or_default(), e.metadata.uid.clone());
-                match ctx.resources.delete(Kind::Execution, namespace, &ename, uid.as_deref()).await {
+                let (ename, uid) = (
+                    e.metadata.name.clone().unwrap_or_default(),
+                    e.metadata.uid.clone(),
+                );
+                match ctx
+                    .resources
+                    .delete(Kind::Execution, namespace, &ename, uid.as_deref())
+                    .await
+                {
                     Ok(_) | Err(ResourceError::NotFound { .. }) => {}
                     Err(e) => return Err(format!("cannot replace execution {ename}: {e}")),
                 }
@@ -180,10 +203,13 @@ async fn fire(
         &[(ANNOTATION_SCHEDULED_AT, &at_text)],
     );
     match ctx.resources.create(Object::Execution(execution)).await {
-        Ok(_) | Err(ResourceError::AlreadyExists { .. }) => {
-            Ok(Fired::Started(format!("started execution {exec_name} for {at_text}")))
-        }
-        Err(e) => Err(format!("cannot start an execution of job {}: {e}", job_ref.name)),
+        Ok(_) | Err(ResourceError::AlreadyExists { .. }) => Ok(Fired::Started(format!(
+            "started execution {exec_name} for {at_text}"
+        ))),
+        Err(e) => Err(format!(
+            "cannot start an execution of job {}: {e}",
+            job_ref.name
+        )),
     }
 }
 
@@ -212,7 +238,11 @@ async fn send_event(
     let delivery = ScheduledDelivery {
         service: event.sink.r#ref.as_ref().map(|r| r.name.clone()),
         uri: event.sink.uri.clone(),
-        id: format!("{}-{}", s.metadata.uid.as_deref().unwrap_or(name), at.timestamp()),
+        id: format!(
+            "{}-{}",
+            s.metadata.uid.as_deref().unwrap_or(name),
+            at.timestamp()
+        ),
         source: format!("/apis/v1/namespaces/{namespace}/schedules/{name}"),
         type_: "dev.knative.sources.ping".into(),
         time: time.clone(),
@@ -261,8 +291,16 @@ async fn prune_history(
     executions: &[Execution],
 ) -> Result<(), ControllerError> {
     let limits = [
-        (true, spec.successful_executions_history_limit.unwrap_or(DEFAULT_SUCCESSFUL_HISTORY)),
-        (false, spec.failed_executions_history_limit.unwrap_or(DEFAULT_FAILED_HISTORY)),
+        (
+            true,
+            spec.successful_executions_history_limit
+                .unwrap_or(DEFAULT_SUCCESSFUL_HISTORY),
+        ),
+        (
+            false,
+            spec.failed_executions_history_limit
+                .unwrap_or(DEFAULT_FAILED_HISTORY),
+        ),
     ];
     for (ok, limit) in limits {
         let mut done: Vec<&Execution> = executions
@@ -273,7 +311,11 @@ async fn prune_history(
         let excess = done.len().saturating_sub(limit.max(0) as usize);
         for e in &done[..excess] {
             let name = e.metadata.name.clone().unwrap_or_default();
-            let ns = e.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let ns = e
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             match ctx
                 .resources
                 .delete(Kind::Execution, &ns, &name, e.metadata.uid.as_deref())
@@ -332,7 +374,12 @@ async fn write(
         .and_then(|(c, tz)| nimbus_api::cron::next_after(&c, tz, chrono_now(ctx)))
         .filter(|_| s.spec.suspend != Some(true))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let ready = cond(CONDITION_READY, outcome.status, &outcome.reason, &outcome.message);
+    let ready = cond(
+        CONDITION_READY,
+        outcome.status,
+        &outcome.reason,
+        &outcome.message,
+    );
     let last_successful = owned_success_time(ctx, namespace, name).await?;
     update_status(&*ctx.resources, Kind::Schedule, namespace, name, |o| {
         if let Object::Schedule(x) = o {
