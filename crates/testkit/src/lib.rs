@@ -4,6 +4,7 @@
 //! (never fixed sleeps). Shared here so test files do not copy them.
 
 pub mod api;
+pub mod brokers;
 pub mod host;
 pub mod image;
 pub mod kube;
