@@ -30,6 +30,10 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Route(r) => default_traffic(&mut r.spec.traffic),
         Object::Secret(s) => default_secret(s),
         Object::PodAutoscaler(_) | Object::Ingress(_) | Object::ConfigMap(_) => {}
+        Object::RedisStreamSource(_)
+        | Object::RabbitmqSource(_)
+        | Object::RedisListSource(_)
+        | Object::NatsJetStreamSource(_) => {}
     }
 }
 

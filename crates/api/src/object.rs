@@ -8,6 +8,9 @@ use crate::core::{ConfigMap, Secret};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
+use crate::sources::{
+    NatsJetStreamSource, RabbitmqSource, RedisListSource, RedisStreamSource, SourceStatus,
+};
 
 /// The resource kinds Nimbus serves: Knative Serving's four public kinds, the two internal
 /// ones its controllers hand state over with, and the core `v1` Secret and ConfigMap that
@@ -26,6 +29,14 @@ pub enum Kind {
     Secret,
     /// Core `v1` ConfigMap.
     ConfigMap,
+    /// `sources.knative.dev/v1alpha1` RedisStreamSource.
+    RedisStreamSource,
+    /// `sources.knative.dev/v1alpha1` RabbitmqSource.
+    RabbitmqSource,
+    /// `sources.nimbus.dev/v1alpha1` RedisListSource.
+    RedisListSource,
+    /// `sources.nimbus.dev/v1alpha1` NatsJetStreamSource.
+    NatsJetStreamSource,
 }
 
 /// `items` without repeats, in order.
@@ -40,7 +51,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -49,6 +60,10 @@ impl Kind {
         Kind::Ingress,
         Kind::Secret,
         Kind::ConfigMap,
+        Kind::RedisStreamSource,
+        Kind::RabbitmqSource,
+        Kind::RedisListSource,
+        Kind::NatsJetStreamSource,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -62,6 +77,10 @@ impl Kind {
             Kind::Ingress => KIngress::KIND,
             Kind::Secret => Secret::KIND,
             Kind::ConfigMap => ConfigMap::KIND,
+            Kind::RedisStreamSource => RedisStreamSource::KIND,
+            Kind::RabbitmqSource => RabbitmqSource::KIND,
+            Kind::RedisListSource => RedisListSource::KIND,
+            Kind::NatsJetStreamSource => NatsJetStreamSource::KIND,
         }
     }
 
@@ -76,6 +95,10 @@ impl Kind {
             Kind::Ingress => KIngress::PLURAL,
             Kind::Secret => Secret::PLURAL,
             Kind::ConfigMap => ConfigMap::PLURAL,
+            Kind::RedisStreamSource => RedisStreamSource::PLURAL,
+            Kind::RabbitmqSource => RabbitmqSource::PLURAL,
+            Kind::RedisListSource => RedisListSource::PLURAL,
+            Kind::NatsJetStreamSource => NatsJetStreamSource::PLURAL,
         }
     }
 
@@ -85,6 +108,8 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::GROUP,
             Kind::Ingress => crate::kingress::GROUP,
             Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
+            Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_GROUP,
+            Kind::RedisListSource | Kind::NatsJetStreamSource => crate::sources::NIMBUS_GROUP,
             _ => crate::GROUP,
         }
     }
@@ -93,6 +118,7 @@ impl Kind {
     pub fn version(self) -> &'static str {
         match self {
             Kind::PodAutoscaler | Kind::Ingress => "v1alpha1",
+            k if k.is_source() => "v1alpha1",
             _ => "v1",
         }
     }
@@ -103,6 +129,8 @@ impl Kind {
             Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
             Kind::Ingress => crate::kingress::API_VERSION,
             Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
+            Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_API_VERSION,
+            Kind::RedisListSource | Kind::NatsJetStreamSource => crate::sources::NIMBUS_API_VERSION,
             _ => crate::API_VERSION,
         }
     }
@@ -139,6 +167,10 @@ impl Kind {
             Kind::Ingress => &["kingress", "king"],
             Kind::Secret => &[],
             Kind::ConfigMap => &["cm"],
+            Kind::RedisStreamSource => &["redisstream"],
+            Kind::RabbitmqSource => &[],
+            Kind::RedisListSource => &["redislist"],
+            Kind::NatsJetStreamSource => &["jetstreamsource"],
         }
     }
 
@@ -148,6 +180,7 @@ impl Kind {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
             Kind::Secret | Kind::ConfigMap => &[],
+            k if k.is_source() => &["all", "knative", "sources"],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -165,6 +198,17 @@ impl Kind {
     /// users may read them, as on Knative).
     pub fn is_internal(self) -> bool {
         matches!(self, Kind::PodAutoscaler | Kind::Ingress)
+    }
+
+    /// Whether this is an event source kind (consumed by `nimbus-sources`).
+    pub fn is_source(self) -> bool {
+        matches!(
+            self,
+            Kind::RedisStreamSource
+                | Kind::RabbitmqSource
+                | Kind::RedisListSource
+                | Kind::NatsJetStreamSource
+        )
     }
 
     /// Whether this is a core `v1` kind (Secret, ConfigMap): served under `/api/v1`, never a
@@ -192,6 +236,14 @@ impl Kind {
             "kingress" | "king" | "ingress" | "ingresses" => Some(Kind::Ingress),
             "secret" | "secrets" => Some(Kind::Secret),
             "configmap" | "configmaps" | "cm" => Some(Kind::ConfigMap),
+            "redisstreamsource" | "redisstreamsources" | "redisstream" => {
+                Some(Kind::RedisStreamSource)
+            }
+            "rabbitmqsource" | "rabbitmqsources" => Some(Kind::RabbitmqSource),
+            "redislistsource" | "redislistsources" | "redislist" => Some(Kind::RedisListSource),
+            "natsjetstreamsource" | "natsjetstreamsources" | "jetstreamsource" => {
+                Some(Kind::NatsJetStreamSource)
+            }
             _ => None,
         };
         found.or_else(|| {
@@ -223,6 +275,10 @@ pub enum Object {
     Ingress(KIngress),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    RedisStreamSource(RedisStreamSource),
+    RabbitmqSource(RabbitmqSource),
+    RedisListSource(RedisListSource),
+    NatsJetStreamSource(NatsJetStreamSource),
 }
 
 macro_rules! each {
@@ -236,6 +292,10 @@ macro_rules! each {
             Object::Ingress($o) => $e,
             Object::Secret($o) => $e,
             Object::ConfigMap($o) => $e,
+            Object::RedisStreamSource($o) => $e,
+            Object::RabbitmqSource($o) => $e,
+            Object::RedisListSource($o) => $e,
+            Object::NatsJetStreamSource($o) => $e,
         }
     };
 }
@@ -251,6 +311,10 @@ impl Object {
             Object::Ingress(_) => Kind::Ingress,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::RedisStreamSource(_) => Kind::RedisStreamSource,
+            Object::RabbitmqSource(_) => Kind::RabbitmqSource,
+            Object::RedisListSource(_) => Kind::RedisListSource,
+            Object::NatsJetStreamSource(_) => Kind::NatsJetStreamSource,
         }
     }
 
@@ -294,6 +358,36 @@ impl Object {
             (Object::Route(t), Object::Route(f)) => t.status = f.status.clone(),
             (Object::PodAutoscaler(t), Object::PodAutoscaler(f)) => t.status = f.status.clone(),
             (Object::Ingress(t), Object::Ingress(f)) => t.status = f.status.clone(),
+            (Object::RedisStreamSource(t), Object::RedisStreamSource(f)) => {
+                t.status = f.status.clone()
+            }
+            (Object::RabbitmqSource(t), Object::RabbitmqSource(f)) => t.status = f.status.clone(),
+            (Object::RedisListSource(t), Object::RedisListSource(f)) => t.status = f.status.clone(),
+            (Object::NatsJetStreamSource(t), Object::NatsJetStreamSource(f)) => {
+                t.status = f.status.clone()
+            }
+            _ => {}
+        }
+    }
+
+    /// An event source's status (`None` for other kinds, or before it has one).
+    pub fn source_status(&self) -> Option<&SourceStatus> {
+        match self {
+            Object::RedisStreamSource(o) => o.status.as_ref(),
+            Object::RabbitmqSource(o) => o.status.as_ref(),
+            Object::RedisListSource(o) => o.status.as_ref(),
+            Object::NatsJetStreamSource(o) => o.status.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Set an event source's status (nothing for other kinds).
+    pub fn set_source_status(&mut self, status: SourceStatus) {
+        match self {
+            Object::RedisStreamSource(o) => o.status = Some(status),
+            Object::RabbitmqSource(o) => o.status = Some(status),
+            Object::RedisListSource(o) => o.status = Some(status),
+            Object::NatsJetStreamSource(o) => o.status = Some(status),
             _ => {}
         }
     }
@@ -326,6 +420,12 @@ impl Object {
             Kind::Ingress => Object::Ingress(serde_json::from_value(value)?),
             Kind::Secret => Object::Secret(serde_json::from_value(value)?),
             Kind::ConfigMap => Object::ConfigMap(serde_json::from_value(value)?),
+            Kind::RedisStreamSource => Object::RedisStreamSource(serde_json::from_value(value)?),
+            Kind::RabbitmqSource => Object::RabbitmqSource(serde_json::from_value(value)?),
+            Kind::RedisListSource => Object::RedisListSource(serde_json::from_value(value)?),
+            Kind::NatsJetStreamSource => {
+                Object::NatsJetStreamSource(serde_json::from_value(value)?)
+            }
         })
     }
 }
@@ -348,7 +448,7 @@ mod tests {
         assert_eq!(Kind::of_resource("", "v1", "secrets"), Some(Kind::Secret));
         assert_eq!(Kind::Secret.api_version(), "v1");
         assert!(Kind::knative().all(|k| !k.is_core()));
-        assert_eq!(Kind::knative().count(), 6);
+        assert_eq!(Kind::knative().count(), 10);
         assert_eq!(
             Kind::parse("ingresses.networking.internal.knative.dev"),
             Some(Kind::Ingress)

@@ -93,6 +93,10 @@ pub fn decode_object_lenient(
         Kind::Ingress => Object::Ingress(decode_typed(&value)?),
         Kind::Secret => Object::Secret(decode_typed(&value).map_err(hide_values)?),
         Kind::ConfigMap => Object::ConfigMap(decode_typed(&value)?),
+        Kind::RedisStreamSource => Object::RedisStreamSource(decode_typed(&value)?),
+        Kind::RabbitmqSource => Object::RabbitmqSource(decode_typed(&value)?),
+        Kind::RedisListSource => Object::RedisListSource(decode_typed(&value)?),
+        Kind::NatsJetStreamSource => Object::NatsJetStreamSource(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();

@@ -50,9 +50,19 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
         Kind::Ingress => &[READY, REASON],
         Kind::Secret => &[SECRET_TYPE, SECRET_DATA],
         Kind::ConfigMap => &[CONFIG_MAP_DATA],
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => &[SINK, READY, REASON],
     }
 }
 
+const SINK: PrinterColumn = PrinterColumn {
+    name: "Sink",
+    type_: "string",
+    description: "Where events are delivered (.status.sinkUri).",
+    source: Source::Field(&["status", "sinkUri"]),
+};
 const URL: PrinterColumn = PrinterColumn {
     name: "URL",
     type_: "string",

@@ -32,6 +32,12 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Ingress => generator.subschema_for::<crate::KIngress>(),
         Kind::Secret => generator.subschema_for::<crate::Secret>(),
         Kind::ConfigMap => generator.subschema_for::<crate::ConfigMap>(),
+        Kind::RedisStreamSource => generator.subschema_for::<crate::sources::RedisStreamSource>(),
+        Kind::RabbitmqSource => generator.subschema_for::<crate::sources::RabbitmqSource>(),
+        Kind::RedisListSource => generator.subschema_for::<crate::sources::RedisListSource>(),
+        Kind::NatsJetStreamSource => {
+            generator.subschema_for::<crate::sources::NatsJetStreamSource>()
+        }
     };
 }
 

@@ -64,6 +64,10 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         // Written by Nimbus's own controllers; their specs are not user input.
         Object::PodAutoscaler(_) | Object::Ingress(_) => {}
         Object::Secret(_) | Object::ConfigMap(_) => {}
+        Object::RedisStreamSource(s) => s.validate(&mut v.0),
+        Object::RabbitmqSource(s) => s.validate(&mut v.0),
+        Object::RedisListSource(s) => s.validate(&mut v.0),
+        Object::NatsJetStreamSource(s) => s.validate(&mut v.0),
     }
     v.0
 }

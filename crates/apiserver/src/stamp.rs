@@ -69,6 +69,10 @@ fn clear_status(obj: &mut Object) {
         Object::PodAutoscaler(o) => o.status = None,
         Object::Ingress(o) => o.status = None,
         Object::Secret(_) | Object::ConfigMap(_) => {}
+        Object::RedisStreamSource(o) => o.status = None,
+        Object::RabbitmqSource(o) => o.status = None,
+        Object::RedisListSource(o) => o.status = None,
+        Object::NatsJetStreamSource(o) => o.status = None,
     }
 }
 

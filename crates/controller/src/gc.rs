@@ -63,6 +63,10 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         Kind::Revision => &[(Kind::PodAutoscaler, LABEL_REVISION)],
         Kind::Route => &[(Kind::Ingress, LABEL_ROUTE)],
         Kind::PodAutoscaler | Kind::Ingress | Kind::Secret | Kind::ConfigMap => &[],
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => &[],
     }
 }
 

@@ -375,6 +375,11 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
         )),
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
         Kind::Service | Kind::Secret | Kind::ConfigMap => None,
+        // Event sources are run by `nimbus-sources`, not reconciled here.
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

@@ -151,6 +151,10 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool) -> String {
         Kind::Ingress => &["NAME", "READY", "REASON"],
         Kind::Secret => &["NAME", "TYPE", "DATA"],
         Kind::ConfigMap => &["NAME", "DATA"],
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => &["NAME", "SINK", "READY", "REASON"],
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head: Vec<String> = header.iter().map(|s| s.to_string()).collect();
@@ -243,6 +247,14 @@ fn row(o: &Object) -> Vec<String> {
             o.name().into(),
             (x.data.len() + x.binary_data.len()).to_string(),
         ],
+        Object::RedisStreamSource(_)
+        | Object::RabbitmqSource(_)
+        | Object::RedisListSource(_)
+        | Object::NatsJetStreamSource(_) => {
+            let st = o.source_status().cloned().unwrap_or_default();
+            let (r, reason) = ready(&st.conditions);
+            vec![o.name().into(), s(st.sink_uri.as_ref()), r, reason]
+        }
     }
 }
 
