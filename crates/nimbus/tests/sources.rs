@@ -224,6 +224,16 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
         table.contains("orders") && table.contains("True"),
         "{table}"
     );
+    if nimbus_testkit::kube::have_kubectl() {
+        // The printer columns, through the embedded API server.
+        let table = nimbus.kubectl_ok(&["get", "redisstreamsources"], None);
+        let header = table.lines().next().unwrap_or_default();
+        assert!(
+            header.contains("SINK") && header.contains("READY"),
+            "{table}"
+        );
+        assert!(table.contains("http://fn.default.localhost"), "{table}");
+    }
     wait_until(
         "the entries are acked",
         Duration::from_secs(10),
