@@ -218,9 +218,12 @@ impl Kind {
     }
 
     /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
-    /// core kinds, in [`Kind::ALL`] order.
+    /// core kinds and the event sources (run by `nimbus serve`'s source supervisor, embedded
+    /// mode only so far), in [`Kind::ALL`] order.
     pub fn knative() -> impl Iterator<Item = Kind> {
-        Kind::ALL.into_iter().filter(|k| !k.is_core())
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !k.is_core() && !k.is_source())
     }
 
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
@@ -448,7 +451,7 @@ mod tests {
         assert_eq!(Kind::of_resource("", "v1", "secrets"), Some(Kind::Secret));
         assert_eq!(Kind::Secret.api_version(), "v1");
         assert!(Kind::knative().all(|k| !k.is_core()));
-        assert_eq!(Kind::knative().count(), 10);
+        assert_eq!(Kind::knative().count(), 6);
         assert_eq!(
             Kind::parse("ingresses.networking.internal.knative.dev"),
             Some(Kind::Ingress)

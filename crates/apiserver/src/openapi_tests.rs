@@ -31,7 +31,9 @@ fn one_document_per_group_version_with_only_its_kinds() {
             "serving.knative.dev/v1",
             "autoscaling.internal.knative.dev/v1alpha1",
             "networking.internal.knative.dev/v1alpha1",
-            "v1"
+            "v1",
+            "sources.knative.dev/v1alpha1",
+            "sources.nimbus.dev/v1alpha1"
         ]
     );
     for kind in Kind::ALL {
