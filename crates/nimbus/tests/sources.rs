@@ -348,6 +348,167 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
     assert_eq!(ready["reason"], "SinkNotFound", "{status}");
 }
 
+/// Bad specs are refused with field paths; an unreachable broker and a deleted source are
+/// seen in the status and in what is consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_are_validated_report_their_broker_and_stop_when_deleted() {
+    let Some(redis) = Broker::redis() else { return };
+    let nimbus = start().await;
+    let out = nimbus.apply(
+        "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: bad\nspec:\n  address: http://x\n  parallelism: 0\n  delivery:\n    backoffDelay: soon\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for path in [
+        "spec.address",
+        "spec.stream",
+        "spec.sink",
+        "spec.parallelism",
+        "spec.delivery.backoffDelay",
+    ] {
+        assert!(stderr.contains(path), "{path} in: {stderr}");
+    }
+
+    // Nothing listens here: Ready is False with the reason, and says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    nimbus.deploy(&test_app("fn", "events")).await;
+    nimbus.apply_ok(&format!(
+        "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: down\nspec:\n  address: redis://127.0.0.1:{closed}\n  stream: s\n{}",
+        sink("fn", "/")
+    ));
+    let status = wait_ready(
+        &nimbus,
+        "sources.knative.dev/v1alpha1",
+        "redisstreamsources/down",
+        "False",
+    )
+    .await;
+    assert_eq!(
+        status["conditions"][0]["reason"], "BrokerUnavailable",
+        "{status}"
+    );
+
+    // Deleted: its consumer stops, what comes later stays in the stream.
+    let dir = records();
+    let file = dir.path().join("events");
+    nimbus.apply_ok(&format!(
+        "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: brief\nspec:\n  address: {}\n  stream: brief\n{}",
+        redis.url,
+        sink("fn", &event_path(&file, false))
+    ));
+    let mut conn = redis_conn(&redis.url).await;
+    let _: String = conn.xadd("brief", "*", &[("data", "one")]).await.unwrap();
+    wait_lines(&file, 1, Duration::from_secs(30)).await;
+    nimbus.cli_ok(&["delete", "redisstreamsource", "brief"]);
+    // The supervisor stops it within its resync.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let _: String = conn.xadd("brief", "*", &[("data", "two")]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lines(&file).len(), 1, "a deleted source consumes nothing");
+}
+
+/// RabbitMQ: messages unacked when the server is killed go back to the queue and are
+/// delivered after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_messages_survive_kill_9_of_the_server() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    const EACH: usize = 50;
+    let Some(rabbit) = Broker::rabbitmq() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_path_buf();
+    let mut nimbus = tokio::task::spawn_blocking(move || {
+        Nimbus::start_in(Path::new(BIN), &data_dir, &[]).expect("nimbus serve")
+    })
+    .await
+    .unwrap();
+    let dir = records();
+    let file = dir.path().join("events");
+    nimbus.deploy(&test_app("fn", "events")).await;
+    let conn = lapin::Connection::connect(&rabbit.url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let publish = async |text: String| {
+        ch.basic_publish(
+            "".into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            text.as_bytes(),
+            lapin::BasicProperties::default().with_message_id(text.as_str().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    };
+    let port = rabbit.port;
+    nimbus.apply_ok(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: rabbit\nstringData:\n  uri: amqp://127.0.0.1:{port}\n  username: guest\n  password: guest\n"
+    ));
+    // Not predeclared: the source declares the queue.
+    nimbus.apply_ok(&format!(
+        "apiVersion: sources.knative.dev/v1alpha1\nkind: RabbitmqSource\nmetadata:\n  name: work\nspec:\n  rabbitmqClusterReference:\n    connectionSecret:\n      name: rabbit\n  rabbitmqResourcesConfig:\n    queueName: work\n    parallelism: 4\n{}",
+        sink("fn", &event_path(&file, false))
+    ));
+    wait_ready(
+        &nimbus,
+        "sources.knative.dev/v1alpha1",
+        "rabbitmqsources/work",
+        "True",
+    )
+    .await;
+    ch.queue_declare(
+        "work".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("the source declared the queue");
+    let mut ids = HashSet::new();
+    for i in 0..EACH {
+        let id = format!("before-{i}");
+        publish(id.clone()).await;
+        ids.insert(id);
+    }
+    wait_lines(&file, 1, Duration::from_secs(60)).await;
+    nimbus.kill();
+    for i in 0..EACH {
+        let id = format!("during-{i}");
+        publish(id.clone()).await;
+        ids.insert(id);
+    }
+    println!("{} delivered before kill -9", lines(&file).len());
+    let mut nimbus = tokio::task::spawn_blocking(move || {
+        nimbus.restart().expect("restart");
+        nimbus
+    })
+    .await
+    .unwrap();
+    wait_until(
+        "every message is delivered after the restart",
+        Duration::from_secs(120),
+        async || {
+            let got: HashSet<String> = lines(&file).iter().map(|l| fields(l)[0].clone()).collect();
+            match ids.difference(&got).count() {
+                0 => Ok(()),
+                n => Err(format!("{n} of {} missing", ids.len())),
+            }
+        },
+    )
+    .await;
+    nimbus.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stream_events_survive_kill_9_of_the_server() {
     const EACH: usize = 100;
@@ -600,8 +761,19 @@ async fn redis_list_elements_reach_a_function_at_zero_as_cloudevents() {
         )
         .await
         .unwrap();
+    // The password comes from a Secret (this connection stays authenticated).
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret pass")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    nimbus.apply_ok(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: redis\nstringData:\n  password: s3cret pass\n",
+    );
     nimbus.apply_ok(&format!(
-        "apiVersion: sources.nimbus.dev/v1alpha1\nkind: RedisListSource\nmetadata:\n  name: tasks\nspec:\n  address: {}\n  list: tasks\n  delivery:\n    backoffDelay: PT0.5S\n{}",
+        "apiVersion: sources.nimbus.dev/v1alpha1\nkind: RedisListSource\nmetadata:\n  name: tasks\nspec:\n  address: {}\n  list: tasks\n  password:\n    secretKeyRef: {{name: redis, key: password}}\n  delivery:\n    backoffDelay: PT0.5S\n{}",
         redis.url,
         sink("fn", &event_path(&file, true))
     ));
