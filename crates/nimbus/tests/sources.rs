@@ -411,16 +411,15 @@ async fn sources_are_validated_report_their_broker_and_stop_when_deleted() {
     assert_eq!(lines(&file).len(), 1, "a deleted source consumes nothing");
 }
 
-/// RabbitMQ: messages unacked when the server is killed go back to the queue and are
-/// delivered after the restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rabbitmq_messages_survive_kill_9_of_the_server() {
-    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
+/// At least once across `kill -9`: with the source made by `setup` (given the sink YAML),
+/// `EACH` messages published by `publish` (its payload in, the event's `ce-id` out) before the
+/// server is killed and `EACH` while it is down are all delivered after its restart
+/// (duplicates allowed).
+async fn survives_kill_9(
+    setup: impl FnOnce(&Nimbus, &str),
+    mut publish: impl AsyncFnMut(String) -> String,
+) {
     const EACH: usize = 50;
-    let Some(rabbit) = Broker::rabbitmq() else {
-        return;
-    };
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_path_buf();
     let mut nimbus = tokio::task::spawn_blocking(move || {
@@ -431,63 +430,17 @@ async fn rabbitmq_messages_survive_kill_9_of_the_server() {
     let dir = records();
     let file = dir.path().join("events");
     nimbus.deploy(&test_app("fn", "events")).await;
-    let conn = lapin::Connection::connect(&rabbit.url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let publish = async |text: String| {
-        ch.basic_publish(
-            "".into(),
-            "work".into(),
-            BasicPublishOptions::default(),
-            text.as_bytes(),
-            lapin::BasicProperties::default().with_message_id(text.as_str().into()),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    };
-    let port = rabbit.port;
-    nimbus.apply_ok(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: rabbit\nstringData:\n  uri: amqp://127.0.0.1:{port}\n  username: guest\n  password: guest\n"
-    ));
-    // Not predeclared: the source declares the queue.
-    nimbus.apply_ok(&format!(
-        "apiVersion: sources.knative.dev/v1alpha1\nkind: RabbitmqSource\nmetadata:\n  name: work\nspec:\n  rabbitmqClusterReference:\n    connectionSecret:\n      name: rabbit\n  rabbitmqResourcesConfig:\n    queueName: work\n    parallelism: 4\n{}",
-        sink("fn", &event_path(&file, false))
-    ));
-    wait_ready(
-        &nimbus,
-        "sources.knative.dev/v1alpha1",
-        "rabbitmqsources/work",
-        "True",
-    )
-    .await;
-    ch.queue_declare(
-        "work".into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("the source declared the queue");
+    setup(&nimbus, &sink("fn", &event_path(&file, false)));
     let mut ids = HashSet::new();
     for i in 0..EACH {
-        let id = format!("before-{i}");
-        publish(id.clone()).await;
-        ids.insert(id);
+        ids.insert(publish(format!("before {i}")).await);
     }
     wait_lines(&file, 1, Duration::from_secs(60)).await;
     nimbus.kill();
-    for i in 0..EACH {
-        let id = format!("during-{i}");
-        publish(id.clone()).await;
-        ids.insert(id);
-    }
     println!("{} delivered before kill -9", lines(&file).len());
+    for i in 0..EACH {
+        ids.insert(publish(format!("during {i}")).await);
+    }
     let mut nimbus = tokio::task::spawn_blocking(move || {
         nimbus.restart().expect("restart");
         nimbus
@@ -510,64 +463,139 @@ async fn rabbitmq_messages_survive_kill_9_of_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stream_events_survive_kill_9_of_the_server() {
-    const EACH: usize = 100;
+async fn redis_stream_entries_survive_kill_9_of_the_server() {
     let Some(redis) = Broker::redis() else { return };
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_path_buf();
-    let mut nimbus = tokio::task::spawn_blocking(move || {
-        Nimbus::start_in(Path::new(BIN), &data_dir, &[]).expect("nimbus serve")
-    })
-    .await
-    .unwrap();
-    let dir = records();
-    let file = dir.path().join("events");
-    nimbus.deploy(&test_app("fn", "events")).await;
-    nimbus.apply_ok(&format!(
-        "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: many\nspec:\n  address: {}\n  stream: many\n  parallelism: 4\n{}",
-        redis.url,
-        sink("fn", &event_path(&file, false))
-    ));
     let mut conn = redis_conn(&redis.url).await;
-    let mut ids = HashSet::new();
-    for i in 0..EACH {
-        let id: String = conn
-            .xadd("many", "*", &[("data", format!("before {i}"))])
-            .await
-            .unwrap();
-        ids.insert(id);
-    }
-    wait_lines(&file, 1, Duration::from_secs(60)).await;
-    nimbus.kill();
-    for i in 0..EACH {
-        let id: String = conn
-            .xadd("many", "*", &[("data", format!("during {i}"))])
-            .await
-            .unwrap();
-        ids.insert(id);
-    }
-    let delivered_before = lines(&file).len();
-    println!("{delivered_before} delivered before kill -9");
-    let mut nimbus = tokio::task::spawn_blocking(move || {
-        nimbus.restart().expect("restart");
-        nimbus
+    let setup = |nimbus: &Nimbus, sink: &str| {
+        nimbus.apply_ok(&format!(
+            "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: many\nspec:\n  address: {}\n  stream: many\n  parallelism: 4\n{sink}",
+            redis.url
+        ));
+    };
+    survives_kill_9(setup, async |data| {
+        conn.xadd("many", "*", &[("data", data)]).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_list_elements_survive_kill_9_of_the_server() {
+    let Some(redis) = Broker::redis() else { return };
+    let mut conn = redis_conn(&redis.url).await;
+    let setup = |nimbus: &Nimbus, sink: &str| {
+        nimbus.apply_ok(&format!(
+            "apiVersion: sources.nimbus.dev/v1alpha1\nkind: RedisListSource\nmetadata:\n  name: many\nspec:\n  address: {}\n  list: many\n  parallelism: 4\n{sink}",
+            redis.url
+        ));
+    };
+    // A list element has no id: each is a structured CloudEvent with its own.
+    let mut n = 0;
+    survives_kill_9(setup, async |data| {
+        n += 1;
+        let id = format!("e-{n}");
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "/test", "type": "t", "data": data,
+        });
+        let _: i64 = conn.lpush("many", event.to_string()).await.unwrap();
+        id
+    })
+    .await;
+}
+
+/// RabbitMQ: messages unacked when the server is killed go back to the queue. The source
+/// declares its queue (not predeclared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_messages_survive_kill_9_of_the_server() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let Some(rabbit) = Broker::rabbitmq() else {
+        return;
+    };
+    let conn = lapin::Connection::connect(&rabbit.url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let port = rabbit.port;
+    let setup = |nimbus: &Nimbus, sink: &str| {
+        nimbus.apply_ok(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: rabbit\nstringData:\n  uri: amqp://127.0.0.1:{port}\n  username: guest\n  password: guest\n"
+        ));
+        nimbus.apply_ok(&format!(
+            "apiVersion: sources.knative.dev/v1alpha1\nkind: RabbitmqSource\nmetadata:\n  name: work\nspec:\n  rabbitmqClusterReference:\n    connectionSecret:\n      name: rabbit\n  rabbitmqResourcesConfig:\n    queueName: work\n    parallelism: 4\n{sink}"
+        ));
+    };
+    let mut declared = false;
+    survives_kill_9(setup, async |data| {
+        if !declared {
+            wait_until(
+                "the source declares its queue",
+                Duration::from_secs(60),
+                // A passive declaration of a missing queue closes its channel: one per look.
+                async || {
+                    let probe = conn.create_channel().await.map_err(|e| e.to_string())?;
+                    probe
+                        .queue_declare(
+                            "work".into(),
+                            QueueDeclareOptions {
+                                passive: true,
+                                ..Default::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .await;
+            declared = true;
+        }
+        let id = data.replace(' ', "-");
+        ch.basic_publish(
+            "".into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            data.as_bytes(),
+            lapin::BasicProperties::default().with_message_id(id.as_str().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        id
+    })
+    .await;
+}
+
+/// NATS JetStream: fetched but unacked messages are sent again after the ack wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream_messages_survive_kill_9_of_the_server() {
+    let Some(nats) = Broker::nats() else { return };
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
+    // The stream exists before the source: publishes while the server is down are kept.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "WORK".into(),
+        subjects: vec!["work.>".into()],
+        ..Default::default()
     })
     .await
     .unwrap();
-    wait_until(
-        "every entry is delivered after the restart",
-        Duration::from_secs(120),
-        async || {
-            let got: HashSet<String> = lines(&file).iter().map(|l| fields(l)[0].clone()).collect();
-            let missing = ids.difference(&got).count();
-            match missing {
-                0 => Ok(()),
-                n => Err(format!("{n} of {} missing", ids.len())),
-            }
-        },
-    )
+    let setup = |nimbus: &Nimbus, sink: &str| {
+        nimbus.apply_ok(&format!(
+            "apiVersion: sources.nimbus.dev/v1alpha1\nkind: NatsJetStreamSource\nmetadata:\n  name: work\nspec:\n  address: {}\n  stream: WORK\n  parallelism: 4\n{sink}",
+            nats.url
+        ));
+    };
+    survives_kill_9(setup, async |data| {
+        let ack = js
+            .publish("work.item", data.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        format!("WORK:{}", ack.sequence)
+    })
     .await;
-    nimbus.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,9 +14,9 @@ use crate::deliver::deliver_all;
 use crate::{Broker, Env, SourceConfig, SourceError, State};
 
 /// How long the server waits for an ack before it sends a message again.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+const ACK_WAIT: Duration = Duration::from_secs(20);
 /// How often a message in delivery is reported in progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long one fetch waits for messages.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
 
