@@ -206,3 +206,210 @@ pub(crate) async fn deliver_all(
     });
     futures::future::join_all(sends).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use nimbus_api::Kind;
+    use nimbus_api::sources::Retry;
+    use nimbus_invocations::{Deliver, Queue, Target};
+
+    use super::*;
+    use crate::cloudevent::Message;
+    use crate::{Broker, Report, SourceKey};
+
+    /// A sink answering the given results in turn (then 200), recording each request.
+    struct Script {
+        answers: Mutex<VecDeque<Result<StoredResponse, NoResponse>>>,
+        seen: Mutex<Vec<(Target, http::Request<Bytes>)>>,
+    }
+
+    fn status(code: u16, headers: &[(&str, &str)]) -> Result<StoredResponse, NoResponse> {
+        Ok(StoredResponse {
+            status: code,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[async_trait]
+    impl Deliver for Script {
+        async fn deliver(
+            &self,
+            _: &str,
+            target: &Target,
+            request: http::Request<Bytes>,
+        ) -> Result<StoredResponse, NoResponse> {
+            self.seen.lock().unwrap().push((target.clone(), request));
+            let next = self.answers.lock().unwrap().pop_front();
+            next.unwrap_or_else(|| status(200, &[]))
+        }
+    }
+
+    struct Nobody;
+    impl Report for Nobody {
+        fn report(&self, _: &SourceKey, _: crate::State) {}
+    }
+
+    fn target(name: &str) -> Sink {
+        Sink {
+            target: Target::Service {
+                name: name.into(),
+                host: format!("{name}.default.localhost"),
+            },
+            path: "/in".into(),
+        }
+    }
+
+    fn setup(
+        answers: Vec<Result<StoredResponse, NoResponse>>,
+        dead_letter_sink: Option<Sink>,
+    ) -> (Env, SourceConfig, Arc<Script>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Queue::open(&dir.path().join("q.db")).unwrap());
+        let script = Arc::new(Script {
+            answers: Mutex::new(answers.into()),
+            seen: Mutex::default(),
+        });
+        let env = Env {
+            deliver: script.clone(),
+            dead_letters: queue,
+            report: Arc::new(Nobody),
+        };
+        let config = SourceConfig {
+            key: SourceKey {
+                kind: Kind::RedisStreamSource,
+                namespace: "default".into(),
+                name: "src".into(),
+            },
+            broker: Broker::RedisStream {
+                url: "redis://127.0.0.1:1".into(),
+                stream: "s".into(),
+                group: "g".into(),
+            },
+            sink: target("fn"),
+            dead_letter_sink,
+            retry: Retry {
+                attempts: 3,
+                linear: false,
+                delay: Duration::from_secs(1),
+                timeout: None,
+            },
+            parallelism: 1,
+            ce_source: "/src".into(),
+            ce_type: "t".into(),
+            ce_overrides: BTreeMap::new(),
+        };
+        (env, config, script, dir)
+    }
+
+    fn event() -> Event {
+        let m = Message {
+            id: "1-0".into(),
+            body: Bytes::from_static(b"x"),
+            ..Default::default()
+        };
+        Event::of(&m, "/src", "t", &BTreeMap::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retried_with_back_off_until_a_2xx() {
+        let (env, config, script, _dir) = setup(
+            vec![Err(NoResponse::failed("refused")), status(503, &[])],
+            None,
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            deliver(&env, &config, &event()).await.unwrap(),
+            Delivered::Ok
+        );
+        let seen = script.seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].1.uri(), "/in");
+        assert_eq!(seen[0].1.headers()["ce-id"], "1-0");
+        // Back-off 1 s then 2 s, each jittered to between half and all of it.
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(1500) && waited <= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_and_throttles_are_honoured() {
+        let throttled = NoResponse {
+            message: "no room".into(),
+            throttled: true,
+            retry_after: None,
+        };
+        let (env, config, script, _dir) = setup(
+            vec![
+                Err(throttled.clone()),
+                Err(throttled.clone()),
+                Err(throttled),
+                status(500, &[("retry-after", "7")]),
+                status(500, &[]),
+            ],
+            None,
+        );
+        let started = tokio::time::Instant::now();
+        // Three throttles use no attempt: 500, 500, then the third attempt succeeds.
+        assert_eq!(
+            deliver(&env, &config, &event()).await.unwrap(),
+            Delivered::Ok
+        );
+        assert_eq!(script.seen.lock().unwrap().len(), 6);
+        assert!(started.elapsed() >= Duration::from_secs(3 + 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_4xx_is_not_retried_and_is_kept_as_a_dead_letter() {
+        let (env, config, script, _dir) = setup(vec![status(400, &[])], None);
+        let outcome = deliver(&env, &config, &event()).await.unwrap();
+        assert!(matches!(outcome, Delivered::DeadLettered(ref why) if why.contains("400")));
+        assert_eq!(script.seen.lock().unwrap().len(), 1);
+        let failed = env
+            .dead_letters
+            .list(Some("default"), None, Some(State::Failed), 10)
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        let dead = &failed[0];
+        assert_eq!(dead.target.service_name(), "fn");
+        assert_eq!(dead.request.target, "/in");
+        assert_eq!(dead.attempts.len(), 1);
+        assert!(
+            dead.error.as_deref().unwrap().contains("event 1-0"),
+            "{dead:?}"
+        );
+        assert!(
+            dead.request
+                .headers
+                .iter()
+                .any(|(n, v)| n == "ce-id" && v == "1-0")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exhausted_retries_go_to_the_dead_letter_sink() {
+        let (env, config, script, _dir) = setup(
+            vec![status(500, &[]), status(500, &[]), status(500, &[])],
+            Some(target("dls")),
+        );
+        let outcome = deliver(&env, &config, &event()).await.unwrap();
+        assert!(
+            matches!(outcome, Delivered::DeadLettered(ref why) if why.contains("gave up after 3 attempts"))
+        );
+        let seen = script.seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[3].0.service_name(), "dls");
+        let failed = env
+            .dead_letters
+            .list(None, None, Some(State::Failed), 10)
+            .unwrap();
+        assert!(failed.is_empty(), "the dead-letter sink took it");
+    }
+}
