@@ -21,8 +21,11 @@ use crate::cloudevent::Message;
 use crate::deliver::deliver_all;
 use crate::{Broker, Env, SourceConfig, SourceError, State};
 
-/// The consumer's name in its group: one consumer per source.
-const CONSUMER: &str = "nimbus";
+/// The consumer's name in its group: one per source (`nimbus-<namespace>-<name>`), so two
+/// sources reading with the same group share the stream's entries but not their pending ones.
+fn consumer_name(config: &SourceConfig) -> String {
+    format!("nimbus-{}-{}", config.key.namespace, config.key.name)
+}
 /// How long a read blocks waiting for new messages.
 const BLOCK: Duration = Duration::from_secs(1);
 /// Entries pending this long in another consumer of the group are claimed.
@@ -107,10 +110,13 @@ pub async fn run_stream(env: &Env, config: &SourceConfig) -> Result<(), SourceEr
     }
     env.report.report(&config.key, State::Ready);
     let n = config.parallelism.max(1);
+    let consumer = consumer_name(config);
     // Own pending entries first (delivered before a restart, never acked).
     let mut start = "0".to_owned();
     loop {
-        let opts = StreamReadOptions::default().group(group, CONSUMER).count(n);
+        let opts = StreamReadOptions::default()
+            .group(group, &consumer)
+            .count(n);
         let reply: Option<StreamReadReply> =
             conn.xread_options(&[stream], &[&start], &opts).await?;
         let entries: Vec<StreamId> = reply
@@ -124,10 +130,10 @@ pub async fn run_stream(env: &Env, config: &SourceConfig) -> Result<(), SourceEr
     loop {
         if last_claim.elapsed() >= CLAIM_IDLE {
             last_claim = tokio::time::Instant::now();
-            claim(&mut conn, env, config, stream, group, n).await?;
+            claim(&mut conn, env, config, stream, group, &consumer, n).await?;
         }
         let opts = StreamReadOptions::default()
-            .group(group, CONSUMER)
+            .group(group, &consumer)
             .count(n)
             .block(BLOCK.as_millis() as usize);
         let reply: Option<StreamReadReply> = conn.xread_options(&[stream], &[">"], &opts).await?;
@@ -147,6 +153,7 @@ async fn claim(
     config: &SourceConfig,
     stream: &str,
     group: &str,
+    consumer: &str,
     n: usize,
 ) -> Result<(), SourceError> {
     let mut start = "0-0".to_owned();
@@ -155,7 +162,7 @@ async fn claim(
             .xautoclaim_options(
                 stream,
                 group,
-                CONSUMER,
+                consumer,
                 CLAIM_IDLE.as_millis() as u64,
                 &start,
                 StreamAutoClaimOptions::default().count(n),
