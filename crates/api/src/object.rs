@@ -168,7 +168,7 @@ impl Kind {
             Kind::Secret => &[],
             Kind::ConfigMap => &["cm"],
             Kind::RedisStreamSource => &["redisstream"],
-            Kind::RabbitmqSource => &[],
+            Kind::RabbitmqSource => &["rmqsource"],
             Kind::RedisListSource => &["redislist"],
             Kind::NatsJetStreamSource => &["jetstreamsource"],
         }
@@ -242,7 +242,7 @@ impl Kind {
             "redisstreamsource" | "redisstreamsources" | "redisstream" => {
                 Some(Kind::RedisStreamSource)
             }
-            "rabbitmqsource" | "rabbitmqsources" => Some(Kind::RabbitmqSource),
+            "rabbitmqsource" | "rabbitmqsources" | "rmqsource" => Some(Kind::RabbitmqSource),
             "redislistsource" | "redislistsources" | "redislist" => Some(Kind::RedisListSource),
             "natsjetstreamsource" | "natsjetstreamsources" | "jetstreamsource" => {
                 Some(Kind::NatsJetStreamSource)

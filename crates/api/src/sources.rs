@@ -228,7 +228,15 @@ pub struct RedisStreamSourceSpec {
     pub sink: Destination,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ce_overrides: Option<CloudEventOverrides>,
-    /// Nimbus: the Redis password.
+    /// Consumers in the group (Knative's; Nimbus runs one, delivering `parallelism` (default:
+    /// this) entries at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<i32>,
+    /// Knative's connection options: `password` names a Secret (key `password`, or the
+    /// reference's `fieldPath`); TLS is not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dial_options: Option<RedisConnectionOptions>,
+    /// Nimbus: the Redis password, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretValueFromSource>,
     /// Nimbus: retries and dead letters.
@@ -237,6 +245,71 @@ pub struct RedisStreamSourceSpec {
     /// Nimbus: entries read per batch and delivered at once (1..1000, default 1: in order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<i64>,
+}
+
+/// eventing-redis's `RedisConnectionOptions`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.knative.sources.v1alpha1.RedisConnectionOptions")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisConnectionOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<ObjectReference>,
+    #[serde(default, rename = "useTLS", skip_serializing_if = "std::ops::Not::not")]
+    pub use_tls: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<SecretValueFromSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretValueFromSource>,
+    #[serde(default, rename = "caCert", skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<SecretValueFromSource>,
+}
+
+/// Core `v1` ObjectReference.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "dev.nimbus.sources.v1alpha1.ObjectReference")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_path: Option<String>,
+}
+
+impl RedisStreamSourceSpec {
+    /// The password's Secret key: `password`, else `dialOptions.password` (key `password`
+    /// unless its `fieldPath` names one).
+    pub fn password_ref(&self) -> Option<SecretValueFromSource> {
+        if let Some(p) = &self.password {
+            return Some(p.clone());
+        }
+        let r = self.dial_options.as_ref()?.password.as_ref()?;
+        Some(SecretValueFromSource {
+            secret_key_ref: SecretKeyRef {
+                name: r.name.clone()?,
+                key: r.field_path.clone().unwrap_or_else(|| "password".into()),
+            },
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -580,6 +653,23 @@ impl RedisStreamSource {
         validate_secret(v, "spec.password", s.password.as_ref());
         validate_delivery(v, "spec.delivery", s.delivery.as_ref());
         validate_parallelism(v, "spec.parallelism", s.parallelism);
+        if let Some(c) = s.consumers {
+            validate_parallelism(v, "spec.consumers", Some(i64::from(c)));
+        }
+        if let Some(o) = &s.dial_options {
+            if o.use_tls || o.cert.is_some() || o.key.is_some() || o.ca_cert.is_some() {
+                v.push(FieldError::new(
+                    "spec.dialOptions",
+                    "TLS to Redis is not supported yet; connect without useTLS, cert, key and caCert",
+                ));
+            }
+            if o.password.as_ref().is_some_and(|p| p.name.is_none()) {
+                v.push(FieldError::new(
+                    "spec.dialOptions.password.name",
+                    "the Secret's name is required",
+                ));
+            }
+        }
     }
 }
 
@@ -683,6 +773,46 @@ mod tests {
             (r.attempts, r.linear, r.delay),
             (2, true, Duration::from_millis(100))
         );
+    }
+
+    #[test]
+    fn knative_manifests_parse_unchanged() {
+        let redis = serde_json::json!({
+            "apiVersion": "sources.knative.dev/v1alpha1",
+            "kind": "RedisStreamSource",
+            "metadata": {"name": "s"},
+            "spec": {
+                "address": "redis://r:6379",
+                "stream": "mystream",
+                "group": "mygroup",
+                "consumers": 2,
+                "dialOptions": {"password": {"name": "redis-password"}},
+                "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "event-display"}},
+                "ceOverrides": {"extensions": {"team": "a"}},
+            },
+        });
+        let crate::Object::RedisStreamSource(s) = crate::parse::decode_object(None, redis).unwrap()
+        else {
+            panic!("not a RedisStreamSource")
+        };
+        let p = s.spec.password_ref().unwrap().secret_key_ref;
+        assert_eq!(
+            (p.name.as_str(), p.key.as_str()),
+            ("redis-password", "password")
+        );
+        let rabbit = serde_json::json!({
+            "apiVersion": "sources.knative.dev/v1alpha1",
+            "kind": "RabbitmqSource",
+            "metadata": {"name": "r"},
+            "spec": {
+                "rabbitmqClusterReference": {"connectionSecret": {"name": "rabbit"}},
+                "rabbitmqResourcesConfig": {"predeclared": false, "exchangeName": "ex", "queueName": "q", "parallelism": 10, "vhost": "/"},
+                "delivery": {"retry": 5, "backoffPolicy": "linear", "backoffDelay": "PT0.05S"},
+                "serviceAccountName": "sa",
+                "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "event-display", "namespace": "default"}},
+            },
+        });
+        assert!(crate::parse::decode_object(None, rabbit).is_ok());
     }
 
     #[test]

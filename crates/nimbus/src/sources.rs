@@ -232,7 +232,7 @@ fn resolve(
         Object::RedisStreamSource(s) => {
             let p = s
                 .spec
-                .password
+                .password_ref()
                 .as_ref()
                 .map(|p| secret_value(store, ns, "spec.password", p))
                 .transpose()?;
@@ -244,7 +244,7 @@ fn resolve(
                 },
                 &s.spec.sink,
                 s.spec.delivery.as_ref(),
-                s.spec.parallelism,
+                s.spec.parallelism.or(s.spec.consumers.map(i64::from)),
                 s.spec.ce_overrides.as_ref(),
                 "dev.knative.sources.redisstream",
             )
@@ -353,17 +353,30 @@ fn resolve(
         parallelism: parallelism
             .unwrap_or(1)
             .clamp(1, nimbus_api::sources::MAX_PARALLELISM) as usize,
-        ce_source: format!(
-            "/apis/v1/namespaces/{ns}/{}/{}",
-            key.kind.plural(),
-            key.name
-        ),
+        ce_source: ce_source(key, obj),
         ce_type: type_.to_owned(),
         ce_overrides: overrides
             .map(|o| o.extensions.clone())
             .unwrap_or_else(BTreeMap::new),
     };
     Ok((config, sink_uri))
+}
+
+/// `ce-source` as Knative's sources say it: `/apis/v1/namespaces/<ns>/<plural>/<name>`, and
+/// `#<queue>` for a RabbitmqSource.
+fn ce_source(key: &SourceKey, obj: &Object) -> String {
+    let base = format!(
+        "/apis/v1/namespaces/{}/{}/{}",
+        key.namespace,
+        key.kind.plural(),
+        key.name
+    );
+    match obj {
+        Object::RabbitmqSource(s) => {
+            format!("{base}#{}", s.spec.rabbitmq_resources_config.queue_name)
+        }
+        _ => base,
+    }
 }
 
 /// The AMQP URL of a connection Secret's `uri` (an `amqp://` URL or `host[:port]`), with its

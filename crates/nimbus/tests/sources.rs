@@ -672,7 +672,7 @@ async fn rabbitmq_queue_messages_reach_a_function_at_zero_as_cloudevents() {
     );
     assert_eq!(
         by_id[0][2],
-        "/apis/v1/namespaces/default/rabbitmqsources/jobs"
+        "/apis/v1/namespaces/default/rabbitmqsources/jobs#jobs"
     );
     assert_eq!(by_id[0][3], "jobs");
     assert_eq!(by_id[0][4], "1.0");
