@@ -180,7 +180,8 @@ impl Kind {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
             Kind::Secret | Kind::ConfigMap => &[],
-            k if k.is_source() => &["all", "knative", "sources"],
+            // As Knative Eventing's source CRDs declare them.
+            k if k.is_source() => &["all", "knative", "eventing", "sources", "importers"],
             _ => &["all", "knative", "serving"],
         }
     }
