@@ -49,8 +49,7 @@ pub fn start(store: Arc<Store>, dead_letters: Arc<Queue>, deliver: Arc<dyn Deliv
                 tokio::select! {
                     () = &mut deadline => break,
                     event = events.recv() => match event {
-                        Ok(e) if matches!(e.object.kind(), Kind::Secret | Kind::Service)
-                            || (e.object.kind().is_source() && !only_status_changed(&e.object)) => break,
+                        Ok(e) if matters(&e) => break,
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -59,6 +58,15 @@ pub fn start(store: Arc<Store>, dead_letters: Arc<Queue>, deliver: Arc<dyn Deliv
             }
         }
     });
+}
+
+/// Whether a change may change what runs: any change to a Secret or Service, and a source's
+/// creation, deletion or spec change (not the status writes of ours).
+fn matters(e: &nimbus_store::WatchEvent) -> bool {
+    let kind = e.object.kind();
+    matches!(kind, Kind::Secret | Kind::Service)
+        || (kind.is_source()
+            && (e.type_ == nimbus_store::EventType::Deleted || !only_status_changed(&e.object)))
 }
 
 /// A status write of ours: its generation is the one its status observed.
