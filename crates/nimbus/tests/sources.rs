@@ -53,9 +53,13 @@ async fn function_at_zero(nimbus: &Nimbus, name: &str) {
         async || {
             let rev = nimbus.api_get(&path).await.map_err(|e| e.to_string())?;
             let rev = rev.unwrap_or_default();
-            match rev["status"]["actualReplicas"].as_i64() {
-                Some(0) => Ok(()),
-                _ => Err(rev["status"].to_string()),
+            let st = &rev["status"];
+            match (
+                st["actualReplicas"].as_i64(),
+                st["desiredReplicas"].as_i64(),
+            ) {
+                (Some(0), Some(0)) => Ok(()),
+                _ => Err(st.to_string()),
             }
         },
     )
@@ -218,6 +222,22 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
     assert_eq!(
         status["sinkUri"],
         format!("http://fn.default.localhost{}", event_path(&file, false)).trim_end_matches('/')
+    );
+    // The events scaled the function up from zero.
+    let metrics = nimbus
+        .api_client()
+        .get(format!("{}/metrics", nimbus.api_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"nimbus_revision_cold_starts_total{namespace="default",revision="fn-00001"} 1"#
+        ),
+        "{metrics}"
     );
     let table = nimbus.cli_ok(&["get", "redisstreamsources"]);
     assert!(
