@@ -152,6 +152,20 @@ async fn pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str, gro
     }
 }
 
+/// The `lag` of the first group in an `XINFO GROUPS` answer (entries not yet read).
+fn lag_of(groups: &redis::Value) -> Option<i64> {
+    let redis::Value::Array(groups) = groups else {
+        return None;
+    };
+    let redis::Value::Array(fields) = groups.first()? else {
+        return None;
+    };
+    fields.chunks(2).find_map(|kv| match kv {
+        [redis::Value::BulkString(k), redis::Value::Int(n)] if k == b"lag" => Some(*n),
+        _ => None,
+    })
+}
+
 async fn failed_invocations(nimbus: &Nimbus) -> Vec<Value> {
     let (code, body) = nimbus
         .send(
@@ -851,4 +865,59 @@ async fn redis_list_elements_reach_a_function_at_zero_as_cloudevents() {
         },
     )
     .await;
+}
+
+/// `parallelism` bounds the deliveries in flight: with 1 the function never sees two events
+/// at once; with 5 it does (its `/overlap` answers 500 to overlapping requests, which, with no
+/// retries, are dead-lettered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallelism_bounds_the_deliveries_in_flight() {
+    let Some(redis) = Broker::redis() else { return };
+    let nimbus = start().await;
+    let mut svc = test_app("fn", "events");
+    annotate(&mut svc, "autoscaling.knative.dev/max-scale", "1");
+    nimbus.deploy(&svc).await;
+    let mut conn = redis_conn(&redis.url).await;
+    let overlaps = async |conn: &mut redis::aio::MultiplexedConnection, name: &str, n: i64| {
+        for i in 0..10 {
+            let _: String = conn.xadd(name, "*", &[("data", i)]).await.unwrap();
+        }
+        nimbus.apply_ok(&format!(
+            "apiVersion: sources.knative.dev/v1alpha1\nkind: RedisStreamSource\nmetadata:\n  name: {name}\nspec:\n  address: {}\n  stream: {name}\n  parallelism: {n}\n  delivery:\n    retry: 0\n{}",
+            redis.url,
+            sink("fn", "/overlap?ms=200")
+        ));
+        // Consumed: nothing left to read or pending in the group.
+        wait_until(
+            "the stream is consumed",
+            Duration::from_secs(60),
+            async || {
+                let groups: redis::Value = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(name)
+                    .query_async(conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let lag = lag_of(&groups);
+                match lag == Some(0) && pending(conn, name, name).await == 0 {
+                    true => Ok(()),
+                    false => Err(format!("{groups:?}")),
+                }
+            },
+        )
+        .await;
+        let failed = failed_invocations(&nimbus).await;
+        failed
+            .iter()
+            .filter(|inv| {
+                let error = inv["status"]["error"].as_str().unwrap_or("");
+                error.contains(&format!("default/{name}:"))
+            })
+            .count()
+    };
+    assert_eq!(overlaps(&mut conn, "serial", 1).await, 0, "one at a time");
+    assert!(
+        overlaps(&mut conn, "batched", 5).await > 0,
+        "five at a time overlap"
+    );
 }
