@@ -35,6 +35,10 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::Job(j) => default_execution_spec(&mut j.spec.template.spec),
         Object::Execution(e) => default_execution_spec(&mut e.spec),
         Object::Schedule(s) => default_schedule(&mut s.spec),
+        Object::RedisStreamSource(_)
+        | Object::RabbitmqSource(_)
+        | Object::RedisListSource(_)
+        | Object::NatsJetStreamSource(_) => {}
     }
 }
 

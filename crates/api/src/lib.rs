@@ -32,6 +32,7 @@ pub mod runtime;
 #[cfg(feature = "schemars")]
 pub mod schema;
 pub mod serving;
+pub mod sources;
 pub mod validate;
 
 pub use crate::core::{ConfigMap, Secret};

@@ -10,6 +10,9 @@ use crate::keda::{ScaledObject, TriggerAuthentication};
 use crate::kingress::KIngress;
 use crate::podautoscaler::PodAutoscaler;
 use crate::serving::{Configuration, Revision, Route, Service};
+use crate::sources::{
+    NatsJetStreamSource, RabbitmqSource, RedisListSource, RedisStreamSource, SourceStatus,
+};
 
 /// The resource kinds Nimbus serves: Knative Serving's four public kinds, the two internal
 /// ones its controllers hand state over with, and the core `v1` Secret and ConfigMap that
@@ -38,6 +41,14 @@ pub enum Kind {
     ScaledObject,
     /// KEDA's `keda.sh/v1alpha1` TriggerAuthentication.
     TriggerAuthentication,
+    /// `sources.knative.dev/v1alpha1` RedisStreamSource.
+    RedisStreamSource,
+    /// `sources.knative.dev/v1alpha1` RabbitmqSource.
+    RabbitmqSource,
+    /// `sources.nimbus.dev/v1alpha1` RedisListSource.
+    RedisListSource,
+    /// `sources.nimbus.dev/v1alpha1` NatsJetStreamSource.
+    NatsJetStreamSource,
 }
 
 /// `items` without repeats, in order.
@@ -52,7 +63,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -66,6 +77,10 @@ impl Kind {
         Kind::Schedule,
         Kind::ScaledObject,
         Kind::TriggerAuthentication,
+        Kind::RedisStreamSource,
+        Kind::RabbitmqSource,
+        Kind::RedisListSource,
+        Kind::NatsJetStreamSource,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -84,6 +99,10 @@ impl Kind {
             Kind::Schedule => Schedule::KIND,
             Kind::ScaledObject => ScaledObject::KIND,
             Kind::TriggerAuthentication => TriggerAuthentication::KIND,
+            Kind::RedisStreamSource => RedisStreamSource::KIND,
+            Kind::RabbitmqSource => RabbitmqSource::KIND,
+            Kind::RedisListSource => RedisListSource::KIND,
+            Kind::NatsJetStreamSource => NatsJetStreamSource::KIND,
         }
     }
 
@@ -103,6 +122,10 @@ impl Kind {
             Kind::Schedule => Schedule::PLURAL,
             Kind::ScaledObject => ScaledObject::PLURAL,
             Kind::TriggerAuthentication => TriggerAuthentication::PLURAL,
+            Kind::RedisStreamSource => RedisStreamSource::PLURAL,
+            Kind::RabbitmqSource => RabbitmqSource::PLURAL,
+            Kind::RedisListSource => RedisListSource::PLURAL,
+            Kind::NatsJetStreamSource => NatsJetStreamSource::PLURAL,
         }
     }
 
@@ -114,6 +137,8 @@ impl Kind {
             Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::GROUP,
             Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::GROUP,
+            Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_GROUP,
+            Kind::RedisListSource | Kind::NatsJetStreamSource => crate::sources::NIMBUS_GROUP,
             _ => crate::GROUP,
         }
     }
@@ -123,6 +148,7 @@ impl Kind {
         match self {
             Kind::PodAutoscaler | Kind::Ingress => "v1alpha1",
             Kind::ScaledObject | Kind::TriggerAuthentication => "v1alpha1",
+            k if k.is_source() => "v1alpha1",
             _ => "v1",
         }
     }
@@ -135,6 +161,8 @@ impl Kind {
             Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::API_VERSION,
             Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::API_VERSION,
+            Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_API_VERSION,
+            Kind::RedisListSource | Kind::NatsJetStreamSource => crate::sources::NIMBUS_API_VERSION,
             _ => crate::API_VERSION,
         }
     }
@@ -176,6 +204,10 @@ impl Kind {
             Kind::Schedule => &["sched"],
             Kind::ScaledObject => &["so"],
             Kind::TriggerAuthentication => &["ta", "triggerauth"],
+            Kind::RedisStreamSource => &["redisstream"],
+            Kind::RabbitmqSource => &["rmqsource"],
+            Kind::RedisListSource => &["redislist"],
+            Kind::NatsJetStreamSource => &["jetstreamsource"],
         }
     }
 
@@ -187,6 +219,8 @@ impl Kind {
             Kind::Secret | Kind::ConfigMap => &[],
             Kind::Job | Kind::Execution | Kind::Schedule => &["all", "nimbus", "jobs"],
             Kind::ScaledObject | Kind::TriggerAuthentication => &["keda"],
+            // As Knative Eventing's source CRDs declare them.
+            k if k.is_source() => &["all", "knative", "eventing", "sources", "importers"],
             _ => &["all", "knative", "serving"],
         }
     }
@@ -206,6 +240,17 @@ impl Kind {
         matches!(self, Kind::PodAutoscaler | Kind::Ingress)
     }
 
+    /// Whether this is an event source kind (consumed by `nimbus-sources`).
+    pub fn is_source(self) -> bool {
+        matches!(
+            self,
+            Kind::RedisStreamSource
+                | Kind::RabbitmqSource
+                | Kind::RedisListSource
+                | Kind::NatsJetStreamSource
+        )
+    }
+
     /// Whether this is a core `v1` kind (Secret, ConfigMap): served under `/api/v1`, never a
     /// CRD, reconciled by no controller of Nimbus's.
     pub fn is_core(self) -> bool {
@@ -219,11 +264,12 @@ impl Kind {
     }
 
     /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
-    /// core kinds and KEDA's, in [`Kind::ALL`] order.
+    /// core kinds, KEDA's and the event sources (run by `nimbus serve`'s source supervisor,
+    /// embedded mode only so far), in [`Kind::ALL`] order.
     pub fn knative() -> impl Iterator<Item = Kind> {
         Kind::ALL
             .into_iter()
-            .filter(|k| !k.is_core() && !k.is_keda())
+            .filter(|k| !k.is_core() && !k.is_keda() && !k.is_source())
     }
 
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and
@@ -245,6 +291,14 @@ impl Kind {
             "scaledobject" | "scaledobjects" | "so" => Some(Kind::ScaledObject),
             "triggerauthentication" | "triggerauthentications" | "ta" | "triggerauth" => {
                 Some(Kind::TriggerAuthentication)
+            }
+            "redisstreamsource" | "redisstreamsources" | "redisstream" => {
+                Some(Kind::RedisStreamSource)
+            }
+            "rabbitmqsource" | "rabbitmqsources" | "rmqsource" => Some(Kind::RabbitmqSource),
+            "redislistsource" | "redislistsources" | "redislist" => Some(Kind::RedisListSource),
+            "natsjetstreamsource" | "natsjetstreamsources" | "jetstreamsource" => {
+                Some(Kind::NatsJetStreamSource)
             }
             _ => None,
         };
@@ -282,6 +336,10 @@ pub enum Object {
     Schedule(Schedule),
     ScaledObject(ScaledObject),
     TriggerAuthentication(TriggerAuthentication),
+    RedisStreamSource(RedisStreamSource),
+    RabbitmqSource(RabbitmqSource),
+    RedisListSource(RedisListSource),
+    NatsJetStreamSource(NatsJetStreamSource),
 }
 
 macro_rules! each {
@@ -300,6 +358,10 @@ macro_rules! each {
             Object::Schedule($o) => $e,
             Object::ScaledObject($o) => $e,
             Object::TriggerAuthentication($o) => $e,
+            Object::RedisStreamSource($o) => $e,
+            Object::RabbitmqSource($o) => $e,
+            Object::RedisListSource($o) => $e,
+            Object::NatsJetStreamSource($o) => $e,
         }
     };
 }
@@ -320,6 +382,10 @@ impl Object {
             Object::Schedule(_) => Kind::Schedule,
             Object::ScaledObject(_) => Kind::ScaledObject,
             Object::TriggerAuthentication(_) => Kind::TriggerAuthentication,
+            Object::RedisStreamSource(_) => Kind::RedisStreamSource,
+            Object::RabbitmqSource(_) => Kind::RabbitmqSource,
+            Object::RedisListSource(_) => Kind::RedisListSource,
+            Object::NatsJetStreamSource(_) => Kind::NatsJetStreamSource,
         }
     }
 
@@ -370,6 +436,36 @@ impl Object {
             (Object::TriggerAuthentication(t), Object::TriggerAuthentication(f)) => {
                 t.status = f.status.clone()
             }
+            (Object::RedisStreamSource(t), Object::RedisStreamSource(f)) => {
+                t.status = f.status.clone()
+            }
+            (Object::RabbitmqSource(t), Object::RabbitmqSource(f)) => t.status = f.status.clone(),
+            (Object::RedisListSource(t), Object::RedisListSource(f)) => t.status = f.status.clone(),
+            (Object::NatsJetStreamSource(t), Object::NatsJetStreamSource(f)) => {
+                t.status = f.status.clone()
+            }
+            _ => {}
+        }
+    }
+
+    /// An event source's status (`None` for other kinds, or before it has one).
+    pub fn source_status(&self) -> Option<&SourceStatus> {
+        match self {
+            Object::RedisStreamSource(o) => o.status.as_ref(),
+            Object::RabbitmqSource(o) => o.status.as_ref(),
+            Object::RedisListSource(o) => o.status.as_ref(),
+            Object::NatsJetStreamSource(o) => o.status.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Set an event source's status (nothing for other kinds).
+    pub fn set_source_status(&mut self, status: SourceStatus) {
+        match self {
+            Object::RedisStreamSource(o) => o.status = Some(status),
+            Object::RabbitmqSource(o) => o.status = Some(status),
+            Object::RedisListSource(o) => o.status = Some(status),
+            Object::NatsJetStreamSource(o) => o.status = Some(status),
             _ => {}
         }
     }
@@ -388,6 +484,10 @@ impl Object {
             Object::Schedule(o) => o.status = None,
             Object::ScaledObject(o) => o.status = None,
             Object::TriggerAuthentication(o) => o.status = None,
+            Object::RedisStreamSource(o) => o.status = None,
+            Object::RabbitmqSource(o) => o.status = None,
+            Object::RedisListSource(o) => o.status = None,
+            Object::NatsJetStreamSource(o) => o.status = None,
             Object::Secret(_) | Object::ConfigMap(_) => {}
         }
     }
@@ -426,6 +526,12 @@ impl Object {
             Kind::ScaledObject => Object::ScaledObject(serde_json::from_value(value)?),
             Kind::TriggerAuthentication => {
                 Object::TriggerAuthentication(serde_json::from_value(value)?)
+            }
+            Kind::RedisStreamSource => Object::RedisStreamSource(serde_json::from_value(value)?),
+            Kind::RabbitmqSource => Object::RabbitmqSource(serde_json::from_value(value)?),
+            Kind::RedisListSource => Object::RedisListSource(serde_json::from_value(value)?),
+            Kind::NatsJetStreamSource => {
+                Object::NatsJetStreamSource(serde_json::from_value(value)?)
             }
         })
     }

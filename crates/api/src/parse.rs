@@ -98,6 +98,10 @@ pub fn decode_object_lenient(
         Kind::Schedule => Object::Schedule(decode_typed(&value)?),
         Kind::ScaledObject => Object::ScaledObject(decode_typed(&value)?),
         Kind::TriggerAuthentication => Object::TriggerAuthentication(decode_typed(&value)?),
+        Kind::RedisStreamSource => Object::RedisStreamSource(decode_typed(&value)?),
+        Kind::RabbitmqSource => Object::RabbitmqSource(decode_typed(&value)?),
+        Kind::RedisListSource => Object::RedisListSource(decode_typed(&value)?),
+        Kind::NatsJetStreamSource => Object::NatsJetStreamSource(decode_typed(&value)?),
     };
     let mut obj = obj;
     let mut unknown = Vec::new();

@@ -76,6 +76,10 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
             KEDA_ACTIVE,
         ],
         Kind::TriggerAuthentication => &[AUTH_SECRET],
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => &[SINK, READY, REASON],
     }
 }
 
@@ -213,6 +217,12 @@ const AUTH_SECRET: PrinterColumn = PrinterColumn {
     source: Source::Each(&["spec", "secretTargetRef"], "name"),
 };
 
+const SINK: PrinterColumn = PrinterColumn {
+    name: "Sink",
+    type_: "string",
+    description: "Where events are delivered (.status.sinkUri).",
+    source: Source::Field(&["status", "sinkUri"]),
+};
 const URL: PrinterColumn = PrinterColumn {
     name: "URL",
     type_: "string",

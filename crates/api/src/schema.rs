@@ -37,6 +37,12 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Schedule => generator.subschema_for::<crate::jobs::Schedule>(),
         Kind::ScaledObject => generator.subschema_for::<crate::ScaledObject>(),
         Kind::TriggerAuthentication => generator.subschema_for::<crate::TriggerAuthentication>(),
+        Kind::RedisStreamSource => generator.subschema_for::<crate::sources::RedisStreamSource>(),
+        Kind::RabbitmqSource => generator.subschema_for::<crate::sources::RabbitmqSource>(),
+        Kind::RedisListSource => generator.subschema_for::<crate::sources::RedisListSource>(),
+        Kind::NatsJetStreamSource => {
+            generator.subschema_for::<crate::sources::NatsJetStreamSource>()
+        }
     };
 }
 

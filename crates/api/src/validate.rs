@@ -72,6 +72,10 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Schedule(s) => jobs::validate_schedule(&mut v, s),
         Object::ScaledObject(so) => keda::validate_scaled_object(&mut v, so),
         Object::TriggerAuthentication(ta) => keda::validate_trigger_authentication(&mut v, ta),
+        Object::RedisStreamSource(s) => s.validate(&mut v.0),
+        Object::RabbitmqSource(s) => s.validate(&mut v.0),
+        Object::RedisListSource(s) => s.validate(&mut v.0),
+        Object::NatsJetStreamSource(s) => s.validate(&mut v.0),
     }
     v.0
 }

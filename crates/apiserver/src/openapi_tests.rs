@@ -32,7 +32,10 @@ fn one_document_per_group_version_with_only_its_kinds() {
             "autoscaling.internal.knative.dev/v1alpha1",
             "networking.internal.knative.dev/v1alpha1",
             "v1",
-            "keda.sh/v1alpha1"
+            "run.nimbus.dev/v1",
+            "keda.sh/v1alpha1",
+            "sources.knative.dev/v1alpha1",
+            "sources.nimbus.dev/v1alpha1"
         ]
     );
     for kind in Kind::ALL {

@@ -70,7 +70,11 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         | Kind::Execution
         | Kind::Schedule
         | Kind::ScaledObject
-        | Kind::TriggerAuthentication => &[],
+        | Kind::TriggerAuthentication
+        | Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => &[],
     }
 }
 

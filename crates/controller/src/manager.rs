@@ -383,6 +383,11 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
         Kind::Execution => label(nimbus_api::jobs::LABEL_JOB).map(|j| (Kind::Job, j)),
         Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Job | Kind::Schedule => None,
         Kind::ScaledObject | Kind::TriggerAuthentication => None,
+        // Event sources are run by `nimbus-sources`, not reconciled here.
+        Kind::RedisStreamSource
+        | Kind::RabbitmqSource
+        | Kind::RedisListSource
+        | Kind::NatsJetStreamSource => None,
     };
     if let Some((kind, name)) = owner {
         keys.push(ObjectKey::new(kind, ns, &name));

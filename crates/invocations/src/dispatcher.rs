@@ -442,8 +442,8 @@ impl Inner {
     }
 }
 
-/// HTTP's transient failures.
-fn retryable(status: u16) -> bool {
+/// HTTP's transient failures (408, 429, 5xx): the statuses retried; other 4xx are not.
+pub fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429) || status >= 500
 }
 
@@ -451,12 +451,20 @@ fn retryable(status: u16) -> bool {
 /// between half and all of it (jitter, from the id and attempt so that retries of many
 /// invocations spread out, and a test can predict it).
 pub fn backoff(id: &str, number: u32) -> Duration {
-    let full = FIRST_BACKOFF
-        .saturating_mul(
-            1u32.checked_shl(number.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        )
-        .min(MAX_BACKOFF);
+    backoff_from(FIRST_BACKOFF, false, id, number)
+}
+
+/// [`backoff`] from `first` (Knative's `backoffDelay`): doubled per attempt, or with `linear`
+/// `first` times the attempt number (Knative's `backoffPolicy: linear`); capped at 5 min and
+/// jittered the same way.
+pub fn backoff_from(first: Duration, linear: bool, id: &str, number: u32) -> Duration {
+    let factor = match linear {
+        true => number.max(1),
+        false => 1u32
+            .checked_shl(number.saturating_sub(1))
+            .unwrap_or(u32::MAX),
+    };
+    let full = first.saturating_mul(factor).min(MAX_BACKOFF);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (id, number).hash(&mut h);
     let fraction = (h.finish() % 1000) as u32; // 0..1000
@@ -465,7 +473,7 @@ pub fn backoff(id: &str, number: u32) -> Duration {
 
 /// `Retry-After`, as seconds or an HTTP date, as a wait from `now_ms` (capped at
 /// [`MAX_BACKOFF`]).
-fn retry_after(headers: &[(String, String)], now_ms: i64) -> Option<Duration> {
+pub fn retry_after(headers: &[(String, String)], now_ms: i64) -> Option<Duration> {
     let value = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))?

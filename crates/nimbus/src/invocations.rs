@@ -27,13 +27,14 @@ use nimbus_store::Store;
 /// How long a URL destination may take to answer.
 const URL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Open the queue, start its dispatcher and take the router's deferred requests.
+/// Open the queue, start its dispatcher and take the router's deferred requests. Also returns
+/// the delivery (the router in-process, URLs over HTTP), which event sources share.
 pub fn start(
     data_dir: &Path,
     store: Arc<Store>,
     router: Router,
     domain: &str,
-) -> anyhow::Result<Arc<Invocations>> {
+) -> anyhow::Result<(Arc<Invocations>, Arc<dyn Deliver>)> {
     let path = data_dir.join("invocations.db");
     let queue = Arc::new(
         Queue::open(&path)
@@ -43,7 +44,7 @@ pub fn start(
         store,
         domain: domain.to_owned(),
     });
-    let deliver = Arc::new(Delivery {
+    let deliver: Arc<dyn Deliver> = Arc::new(Delivery {
         router: router.clone(),
         services: Arc::clone(&services),
         http: reqwest::Client::builder()
@@ -53,10 +54,10 @@ pub fn start(
             .build()
             .context("building the HTTP client of URL destinations")?,
     });
-    let dispatcher = Dispatcher::start(queue, deliver, DispatcherConfig::default());
+    let dispatcher = Dispatcher::start(queue, deliver.clone(), DispatcherConfig::default());
     let invocations = Arc::new(Invocations::new(dispatcher, services));
     router.set_deferrer(Arc::new(QueueDeferrer(Arc::clone(&invocations))));
-    Ok(invocations)
+    Ok((invocations, deliver))
 }
 
 /// Services as the store has them: the host of their URL, and their `nimbus.dev/async-*`

@@ -21,6 +21,7 @@ mod limits;
 mod metrics;
 mod runtimes;
 mod serve;
+mod sources;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

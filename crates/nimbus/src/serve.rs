@@ -249,8 +249,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtimes.set_load_probe(Arc::new(router.clone()));
     let activations = scaler.clone();
     router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
-    let invocations =
+    let (invocations, deliver) =
         crate::invocations::start(&args.data_dir, store.clone(), router.clone(), &args.domain)?;
+    crate::sources::start(
+        store.clone(),
+        Arc::clone(invocations.queue()),
+        deliver,
+        &args.domain,
+    );
     let ctx = Context::new(
         Arc::new(StoreResources(store.clone())),
         runtimes.by_backend(),

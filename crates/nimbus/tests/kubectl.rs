@@ -413,7 +413,8 @@ fn discovery(k: &Kubectl) {
         &["api-resources", "--categories=knative", "-o", "name"],
         None,
     );
-    assert_eq!(all.lines().count(), 4, "{all}");
+    // Knative Serving's four kinds and the four event sources.
+    assert_eq!(all.lines().count(), 8, "{all}");
     // Every group: NAME SHORTNAMES APIVERSION NAMESPACED KIND.
     let resources = k.ok(&["api-resources"], None);
     for (name, short, api_version, kind) in [
@@ -443,6 +444,30 @@ fn discovery(k: &Kubectl) {
             "networking.internal.knative.dev/v1alpha1",
             "Ingress",
         ),
+        (
+            "redisstreamsources",
+            "redisstream",
+            "sources.knative.dev/v1alpha1",
+            "RedisStreamSource",
+        ),
+        (
+            "rabbitmqsources",
+            "rmqsource",
+            "sources.knative.dev/v1alpha1",
+            "RabbitmqSource",
+        ),
+        (
+            "redislistsources",
+            "redislist",
+            "sources.nimbus.dev/v1alpha1",
+            "RedisListSource",
+        ),
+        (
+            "natsjetstreamsources",
+            "jetstreamsource",
+            "sources.nimbus.dev/v1alpha1",
+            "NatsJetStreamSource",
+        ),
     ] {
         assert_eq!(
             row(&resources, name),
@@ -451,8 +476,9 @@ fn discovery(k: &Kubectl) {
         );
     }
     // The header, Knative's six kinds, the core group's secrets and configmaps, and KEDA's
-    // scaledobjects and triggerauthentications.
-    assert_eq!(resources.lines().count(), 11, "{resources}");
+    // scaledobjects and triggerauthentications, the four sources, and Nimbus's jobs, executions and
+    // schedules.
+    assert_eq!(resources.lines().count(), 18, "{resources}");
     assert_eq!(
         row(&resources, "scaledobjects"),
         [

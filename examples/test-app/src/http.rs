@@ -60,34 +60,43 @@ pub fn serve(stream: TcpStream, state: &State) {
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    let length = skip_headers(&mut reader);
-    // Read (and drop) a body, so closing the connection after answering resets nothing.
+    let (length, headers) = skip_headers(&mut reader);
+    // Read the body (kept for `/event`), so closing the connection after answering resets
+    // nothing.
+    let mut body = Vec::new();
     let _ = std::io::copy(
         &mut std::io::Read::take(&mut reader, length.min(1 << 20) as u64),
-        &mut std::io::sink(),
+        &mut body,
     );
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("/").to_string();
     log_line(&format!("{method} {target}"));
-    let response = routes::handle(state, &method, &target);
+    let response = match target.strip_prefix("/event?") {
+        Some(query) => routes::event(query, &headers, &body),
+        None => routes::handle(state, &method, &target),
+    };
     write_response(stream, &response);
 }
 
-/// Skip the request's headers; returns its `Content-Length` (0 without one).
-fn skip_headers(reader: &mut impl std::io::BufRead) -> usize {
+/// Read the request's headers; returns its `Content-Length` (0 without one) and the headers
+/// (names in lower case).
+fn skip_headers(reader: &mut impl std::io::BufRead) -> (usize, Vec<(String, String)>) {
     let mut header = String::new();
     let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         header.clear();
         match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => return length,
-            Ok(_) if header.trim().is_empty() => return length,
+            Ok(0) | Err(_) => return (length, headers),
+            Ok(_) if header.trim().is_empty() => return (length, headers),
             Ok(_) => {
-                if let Some((name, value)) = header.split_once(':')
-                    && name.trim().eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
+                if let Some((name, value)) = header.split_once(':') {
+                    let name = name.trim().to_ascii_lowercase();
+                    if name == "content-length" {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    headers.push((name, value.trim().to_string()));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! connection and answers with `Connection: close`. Its endpoints report what the runtime
 //! contract tests check (`/contract`, `/env`), misbehave on demand (`/alloc`, `/forkbomb`,
 //! `/exit`, `/status?<code>`), detect concurrent requests (`/overlap`), read and write files
-//! (`/file`, `/write`: mounted volumes), count deliveries (`/record`) and model health
+//! (`/file`, `/write`: mounted volumes), count deliveries (`/record`, `/event`: CloudEvents) and model health
 //! (`/healthz`, `/ready`). It
 //! must never need anything beyond std and libc, so it runs in a minimal root filesystem.
 

@@ -94,7 +94,12 @@ fn record(query: &str) -> Response {
     let Some((path, token)) = query.rsplit_once(',') else {
         return Response::text(400, "use /record?<file>,<token>\n");
     };
-    let line = format!("{token}\n");
+    append_line(path, token)
+}
+
+/// Append `line` and a newline to the file at `path` in one write.
+fn append_line(path: &str, line: &str) -> Response {
+    let line = format!("{line}\n");
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -104,6 +109,46 @@ fn record(query: &str) -> Response {
         Ok(()) => Response::text(200, "recorded\n"),
         Err(e) => Response::text(500, format!("cannot record in {path}: {e}\n")),
     }
+}
+
+/// `/event?<file>[,flaky]` (any method): append one line for a CloudEvent to the file:
+/// `ce-id ce-type ce-source ce-subject ce-specversion ce-time content-type body`, tab-separated
+/// (`-` for a missing header). With `flaky`, the first request of each `ce-id` answers 500
+/// instead (it leaves `<file>.seen-<id>`), so the event must come again.
+pub fn event(query: &str, headers: &[(String, String)], body: &[u8]) -> Response {
+    let (path, flaky) = match query.strip_suffix(",flaky") {
+        Some(path) => (path, true),
+        None => (query, false),
+    };
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("-", |(_, v)| v.as_str())
+    };
+    let id = get("ce-id");
+    if flaky {
+        let seen = format!("{path}.seen-{}", id.replace(['/', '.'], "_"));
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&seen)
+            .is_ok()
+        {
+            return Response::text(500, "failing the first delivery of this event\n");
+        }
+    }
+    let fields = [
+        id,
+        get("ce-type"),
+        get("ce-source"),
+        get("ce-subject"),
+        get("ce-specversion"),
+        get("ce-time"),
+        get("content-type"),
+    ];
+    let body = String::from_utf8_lossy(body).replace(['\n', '\t'], " ");
+    append_line(path, &format!("{}\t{body}", fields.join("\t")))
 }
 
 /// `/file?<path>`: the file's contents (mounted volumes), or why it cannot be read.

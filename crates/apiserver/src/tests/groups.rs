@@ -97,7 +97,10 @@ async fn discovery_lists_three_groups_each_with_its_resources() {
             "serving.knative.dev",
             "autoscaling.internal.knative.dev",
             "networking.internal.knative.dev",
-            "keda.sh"
+            "run.nimbus.dev",
+            "keda.sh",
+            "sources.knative.dev",
+            "sources.nimbus.dev"
         ]
     );
     let expected = [
@@ -183,7 +186,7 @@ async fn openapi_v3_has_one_document_per_group_version() {
     let (app, _) = test_app();
     let (_, root) = call(&app, Method::GET, "/openapi/v3", None).await;
     let paths = root["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 5, "{root}"); // with the core group's api/v1 and keda.sh
+    assert_eq!(paths.len(), 8, "{root}"); // and the core group's api/v1
     for (kind, schema) in [
         ("Service", "dev.knative.serving.v1.Service"),
         (
