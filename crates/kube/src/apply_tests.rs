@@ -97,9 +97,10 @@ async fn every_object_is_applied_by_nimbus_install_then_the_crds_are_awaited() {
     let (client, mut handle) = mock();
     let all = manifests(&InstallOptions::default()).unwrap();
     let count = all.len();
+    let crds = nimbus_api::Kind::knative().count();
     let server = tokio::spawn(async move {
         // The check: the first CRD is already Nimbus's, the others are new.
-        for i in 0..6 {
+        for i in 0..crds {
             let (req, send) = handle.next_request().await.unwrap();
             assert_eq!(req.method(), Method::GET);
             let ours = json!({"app.kubernetes.io/managed-by": "nimbus"});
@@ -123,7 +124,7 @@ async fn every_object_is_applied_by_nimbus_install_then_the_crds_are_awaited() {
             let body = body_of(req).await;
             send.send_response(reply(200, body));
         }
-        for _ in 0..6 {
+        for _ in 0..crds {
             let (req, send) = handle.next_request().await.unwrap();
             assert_eq!(req.method(), Method::GET);
             send.send_response(reply(200, crd("x", json!({}), established())));
@@ -141,7 +142,7 @@ async fn every_object_is_applied_by_nimbus_install_then_the_crds_are_awaited() {
             &"/apis/apps/v1/namespaces/nimbus-system/deployments/nimbus-router".to_string()
         )
     );
-    assert_eq!(lines.len(), count + 6);
+    assert_eq!(lines.len(), count + crds);
     assert_eq!(
         lines[1],
         "customresourcedefinition.apiextensions.k8s.io/services.serving.knative.dev serverside-applied"
