@@ -46,6 +46,7 @@ pub use context::{Clock, Context, ControllerConfig, SystemClock};
 pub use error::ControllerError;
 pub use gc::RevisionGcConfig;
 pub use ingress::{IngressSink, program as ingress_program};
+pub use jobs::execution::as_revision as task_revision;
 pub use jobs::job::new_execution;
 pub use jobs::{EventSink, ScheduledDelivery};
 pub use manager::{Controller, ObjectKey};

@@ -37,7 +37,10 @@ fn every_object_is_labelled_and_namespaced_in_nimbus_system() {
     }
     let crds = all.iter().filter(|m| m.is_crd()).count();
     assert_eq!(crds, nimbus_api::Kind::knative().count());
-    assert_eq!(crds, 9, "Knative's six kinds and Nimbus's Job, Execution and Schedule");
+    assert_eq!(
+        crds, 9,
+        "Knative's six kinds and Nimbus's Job, Execution and Schedule"
+    );
     let first_workload = all
         .iter()
         .position(|m| m.resource.kind == "Deployment")

@@ -20,6 +20,7 @@ pub mod peers;
 pub mod resources;
 pub mod runtime;
 pub mod structural;
+pub mod tasks;
 pub mod workload;
 
 pub use resources::KubeResources;

@@ -186,6 +186,15 @@ where
 
 #[async_trait]
 impl Runtime for KubeRuntime {
+    /// A task attempt as a `batch/v1` Job (see [`crate::tasks`]).
+    async fn run_task(
+        &self,
+        spec: &InstanceSpec,
+        task: nimbus_runtime::TaskRun,
+    ) -> nimbus_runtime::TaskOutcome {
+        crate::tasks::run(self.client.clone(), spec, task).await
+    }
+
     async fn set_desired(&self, spec: &InstanceSpec, replicas: u32) -> Result<(), RuntimeError> {
         let key = &spec.revision;
         if self.ensure(key, replicas).await? {

@@ -31,14 +31,7 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: &InstanceSpec, task: TaskRun)
     spec.env.extend(env);
     let spec = Arc::new(spec);
     let supervisor = Supervisor::for_task(shared, Arc::clone(&spec), id);
-    let cancelled = async {
-        // A dropped sender cancels too: nobody waits for the outcome any more.
-        while !*cancel.borrow_and_update() {
-            if cancel.changed().await.is_err() {
-                break;
-            }
-        }
-    };
+    let cancelled = nimbus_runtime::cancelled(&mut cancel);
     tokio::pin!(cancelled);
     let prepared = tokio::select! {
         biased;

@@ -78,14 +78,7 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: &InstanceSpec, task: TaskRun)
     } = task;
     let mut spec = spec.clone();
     spec.env.extend(env);
-    let cancelled = async {
-        // A dropped sender cancels too: nobody waits for the outcome any more.
-        while !*cancel.borrow_and_update() {
-            if cancel.changed().await.is_err() {
-                break;
-            }
-        }
-    };
+    let cancelled = nimbus_runtime::cancelled(&mut cancel);
     tokio::pin!(cancelled);
     let preparing = tokio::task::spawn_blocking({
         let shared = Arc::clone(&shared);

@@ -20,7 +20,7 @@ pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
-pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun};
+pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
 /// finish before stopping the instance. The router implements it.

@@ -85,6 +85,16 @@ impl TaskOutcome {
     }
 }
 
+/// Resolves once `cancel` is `true`, or its sender is gone (nobody waits for the outcome any
+/// more). Cancel-safe.
+pub async fn cancelled(cancel: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*cancel.borrow_and_update() {
+        if cancel.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// How long a cancelled or timed-out attempt gets between SIGTERM and SIGKILL by default.
 pub const DEFAULT_TASK_GRACE: Duration = Duration::from_secs(10);
 

@@ -4,7 +4,8 @@
 //! contract tests check (`/contract`, `/env`), misbehave on demand (`/alloc`, `/forkbomb`,
 //! `/exit`, `/status?<code>`), detect concurrent requests (`/overlap`), read and write files
 //! (`/file`, `/write`: mounted volumes), count deliveries (`/record`, `/event`: CloudEvents) and model health
-//! (`/healthz`, `/ready`). It
+//! (`/healthz`, `/ready`). Run as `test-app task` it is a Job's task instead: it prints its task
+//! variables and exits with `$EXIT_CODE` (default 0) after `$SLEEP_SECONDS` (default 0). It
 //! must never need anything beyond std and libc, so it runs in a minimal root filesystem.
 
 mod contract;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("task") {
+        task();
+    }
     if args.get(1).map(String::as_str) == Some("sleep-forever") {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -66,4 +70,23 @@ fn ignore_sigterm() {
     unsafe {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
     }
+}
+
+/// A Job's task: report the task variables, wait, exit with the requested status.
+fn task() -> ! {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "unset".into());
+    println!(
+        "task index={} count={} attempt={} job={} execution={}",
+        var("CLOUD_RUN_TASK_INDEX"),
+        var("CLOUD_RUN_TASK_COUNT"),
+        var("CLOUD_RUN_TASK_ATTEMPT"),
+        var("CLOUD_RUN_JOB"),
+        var("CLOUD_RUN_EXECUTION"),
+    );
+    let _ = std::io::stdout().flush();
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(secs) = number("SLEEP_SECONDS") {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+    std::process::exit(number("EXIT_CODE").unwrap_or(0) as i32)
 }

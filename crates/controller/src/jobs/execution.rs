@@ -85,8 +85,8 @@ pub(crate) fn forget(ctx: &Context, namespace: &str, name: &str) -> Action {
 }
 
 /// The execution as the revision its tasks are instances of: its name, labels and
-/// annotations, the task's pod spec.
-fn as_revision(e: &Execution) -> Revision {
+/// annotations, the task's pod spec (what both modes turn into an instance or a pod).
+pub fn as_revision(e: &Execution) -> Revision {
     let mut spec = e.spec.template.spec.pod.clone();
     spec.timeout_seconds = None;
     Revision {

@@ -11,7 +11,7 @@
 //!   concurrency policy and missed-run rule; a run is an Execution of the Job, or a CloudEvent
 //!   handed to the [`EventSink`] (the async invocation queue, which retries it).
 
-pub(crate) mod execution;
+pub mod execution;
 mod executor;
 pub mod job;
 pub(crate) mod schedule;

@@ -4,6 +4,7 @@
 //!
 //! - Operator: every verb on the six Nimbus kinds with their `status` and `finalizers`
 //!   subresources; Deployments (and `deployments/scale`) and Services it owns per revision;
+//!   batch Jobs, one per attempt of a task of an Execution;
 //!   Pods, EndpointSlices, ConfigMaps and Secrets to read; Events to report with.
 //! - Router: Ingresses to read and their `status` to write; Revisions, EndpointSlices,
 //!   Services and Pods to read.
@@ -57,6 +58,8 @@ pub fn operator_rules() -> Vec<PolicyRule> {
     rules.extend([
         rule("apps", &["deployments"], WRITE),
         rule("apps", &["deployments/scale"], SUBRESOURCE),
+        // A Job's task attempts (see `crate::tasks`).
+        rule("batch", &["jobs"], WRITE),
         rule("", &["services"], WRITE),
         rule("", &["pods", "configmaps", "secrets"], READ),
         rule("discovery.k8s.io", &["endpointslices"], READ),
