@@ -279,3 +279,90 @@ fn not_started(reason: &str, message: String) -> TaskOutcome {
         message,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn execution() -> Execution {
+        serde_json::from_value(json!({
+            "metadata": {"name": "report-abc", "namespace": "ns", "uid": "u1",
+                         "labels": {"run.nimbus.dev/job": "report"}},
+            "spec": {"taskCount": 2, "template": {"spec": {
+                "containers": [{"name": "c", "image": "img", "args": ["task"],
+                                "env": [{"name": "A", "value": "1"}]}],
+                "nodeSelector": {"disk": "ssd"}
+            }}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_attempt_is_a_batch_job_of_one_pod_owned_by_its_execution() {
+        let env = vec![("CLOUD_RUN_TASK_INDEX".to_string(), "1".to_string())];
+        let job = batch_job(&execution(), "report-abc-1-0", env, Duration::from_secs(90));
+        let value = serde_json::to_value(&job).unwrap();
+        let spec = &value["spec"];
+        assert_eq!(spec["backoffLimit"], 0);
+        assert_eq!(spec["activeDeadlineSeconds"], 90);
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(
+            pod["nodeSelector"]["disk"], "ssd",
+            "PodSpec fields pass through"
+        );
+        let c = &pod["containers"][0];
+        assert!(c.get("ports").is_none() && c.get("readinessProbe").is_none());
+        let names: Vec<&str> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["A", "CLOUD_RUN_TASK_INDEX"], "no serving contract");
+        assert_eq!(value["metadata"]["ownerReferences"][0]["kind"], "Execution");
+        assert_eq!(value["metadata"]["labels"][LABEL_EXECUTION], "report-abc");
+        assert_eq!(value["metadata"]["labels"][LABEL_JOB], "report");
+    }
+
+    fn job_with(condition: &str, reason: &str) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "t", "namespace": "ns"},
+            "status": {"conditions": [{"type": condition, "status": "True", "reason": reason}]}
+        }))
+        .unwrap()
+    }
+
+    fn pod_with(state: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "status": {"containerStatuses": [{"name": "c", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0, "state": state}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn outcomes_come_from_the_job_and_its_pod() {
+        let running: Job = serde_json::from_value(json!({"status": {"active": 1}})).unwrap();
+        assert_eq!(outcome("t", &running, None), None);
+        let done = outcome("t", &job_with("Complete", ""), None).unwrap();
+        assert!(done.succeeded());
+        let exited = pod_with(json!({"terminated": {"exitCode": 3, "reason": "Error"}}));
+        let failed = outcome(
+            "t",
+            &job_with("Failed", "BackoffLimitExceeded"),
+            Some(&exited),
+        )
+        .unwrap();
+        assert_eq!((failed.reason(), failed.exit_code), ("Error", Some(3)));
+        let late = outcome("t", &job_with("Failed", "DeadlineExceeded"), None).unwrap();
+        assert_eq!(late.end, TaskEnd::TimedOut);
+        let oom = pod_with(json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}));
+        let killed = outcome("t", &job_with("Failed", "BackoffLimitExceeded"), Some(&oom)).unwrap();
+        assert_eq!(killed.reason(), "OOMKilled");
+        let pulling = pod_with(json!({"waiting": {"reason": "ImagePullBackOff", "message": "no"}}));
+        let never = outcome("t", &running, Some(&pulling)).unwrap();
+        assert_eq!(never.reason(), "ImagePullBackOff");
+    }
+}

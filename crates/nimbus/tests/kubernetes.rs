@@ -196,6 +196,8 @@ async fn kubernetes_mode_end_to_end() {
         "one container per pod: no sidecar"
     );
 
+    jobs_run_as_batch_jobs(&cluster, ns, image, &kubeconfig);
+
     // The runtime contract inside a pod of a test-app Service.
     cluster.kubectl_ok(
         &["apply", "-f", "-"],
@@ -455,4 +457,53 @@ fn scale_operator(cluster: &Cluster, replicas: u32) {
     if replicas > 0 {
         cluster.wait_installed();
     }
+}
+
+/// A Nimbus Job on the cluster: `nimbus job run --wait` (the CLI against the cluster) runs its
+/// tasks as batch Jobs of one pod each, with the task variables, two at once, one retried.
+fn jobs_run_as_batch_jobs(cluster: &Cluster, ns: &str, image: &str, kubeconfig: &Path) {
+    let job = format!(
+        "apiVersion: run.nimbus.dev/v1\nkind: Job\nmetadata:\n  name: report\n  namespace: {ns}\nspec:\n  template:\n    spec:\n      taskCount: 3\n      parallelism: 2\n      template:\n        spec:\n          maxRetries: 1\n          timeoutSeconds: 120\n          containers:\n            - image: {image}\n              imagePullPolicy: Never\n              args: [task]\n              env:\n                - name: FAIL_FIRST_ATTEMPT_OF\n                  value: \"1\"\n"
+    );
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&job));
+    let out = Command::new(BIN)
+        .args(["job", "run", "report", "--wait", "-n", ns, "--kubeconfig"])
+        .arg(kubeconfig)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nimbus job run --wait: {stderr}");
+    let execution = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let counts = cluster.jsonpath(
+        ns,
+        &["executions", &execution],
+        "{.status.succeededCount} {.status.retriedCount}",
+    );
+    assert_eq!(counts, "3 1", "{stderr}");
+    // Four attempts, each a batch Job owned by the Execution; the retried task's second pod
+    // saw attempt 1.
+    let jobs = cluster.jsonpath(
+        ns,
+        &[
+            "jobs.batch",
+            "-l",
+            &format!("run.nimbus.dev/execution={execution}"),
+        ],
+        "{.items[*].metadata.name}",
+    );
+    let mut names: Vec<&str> = jobs.split_whitespace().collect();
+    names.sort();
+    let want: Vec<String> = ["0-0", "1-0", "1-1", "2-0"]
+        .iter()
+        .map(|s| format!("{execution}-{s}"))
+        .collect();
+    assert_eq!(names, want);
+    let logs = cluster.kubectl_ok(&["logs", "-n", ns, &format!("job/{execution}-1-1")], None);
+    assert!(
+        logs.contains(&format!(
+            "task index=1 count=3 attempt=1 job=report execution={execution}"
+        )),
+        "{logs}"
+    );
+    cluster.kubectl_ok(&["delete", "-n", ns, "jobs.run.nimbus.dev", "report"], None);
 }

@@ -5,7 +5,8 @@
 //! `/exit`, `/status?<code>`), detect concurrent requests (`/overlap`), read and write files
 //! (`/file`, `/write`: mounted volumes), count deliveries (`/record`, `/event`: CloudEvents) and model health
 //! (`/healthz`, `/ready`). Run as `test-app task` it is a Job's task instead: it prints its task
-//! variables and exits with `$EXIT_CODE` (default 0) after `$SLEEP_SECONDS` (default 0). It
+//! variables and exits with `$EXIT_CODE` (default 0) after `$SLEEP_SECONDS` (default 0), or
+//! with 3 on the first attempt of task `$FAIL_FIRST_ATTEMPT_OF`. It
 //! must never need anything beyond std and libc, so it runs in a minimal root filesystem.
 
 mod contract;
@@ -85,6 +86,14 @@ fn task() -> ! {
     );
     let _ = std::io::stdout().flush();
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    // One task's first attempt fails (to see it retried).
+    if number("FAIL_FIRST_ATTEMPT_OF").is_some()
+        && number("FAIL_FIRST_ATTEMPT_OF") == number("CLOUD_RUN_TASK_INDEX")
+        && number("CLOUD_RUN_TASK_ATTEMPT") == Some(0)
+    {
+        eprintln!("failing the first attempt");
+        std::process::exit(3);
+    }
     if let Some(secs) = number("SLEEP_SECONDS") {
         std::thread::sleep(std::time::Duration::from_secs(secs));
     }
