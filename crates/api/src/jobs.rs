@@ -14,6 +14,18 @@
 //!
 //! Every task gets `CLOUD_RUN_TASK_INDEX`, `CLOUD_RUN_TASK_COUNT`, `CLOUD_RUN_TASK_ATTEMPT`,
 //! `CLOUD_RUN_JOB`, `CLOUD_RUN_EXECUTION` and Kubernetes' `JOB_COMPLETION_INDEX`.
+//!
+//! Sources of the names and defaults: Cloud Run's Job and Execution resources
+//! (<https://cloud.google.com/run/docs/reference/rest/v1/namespaces.jobs>,
+//! `ExecutionSpec.taskCount`/`parallelism`, `TaskSpec.maxRetries` default 3,
+//! `timeoutSeconds` default 600) and its task environment
+//! (<https://cloud.google.com/run/docs/container-contract#jobs-env-vars>); Kubernetes' CronJob
+//! for the schedule's fields and defaults (`concurrencyPolicy` Allow,
+//! `successfulJobsHistoryLimit` 3, `failedJobsHistoryLimit` 1, `startingDeadlineSeconds`,
+//! `timeZone`: <https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/>) and
+//! Knative's PingSource for the event (`schedule`, `timezone`, `contentType`, `data`,
+//! `dataBase64`, `sink`; type `dev.knative.sources.ping`:
+//! <https://knative.dev/docs/eventing/sources/ping-source/>).
 
 use std::collections::BTreeMap;
 
