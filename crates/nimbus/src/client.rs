@@ -143,6 +143,12 @@ impl Client {
         query: &[(&str, String)],
     ) -> anyhow::Result<reqwest::Response> {
         let Transport::Http { http, base } = &self.transport else {
+            if kind == Kind::Execution {
+                bail!(
+                    "in Kubernetes mode an execution's output is its pods' logs: use kubectl logs -n {} -l run.nimbus.dev/execution={name} --prefix",
+                    self.namespace
+                );
+            }
             bail!(
                 "in Kubernetes mode a revision's output is its pods' logs: use kubectl logs -l serving.knative.dev/service={name}"
             );
