@@ -167,6 +167,40 @@ async fn tasks_run_with_their_index_in_parallel_and_are_retried() {
     )
     .await;
     assert_eq!(j["status"]["executionCount"], 1);
+
+    // kubectl: discovery, Knative-style tables, explain.
+    if nimbus_testkit::kube::have_kubectl() {
+        let table = nimbus.kubectl_ok(&["get", "executions"], None);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "JOB",
+                "TASKS",
+                "RUNNING",
+                "SUCCEEDED",
+                "FAILED",
+                "COMPLETED",
+                "REASON"
+            ],
+            "{table}"
+        );
+        assert!(
+            nimbus_testkit::row(&table, &name).contains(&"Succeeded"),
+            "{table}"
+        );
+        let jobs = nimbus.kubectl_ok(&["get", "jobs.run.nimbus.dev"], None);
+        assert!(
+            nimbus_testkit::row(&jobs, "report").contains(&"True"),
+            "{jobs}"
+        );
+        let explain = nimbus.kubectl_ok(&["explain", "executions.spec.template.spec"], None);
+        assert!(
+            explain.contains("maxRetries") && explain.contains("timeoutSeconds"),
+            "{explain}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
