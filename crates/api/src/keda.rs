@@ -137,10 +137,11 @@ pub struct AdvancedConfig {
 pub struct ScaleTarget {
     #[serde(default)]
     pub name: String,
-    /// KEDA's default is `apps/v1`; Nimbus accepts `serving.knative.dev/v1` only.
+    /// KEDA's default is `apps/v1`; Nimbus accepts `serving.knative.dev/v1` only, and reads a
+    /// target given by `name` alone (KEDA's documented shape) as the Service of that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// KEDA's default is `Deployment`; Nimbus accepts `Service` only.
+    /// KEDA's default is `Deployment`; Nimbus accepts `Service` only (see `api_version`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,4 +356,14 @@ pub fn default_scaled_object(so: &mut ScaledObject) {
         .get_or_insert(DEFAULT_MIN_REPLICA_COUNT);
     spec.max_replica_count
         .get_or_insert(DEFAULT_MAX_REPLICA_COUNT);
+    // KEDA's documentation names only the target (`scaleTargetRef: {name: my-app}`), which
+    // KEDA reads as an `apps/v1` Deployment. Nimbus has no Deployments to scale (embedded
+    // mode runs Knative Services), so a target given by name alone is the Service of that
+    // name, written out so what is read back is what scales. An explicit Deployment is still
+    // refused by validation.
+    let target = &mut spec.scale_target_ref;
+    if target.api_version.is_none() && target.kind.is_none() {
+        target.api_version = Some(crate::API_VERSION.to_string());
+        target.kind = Some("Service".to_string());
+    }
 }

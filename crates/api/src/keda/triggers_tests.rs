@@ -269,3 +269,33 @@ fn metric_type_value_or_average_value_only() {
         ["spec.triggers[0].metricType"]
     );
 }
+
+#[test]
+fn a_target_named_alone_is_the_knative_service_of_that_name() {
+    // KEDA's documentation writes `scaleTargetRef: {name: ...}` (a Deployment to KEDA).
+    let doc = serde_json::json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "redis-scaledobject"},
+        "spec": {"scaleTargetRef": {"name": "my-app"}, "triggers": [{"type": "cron",
+            "metadata": {"timezone": "Asia/Kolkata", "start": "0 6 * * *", "end": "0 20 * * *",
+                         "desiredReplicas": "10"}}]}
+    });
+    let obj = crate::parse::decode_object(None, doc).expect("KEDA's shape applies");
+    let crate::Object::ScaledObject(so) = obj else {
+        panic!("a ScaledObject")
+    };
+    let target = &so.spec.scale_target_ref;
+    assert_eq!(target.api_version.as_deref(), Some(crate::API_VERSION));
+    assert_eq!(target.kind.as_deref(), Some("Service"));
+    let deployment = serde_json::json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "my-app"}, "triggers": [{"type": "cron",
+            "metadata": {"timezone": "UTC", "start": "0 6 * * *", "end": "0 20 * * *", "desiredReplicas": "1"}}]}
+    });
+    let errors = crate::parse::decode_object(None, deployment).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.path == "spec.scaleTargetRef"),
+        "{errors:?}"
+    );
+}
