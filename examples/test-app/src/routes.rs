@@ -310,6 +310,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn event_stamp_adds_the_arrival_time() {
+        let file = std::env::temp_dir().join(format!("test-app-stamp-{}", std::process::id()));
+        let headers = vec![("ce-id".to_string(), "e-1".to_string())];
+        let r = event(&format!("{},stamp", file.display()), &headers, b"12 345");
+        assert_eq!(r.status, 200);
+        let line = std::fs::read_to_string(&file).unwrap();
+        let _ = std::fs::remove_file(&file);
+        let fields: Vec<&str> = line.trim_end().split('\t').collect();
+        assert_eq!(fields.len(), 9, "{line:?}");
+        assert_eq!(fields[0], "e-1");
+        assert_eq!(fields[7], "12 345");
+        assert!(fields[8].parse::<u128>().unwrap() > 1_600_000_000_000_000);
+    }
+
+    #[test]
     fn param_finds_values() {
         assert_eq!(param("mb=5&x=1", "mb"), Some("5"));
         assert_eq!(param("x=1&mb=7", "mb"), Some("7"));

@@ -88,7 +88,7 @@ fn main() {
         }
         .unwrap_or_else(|| fail(&format!("{name}: the broker is not installed")));
         let bench = Bench {
-            kind: *name,
+            kind: name,
             url: broker.url.clone(),
             port: broker.port,
             parallelism: opts.parallelism,
