@@ -114,8 +114,17 @@ fn append_line(path: &str, line: &str) -> Response {
 /// `/event?<file>[,flaky]` (any method): append one line for a CloudEvent to the file:
 /// `ce-id ce-type ce-source ce-subject ce-specversion ce-time content-type body`, tab-separated
 /// (`-` for a missing header). With `flaky`, the first request of each `ce-id` answers 500
-/// instead (it leaves `<file>.seen-<id>`), so the event must come again.
+/// instead (it leaves `<file>.seen-<id>`), so the event must come again. With `stamp`
+/// (`/event?<file>,stamp`), a last field is added: when the request arrived, in microseconds
+/// since the Unix epoch (for latency benchmarks).
 pub fn event(query: &str, headers: &[(String, String)], body: &[u8]) -> Response {
+    let arrived = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let (query, stamp) = match query.strip_suffix(",stamp") {
+        Some(path) => (path, true),
+        None => (query, false),
+    };
     let (path, flaky) = match query.strip_suffix(",flaky") {
         Some(path) => (path, true),
         None => (query, false),
@@ -148,7 +157,11 @@ pub fn event(query: &str, headers: &[(String, String)], body: &[u8]) -> Response
         get("content-type"),
     ];
     let body = String::from_utf8_lossy(body).replace(['\n', '\t'], " ");
-    append_line(path, &format!("{}\t{body}", fields.join("\t")))
+    let line = format!("{}\t{body}", fields.join("\t"));
+    match stamp {
+        true => append_line(path, &format!("{line}\t{arrived}")),
+        false => append_line(path, &line),
+    }
 }
 
 /// `/file?<path>`: the file's contents (mounted volumes), or why it cannot be read.
@@ -295,6 +308,21 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_stamp_adds_the_arrival_time() {
+        let file = std::env::temp_dir().join(format!("test-app-stamp-{}", std::process::id()));
+        let headers = vec![("ce-id".to_string(), "e-1".to_string())];
+        let r = event(&format!("{},stamp", file.display()), &headers, b"12 345");
+        assert_eq!(r.status, 200);
+        let line = std::fs::read_to_string(&file).unwrap();
+        let _ = std::fs::remove_file(&file);
+        let fields: Vec<&str> = line.trim_end().split('\t').collect();
+        assert_eq!(fields.len(), 9, "{line:?}");
+        assert_eq!(fields[0], "e-1");
+        assert_eq!(fields[7], "12 345");
+        assert!(fields[8].parse::<u128>().unwrap() > 1_600_000_000_000_000);
+    }
 
     #[test]
     fn param_finds_values() {
