@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 use crate::serving::RevisionSpec;
+use crate::sources::Destination;
 
 /// `run.nimbus.dev`
 pub const GROUP: &str = "run.nimbus.dev";
@@ -425,7 +426,7 @@ pub struct JobReference {
 }
 
 /// A PingSource's event: `dev.knative.sources.ping` with this data, to a sink.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[cfg_attr(
     feature = "schemars",
@@ -433,6 +434,7 @@ pub struct JobReference {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledEvent {
+    /// Knative's `Destination`: a Service (`ref`, with `uri` a path on it) or an `http://` URL.
     #[serde(default)]
     pub sink: Destination,
     /// The data's media type (default `application/json` when `data` is set).
@@ -443,40 +445,6 @@ pub struct ScheduledEvent {
     pub data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
-}
-
-/// Knative's `Destination`: a Service in the same namespace, or a URL.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[cfg_attr(
-    feature = "schemars",
-    schemars(rename = "dev.nimbus.run.v1.Destination")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct Destination {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r#ref: Option<KReference>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-}
-
-/// Knative's `KReference`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[cfg_attr(
-    feature = "schemars",
-    schemars(rename = "dev.nimbus.run.v1.KReference")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct KReference {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

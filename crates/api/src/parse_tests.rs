@@ -617,6 +617,7 @@ metadata:
   name: so
 spec:
   scaleTargetRef:
+    kind: Deployment
     name: my-deployment
   minReplicaCount: 5
   maxReplicaCount: 2

@@ -70,6 +70,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// `clock`'s time as RFC 3339, to the second (what conditions and status times carry).
+pub(crate) fn rfc3339(clock: &dyn Clock) -> String {
+    let secs = clock.now().as_second();
+    Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// Shared by all reconcilers.
 pub struct Context {
     pub resources: Arc<dyn Resources>,
@@ -131,10 +139,7 @@ impl Context {
 
     /// RFC 3339 timestamp (seconds) for condition transitions and annotations.
     pub fn now(&self) -> String {
-        let secs = self.clock.now().as_second();
-        Timestamp::from_second(secs)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
+        rfc3339(&*self.clock)
     }
 
     /// `http://<host>[:port]`

@@ -270,9 +270,13 @@ impl nimbus_controller::EventSink for ScheduledEvents {
         if let Some(content_type) = event.content_type {
             headers.push(("content-type".to_owned(), content_type));
         }
+        let path = match (&event.service, &event.uri) {
+            (Some(_), Some(path)) => path.clone(),
+            _ => "/".to_owned(),
+        };
         let request = StoredRequest {
             method: "POST".into(),
-            target: "/".into(),
+            target: path,
             headers,
             size: event.data.len(),
             body: Bytes::from(event.data),

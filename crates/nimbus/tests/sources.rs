@@ -136,6 +136,22 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 }
 
 /// Entries of `stream` delivered to `group` but not acked.
+/// Wait until the group has no entry of the stream pending (`what`: the wait, for its message).
+async fn wait_acked(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    what: &str,
+) {
+    wait_until(what, Duration::from_secs(10), async || {
+        match pending(conn, stream, group).await {
+            0 => Ok(()),
+            n => Err(format!("{n} pending")),
+        }
+    })
+    .await;
+}
+
 async fn pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> i64 {
     let reply: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
@@ -268,15 +284,7 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
         );
         assert!(table.contains("http://fn.default.localhost"), "{table}");
     }
-    wait_until(
-        "the entries are acked",
-        Duration::from_secs(10),
-        async || match pending(&mut conn, "orders", "nimbus").await {
-            0 => Ok(()),
-            n => Err(format!("{n} pending")),
-        },
-    )
-    .await;
+    wait_acked(&mut conn, "orders", "nimbus", "the entries are acked").await;
 
     // Ack only after success: the first answer is 500, the entry stays pending until the
     // retry succeeds.
@@ -310,15 +318,7 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
     assert!(lines(&flaky).is_empty());
     let got = wait_lines(&flaky, 1, Duration::from_secs(30)).await;
     assert_eq!(fields(&got[0])[0], id, "the same event, delivered again");
-    wait_until(
-        "the entry is acked",
-        Duration::from_secs(10),
-        async || match pending(&mut conn, "retried", "retried").await {
-            0 => Ok(()),
-            n => Err(format!("{n} pending")),
-        },
-    )
-    .await;
+    wait_acked(&mut conn, "retried", "retried", "the entry is acked").await;
 
     // Dead letters: a sink that always fails; after retry + 1 attempts the event is kept as a
     // failed invocation and the entry acked.
@@ -355,13 +355,11 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
         dead_text.contains(&id),
         "the dead letter keeps the event: {dead_text}"
     );
-    wait_until(
+    wait_acked(
+        &mut conn,
+        "doomed",
+        "doomed",
         "the dead-lettered entry is acked",
-        Duration::from_secs(10),
-        async || match pending(&mut conn, "doomed", "doomed").await {
-            0 => Ok(()),
-            n => Err(format!("{n} pending")),
-        },
     )
     .await;
 

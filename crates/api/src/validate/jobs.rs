@@ -217,43 +217,17 @@ pub(super) fn validate_schedule(v: &mut Errors, schedule: &Schedule) {
 }
 
 fn validate_event(v: &mut Errors, event: &ScheduledEvent) {
-    match (&event.sink.r#ref, &event.sink.uri) {
-        (Some(r), None) => {
-            if r.kind != "Service" || r.api_version != crate::API_VERSION {
-                v.add(
-                    "spec.event.sink.ref",
-                    format!(
-                        "{}/{} cannot receive events here; name a Service (apiVersion: {}, kind: Service)",
-                        r.api_version,
-                        r.kind,
-                        crate::API_VERSION
-                    ),
-                );
-            }
-            if let Err(e) = check_dns_label(&r.name) {
-                v.add("spec.event.sink.ref.name", e);
-            }
-            if r.namespace.is_some() {
-                v.add(
-                    "spec.event.sink.ref.namespace",
-                    "must be left out: a schedule sends events to Services of its own namespace",
-                );
-            }
-        }
-        (None, Some(uri)) => {
-            if !uri.starts_with("http://") || uri.len() <= "http://".len() {
-                v.add(
-                    "spec.event.sink.uri",
-                    format!(
-                        "{uri:?} is not an http:// URL (https destinations are not supported yet)"
-                    ),
-                );
-            }
-        }
-        _ => v.add(
-            "spec.event.sink",
-            "needs exactly one of ref (a Service) and uri",
-        ),
+    crate::sources::validate_destination(&mut v.0, "spec.event.sink", &event.sink, true);
+    if event
+        .sink
+        .ref_
+        .as_ref()
+        .is_some_and(|r| r.namespace.is_some())
+    {
+        v.add(
+            "spec.event.sink.ref.namespace",
+            "must be left out: a schedule sends events to Services of its own namespace",
+        );
     }
     if event.data.is_some() && event.data_base64.is_some() {
         v.add(
@@ -332,7 +306,7 @@ mod tests {
         let e = errors(serde_json::json!({"kind": "Schedule", "metadata": {"name": "s"},
             "spec": {"schedule": "@hourly", "event": {"sink": {"uri": "https://x"}, "data": "a", "dataBase64": "YQ=="}}}))
         .join("\n");
-        assert!(e.contains("https destinations are not supported"), "{e}");
+        assert!(e.contains("https sinks are not supported"), "{e}");
         assert!(e.contains("both data and dataBase64"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use nimbus_api::jobs::*;
 use nimbus_api::{ConditionStatus, Execution, Kind, Object, Revision};
 use nimbus_runtime::InstanceSpec;
 
-use super::executor::{Plan, rfc3339};
+use super::executor::Plan;
 use crate::context::Context;
 use crate::error::ControllerError;
 use crate::resources::{Action, update_status};
@@ -68,7 +68,7 @@ pub(crate) async fn reconcile(ctx: &Context, e: Execution) -> Result<Action, Con
         &name,
         &uid,
         task_spec(&rev, &class),
-        &rfc3339(&*ctx.clock),
+        &ctx.now(),
     );
     ctx.executor
         .start(plan, runtime, ctx.resources.clone(), ctx.clock.clone());

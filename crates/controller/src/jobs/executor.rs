@@ -14,7 +14,7 @@ use nimbus_runtime::{InstanceSpec, Runtime, TaskEnd, TaskOutcome, TaskRun};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::context::Clock;
+use crate::context::{Clock, rfc3339};
 use crate::resources::{Resources, update_status};
 use crate::status::cond;
 
@@ -369,13 +369,6 @@ async fn write_status(resources: &dyn Resources, plan: &Plan, state: &State, now
     if let Err(e) = written {
         tracing::warn!(execution = %plan.name, "cannot write an execution's status: {e}");
     }
-}
-
-pub(crate) fn rfc3339(clock: &dyn Clock) -> String {
-    let secs = clock.now().as_second();
-    nimbus_api::k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

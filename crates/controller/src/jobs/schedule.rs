@@ -24,7 +24,8 @@ const MAX_MISSED: usize = 100;
 /// A scheduled CloudEvent, ready to deliver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledDelivery {
-    /// A Service of the schedule's namespace, or an `http://` URL.
+    /// A Service of the schedule's namespace (`uri`: then a path on it), or an `http://` URL
+    /// (`uri` alone), as Knative resolves a `Destination`.
     pub service: Option<String>,
     pub uri: Option<String>,
     /// CloudEvents attributes: `id` (the schedule's uid and the time), `source`
@@ -56,22 +57,15 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
     let executions = owned_executions(ctx, &namespace, &name).await?;
     let active: Vec<&Execution> = executions.iter().filter(|e| !finished(e)).collect();
     prune_history(ctx, spec, &executions).await?;
+    let last = |outcome, ran, next| Written { outcome, ran, next };
     let (cron, tz) = match (
         nimbus_api::cron::parse(&spec.schedule),
         nimbus_api::cron::time_zone(spec.time_zone.as_deref().unwrap_or("UTC")),
     ) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(e), _) | (_, Err(e)) => {
-            write(
-                ctx,
-                &namespace,
-                &name,
-                &s,
-                Outcome::not_ready("InvalidSchedule", &e),
-                &active,
-                None,
-            )
-            .await?;
+            let outcome = Outcome::not_ready("InvalidSchedule", &e);
+            write(ctx, &s, &executions, last(outcome, None, None)).await?;
             return Ok(Action::await_change());
         }
     };
@@ -88,11 +82,12 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
     let next = nimbus_api::cron::next_after(&cron, tz, now);
     if spec.suspend == Some(true) {
         let outcome = Outcome::ready("Suspended", "runs are suspended (spec.suspend)");
-        write(ctx, &namespace, &name, &s, outcome, &active, None).await?;
+        write(ctx, &s, &executions, last(outcome, None, None)).await?;
         return Ok(Action::await_change());
     }
     let (missed, count) = nimbus_api::cron::missed(&cron, tz, since, now, MAX_MISSED);
     let mut ran = None;
+    let mut started = false;
     let mut outcome = Outcome::ready("Scheduled", "");
     if let Some(at) = missed {
         let late = (now - at).num_seconds();
@@ -112,6 +107,7 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
                 Ok(Fired::Started(what)) => {
                     outcome = Outcome::ready("Scheduled", &what);
                     ran = Some(at);
+                    started = true;
                 }
                 Ok(Fired::Forbidden) => {
                     outcome = Outcome::ready(
@@ -128,9 +124,12 @@ pub(crate) async fn reconcile(ctx: &Context, s: Schedule) -> Result<Action, Cont
             }
         }
     }
-    let active_after = owned_executions(ctx, &namespace, &name).await?;
-    let active_after: Vec<&Execution> = active_after.iter().filter(|e| !finished(e)).collect();
-    write(ctx, &namespace, &name, &s, outcome, &active_after, ran).await?;
+    // A run that started (or replaced others) changed the executions; list them again.
+    let executions = match started {
+        true => owned_executions(ctx, &namespace, &name).await?,
+        false => executions,
+    };
+    write(ctx, &s, &executions, last(outcome, ran, next)).await?;
     Ok(match next {
         Some(next) => {
             let wait = (next - chrono_now(ctx)).to_std().unwrap_or_default();
@@ -236,7 +235,7 @@ async fn send_event(
     };
     let time = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let delivery = ScheduledDelivery {
-        service: event.sink.r#ref.as_ref().map(|r| r.name.clone()),
+        service: event.sink.ref_.as_ref().map(|r| r.name.clone()),
         uri: event.sink.uri.clone(),
         id: format!(
             "{}-{}",
@@ -353,42 +352,53 @@ impl Outcome {
     }
 }
 
+/// What a reconcile writes into the status besides what the executions say.
+struct Written {
+    outcome: Outcome,
+    /// The scheduled time just handled (run, or skipped for being too late).
+    ran: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+}
+
+/// The status from the schedule's executions (active ones, the last success) and `written`.
 async fn write(
     ctx: &Context,
-    namespace: &str,
-    name: &str,
     s: &Schedule,
-    outcome: Outcome,
-    active: &[&Execution],
-    ran: Option<DateTime<Utc>>,
+    executions: &[Execution],
+    written: Written,
 ) -> Result<(), ControllerError> {
+    let namespace = s.metadata.namespace.as_deref().unwrap_or("default");
+    let name = s.metadata.name.as_deref().unwrap_or_default();
     let now = ctx.now();
     let generation = s.metadata.generation;
-    let active: Vec<String> = active
+    let active: Vec<String> = executions
         .iter()
+        .filter(|e| !finished(e))
         .filter_map(|e| e.metadata.name.clone())
         .collect();
-    let next = nimbus_api::cron::parse(&s.spec.schedule)
-        .ok()
-        .zip(nimbus_api::cron::time_zone(s.spec.time_zone.as_deref().unwrap_or("UTC")).ok())
-        .and_then(|(c, tz)| nimbus_api::cron::next_after(&c, tz, chrono_now(ctx)))
-        .filter(|_| s.spec.suspend != Some(true))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let last_successful = executions
+        .iter()
+        .filter(|e| succeeded(e))
+        .filter_map(|e| e.status.as_ref().and_then(|s| s.completion_time.clone()))
+        .max();
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let next = written.next.map(rfc3339);
+    let ran = written.ran.map(rfc3339);
+    let outcome = written.outcome;
     let ready = cond(
         CONDITION_READY,
         outcome.status,
         &outcome.reason,
         &outcome.message,
     );
-    let last_successful = owned_success_time(ctx, namespace, name).await?;
     update_status(&*ctx.resources, Kind::Schedule, namespace, name, |o| {
         if let Object::Schedule(x) = o {
             let st = x.status.get_or_insert_default();
             st.observed_generation = generation;
             st.active = active.clone();
             st.next_schedule_time = next.clone();
-            if let Some(at) = ran {
-                st.last_schedule_time = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            if ran.is_some() {
+                st.last_schedule_time = ran.clone();
             }
             if last_successful.is_some() {
                 st.last_successful_time = last_successful.clone();
@@ -398,19 +408,6 @@ async fn write(
     })
     .await?;
     Ok(())
-}
-
-async fn owned_success_time(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<String>, ControllerError> {
-    let executions = owned_executions(ctx, namespace, name).await?;
-    Ok(executions
-        .iter()
-        .filter(|e| succeeded(e))
-        .filter_map(|e| e.status.as_ref().and_then(|s| s.completion_time.clone()))
-        .max())
 }
 
 fn chrono_now(ctx: &Context) -> DateTime<Utc> {
