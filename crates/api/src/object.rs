@@ -263,13 +263,26 @@ impl Kind {
         matches!(self, Kind::ScaledObject | Kind::TriggerAuthentication)
     }
 
-    /// The kinds Nimbus's controllers reconcile and a cluster installs as CRDs: all but the
-    /// core kinds, KEDA's and the event sources (run by `nimbus serve`'s source supervisor,
-    /// embedded mode only so far), in [`Kind::ALL`] order.
+    /// The kinds Nimbus's controllers reconcile: all but the core kinds, KEDA's (evaluated by
+    /// `nimbus-keda`) and the event sources (run by the source supervisor), in [`Kind::ALL`]
+    /// order.
     pub fn knative() -> impl Iterator<Item = Kind> {
         Kind::ALL
             .into_iter()
             .filter(|k| !k.is_core() && !k.is_keda() && !k.is_source())
+    }
+
+    /// The kinds a cluster installs as CRDs: [`Kind::knative`]'s, the event sources' and
+    /// KEDA's. The last two are optional there ([`Kind::is_optional_on_cluster`]).
+    pub fn on_cluster() -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(|k| !k.is_core())
+    }
+
+    /// Whether a cluster may already have another controller for this kind (KEDA for
+    /// `keda.sh`, Knative Eventing's Redis and RabbitMQ sources): `nimbus install` leaves such
+    /// a CRD alone when it is not Nimbus's, and the operator then leaves the kind to its owner.
+    pub fn is_optional_on_cluster(self) -> bool {
+        self.is_keda() || self.is_source()
     }
 
     /// Accepts kind names, plurals, singulars and kubectl short names (`ksvc`, `rev`), and

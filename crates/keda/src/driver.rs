@@ -135,7 +135,17 @@ impl Keda {
     /// Poll one ScaledObject's triggers, decide, apply the floors and write the status.
     async fn evaluate(&self, so: ScaledObject, mut st: State) -> ((String, String), State) {
         let ns = namespace(&so).to_string();
-        let target = self.target(&ns, &so.spec.scale_target_ref.name).await;
+        // On a cluster no admission webhook refused what Nimbus does not implement: an
+        // invalid ScaledObject scales nothing and says why, as an unknown target does.
+        let errors = nimbus_api::validate::validate(&Object::ScaledObject(so.clone()));
+        let invalid = (!errors.is_empty()).then(|| {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            errors.join("; ")
+        });
+        let target = match &invalid {
+            None => self.target(&ns, &so.spec.scale_target_ref.name).await,
+            Some(why) => Err(why.clone()),
+        };
         let env = target.as_ref().ok().map(|t| t.env.clone());
         let reads = so
             .spec
@@ -182,7 +192,13 @@ impl Keda {
         st.next_poll = now
             + Duration::from_secs(u64::try_from(so.spec.polling_interval().max(1)).unwrap_or(1));
         let observed = Observed {
-            target: target.as_ref().err().cloned(),
+            target: match invalid {
+                Some(why) => Some(("ScaledObjectCheckFailed", why)),
+                None => target
+                    .as_ref()
+                    .err()
+                    .map(|why| ("ScaleTargetNotFound", why.clone())),
+            },
             triggers: results,
             active: outcome.active,
             original_replica_count: original,

@@ -24,8 +24,9 @@ pub(crate) struct TriggerResult {
 /// What one poll of a ScaledObject saw.
 #[derive(Debug)]
 pub(crate) struct Observed {
-    /// Why the target cannot be scaled, if it cannot.
-    pub target: Option<String>,
+    /// Why the target cannot be scaled, if it cannot: KEDA's reason and a message
+    /// (`ScaledObjectCheckFailed` for a spec Nimbus refuses, `ScaleTargetNotFound`).
+    pub target: Option<(&'static str, String)>,
     pub triggers: Vec<TriggerResult>,
     pub active: bool,
     pub original_replica_count: Option<u32>,
@@ -79,9 +80,8 @@ pub(crate) fn update(
 }
 
 fn ready(observed: &Observed) -> Condition {
-    if let Some(why) = &observed.target {
-        return Condition::new(CONDITION_READY, ConditionStatus::False)
-            .with_reason("ScaleTargetNotFound", why);
+    if let Some((reason, why)) = &observed.target {
+        return Condition::new(CONDITION_READY, ConditionStatus::False).with_reason(*reason, why);
     }
     let failures: Vec<(usize, &TriggerResult, &TriggerError)> = observed
         .triggers

@@ -169,3 +169,32 @@ async fn a_missing_service_is_reported_and_nothing_is_scaled() {
         "{ready}"
     );
 }
+
+/// On a cluster no admission webhook refuses what Nimbus does not implement: the loop does,
+/// in the status, and scales nothing.
+#[tokio::test]
+async fn a_scaled_object_nimbus_refuses_scales_nothing_and_says_why() {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let scaler = Scaler::new(Arc::new(NoLoad), ScalerConfig::default());
+    let keda = Keda::new(
+        Arc::new(StoreResources(store.clone())),
+        scaler.clone(),
+        KedaConfig::default(),
+    );
+    service(&store);
+    // As a cluster stores it: past no validation of Nimbus's.
+    let mut value = object(&scaled_object()).to_json();
+    value["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6});
+    let refused = Object::from_json(Kind::ScaledObject, value).unwrap();
+    store.create(refused).unwrap();
+    keda.poll_due().await;
+    let floor = scaler.floor(&RevisionKey::new("default", "worker-00002"));
+    assert_eq!(floor, 0, "nothing scaled");
+    let ready = condition(&status(&store), "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ScaledObjectCheckFailed");
+    assert!(
+        ready["message"].as_str().unwrap().contains("spec.fallback"),
+        "{ready}"
+    );
+}

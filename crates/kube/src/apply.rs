@@ -3,7 +3,10 @@
 //!
 //! 1. **Check**: every CRD of the install that already exists must carry
 //!    `app.kubernetes.io/managed-by: nimbus`. A CRD of the same name without it is someone
-//!    else's (Knative Serving's): nothing is written, and the error says what to do.
+//!    else's (Knative Serving's): nothing is written, and the error says what to do. The
+//!    optional kinds ([`nimbus_api::Kind::is_optional_on_cluster`]: KEDA's, the event
+//!    sources') are the exception: another installation's CRD of one (KEDA's own) is left
+//!    alone, said in a line, and the operator leaves that kind to its owner.
 //! 2. **Apply**: each object in order, field manager `nimbus-install`, forced (the installer
 //!    owns what it installs); a second install is a no-op.
 //! 3. **Wait**: until every CRD is `Established` (its API is served), or its names are
@@ -90,19 +93,44 @@ pub async fn apply(
     timeout: Duration,
     mut progress: impl FnMut(&str),
 ) -> Result<(), ApplyError> {
+    let mut foreign = Vec::new();
     for m in manifests.iter().filter(|m| m.is_crd()) {
-        check_crd(client, m.name()).await?;
+        match check_crd(client, m.name()).await {
+            Ok(()) => {}
+            Err(ApplyError::ForeignCrd { found, .. }) if m.is_optional_crd() => {
+                progress(&format!(
+                    "{} left alone: it is not Nimbus's{found}; its owner serves that kind",
+                    m.display_name()
+                ));
+                foreign.push(m.name().to_string());
+            }
+            Err(e) => return Err(e),
+        }
     }
-    for m in manifests {
+    let ours = |m: &&Manifest| !foreign.iter().any(|f| m.is_crd() && f == m.name());
+    for m in manifests.iter().filter(ours) {
         apply_one(client, m).await?;
         progress(&format!("{} serverside-applied", m.display_name()));
     }
     let deadline = Instant::now() + timeout;
-    for m in manifests.iter().filter(|m| m.is_crd()) {
+    for m in manifests.iter().filter(|m| m.is_crd()).filter(ours) {
         wait_established(client, m.name(), deadline, timeout).await?;
         progress(&format!("{} condition met", m.display_name()));
     }
     Ok(())
+}
+
+/// Whether the CRD `name` exists and is Nimbus's (`false` when missing or someone else's).
+pub async fn is_ours(client: &kube::Client, name: &str) -> Result<bool, kube::Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    Ok(api.get_opt(name).await?.is_some_and(|crd| {
+        crd.metadata
+            .labels
+            .unwrap_or_default()
+            .get(LABEL_MANAGED_BY)
+            .map(String::as_str)
+            == Some(MANAGER)
+    }))
 }
 
 /// Refuse a CRD of this name that is not Nimbus's.

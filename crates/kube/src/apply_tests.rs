@@ -97,7 +97,7 @@ async fn every_object_is_applied_by_nimbus_install_then_the_crds_are_awaited() {
     let (client, mut handle) = mock();
     let all = manifests(&InstallOptions::default()).unwrap();
     let count = all.len();
-    let crds = nimbus_api::Kind::knative().count();
+    let crds = nimbus_api::Kind::on_cluster().count();
     let server = tokio::spawn(async move {
         // The check: the first CRD is already Nimbus's, the others are new.
         for i in 0..crds {

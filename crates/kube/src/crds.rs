@@ -26,11 +26,11 @@ use crate::structural::{self, SchemaError};
 /// The CEL rule that keeps a Revision's spec as it was created.
 pub const REVISION_IMMUTABLE_RULE: &str = "self == oldSelf";
 
-/// The CRDs of Knative's six kinds, in [`Kind::ALL`] order (Secrets and ConfigMaps are the
-/// cluster's own).
+/// The CRDs of every kind but the core ones ([`Kind::on_cluster`]), in [`Kind::ALL`] order
+/// (Secrets and ConfigMaps are the cluster's own).
 pub fn crds() -> Result<Vec<CustomResourceDefinition>, SchemaError> {
     let definitions = nimbus_api::schema::definitions();
-    Kind::knative()
+    Kind::on_cluster()
         .map(|kind| crd(&definitions, kind))
         .collect()
 }

@@ -1,5 +1,5 @@
-//! What `nimbus install` puts on a cluster, as objects: the namespace `nimbus-system`, the six
-//! CRDs, the operator's and the router's ServiceAccounts and RBAC, their Deployments, and
+//! What `nimbus install` puts on a cluster, as objects: the namespace `nimbus-system`, the
+//! CRDs (Knative's kinds, Jobs, the event sources and KEDA's), the operator's and the router's ServiceAccounts and RBAC, their Deployments, and
 //! their Services (the router's takes traffic; both name the ports each finds the other by). Pure: [`manifests`] builds them; [`crate::apply`] sends them.
 //!
 //! Every object carries `app.kubernetes.io/managed-by: nimbus` and
@@ -153,6 +153,14 @@ impl Manifest {
     /// Whether this is one of the CRDs.
     pub fn is_crd(&self) -> bool {
         self.resource.kind == "CustomResourceDefinition"
+    }
+
+    /// Whether this is the CRD of a kind another installation may own (KEDA's, the event
+    /// sources'; see [`nimbus_api::Kind::is_optional_on_cluster`]).
+    pub fn is_optional_crd(&self) -> bool {
+        self.is_crd()
+            && nimbus_api::Kind::on_cluster()
+                .any(|k| k.is_optional_on_cluster() && crate::crds::crd_name(k) == self.name())
     }
 }
 

@@ -36,10 +36,11 @@ fn every_object_is_labelled_and_namespaced_in_nimbus_system() {
         }
     }
     let crds = all.iter().filter(|m| m.is_crd()).count();
-    assert_eq!(crds, nimbus_api::Kind::knative().count());
+    assert_eq!(crds, nimbus_api::Kind::on_cluster().count());
     assert_eq!(
-        crds, 9,
-        "Knative's six kinds and Nimbus's Job, Execution and Schedule"
+        crds, 15,
+        "Knative's six kinds, Nimbus's Job, Execution and Schedule, four event sources and \
+         KEDA's two kinds"
     );
     let first_workload = all
         .iter()

@@ -172,7 +172,9 @@ fn tidy(schema: &mut Value, depth: usize) {
     let free_form = map.get("type") == Some(&json!("object"))
         && !map.contains_key("properties")
         && !map.contains_key("additionalProperties");
-    if free_form {
+    // Any JSON (a `serde_json::Value` field, such as KEDA's `fallback`): kept as given.
+    let any = !UNTYPED_BUT_SHAPED.iter().any(|k| map.contains_key(*k));
+    if free_form || any {
         map.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
     }
     shorten_description(map, depth);
@@ -185,6 +187,20 @@ fn tidy(schema: &mut Value, depth: usize) {
         }
     }
 }
+
+/// Keywords that give a schema its shape: without any, it accepts any JSON.
+const UNTYPED_BUT_SHAPED: &[&str] = &[
+    "type",
+    "properties",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "enum",
+    "x-kubernetes-int-or-string",
+];
 
 /// How many fields deep descriptions are kept (`spec.template.spec.containers[].ports[].name`
 /// is six). Deeper ones (volume sources, affinity terms) are left out, as Knative's CRDs

@@ -2,7 +2,9 @@
 //!
 //! - `nimbus operator`: the reconcilers (all but Ingress) over the cluster's API, revisions as
 //!   Deployments, the autoscaler fed by the routers' load; leader-elected with a Lease, so only
-//!   one replica acts. It answers `/healthz` and routers' `POST /activate/{ns}/{revision}`.
+//!   one replica acts. The leader also runs the event sources' consumers and KEDA's
+//!   ScaledObjects (where their CRDs are Nimbus's) and sends schedules' events, all through the
+//!   routers (`crate::cluster_delivery`). It answers `/healthz` and routers' `POST /activate/{ns}/{revision}`.
 //! - `nimbus router`: the router/activator, programmed by the Ingress reconciler, sending
 //!   requests to the ready pods of each revision (EndpointSlices); it serves `/healthz` and its
 //!   per-revision load (`/stats`) on the admin port.
@@ -21,11 +23,15 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use nimbus_api::Kind;
 use nimbus_api::runtime::Backend;
-use nimbus_controller::{Context, Controller, ControllerConfig, NoLoad, Scaler, ScalerConfig};
+use nimbus_controller::{
+    Context, Controller, ControllerConfig, NoLoad, Resources, Scaler, ScalerConfig,
+};
+use nimbus_invocations::Deliver;
 use nimbus_kube::peers::{Activations, Peers, RouterLoad, RouterStats, StatsReport};
 use nimbus_kube::{KubeResources, KubeRuntime};
 use nimbus_router::{Router, RouterConfig};
 
+use crate::cluster_delivery::{ClusterEvents, RouterDelivery};
 use crate::serve::{bind, stopped};
 use nimbus_runtime::{EndpointRegistry, RevisionKey, Runtime};
 
@@ -69,6 +75,10 @@ pub struct OperatorArgs {
     /// Run without leader election (only when exactly one operator runs).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// A router's data-plane URL to deliver events through (repeatable; default: the pods of
+    /// Service `nimbus-router`, port `http`).
+    #[arg(long = "router-http")]
+    pub router_http: Vec<String>,
 }
 
 /// `nimbus router`.
@@ -135,8 +145,18 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     runtime.ready().await;
     let runtimes: HashMap<Backend, Arc<dyn Runtime>> =
         [(Backend::Oci, runtime as Arc<dyn Runtime>)].into();
+    let resources: Arc<dyn Resources> = Arc::new(KubeResources::new(client.clone()));
+    let delivery = match args.router_http.is_empty() {
+        true => Peers::Service {
+            namespace: args.cluster.system_namespace.clone(),
+            name: "nimbus-router".into(),
+            port: "http".into(),
+        },
+        false => Peers::Urls(args.router_http.clone()),
+    };
+    let deliver: Arc<dyn Deliver> = RouterDelivery::new(client.clone(), delivery)?;
     let ctx = Context::new(
-        Arc::new(KubeResources::new(client.clone())),
+        Arc::clone(&resources),
         runtimes,
         None,
         ControllerConfig {
@@ -148,7 +168,24 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             ..ControllerConfig::default()
         },
         scaler.clone(),
-    );
+    )
+    .with_event_sink(Arc::new(ClusterEvents {
+        deliver: Arc::clone(&deliver),
+        domain: args.domain.clone(),
+    }));
+    // The optional kinds run here only where their CRDs are Nimbus's (else KEDA, or Knative
+    // Eventing's sources, own them).
+    let ours = optional_kinds(&client).await;
+    let sources: Vec<Kind> = ours.iter().copied().filter(|k| k.is_source()).collect();
+    if !sources.is_empty() {
+        crate::sources::start(
+            Arc::clone(&resources),
+            sources,
+            None,
+            Arc::clone(&deliver),
+            &args.domain,
+        );
+    }
     println!("nimbus operator: leading; reconciling");
     let stop = async {
         tokio::select! {
@@ -158,13 +195,40 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let controller = tokio::spawn(Controller::new(ctx).run(stopped(stop_rx.clone())));
+    let keda = ours.contains(&Kind::ScaledObject).then(|| {
+        let keda = nimbus_keda::Keda::new(
+            Arc::clone(&resources),
+            scaler.clone(),
+            nimbus_keda::KedaConfig::default(),
+        );
+        tokio::spawn(keda.run(stopped(stop_rx.clone())))
+    });
     let scaling = tokio::spawn(scaler.run(stopped(stop_rx)));
     stop.await;
     let _ = stop_tx.send(true);
     let _ = controller.await;
     let _ = scaling.await;
+    if let Some(keda) = keda {
+        let _ = keda.await;
+    }
     leadership.release().await;
     Ok(())
+}
+
+/// The optional kinds ([`Kind::is_optional_on_cluster`]) whose CRDs are Nimbus's here.
+async fn optional_kinds(client: &kube::Client) -> Vec<Kind> {
+    let mut ours = Vec::new();
+    for kind in Kind::on_cluster().filter(|k| k.is_optional_on_cluster()) {
+        let name = nimbus_kube::crds::crd_name(kind);
+        match nimbus_kube::apply::is_ours(client, &name).await {
+            Ok(true) => ours.push(kind),
+            Ok(false) => println!(
+                "nimbus operator: {name} is missing or not Nimbus's; leaving {kind} to its owner"
+            ),
+            Err(e) => eprintln!("nimbus operator: reading the CRD {name}: {e}; not running {kind}"),
+        }
+    }
+    ours
 }
 
 async fn activate(

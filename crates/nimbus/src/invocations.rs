@@ -47,12 +47,7 @@ pub fn start(
     let deliver: Arc<dyn Deliver> = Arc::new(Delivery {
         router: router.clone(),
         services: Arc::clone(&services),
-        http: reqwest::Client::builder()
-            .timeout(URL_TIMEOUT)
-            // A destination answers for itself; Nimbus does not follow it elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("building the HTTP client of URL destinations")?,
+        http: url_client()?,
     });
     let dispatcher = Dispatcher::start(queue, deliver.clone(), DispatcherConfig::default());
     let invocations = Arc::new(Invocations::new(dispatcher, services));
@@ -178,44 +173,61 @@ impl Deliver for Delivery {
                     }),
                 }
             }
-            Target::Url { url } => {
-                let (parts, body) = request.into_parts();
-                let mut req = self.http.request(parts.method, url.as_str()).body(body);
-                for (name, value) in &parts.headers {
-                    req = req.header(name, value);
-                }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
-                let status = resp.status().as_u16();
-                let headers = header_pairs(resp.headers());
-                // Read at most what is kept (and a byte more, to know it was cut).
-                let mut resp = resp;
-                let mut body = Vec::new();
-                let mut truncated = false;
-                while let Some(chunk) = resp
-                    .chunk()
-                    .await
-                    .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?
-                {
-                    let room = MAX_STORED_RESPONSE - body.len();
-                    if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
-                        truncated = true;
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(StoredResponse {
-                    status,
-                    headers,
-                    body,
-                    truncated,
-                })
-            }
+            Target::Url { url } => deliver_url(&self.http, url, request).await,
         }
     }
+}
+
+/// POST (or whatever `request` says) to a URL over HTTP: its response, the body kept up to
+/// [`MAX_STORED_RESPONSE`] bytes. Shared by both modes' deliveries.
+pub async fn deliver_url(
+    http: &reqwest::Client,
+    url: &str,
+    request: http::Request<Bytes>,
+) -> Result<StoredResponse, NoResponse> {
+    let (parts, body) = request.into_parts();
+    let mut req = http.request(parts.method, url).body(body);
+    for (name, value) in &parts.headers {
+        req = req.header(name, value);
+    }
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let headers = header_pairs(resp.headers());
+    // Read at most what is kept (and a byte more, to know it was cut).
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| NoResponse::failed(format!("{url}: {e}")))?
+    {
+        let room = MAX_STORED_RESPONSE - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(StoredResponse {
+        status,
+        headers,
+        body,
+        truncated,
+    })
+}
+
+/// An HTTP client for URL destinations: a timeout, and redirects not followed (a destination
+/// answers for itself; Nimbus does not follow it elsewhere).
+pub fn url_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(URL_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client of URL destinations")
 }
 
 /// A response with its body read (kept up to [`MAX_STORED_RESPONSE`] bytes, the rest read
@@ -260,32 +272,38 @@ impl nimbus_controller::EventSink for ScheduledEvents {
         namespace: &str,
         event: nimbus_controller::ScheduledDelivery,
     ) -> Result<String, String> {
-        let mut headers = vec![
-            ("ce-specversion".to_owned(), "1.0".to_owned()),
-            ("ce-id".to_owned(), event.id),
-            ("ce-source".to_owned(), event.source),
-            ("ce-type".to_owned(), event.type_),
-            ("ce-time".to_owned(), event.time),
-        ];
-        if let Some(content_type) = event.content_type {
-            headers.push(("content-type".to_owned(), content_type));
-        }
-        let path = match (&event.service, &event.uri) {
-            (Some(_), Some(path)) => path.clone(),
-            _ => "/".to_owned(),
-        };
-        let request = StoredRequest {
-            method: "POST".into(),
-            target: path,
-            headers,
-            size: event.data.len(),
-            body: Bytes::from(event.data),
-        };
+        let request = scheduled_request(&event);
         let stored = match (&event.service, &event.uri) {
             (Some(service), _) => self.0.accept(namespace, service, None, request).await,
             (None, Some(uri)) => self.0.accept_url(namespace, uri, request).await,
             (None, None) => return Err("the event names no sink".into()),
         };
         stored.map(|i| i.id).map_err(|e| e.to_string())
+    }
+}
+
+/// A schedule's CloudEvent as the request to send (HTTP binary mode: `ce-` headers, the data
+/// as the body), to the Service's path (its `uri`) or to `/` of a URL.
+pub fn scheduled_request(event: &nimbus_controller::ScheduledDelivery) -> StoredRequest {
+    let mut headers = vec![
+        ("ce-specversion".to_owned(), "1.0".to_owned()),
+        ("ce-id".to_owned(), event.id.clone()),
+        ("ce-source".to_owned(), event.source.clone()),
+        ("ce-type".to_owned(), event.type_.clone()),
+        ("ce-time".to_owned(), event.time.clone()),
+    ];
+    if let Some(content_type) = &event.content_type {
+        headers.push(("content-type".to_owned(), content_type.clone()));
+    }
+    let path = match (&event.service, &event.uri) {
+        (Some(_), Some(path)) => path.clone(),
+        _ => "/".to_owned(),
+    };
+    StoredRequest {
+        method: "POST".into(),
+        target: path,
+        headers,
+        size: event.data.len(),
+        body: Bytes::from(event.data.clone()),
     }
 }

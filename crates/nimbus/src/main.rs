@@ -3,6 +3,7 @@
 
 mod client;
 mod cluster;
+mod cluster_delivery;
 mod cmd_apply;
 mod cmd_deploy;
 mod cmd_export;

@@ -251,14 +251,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     router.set_activator(Arc::new(move |rev: &RevisionKey| activations.activate(rev)));
     let (invocations, deliver) =
         crate::invocations::start(&args.data_dir, store.clone(), router.clone(), &args.domain)?;
+    let resources: Arc<dyn nimbus_controller::Resources> = Arc::new(StoreResources(store.clone()));
     crate::sources::start(
-        store.clone(),
-        Arc::clone(invocations.queue()),
+        Arc::clone(&resources),
+        Kind::ALL.into_iter().filter(|k| k.is_source()).collect(),
+        Some(Arc::clone(invocations.queue())),
         deliver,
         &args.domain,
     );
     let ctx = Context::new(
-        Arc::new(StoreResources(store.clone())),
+        resources,
         runtimes.by_backend(),
         Some(Arc::new(RouterIngress(router.clone()))),
         ControllerConfig {

@@ -1,37 +1,41 @@
-//! Event sources wired into the server (see `nimbus-sources`): the source objects in the store
-//! resolved into running consumers (secrets read, sinks resolved to Services), events
-//! delivered through the router in-process like asynchronous invocations (so a Service at zero
-//! scales up for them), dead letters kept in the invocation store, and each source's state
-//! written into its status.
+//! Event sources wired into the server (see `nimbus-sources`): the source objects resolved
+//! into running consumers (secrets read, sinks resolved to Services), each source's state
+//! written into its status. Both modes run it over [`Resources`]:
 //!
-//! The supervisor is level-based: on start and on every change to a source, Secret or Service
-//! (and every few seconds) it lists the sources and syncs the running set to them.
+//! - embedded (`nimbus serve`): events go through the router in-process like asynchronous
+//!   invocations (so a Service at zero scales up for them), dead letters into the invocation
+//!   store;
+//! - Kubernetes (`nimbus operator`, the leader): events go to the routers over HTTP
+//!   (`crate::cluster_delivery`), and an event that fails for good without a
+//!   `deadLetterSink` is dropped, as Knative Eventing drops it.
+//!
+//! The supervisor is level-based: on start, on every change to a source, Secret or Service,
+//! and every few seconds, it lists the sources and syncs the running set to them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use nimbus_api::sources::{DeliverySpec, Destination, SecretValueFromSource, SourceStatus};
 use nimbus_api::{Condition, ConditionStatus, Kind, Object};
+use nimbus_controller::{Change, Resources};
 use nimbus_invocations::{Deliver, Queue, Target};
 use nimbus_sources::{Broker, Env, Report, Sink, SourceConfig, SourceKey, State, Supervisor};
-use nimbus_store::Store;
 
 /// How often the sources are listed again without a change.
 const RESYNC: Duration = Duration::from_secs(5);
 
-const SOURCE_KINDS: [Kind; 4] = [
-    Kind::RedisStreamSource,
-    Kind::RabbitmqSource,
-    Kind::RedisListSource,
-    Kind::NatsJetStreamSource,
-];
-
-/// Start the supervisor.
-pub fn start(store: Arc<Store>, dead_letters: Arc<Queue>, deliver: Arc<dyn Deliver>, domain: &str) {
-    let report = Arc::new(StatusWriter {
-        store: Arc::clone(&store),
-    });
+/// Start the supervisor over the source kinds in `kinds` (on a cluster: those whose CRDs are
+/// Nimbus's).
+pub fn start(
+    resources: Arc<dyn Resources>,
+    kinds: Vec<Kind>,
+    dead_letters: Option<Arc<Queue>>,
+    deliver: Arc<dyn Deliver>,
+    domain: &str,
+) -> tokio::task::JoinHandle<()> {
+    let report = StatusWriter::start(Arc::clone(&resources));
     let supervisor = Supervisor::new(Env {
         deliver,
         dead_letters,
@@ -39,34 +43,42 @@ pub fn start(store: Arc<Store>, dead_letters: Arc<Queue>, deliver: Arc<dyn Deliv
     });
     let domain = domain.to_owned();
     tokio::spawn(async move {
-        let mut events = store.watch();
+        let mut watched: Vec<Kind> = kinds.clone();
+        watched.extend([Kind::Secret, Kind::Service]);
         loop {
-            sync(&store, &supervisor, &report, &domain);
+            let version = sync(&*resources, &kinds, &supervisor, &report, &domain).await;
             let deadline = tokio::time::sleep(RESYNC);
             tokio::pin!(deadline);
+            let Some(version) = version else {
+                deadline.await;
+                continue;
+            };
             // Wait for a change that matters (or the resync).
+            let mut changes = resources.watch(&watched, version);
             loop {
                 tokio::select! {
                     () = &mut deadline => break,
-                    event = events.recv() => match event {
-                        Ok(e) if matters(&e) => break,
-                        Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    change = changes.next() => match change {
+                        Some(Ok(c)) if matters(&c) => break,
+                        Some(Ok(_)) => continue,
+                        // A broken watch: wait for the resync.
+                        Some(Err(_)) | None => {
+                            (&mut deadline).await;
+                            break;
+                        }
                     },
                 }
             }
         }
-    });
+    })
 }
 
 /// Whether a change may change what runs: any change to a Secret or Service, and a source's
 /// creation, deletion or spec change (not the status writes of ours).
-fn matters(e: &nimbus_store::WatchEvent) -> bool {
-    let kind = e.object.kind();
+fn matters(c: &Change) -> bool {
+    let kind = c.object.kind();
     matches!(kind, Kind::Secret | Kind::Service)
-        || (kind.is_source()
-            && (e.type_ == nimbus_store::EventType::Deleted || !only_status_changed(&e.object)))
+        || (kind.is_source() && (c.deleted || !only_status_changed(&c.object)))
 }
 
 /// A status write of ours: its generation is the one its status observed.
@@ -76,16 +88,26 @@ fn only_status_changed(obj: &Object) -> bool {
         .is_some_and(|g| g == obj.generation())
 }
 
-fn sync(store: &Store, supervisor: &Supervisor, report: &StatusWriter, domain: &str) {
+/// Sync the running set to the sources listed now; the resourceVersion to watch from, or
+/// `None` when a list failed (what runs is kept).
+async fn sync(
+    resources: &dyn Resources,
+    kinds: &[Kind],
+    supervisor: &Supervisor,
+    report: &StatusWriter,
+    domain: &str,
+) -> Option<u64> {
     let mut wanted = Vec::new();
-    for kind in SOURCE_KINDS {
-        let list = match store.list(kind, None) {
+    let mut version = 0;
+    for &kind in kinds {
+        let list = match resources.list(kind, None, &[]).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::error!("cannot list {}: {e}", kind.plural());
-                return; // keep what runs
+                return None;
             }
         };
+        version = version.max(list.resource_version);
         for obj in list.items {
             if obj.is_deleting() {
                 continue;
@@ -95,7 +117,20 @@ fn sync(store: &Store, supervisor: &Supervisor, report: &StatusWriter, domain: &
                 namespace: obj.namespace().to_owned(),
                 name: obj.name().to_owned(),
             };
-            match resolve(store, &obj, &key, domain) {
+            // On a cluster no admission webhook ran Nimbus's validation: run it here.
+            let errors = nimbus_api::validate::validate(&obj);
+            let resolved = match errors.is_empty() {
+                true => resolve(resources, &obj, &key, domain).await,
+                false => Err((
+                    "InvalidSpec".to_owned(),
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
+            };
+            match resolved {
                 Ok((config, sink_uri)) => {
                     report.sink_uri(&key, Some(sink_uri));
                     wanted.push(config);
@@ -108,35 +143,38 @@ fn sync(store: &Store, supervisor: &Supervisor, report: &StatusWriter, domain: &
         }
     }
     supervisor.sync(wanted);
+    Some(version)
 }
 
 type Refusal = (String, String);
 
-fn secret_value(
-    store: &Store,
+async fn secret_value(
+    resources: &dyn Resources,
     ns: &str,
     path: &str,
     r: &SecretValueFromSource,
 ) -> Result<String, Refusal> {
     let name = &r.secret_key_ref.name;
     let key = &r.secret_key_ref.key;
-    secret_key(store, ns, path, name, key)?.ok_or_else(|| {
-        (
-            "SecretKeyMissing".into(),
-            format!("{path}: Secret {name:?} has no key {key:?}"),
-        )
-    })
+    secret_key(resources, ns, path, name, key)
+        .await?
+        .ok_or_else(|| {
+            (
+                "SecretKeyMissing".into(),
+                format!("{path}: Secret {name:?} has no key {key:?}"),
+            )
+        })
 }
 
 /// The value of `key` in Secret `name` (None when the Secret lacks the key).
-fn secret_key(
-    store: &Store,
+async fn secret_key(
+    resources: &dyn Resources,
     ns: &str,
     path: &str,
     name: &str,
     key: &str,
 ) -> Result<Option<String>, Refusal> {
-    match store.get(Kind::Secret, ns, name) {
+    match resources.get(Kind::Secret, ns, name).await {
         Ok(Some(Object::Secret(s))) => Ok(s
             .data
             .get(key)
@@ -152,8 +190,8 @@ fn secret_key(
 }
 
 /// The sink as a delivery target, and its URI for the status.
-fn sink(
-    store: &Store,
+async fn sink(
+    resources: &dyn Resources,
     ns: &str,
     path: &str,
     d: &Destination,
@@ -169,7 +207,7 @@ fn sink(
                 ),
             ));
         }
-        return match store.get(Kind::Service, ns, &r.name) {
+        return match resources.get(Kind::Service, ns, &r.name).await {
             Ok(Some(_)) => {
                 let host = nimbus_api::names::route_host(&r.name, ns, domain);
                 let request_path = d.uri.clone().unwrap_or_else(|| "/".into());
@@ -228,8 +266,8 @@ fn percent(s: &str) -> String {
         .collect()
 }
 
-fn resolve(
-    store: &Store,
+async fn resolve(
+    resources: &dyn Resources,
     obj: &Object,
     key: &SourceKey,
     domain: &str,
@@ -238,12 +276,10 @@ fn resolve(
     let default_name = format!("nimbus-{}-{}", key.namespace, key.name);
     let (broker, sink_spec, delivery, parallelism, overrides, type_) = match obj {
         Object::RedisStreamSource(s) => {
-            let p = s
-                .spec
-                .password_ref()
-                .as_ref()
-                .map(|p| secret_value(store, ns, "spec.password", p))
-                .transpose()?;
+            let p = match s.spec.password_ref() {
+                Some(p) => Some(secret_value(resources, ns, "spec.password", &p).await?),
+                None => None,
+            };
             (
                 Broker::RedisStream {
                     url: redis_url(&s.spec.address, p),
@@ -262,8 +298,11 @@ fn resolve(
                 .spec
                 .password
                 .as_ref()
-                .map(|p| secret_value(store, ns, "spec.password", p))
-                .transpose()?;
+                .map(|p| secret_value(resources, ns, "spec.password", p));
+            let p = match p {
+                Some(p) => Some(p.await?),
+                None => None,
+            };
             (
                 Broker::RedisList {
                     url: redis_url(&s.spec.address, p),
@@ -282,8 +321,11 @@ fn resolve(
                 .spec
                 .token
                 .as_ref()
-                .map(|t| secret_value(store, ns, "spec.token", t))
-                .transpose()?;
+                .map(|t| secret_value(resources, ns, "spec.token", t));
+            let token = match token {
+                Some(t) => Some(t.await?),
+                None => None,
+            };
             (
                 Broker::Nats {
                     url: s.spec.address.clone(),
@@ -312,8 +354,8 @@ fn resolve(
                 .as_ref()
                 .map(|c| c.name.clone())
                 .unwrap_or_default();
-            let get = |k: &str| secret_key(store, ns, path, &secret, k);
-            let uri = get("uri")?.ok_or_else(|| {
+            let get = |k: &'static str| secret_key(resources, ns, path, &secret, k);
+            let uri = get("uri").await?.ok_or_else(|| {
                 (
                     "SecretKeyMissing".to_owned(),
                     format!("{path}: Secret {secret:?} has no key \"uri\""),
@@ -321,9 +363,9 @@ fn resolve(
             })?;
             let url = amqp_url(
                 &uri,
-                get("username")?,
-                get("password")?,
-                get("port")?,
+                get("username").await?,
+                get("password").await?,
+                get("port").await?,
                 s.spec.rabbitmq_resources_config.vhost.as_deref(),
             );
             let r = &s.spec.rabbitmq_resources_config;
@@ -347,9 +389,13 @@ fn resolve(
             ));
         }
     };
-    let (sink_target, sink_uri) = sink(store, ns, "spec.sink", sink_spec, domain)?;
+    let (sink_target, sink_uri) = sink(resources, ns, "spec.sink", sink_spec, domain).await?;
     let dead_letter_sink = match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
-        Some(d) => Some(sink(store, ns, "spec.delivery.deadLetterSink", d, domain)?.0),
+        Some(d) => Some(
+            sink(resources, ns, "spec.delivery.deadLetterSink", d, domain)
+                .await?
+                .0,
+        ),
         None => None,
     };
     let config = SourceConfig {
@@ -431,31 +477,42 @@ fn amqp_url(
     }
 }
 
-/// Writes sources' states into their status (conditions `Ready`, `sinkUri`).
+/// Writes sources' states into their status (conditions `Ready`, `sinkUri`), in order, from
+/// one task: consumers report from their own tasks and must never wait for the API.
 struct StatusWriter {
-    store: Arc<Store>,
+    updates: tokio::sync::mpsc::UnboundedSender<(SourceKey, Update)>,
 }
 
+type Update = Arc<dyn Fn(&mut SourceStatus) + Send + Sync>;
+
 impl StatusWriter {
-    fn update(&self, key: &SourceKey, change: impl FnOnce(&mut SourceStatus)) {
-        let Ok(Some(mut obj)) = self.store.get(key.kind, &key.namespace, &key.name) else {
-            return;
-        };
-        let mut status = obj.source_status().cloned().unwrap_or_default();
-        let before = status.clone();
-        change(&mut status);
-        status.observed_generation = Some(obj.generation());
-        if status == before {
-            return;
-        }
-        obj.set_source_status(status);
-        if let Err(e) = self.store.update_status(obj) {
-            tracing::debug!(source = %key, "status not written: {e}");
-        }
+    fn start(resources: Arc<dyn Resources>) -> Arc<Self> {
+        let (updates, mut rx) = tokio::sync::mpsc::unbounded_channel::<(SourceKey, Update)>();
+        tokio::spawn(async move {
+            while let Some((key, change)) = rx.recv().await {
+                let (kind, ns, name) = (key.kind, &key.namespace, &key.name);
+                let written =
+                    nimbus_controller::update_status(&*resources, kind, ns, name, |obj| {
+                        let mut status = obj.source_status().cloned().unwrap_or_default();
+                        change(&mut status);
+                        status.observed_generation = Some(obj.generation());
+                        obj.set_source_status(status);
+                    })
+                    .await;
+                if let Err(e) = written {
+                    tracing::debug!(source = %key, "status not written: {e}");
+                }
+            }
+        });
+        Arc::new(Self { updates })
+    }
+
+    fn update(&self, key: &SourceKey, change: impl Fn(&mut SourceStatus) + Send + Sync + 'static) {
+        let _ = self.updates.send((key.clone(), Arc::new(change)));
     }
 
     fn sink_uri(&self, key: &SourceKey, uri: Option<String>) {
-        self.update(key, |s| s.sink_uri = uri);
+        self.update(key, move |s| s.sink_uri = uri.clone());
     }
 }
 
@@ -467,7 +524,7 @@ impl Report for StatusWriter {
                 Condition::new("Ready", ConditionStatus::False).with_reason(reason, message)
             }
         };
-        self.update(key, |s| {
+        self.update(key, move |s| {
             let same = s.conditions.iter().any(|c| {
                 c.type_ == condition.type_
                     && c.status == condition.status
@@ -475,7 +532,7 @@ impl Report for StatusWriter {
                     && c.message == condition.message
             });
             if !same {
-                let mut condition = condition;
+                let mut condition = condition.clone();
                 condition.last_transition_time = Some(
                     jiff::Timestamp::now()
                         .round(jiff::Unit::Second)

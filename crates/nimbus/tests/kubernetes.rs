@@ -197,6 +197,7 @@ async fn kubernetes_mode_end_to_end() {
     );
 
     jobs_run_as_batch_jobs(&cluster, ns, image, &kubeconfig);
+    events_run_in_the_operator(&cluster, ns, image, &client).await;
 
     // The runtime contract inside a pod of a test-app Service.
     cluster.kubectl_ok(
@@ -506,4 +507,141 @@ fn jobs_run_as_batch_jobs(cluster: &Cluster, ns: &str, image: &str, kubeconfig: 
         "{logs}"
     );
     cluster.kubectl_ok(&["delete", "-n", ns, "jobs.run.nimbus.dev", "report"], None);
+}
+
+/// The operator (host network, so it reaches a broker on the node's loopback) runs event
+/// sources, KEDA's ScaledObjects and event schedules, delivering through the routers.
+async fn events_run_in_the_operator(
+    cluster: &Cluster,
+    ns: &str,
+    image: &str,
+    client: &RouterClient,
+) {
+    let Some(redis) = nimbus_testkit::brokers::Broker::redis() else {
+        return;
+    };
+    let address = format!("127.0.0.1:{}", redis.port);
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // One pod keeps every event in a file that /file reads back.
+    let one = Extra {
+        annotations: "        autoscaling.knative.dev/min-scale: \"1\"\n        autoscaling.knative.dev/max-scale: \"1\"\n",
+        ..Extra::default()
+    };
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("sink", ns, image, "sink", &one)),
+    );
+    wait_ready(cluster, ns, "sink");
+    let source = format!(
+        "apiVersion: sources.nimbus.dev/v1alpha1\nkind: RedisListSource\nmetadata:\n  name: orders\n  namespace: {ns}\nspec:\n  address: {address}\n  list: orders\n  sink:\n    ref:\n      apiVersion: serving.knative.dev/v1\n      kind: Service\n      name: sink\n    uri: /event?/tmp/orders\n"
+    );
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&source));
+    for i in 0..5 {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg("orders")
+            .arg(format!("order-{i}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let events = wait_lines(client, ns, "/tmp/orders", 5).await;
+    assert!(
+        events.contains("dev.nimbus.sources.redislist"),
+        "the list's elements arrive as CloudEvents: {events}"
+    );
+    let ready = cluster.jsonpath(
+        ns,
+        &["redislistsources", "orders"],
+        "{.status.conditions[?(@.type==\"Ready\")].status} {.status.sinkUri}",
+    );
+    assert_eq!(
+        ready,
+        format!("True http://sink.{ns}.{DOMAIN}/event?/tmp/orders")
+    );
+
+    // A schedule's CloudEvent, every second.
+    let schedule = format!(
+        "apiVersion: run.nimbus.dev/v1\nkind: Schedule\nmetadata:\n  name: ping\n  namespace: {ns}\nspec:\n  schedule: \"* * * * * *\"\n  event:\n    sink:\n      ref:\n        apiVersion: serving.knative.dev/v1\n        kind: Service\n        name: sink\n      uri: /event?/tmp/pings\n"
+    );
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&schedule));
+    let pings = wait_lines(client, ns, "/tmp/pings", 2).await;
+    assert!(pings.contains("dev.knative.sources.ping"), "{pings}");
+    cluster.kubectl_ok(
+        &["delete", "-n", ns, "schedules.run.nimbus.dev", "ping"],
+        None,
+    );
+
+    // KEDA: a backlog on a list scales a Service at zero up, with no HTTP traffic.
+    let worker = Extra {
+        grace: "0s",
+        ..Extra::default()
+    };
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&service("worker", ns, image, "worker", &worker)),
+    );
+    wait_ready(cluster, ns, "worker");
+    cluster.wait_at_zero(
+        ns,
+        "worker-00001-deployment",
+        "serving.knative.dev/service=worker",
+    );
+    let scaled_object = format!(
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: worker\n  namespace: {ns}\nspec:\n  scaleTargetRef:\n    apiVersion: serving.knative.dev/v1\n    kind: Service\n    name: worker\n  pollingInterval: 1\n  cooldownPeriod: 5\n  triggers:\n  - type: redis\n    metadata:\n      address: {address}\n      listName: jobs\n      listLength: \"2\"\n"
+    );
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&scaled_object));
+    for i in 0..4 {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg("jobs")
+            .arg(format!("job-{i}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    wait_for(
+        "KEDA scales worker to 2 on a backlog of 4",
+        Duration::from_secs(90),
+        || {
+            let replicas = cluster.jsonpath(
+                ns,
+                &["deployment", "worker-00001-deployment"],
+                "{.spec.replicas}",
+            );
+            (replicas == "2").then_some(())
+        },
+    );
+    let active = cluster.jsonpath(
+        ns,
+        &["scaledobjects.keda.sh", "worker"],
+        "{.status.conditions[?(@.type==\"Active\")].status}",
+    );
+    assert_eq!(active, "True");
+    for kind in [
+        "scaledobjects.keda.sh",
+        "redislistsources.sources.nimbus.dev",
+    ] {
+        cluster.kubectl_ok(&["delete", "-n", ns, kind, "--all"], None);
+    }
+}
+
+/// The lines of `file` in the sink's pod, once there are at least `n`.
+async fn wait_lines(client: &RouterClient, ns: &str, file: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = client
+            .get(&host("sink", ns), &format!("/file?{file}"))
+            .await;
+        if let Ok(r) = &got
+            && r.status == 200
+            && r.body.lines().count() >= n
+        {
+            return r.body.clone();
+        }
+        assert!(Instant::now() < deadline, "{n} lines in {file}: {got:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

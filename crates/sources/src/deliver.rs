@@ -2,14 +2,18 @@
 //! 5xx and failed connections retried with back-off and jitter, honouring `Retry-After`;
 //! other 4xx not retried; the platform's throttles use no attempt), then, when they run out,
 //! the dead letter: the `deadLetterSink` if there is one, else a failed invocation in the
-//! invocation store (`nimbus invocations list --state Failed`). Only then may the broker's
-//! message be acked.
+//! invocation store (`nimbus invocations list --state Failed`), or, where there is no store
+//! (Kubernetes mode), an error line and the event dropped as Knative Eventing drops it. Only
+//! then may the broker's message be acked.
 
 use std::time::Duration;
 
+use nimbus_api::sources::Retry;
 use nimbus_invocations::dispatcher::{backoff_from, retry_after, retryable};
 use nimbus_invocations::model::{Attempt, Policy, now_ms};
-use nimbus_invocations::{Invocation, NoResponse, State, StoredRequest, StoredResponse};
+use nimbus_invocations::{
+    Deliver, Invocation, NoResponse, State, StoredRequest, StoredResponse, Target,
+};
 
 use crate::cloudevent::Event;
 use crate::{Env, Sink, SourceConfig};
@@ -62,26 +66,50 @@ pub async fn deliver(
     Ok(Delivered::DeadLettered(why))
 }
 
-/// Attempts to `target` until a 2xx, a 4xx that is not retried, or the last attempt.
+/// Attempts to the sink until a 2xx, a 4xx that is not retried, or the last attempt.
 async fn attempts(
     env: &Env,
     config: &SourceConfig,
     sink: &Sink,
     event: &Event,
 ) -> (Result<(), String>, Vec<Attempt>) {
+    let to = To {
+        deliver: env.deliver.as_ref(),
+        namespace: &config.key.namespace,
+        target: &sink.target,
+        retry: &config.retry,
+    };
+    send(to, event.id(), || event.request(&sink.path)).await
+}
+
+/// Where [`send`] sends, and by which rules.
+#[derive(Clone, Copy)]
+pub struct To<'a> {
+    pub deliver: &'a dyn Deliver,
+    pub namespace: &'a str,
+    pub target: &'a Target,
+    pub retry: &'a Retry,
+}
+
+/// Attempts of one request (made afresh by `request` for each) under Knative's delivery
+/// rules, until a 2xx, a 4xx that is not retried, or the last attempt; `id` seeds the jitter.
+/// Returns the outcome and the attempts made.
+pub async fn send(
+    to: To<'_>,
+    id: &str,
+    request: impl Fn() -> Result<http::Request<bytes::Bytes>, http::Error>,
+) -> (Result<(), String>, Vec<Attempt>) {
     let mut made = Vec::new();
     let mut throttles = 0;
     let mut number = 1;
     loop {
-        let request = match event.request(&sink.path) {
+        let request = match request() {
             Ok(r) => r,
             Err(e) => return (Err(format!("the event cannot be sent: {e}")), made),
         };
         let started = now_ms();
-        let sent = env
-            .deliver
-            .deliver(&config.key.namespace, &sink.target, request);
-        let result = match config.retry.timeout {
+        let sent = to.deliver.deliver(to.namespace, to.target, request);
+        let result = match to.retry.timeout {
             Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
                 Err(NoResponse::failed(format!(
                     "no response within {}ms",
@@ -112,7 +140,7 @@ async fn attempts(
                 );
                 return (Err(why), made);
             }
-            _ if number >= config.retry.attempts => {
+            _ if number >= to.retry.attempts => {
                 return (
                     Err(format!("gave up after {number} attempts; the last: {last}")),
                     made,
@@ -120,9 +148,8 @@ async fn attempts(
             }
             _ => {}
         }
-        let wait = wait.unwrap_or_else(|| {
-            backoff_from(config.retry.delay, config.retry.linear, event.id(), number)
-        });
+        let wait =
+            wait.unwrap_or_else(|| backoff_from(to.retry.delay, to.retry.linear, id, number));
         tokio::time::sleep(wait).await;
         number += 1;
     }
@@ -178,7 +205,17 @@ async fn store(
         config.key,
         event.id()
     ));
-    env.dead_letters
+    let Some(dead_letters) = &env.dead_letters else {
+        // No store (Kubernetes mode): as Knative Eventing without a dead-letter sink, the
+        // event is dropped, and said so.
+        tracing::error!(
+            source = %config.key,
+            event = event.id(),
+            "dropping an event that could not be delivered (no dead-letter sink): {why}"
+        );
+        return Ok(());
+    };
+    dead_letters
         .enqueue(vec![inv])
         .await
         .map_err(|e| NotStored {
@@ -280,7 +317,7 @@ mod tests {
         });
         let env = Env {
             deliver: script.clone(),
-            dead_letters: queue,
+            dead_letters: Some(queue),
             report: Arc::new(Nobody),
         };
         let config = SourceConfig {
@@ -374,6 +411,8 @@ mod tests {
         assert_eq!(script.seen.lock().unwrap().len(), 1);
         let failed = env
             .dead_letters
+            .as_ref()
+            .unwrap()
             .list(Some("default"), None, Some(State::Failed), 10)
             .unwrap();
         assert_eq!(failed.len(), 1);
@@ -394,6 +433,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn without_a_store_a_failed_event_is_dropped_and_may_be_acked() {
+        let (mut env, config, script, _dir) = setup(vec![status(400, &[])], None);
+        env.dead_letters = None;
+        let outcome = deliver(&env, &config, &event()).await.unwrap();
+        assert!(matches!(outcome, Delivered::DeadLettered(ref why) if why.contains("400")));
+        assert_eq!(script.seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn exhausted_retries_go_to_the_dead_letter_sink() {
         let (env, config, script, _dir) = setup(
             vec![status(500, &[]), status(500, &[]), status(500, &[])],
@@ -408,6 +456,8 @@ mod tests {
         assert_eq!(seen[3].0.service_name(), "dls");
         let failed = env
             .dead_letters
+            .as_ref()
+            .unwrap()
             .list(None, None, Some(State::Failed), 10)
             .unwrap();
         assert!(failed.is_empty(), "the dead-letter sink took it");

@@ -134,7 +134,8 @@ pub enum SourceError {
 /// What every consumer shares.
 pub struct Env {
     pub deliver: Arc<dyn Deliver>,
-    pub dead_letters: Arc<Queue>,
+    /// Where dead letters without a `deadLetterSink` are kept (`None` on a cluster: dropped).
+    pub dead_letters: Option<Arc<Queue>>,
     pub report: Arc<dyn Report>,
 }
 

@@ -5,7 +5,8 @@
 //! - Operator: every verb on the six Nimbus kinds with their `status` and `finalizers`
 //!   subresources; Deployments (and `deployments/scale`) and Services it owns per revision;
 //!   batch Jobs, one per attempt of a task of an Execution;
-//!   Pods, EndpointSlices, ConfigMaps and Secrets to read; Events to report with.
+//!   Pods, EndpointSlices, ConfigMaps and Secrets to read; CRDs to get (whether KEDA's and
+//!   the event sources' kinds are Nimbus's to run); Events to report with.
 //! - Router: Ingresses to read and their `status` to write; Revisions, EndpointSlices,
 //!   Services and Pods to read.
 
@@ -63,6 +64,12 @@ pub fn operator_rules() -> Vec<PolicyRule> {
         rule("", &["services"], WRITE),
         rule("", &["pods", "configmaps", "secrets"], READ),
         rule("discovery.k8s.io", &["endpointslices"], READ),
+        // Which optional kinds are Nimbus's to run (KEDA's, the event sources').
+        rule(
+            "apiextensions.k8s.io",
+            &["customresourcedefinitions"],
+            &["get"],
+        ),
         rule(
             "",
             &["events"],
