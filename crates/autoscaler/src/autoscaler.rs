@@ -129,6 +129,25 @@ impl Autoscaler {
         a
     }
 
+    /// This revision's autoscaler after its spec changed (its annotations were edited) while
+    /// it ran at `desired`: as [`Autoscaler::resume`] (the samples are dropped with the old
+    /// windows, so `desired` is held for one new window), except that what the revision has
+    /// not done yet still holds: a revision that never reached its initial scale keeps it as a
+    /// floor (Knative's `ScaleTargetInitialized`), and its activation clock keeps running.
+    pub fn respec(&self, spec: ScalingSpec, now: Duration, desired: u32) -> Self {
+        let mut a = Self::resume(spec, now, desired);
+        a.initialized = self.initialized;
+        a.activating_since = self.activating_since.or(a.activating_since);
+        a.pending_activation = self.pending_activation;
+        a
+    }
+
+    /// Whether the revision has reached its initial scale (Knative's
+    /// `ScaleTargetInitialized`): until then it is not scaled below it.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
     /// The spec this autoscaler applies.
     pub fn spec(&self) -> &ScalingSpec {
         &self.spec

@@ -255,6 +255,51 @@ fn initial_scale_is_ignored_by_an_unreachable_revision() {
     );
 }
 
+/// Knative's initial-scale rule with a short window and no grace (#16): a revision whose
+/// first instance takes long to get ready is not scaled to zero meanwhile, however idle, until
+/// the activation timeout (progress deadline 60 s + 30 s) gives up on it.
+#[test]
+fn a_revision_never_ready_is_not_scaled_down_with_a_short_window_and_no_grace() {
+    let mut sim = Sim::fixed(
+        spec(|x| {
+            x.window = s(6);
+            x.scale_to_zero_grace = s(0);
+            x.scale_to_zero_retention = s(0);
+        }),
+        0,
+    );
+    let ds = desired(&sim.idle(89));
+    assert!(ds.iter().all(|&d| d == 1), "none ready for 89 s: {ds:?}");
+    sim.ready = 1;
+    sim.follow = true;
+    assert_eq!(
+        sim.idle(8).last().unwrap().desired,
+        0,
+        "ready once, then idle"
+    );
+}
+
+/// An edited spec (new windows) resets the samples, not what the revision has yet to reach.
+#[test]
+fn a_changed_spec_keeps_the_initial_scale_floor_of_a_revision_never_ready() {
+    let three = spec(|x| {
+        x.initial_scale = 3;
+        x.window = s(6);
+    });
+    let a = Autoscaler::new(three.clone(), s(0));
+    let mut edited = three;
+    edited.window = s(8);
+    let mut b = a.respec(edited, s(5), 3);
+    assert!(!b.is_initialized());
+    for t in 6..=80 {
+        assert_eq!(
+            b.decide(s(t), 1, true).desired,
+            3,
+            "t = {t}: only 1 of 3 ever ready"
+        );
+    }
+}
+
 #[test]
 fn initial_scale_zero_starts_at_zero() {
     let mut sim = Sim::fixed(spec(|x| x.initial_scale = 0), 0);

@@ -167,7 +167,7 @@ impl Scaler {
             });
             if target.autoscaler.spec() != &scaling {
                 let desired = target.desired.unwrap_or(0);
-                target.autoscaler = Autoscaler::resume(scaling, now, desired);
+                target.autoscaler = target.autoscaler.respec(scaling, now, desired);
             }
             target.reachable = reachable;
             let pending = self
