@@ -90,15 +90,17 @@ def deploy(procs: Processes, bin: Path, nimbus: Nimbus, backend: Path, dir: Path
 
 
 def identify_instance(procs: Processes, nimbus: Nimbus) -> Instance:
-    """The single instance, by pid (from the process tree) and by port (from its `/env`)."""
-    children = procs.adopt_descendants(nimbus.child)
-    if len(children) != 1:
-        raise BenchError(f"expected exactly one instance under nimbus serve, found {len(children)}")
+    """The instance the router sends to: its port from its `/env` through the router, its pid
+    the one process under `nimbus serve` whose environment has that `PORT`. Other processes
+    there (the revision's spare stub, waiting to become the next instance) are not counted."""
     env = _env_through_router(nimbus)
     port = int(env.get("PORT", "0"))
-    if read_environ(children[0].pid).get("PORT") != str(port):
-        raise BenchError(f"the router's instance (PORT={port}) is not nimbus's child {children[0].pid}")
-    return Instance(children[0], port, env.get("K_REVISION", "?"))
+    under = procs.adopt_descendants(nimbus.child)
+    matches = [p for p in under if read_environ(p.pid).get("PORT") == str(port)]
+    if len(matches) != 1:
+        raise BenchError(f"expected one process with PORT={port} under nimbus serve, found "
+                         f"{len(matches)} among {len(under)}")
+    return Instance(matches[0], port, env.get("K_REVISION", "?"))
 
 
 def _env_through_router(nimbus: Nimbus) -> dict[str, str]:
