@@ -279,7 +279,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_token(token)
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
     let metrics = crate::metrics::routes(router.clone(), scaler.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let history =
+        crate::console::start_history(router.clone(), scaler.clone(), stopped(stop_rx.clone()));
+    let (console, console_data) = crate::console::routes(history);
     let app = nimbus_apiserver::app(api_state.clone())
+        // The console's files are public (they hold no data); what they show needs the token.
+        .merge(console)
+        .merge(nimbus_apiserver::authenticated(
+            console_data,
+            api_state.clone(),
+        ))
         .merge(nimbus_apiserver::authenticated(
             metrics.clone(),
             api_state.clone(),
@@ -294,7 +304,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let router_task = tokio::spawn({
         let router = router.clone();
         let stop = stopped(stop_rx.clone());
@@ -332,6 +341,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     println!("nimbus: router listening on http://{http_addr}");
     println!("nimbus: API listening on http://{api_addr}");
+    println!("nimbus: web console on http://{api_addr}/console/ (log in with the API token)");
     println!("nimbus: data in {}", args.data_dir.display());
     println!(
         "nimbus: API token in {} (HTTPS for kubectl on the same port: nimbus kubeconfig --data-dir {} --server https://{api_addr} > kubeconfig)",
