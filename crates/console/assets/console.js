@@ -23,12 +23,12 @@ function el(tag, attrs, ...children) {
     else if (k === "class") node.className = v;
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  append(node, children);
+  append(node, ...children);
   return node;
 }
 
-function append(node, children) {
-  for (const c of children.flat()) {
+function append(node, ...children) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     node.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -207,7 +207,7 @@ function watchCollection(path, signal, onChange, onError) {
         });
       } catch (err) {
         if (signal.aborted) return;
-        setLive(false);
+        if (err.status !== 404) setLive(false);
         if (onError) onError(err);
         if (err.status === 404 || err.status === 401 || err.status === 403) return;
       }
@@ -358,25 +358,31 @@ function revisionsTable(target, signal, ns, service) {
           readyBadge(r),
           el("span", { class: "instances", "data-revision": r.metadata.name },
             number(r.status && r.status.actualReplicas, 0) + " / " + number(r.status && r.status.desiredReplicas, 0)),
-          number(c.requests, 0), number(c.coldStarts, 0),
+          el("span", { class: "requests", "data-revision": r.metadata.name }, number(c.requests, 0)),
+          number(c.coldStarts, 0),
           condition(r, "Ready").reason || "",
           age(r.metadata.creationTimestamp),
         ];
       }),
       "No revisions."));
   };
-  watchCollection(path, signal, (items) => {
-    latest = items.sort((a, b) => b.metadata.name.localeCompare(a.metadata.name));
-    render();
-  }, (err) => clear(target).appendChild(notice(err.message, "bad")));
-  every(5000, signal, async () => {
+  const refresh = async () => {
     for (const r of latest) {
       const h = await history(ns, r.metadata.name, signal);
       const last = h.samples[h.samples.length - 1];
       if (last) counters.set(r.metadata.name, last);
     }
     render();
-  });
+  };
+  let first = true;
+  watchCollection(path, signal, (items) => {
+    latest = items.sort((a, b) => b.metadata.name.localeCompare(a.metadata.name));
+    render();
+    if (first) {
+      first = false;
+      every(5000, signal, refresh);
+    }
+  }, (err) => clear(target).appendChild(notice(err.message, "bad")));
 }
 
 async function history(ns, revision, signal) {
@@ -497,7 +503,7 @@ function revisionView(app, signal, _params, ns, name) {
       el("dt", {}, "Ready"), el("dd", { id: "revision-ready" }, readyBadge(r)),
       el("dt", {}, "Instances"), el("dd", { id: "revision-instances" },
         number(r.status && r.status.actualReplicas, 0) + " actual / " + number(r.status && r.status.desiredReplicas, 0) + " desired"),
-      el("dt", {}, "Image"), el("dd", {}, container.image || (container.command || []).join(" ") || "—"),
+      el("dt", {}, container.image ? "Image" : "Command"), el("dd", {}, container.image || (container.command || []).join(" ") || "—"),
       el("dt", {}, "Concurrency"), el("dd", {}, r.spec && r.spec.containerConcurrency ? String(r.spec.containerConcurrency) : "unlimited"),
       el("dt", {}, "Routing"), el("dd", {}, labels["serving.knative.dev/routingState"] || "—"),
       el("dt", {}, "Age"), el("dd", {}, age(r.metadata.creationTimestamp))));
@@ -561,6 +567,8 @@ function instancesChart(samples) {
   if (samples.length) {
     root.appendChild(svg("polyline", { points: steps((s) => s.desired || 0), class: "series desired" }));
     root.appendChild(svg("polyline", { points: steps((s) => s.ready), class: "series ready" }));
+    const end = samples[samples.length - 1];
+    root.appendChild(svg("circle", { cx: x(end.time), cy: y(end.ready), r: 3.5, class: "dot ready" }));
   }
   const last = samples[samples.length - 1];
   return el("div", {}, root, el("p", { class: "legend" },
