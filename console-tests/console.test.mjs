@@ -134,6 +134,35 @@ try {
   await page.locator("#token").waitFor({ timeout: TIMEOUT });
   check(await page.evaluate(() => sessionStorage.getItem("nimbus.token")) === null, "logging out forgets the token");
 
+  // 8. Events and usage are drawn from their API contracts (served by other parts of Nimbus,
+  // which this server may lack): answered here by the browser with hostile text in them.
+  const hostile = "<img src=x onerror=window.__pwned=2>";
+  await page.route("**/api/v1/namespaces/default/events?**", (route) => {
+    if (route.request().url().includes("watch=true")) return route.fulfill({ status: 200, body: "" });
+    return route.fulfill({ json: {
+      kind: "EventList", apiVersion: "v1", metadata: { resourceVersion: "7" },
+      items: [{ metadata: { name: "e1", namespace: "default", creationTimestamp: new Date().toISOString() },
+        involvedObject: { kind: "Service", name: service }, type: "Warning", reason: "BudgetExceeded",
+        message: hostile, count: 3, lastTimestamp: new Date().toISOString() }],
+    } });
+  });
+  await page.route("**/apis/usage.nimbus.dev/v1alpha1/usage?**", (route) => route.fulfill({ json: {
+    since: "2026-12-08T00:00:00Z", until: "2026-12-08T01:00:00Z", prices: {},
+    rows: [{ namespace: "default", service, revision: `${service}-00001`, requests: 1234, instanceSeconds: 3600,
+      vcpuSecondsAllocated: 3600, vcpuSecondsUsed: 12.5, gibSecondsAllocated: 1800, gibSecondsUsed: 90,
+      coldStarts: 2, cost: 0.0123 }],
+    total: { requests: 1234, instanceSeconds: 3600, vcpuSecondsAllocated: 3600, vcpuSecondsUsed: 12.5,
+      gibSecondsAllocated: 1800, gibSecondsUsed: 90, coldStarts: 2, cost: 0.0123 },
+  } }));
+  await page.fill("#token", token);
+  await page.click("button[type=submit]");
+  await page.locator(`a:text-is("${service}")`).first().click();
+  await until(page, "section:has(h2:text-is('Events')) table", (t) => t.includes("BudgetExceeded") && t.includes(hostile), "events are listed, their messages as text");
+  await until(page, "section:has(h2:has-text('Usage')) table", (t) => t.includes("1,234") && t.includes("0.0123") && t.includes("TOTAL"), "usage rows and the total are shown");
+  check(await page.locator("main img").count() === 0, "no markup from the API became elements");
+  check(await page.evaluate(() => window.__pwned === undefined), "hostile event text ran nothing");
+  await page.unrouteAll();
+
   check(errors.length === 0, `no script errors or CSP violations (${errors.join("; ")})`);
 } finally {
   await browser.close();

@@ -250,7 +250,7 @@ function loginView(app, _signal, params) {
       const res = await fetch(SERVING + "/services?limit=1", {
         headers: { Authorization: "Bearer " + value }, cache: "no-store", credentials: "omit",
       });
-      if (res.status === 401) throw new Error("That token was refused. Copy it again from the server's data directory (token) or your kubeconfig.");
+      if (res.status === 401) throw new Error("That token was refused. Copy it again from admin.token in the server's data directory.");
       if (!res.ok) throw new Error("The server answered " + res.status + ".");
       sessionStorage.setItem(TOKEN_KEY, value);
       location.hash = "#/services";
@@ -264,8 +264,8 @@ function loginView(app, _signal, params) {
     el("label", { for: "token" }, "API token"),
     input,
     el("p", { class: "muted" },
-      "The token is in the server's data directory (the file named token) and in the kubeconfig ",
-      "that nimbus serve writes. It is kept in this tab only."),
+      "The token is in admin.token in the server's data directory (nimbus serve prints where) ",
+      "and in the kubeconfig nimbus kubeconfig writes. It is kept in this tab only, never in a cookie."),
     error,
     el("button", { type: "submit" }, "Log in")));
   input.focus();
