@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router as Api;
+use nimbus_apiserver::ApiState;
 use nimbus_console::{History, Reading, Source};
 use nimbus_controller::Scaler;
 use nimbus_router::Router;
@@ -39,25 +40,30 @@ impl Source for ServerFigures {
     }
 }
 
-/// The console's history, sampling the router and the scaler from now on (until `stop`).
-pub fn start_history(
+/// The console's history (empty until [`sample`] feeds it).
+pub fn history() -> Arc<History> {
+    History::new(
+        nimbus_console::history::DEFAULT_INTERVAL,
+        nimbus_console::history::DEFAULT_WINDOW,
+    )
+}
+
+/// Feed `history` from the router and the scaler until `stop`.
+pub fn sample(
+    history: Arc<History>,
     router: Router,
     scaler: Arc<Scaler>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Arc<History> {
-    let history = History::new(
-        nimbus_console::history::DEFAULT_INTERVAL,
-        nimbus_console::history::DEFAULT_WINDOW,
-    );
+) {
     let source = Arc::new(ServerFigures { router, scaler });
-    tokio::spawn(history.clone().run(source, stop));
-    history
+    tokio::spawn(history.run(source, stop));
 }
 
-/// The console's routes: the static files (public) and the history (for `authenticated`).
-pub fn routes(history: Arc<History>) -> (Api, Api) {
-    (
-        nimbus_console::routes(),
+/// The console's routes for the API port: its files without the token (they hold no data),
+/// the history behind it.
+pub fn routes(history: Arc<History>, api: ApiState) -> Api {
+    nimbus_console::routes().merge(nimbus_apiserver::authenticated(
         nimbus_console::history_routes(history),
-    )
+        api,
+    ))
 }

@@ -279,17 +279,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_token(token)
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
     let metrics = crate::metrics::routes(router.clone(), scaler.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let history =
-        crate::console::start_history(router.clone(), scaler.clone(), stopped(stop_rx.clone()));
-    let (console, console_data) = crate::console::routes(history);
+    let history = crate::console::history();
     let app = nimbus_apiserver::app(api_state.clone())
-        // The console's files are public (they hold no data); what they show needs the token.
-        .merge(console)
-        .merge(nimbus_apiserver::authenticated(
-            console_data,
-            api_state.clone(),
-        ))
+        .merge(crate::console::routes(history.clone(), api_state.clone()))
         .merge(nimbus_apiserver::authenticated(
             metrics.clone(),
             api_state.clone(),
@@ -304,6 +296,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let router_task = tokio::spawn({
         let router = router.clone();
         let stop = stopped(stop_rx.clone());
@@ -331,6 +324,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let scaler_task = tokio::spawn(scaler.clone().run(stopped(stop_rx.clone())));
+    crate::console::sample(
+        history,
+        router.clone(),
+        scaler.clone(),
+        stopped(stop_rx.clone()),
+    );
     // KEDA's ScaledObjects: event-driven floors for the scaler (nimbus-keda).
     let keda = nimbus_keda::Keda::new(
         Arc::new(StoreResources(store.clone())),

@@ -27,6 +27,10 @@ metadata:
   name: {SERVICE}
 spec:
   template:
+    metadata:
+      annotations:
+        # The browser asserts a live instance: no scale to zero however slow the run.
+        autoscaling.knative.dev/min-scale: "1"
     spec:
       runtimeClassName: process
       containers:
