@@ -114,6 +114,13 @@ try {
   await page.locator("section:has(h2:has-text('Usage')) :is(table, .notice)").first().waitFor({ timeout: TIMEOUT });
   check(true, "the usage section shows usage or says it is not available");
   await shoot(page, "service.png");
+  // A change made through the API shows without a reload (the watch stream).
+  const patched = await page.request.patch(`${api}/apis/serving.knative.dev/v1/namespaces/default/services/${service}`, {
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/merge-patch+json" },
+    data: JSON.stringify({ spec: { traffic: [{ latestRevision: true, percent: 100, tag: "live" }] } }),
+  });
+  check(patched.ok(), `the traffic patch was accepted (${patched.status()})`);
+  await until(page, "section:has(h2:text-is('Traffic')) table", (t) => t.includes("live") && t.includes("100%"), "the new traffic tag shows live, without a reload");
 
   // 5. The revision: instances, requests and the chart over the last hour.
   await page.locator(`a:text-is("${revision}")`).first().click();

@@ -73,41 +73,50 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 
 /**
  * Keep `onChange(items)` up to date with a collection, as kubectl does: list, then watch from
- * the list's resourceVersion; list again when the watch ends or fails. Calls `onError(err)` on
- * a failed list (a 404 stops: the server does not serve that collection).
+ * the list's resourceVersion; when the server ends the watch, watch again from the last version
+ * seen (bookmarks included), and list again when that is too old (410) or anything failed.
+ * Calls `onError(err)` on a failure (a 404 stops: the server does not serve that collection).
  */
 function watchCollection(path, signal, onChange, onError) {
   const items = new Map();
   const key = (o) => o.metadata.namespace + "/" + o.metadata.name;
   const emit = () => onChange([...items.values()].sort((a, b) => key(a).localeCompare(key(b))));
   (async () => {
+    let rv = null; // where the watch resumes; null: list first
     while (!signal.aborted) {
+      let pause = 2000;
       try {
-        const list = await getJson(path, signal);
-        items.clear();
-        for (const o of list.items || []) items.set(key(o), o);
-        emit();
-        const watch = withQuery(path, {
-          watch: "true",
-          allowWatchBookmarks: "true",
-          resourceVersion: (list.metadata && list.metadata.resourceVersion) || "",
-        });
+        if (rv === null) {
+          const list = await getJson(path, signal);
+          items.clear();
+          for (const o of list.items || []) items.set(key(o), o);
+          emit();
+          rv = (list.metadata && list.metadata.resourceVersion) || "";
+        }
         setLive(true);
+        const watch = withQuery(path, { watch: "true", allowWatchBookmarks: "true", resourceVersion: rv });
+        let expired = false;
         await streamLines(watch, signal, (line) => {
           const ev = JSON.parse(line);
+          if (ev.type === "ERROR") { expired = true; return; } // 410 Gone: history too old
+          const version = ev.object && ev.object.metadata && ev.object.metadata.resourceVersion;
+          if (version) rv = version;
           if (ev.type === "ADDED" || ev.type === "MODIFIED") items.set(key(ev.object), ev.object);
           else if (ev.type === "DELETED") items.delete(key(ev.object));
-          else if (ev.type === "ERROR") throw new Error("the watch ended: list again");
-          else return;
+          else return; // BOOKMARK
           emit();
         });
+        // The server closed the watch: resume from the last version seen, or list again.
+        if (expired) rv = null;
+        pause = 250;
       } catch (err) {
         if (signal.aborted) return;
+        rv = null;
         if (err.status !== 404) setLive(false);
         if (onError) onError(err);
         if (err.status === 404 || err.status === 401 || err.status === 403) return;
       }
-      await sleep(2000, signal);
+      await sleep(pause, signal);
     }
   })();
 }

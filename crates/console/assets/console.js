@@ -69,7 +69,7 @@ function servicesView(app, signal) {
         (s.status && s.status.latestReadyRevisionName) || "—",
         age(s.metadata.creationTimestamp),
       ]),
-      "No services yet. Deploy one with: nimbus deploy NAME --image IMAGE"));
+      "No services yet. Deploy one with nimbus deploy NAME --command PROGRAM, or nimbus apply -f service.yaml."));
   }, (err) => clear(body).appendChild(notice(err.message, "bad")));
 }
 

@@ -1,8 +1,10 @@
 //! The web console in a real browser: `nimbus serve` with one process service that printed a
 //! hostile log line and served a few requests, then `console-tests/console.test.mjs` drives
 //! Debian's chromium through Playwright: a wrong token is refused, the services list, the
-//! service (URL, Ready, traffic 100%, instances, the log line as text) and its revision
-//! (instances, requests, the chart), usage, logging out; it writes screenshots of the main
+//! service (URL, Ready, traffic 100%, instances, the log line as text, a traffic change made
+//! through the API shown without a reload) and its revision (instances, requests, the chart),
+//! usage, logging out, then Events and usage answered from their API contracts by the browser
+//! (hostile text stays text); it writes screenshots of the main
 //! pages (to `$NIMBUS_CONSOLE_SCREENSHOTS`, else under the target directory; the README's
 //! are in `docs/console/`). Needs `chromium`, `node` and `npm ci` in `console-tests/`: skipped
 //! without them on a developer's machine, a failure under CI.
