@@ -14,6 +14,7 @@ mod cmd_invoke;
 mod cmd_job;
 mod cmd_logs;
 mod config_source;
+mod console;
 mod datadir;
 mod hygiene;
 mod invocations;

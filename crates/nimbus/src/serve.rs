@@ -281,7 +281,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_token(token)
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
     let metrics = crate::metrics::routes(router.clone(), scaler.clone());
+    let history = crate::console::history();
     let app = nimbus_apiserver::app(api_state.clone())
+        .merge(crate::console::routes(history.clone(), api_state.clone()))
         .merge(nimbus_apiserver::authenticated(
             metrics.clone(),
             api_state.clone(),
@@ -324,6 +326,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let scaler_task = tokio::spawn(scaler.clone().run(stopped(stop_rx.clone())));
+    crate::console::sample(
+        history,
+        router.clone(),
+        scaler.clone(),
+        stopped(stop_rx.clone()),
+    );
     // KEDA's ScaledObjects: event-driven floors for the scaler (nimbus-keda).
     let keda = nimbus_keda::Keda::new(
         Arc::new(StoreResources(store.clone())),
@@ -334,6 +342,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     println!("nimbus: router listening on http://{http_addr}");
     println!("nimbus: API listening on http://{api_addr}");
+    println!("nimbus: web console on http://{api_addr}/console/ (log in with the API token)");
     println!("nimbus: data in {}", args.data_dir.display());
     println!(
         "nimbus: API token in {} (HTTPS for kubectl on the same port: nimbus kubeconfig --data-dir {} --server https://{api_addr} > kubeconfig)",
