@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
+use nimbus_bench::summary::{self, Better, Figure};
 use nimbus_bench::{nimbus, quiet};
 use nimbus_testkit::brokers::Broker;
 use redis::AsyncCommands as _;
@@ -171,6 +172,26 @@ fn main() {
             ms(nim.p50),
             ms(nim.p99)
         );
+        let throughput = format!("{name}: events delivered");
+        let latency = format!("{name}: publish → function, p50");
+        summary::record(&Figure {
+            bench: "broker-events",
+            figure: &throughput,
+            value: nim.rate,
+            peer: "the broker's own client",
+            peer_value: peer.rate,
+            unit: "msg/s",
+            better: Better::Higher,
+        });
+        summary::record(&Figure {
+            bench: "broker-events",
+            figure: &latency,
+            value: nim.p50.as_secs_f64() * 1e3,
+            peer: "the broker's own client",
+            peer_value: peer.p50.as_secs_f64() * 1e3,
+            unit: "ms",
+            better: Better::Lower,
+        });
     }
 }
 

@@ -11,6 +11,7 @@
 //! Every client loops `GET /sleep?ms=100` on its own connection (`Connection: close`, so the
 //! router sees real connection churn), through the router, on 127.0.0.1.
 
+use nimbus_bench::summary::{self, Better, Figure};
 use nimbus_bench::{http, nimbus};
 
 use std::path::PathBuf;
@@ -95,7 +96,7 @@ fn main() {
     println!(
         "burst: 0 → {clients} clients, GET /sleep?ms=100, target 10 (needs {needed} instances)"
     );
-    match reached {
+    match &reached {
         Ok(d) => println!(
             "  time until {needed} instances ready: {:.2} s",
             d.as_secs_f64()
@@ -109,6 +110,37 @@ fn main() {
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    // #16's goals: every needed instance ready within 1 s, the ramp's p99 within 2x the
+    // handler's 100 ms.
+    let ready_s = reached.as_ref().map_or(f64::INFINITY, |d| d.as_secs_f64());
+    let figures = [
+        (
+            "burst: all needed instances ready",
+            ready_s,
+            "goal",
+            1.0,
+            "s",
+        ),
+        (
+            "burst: p99 during the ramp",
+            pct(0.99).as_secs_f64() * 1e3,
+            "2x the handler",
+            200.0,
+            "ms",
+        ),
+        ("burst: errors", errors as f64, "goal", 0.0, "requests"),
+    ];
+    for (figure, value, peer, peer_value, unit) in figures {
+        summary::record(&Figure {
+            bench: "burst",
+            figure,
+            value,
+            peer,
+            peer_value,
+            unit,
+            better: Better::Lower,
+        });
+    }
 }
 
 fn fail(msg: &str) -> ! {

@@ -40,6 +40,7 @@
 use nimbus_bench::container::{self, RuncFloor};
 use nimbus_bench::nimbus::{self, Workload};
 use nimbus_bench::stats::{Summary, ms};
+use nimbus_bench::summary::{self, Better, Figure};
 use nimbus_bench::wasm::{self, WasmtimeFloor};
 use nimbus_bench::{floor, quiet};
 
@@ -313,6 +314,18 @@ fn report_wasm(s: &Samples) {
         Summary::of(&s.wasm),
         floor.map(|f| (f, "wasmtime serve floor")),
     );
+    if let Some(w) = Summary::of(&s.wasm) {
+        // #16's goal for the Wasm cold start, beside the floor.
+        summary::record(&Figure {
+            bench: "coldstart",
+            figure: "nimbus wasm (zero → first byte)",
+            value: w.median.as_secs_f64() * 1e3,
+            peer: "goal",
+            peer_value: 0.5,
+            unit: "ms",
+            better: Better::Lower,
+        });
+    }
     row(
         "nimbus wasm, warm (new connection)",
         Summary::of(&s.wasm_warm),
@@ -323,7 +336,18 @@ fn report_wasm(s: &Samples) {
 fn row(label: &str, summary: Option<Summary>, floor: Option<(Summary, &str)>) {
     let Some(s) = summary else { return };
     let ratio = match floor {
-        Some((f, name)) => format!("{:.2}x {name}", s.ratio_to(&f)),
+        Some((f, name)) => {
+            summary::record(&Figure {
+                bench: "coldstart",
+                figure: label,
+                value: s.median.as_secs_f64() * 1e3,
+                peer: name,
+                peer_value: f.median.as_secs_f64() * 1e3,
+                unit: "ms",
+                better: Better::Lower,
+            });
+            format!("{:.2}x {name}", s.ratio_to(&f))
+        }
         None => "1.00x".to_owned(),
     };
     println!(
