@@ -12,6 +12,14 @@
 //! forgotten (removed) or the runtime shuts down or is dropped. Scaling to zero keeps the spare:
 //! that is what the next cold start takes.
 //!
+//! Spares are bounded, since each stub is a process: at most [`SpareLimits::max`] revisions hold
+//! one (the most recently used: a new revision gets one only while there is room, a revision
+//! that just started an instance always gets its refill, evicting the least recently used
+//! revision's spare), and a spare not taken for [`SpareLimits::ttl`] is removed. So an idle
+//! server holds no stub and no spare cgroup, however many revisions it has; the revisions
+//! likely to be called keep the fast cold start, the others attach their cgroup when they
+//! start (milliseconds more).
+//!
 //! A cgroup is never reused for a second instance: its OOM counter would speak of the last
 //! one, and runc removes a container's cgroup on delete anyway.
 
@@ -23,6 +31,7 @@ use std::time::Duration;
 use nimbus_cgroup::{Cgroup, CgroupError, Cgroups, Limits};
 use nimbus_runtime::{InstanceSpec, RevisionKey};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::stub::{Stub, StubCommand};
 
@@ -31,6 +40,27 @@ const REFILL_DELAY: Duration = Duration::from_millis(500);
 /// How long a start waits for a spare that is being made (normally ready within tens of
 /// milliseconds) before making its own cgroup.
 const SPARE_WAIT: Duration = Duration::from_secs(1);
+
+/// How many spares are kept, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpareLimits {
+    /// Revisions holding a spare at once (each spare's stub is a process).
+    pub max: usize,
+    /// A spare not taken for this long is removed.
+    pub ttl: Duration,
+}
+
+impl Default for SpareLimits {
+    fn default() -> Self {
+        Self {
+            max: 32,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How often spares past their time are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Spare cgroups for the revisions of one runtime.
 pub(crate) struct CgroupPool {
@@ -44,6 +74,9 @@ pub(crate) struct CgroupPool {
     stub_warned: AtomicBool,
     /// Names are `<tag>/<namespace>/<revision>-<n>`, unique for the runtime's life.
     seq: AtomicU64,
+    limits: SpareLimits,
+    /// Whether the sweeper of spares past their time runs (started with the first spare).
+    sweeping: AtomicBool,
     revisions: Mutex<Revisions>,
 }
 
@@ -61,6 +94,15 @@ struct Spares {
     making: bool,
     /// Woken when a spare being made is stored (or failed).
     made: Arc<Notify>,
+    /// When the revision last asked for a spare or took one.
+    used: Option<Instant>,
+}
+
+impl Spares {
+    /// Whether a spare is held or being made.
+    fn holds(&self) -> bool {
+        self.spare.is_some() || self.making
+    }
 }
 
 /// A fresh cgroup with a revision's limits and, when stubs are in use, a stub waiting in it.
@@ -86,6 +128,7 @@ impl CgroupPool {
         tag: String,
         default_pids_limit: u64,
         stub: Option<StubCommand>,
+        limits: SpareLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             cgroups,
@@ -94,6 +137,8 @@ impl CgroupPool {
             stub,
             stub_warned: AtomicBool::new(false),
             seq: AtomicU64::new(1),
+            limits,
+            sweeping: AtomicBool::new(false),
             revisions: Mutex::default(),
         })
     }
@@ -109,18 +154,23 @@ impl CgroupPool {
 
     /// Start making a spare unless the revision has one or is being given one; a revision the
     /// pool does not know gets one only if `add` (else it was forgotten: it is gone).
+    /// A new revision (`add`) gets one only while fewer than [`SpareLimits::max`] revisions
+    /// hold one; a refill always does (see [`CgroupPool::keep`]).
     fn make_spare(self: &Arc<Self>, spec: &Arc<InstanceSpec>, add: bool) {
         {
             let mut revisions = self.lock();
             if revisions.closed || (!add && !revisions.map.contains_key(&spec.revision)) {
                 return;
             }
+            let held = revisions.map.values().filter(|s| s.holds()).count();
             let spares = revisions.map.entry(spec.revision.clone()).or_default();
-            if spares.spare.is_some() || spares.making {
+            spares.used = Some(Instant::now());
+            if spares.holds() || (add && held >= self.limits.max) {
                 return;
             }
             spares.making = true;
         }
+        self.start_sweeper();
         let (pool, spec) = (Arc::clone(self), Arc::clone(spec));
         tokio::task::spawn_blocking(move || {
             let made = pool
@@ -129,27 +179,84 @@ impl CgroupPool {
             let made = made.inspect_err(
                 |e| tracing::warn!(revision = %spec.revision, "cannot make a spare cgroup: {e}"),
             );
-            let unwanted = pool.keep(&spec.revision, made.ok());
-            if let Some(spare) = unwanted
-                && let Err(e) = spare.remove()
-            {
-                tracing::warn!("cannot remove a spare cgroup: {e}");
+            for spare in pool.keep(&spec.revision, made.ok()) {
+                if let Err(e) = spare.remove() {
+                    tracing::warn!("cannot remove a spare cgroup: {e}");
+                }
             }
         });
     }
 
-    /// Store a newly made spare; returns it back if the revision was forgotten meanwhile.
-    fn keep(&self, revision: &RevisionKey, made: Option<Spare>) -> Option<Spare> {
+    /// Store a newly made spare. Returns the spares to remove: this one if the revision was
+    /// forgotten meanwhile, else those of the least recently used other revisions beyond
+    /// [`SpareLimits::max`].
+    fn keep(&self, revision: &RevisionKey, made: Option<Spare>) -> Vec<Spare> {
         let mut revisions = self.lock();
         let Some(spares) = revisions.map.get_mut(revision) else {
-            return made;
+            return made.into_iter().collect();
         };
         spares.making = false;
         spares.made.notify_waiters();
-        match made {
-            Some(spare) => spares.spare.replace(spare),
-            None => None,
+        let mut unwanted: Vec<Spare> = match made {
+            Some(spare) => spares.spare.replace(spare).into_iter().collect(),
+            None => Vec::new(),
+        };
+        while revisions.map.values().filter(|s| s.holds()).count() > self.limits.max {
+            let oldest = revisions
+                .map
+                .iter_mut()
+                .filter(|(k, s)| *k != revision && s.spare.is_some())
+                .min_by_key(|(_, s)| s.used);
+            let Some((_, s)) = oldest else { break };
+            unwanted.extend(s.spare.take());
         }
+        unwanted
+    }
+
+    /// Remove, every [`SWEEP_EVERY`], the spares not taken for [`SpareLimits::ttl`]; started
+    /// once, with the first spare, and ends with the pool.
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                let expired = pool.expired();
+                if !expired.is_empty() {
+                    tokio::task::spawn_blocking(move || {
+                        for spare in expired {
+                            drop(spare.remove());
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    /// Take out the spares whose revisions have not used them for [`SpareLimits::ttl`].
+    fn expired(&self) -> Vec<Spare> {
+        let now = Instant::now();
+        let mut revisions = self.lock();
+        revisions
+            .map
+            .values_mut()
+            .filter(|s| {
+                s.used
+                    .is_none_or(|at| now.duration_since(at) >= self.limits.ttl)
+            })
+            .filter_map(|s| s.spare.take())
+            .collect()
+    }
+
+    /// How many revisions hold a spare or are being given one.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.lock().map.values().filter(|s| s.holds()).count()
     }
 
     /// A fresh cgroup with the revision's limits: the spare if there is one (then another is
@@ -186,6 +293,7 @@ impl CgroupPool {
         let made = {
             let mut revisions = self.lock();
             let spares = revisions.map.get_mut(revision)?;
+            spares.used = Some(Instant::now());
             if let Some(spare) = spares.spare.take() {
                 return Some(spare);
             }
@@ -283,7 +391,13 @@ mod tests {
     fn pool() -> Option<Arc<CgroupPool>> {
         let cgroups = Cgroups::detect("nimbus").ok()?;
         let tag = format!("pool-test-{}", std::process::id());
-        Some(CgroupPool::new(cgroups, tag, 64, None))
+        Some(CgroupPool::new(
+            cgroups,
+            tag,
+            64,
+            None,
+            SpareLimits::default(),
+        ))
     }
 
     fn spec(name: &str) -> Arc<InstanceSpec> {
@@ -349,5 +463,53 @@ mod tests {
         for spare in taken.into_iter().chain([again]) {
             spare.remove().unwrap();
         }
+    }
+
+    /// #16: an idle server holds no stub. At most `max` revisions hold a spare (new ones only
+    /// while there is room; a refill evicts the least recently used), and none after `ttl`.
+    #[tokio::test(start_paused = true)]
+    async fn spares_are_bounded_to_the_most_recently_used_and_expire() {
+        let Some(cgroups) = Cgroups::detect("nimbus").ok() else {
+            nimbus_testkit::skip("spare cgroups need root and a cgroup filesystem");
+            return;
+        };
+        let tag = format!("pool-bound-{}", std::process::id());
+        let limits = SpareLimits {
+            max: 2,
+            ttl: Duration::from_secs(60),
+        };
+        let pool = CgroupPool::new(cgroups, tag, 64, None, limits);
+        let (a, b, c) = (spec("bound-a"), spec("bound-b"), spec("bound-c"));
+        for s in [&a, &b] {
+            pool.prewarm(s);
+            wait_spare(&pool, s).await;
+        }
+        pool.prewarm(&c);
+        assert_eq!(
+            state(&pool, &c),
+            Some((false, false)),
+            "no room for a new revision"
+        );
+        assert_eq!(pool.held(), 2);
+        // c starts an instance: its refill evicts a, the least recently used.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pool.prewarm(&b);
+        let taken = pool.take(&c).await.unwrap();
+        tokio::time::sleep(REFILL_DELAY + Duration::from_millis(1)).await;
+        wait_spare(&pool, &c).await;
+        assert_eq!(state(&pool, &a), Some((false, false)), "evicted");
+        assert_eq!(state(&pool, &b), Some((true, false)));
+        assert_eq!(pool.held(), 2);
+        // Idle past the ttl: nothing held.
+        tokio::time::sleep(limits.ttl + SWEEP_EVERY * 2).await;
+        for _ in 0..10_000 {
+            if pool.held() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(pool.held(), 0, "an idle pool holds no spare");
+        taken.remove().unwrap();
+        pool.forget_all();
     }
 }

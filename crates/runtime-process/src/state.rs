@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use nimbus_cgroup::Cgroups;
 
-use crate::cgroup_pool::CgroupPool;
+use crate::cgroup_pool::{CgroupPool, SpareLimits};
 use crate::config::ProcessRuntimeConfig;
 use crate::failure::Failure;
 use crate::launcher::Launcher;
@@ -171,8 +171,9 @@ impl Shared {
         let stub = (!launcher.joins_cgroup_itself())
             .then(|| config.instance_stub.clone())
             .flatten();
-        let cgroups =
-            cgroups.map(|c| CgroupPool::new(c, tag.clone(), config.default_pids_limit, stub));
+        let limits = SpareLimits::default();
+        let cgroups = cgroups
+            .map(|c| CgroupPool::new(c, tag.clone(), config.default_pids_limit, stub, limits));
         Self {
             tag,
             launcher,
