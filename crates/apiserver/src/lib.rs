@@ -35,8 +35,8 @@ mod conn;
 mod discovery;
 pub use nimbus_api::fields;
 mod list;
-mod metrics;
 pub mod logs;
+mod metrics;
 mod openapi;
 mod params;
 // Public for the fuzz targets in `fuzz/` only; not a stable API.

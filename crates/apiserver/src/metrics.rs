@@ -40,7 +40,10 @@ pub fn with_metrics(app: Router, metrics: Arc<ApiMetrics>) -> Router {
 }
 
 async fn count(State(metrics): State<Arc<ApiMetrics>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let apply = req
         .headers()
         .get(header::CONTENT_TYPE)

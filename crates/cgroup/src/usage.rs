@@ -53,13 +53,47 @@ fn micros(usec: u64) -> f64 {
     usec as f64 / 1e6
 }
 
-/// `cpuacct.usage` in the cpu hierarchy's directory, or in a separately mounted `cpuacct` one.
+/// `cpuacct.usage` in the cpu hierarchy's directory, or in a separately mounted `cpuacct` one
+/// when the instance has a cgroup there; else the CPU time of the processes in the cgroup now
+/// (with their reaped children's) from `/proc`, as Nimbus makes no `cpuacct` cgroup of its own.
 fn v1_cpuacct(cpu_dir: &Path) -> Option<u64> {
     if let Ok(ns) = read_number(&cpu_dir.join("cpuacct.usage")) {
         return Some(ns);
     }
     let (root, path) = split_v1(cpu_dir)?;
-    read_number(&root.join("cpuacct").join(path).join("cpuacct.usage")).ok()
+    let own = root.join("cpuacct").join(path).join("cpuacct.usage");
+    read_number(&own).ok().or_else(|| procs_cpu_nanos(cpu_dir))
+}
+
+/// The summed CPU time of the processes listed in `dir`'s `cgroup.procs`, in nanoseconds
+/// (`None` when the cgroup is gone).
+fn procs_cpu_nanos(dir: &Path) -> Option<u64> {
+    let pids = crate::fsio::read_pids(&dir.join("cgroup.procs")).ok()?;
+    let ticks: u64 = pids.iter().filter_map(|pid| proc_ticks(*pid)).sum();
+    Some(ticks.saturating_mul(1_000_000_000) / clock_ticks())
+}
+
+/// utime + stime + cutime + cstime of `/proc/<pid>/stat`, in clock ticks.
+fn proc_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ticks(&stat)
+}
+
+/// The four CPU fields (14–17) after the command name, which may hold spaces and parentheses.
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): fields 14..=17 are at 11..=14.
+    let ticks = fields.get(11..15)?;
+    ticks.iter().map(|f| f.parse::<u64>().ok()).sum()
+}
+
+fn clock_ticks() -> u64 {
+    use nix::unistd::{SysconfVar, sysconf};
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    }
 }
 
 /// `/sys/fs/cgroup/cpu/a/b` → (`/sys/fs/cgroup`, `a/b`): the mount's parent and the cgroup path.
@@ -89,7 +123,11 @@ mod tests {
     #[test]
     fn reads_v2_accounting() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 1500000\nuser_usec 1\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("memory.current"), "4096\n").unwrap();
         let r = reader(dir.path(), CgroupVersion::V2);
         assert_eq!(r.cpu_seconds(), Some(1.5));
@@ -113,8 +151,27 @@ mod tests {
     }
 
     #[test]
+    fn proc_stat_cpu_fields_survive_odd_command_names() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 5 1 1";
+        assert_eq!(parse_stat_ticks(stat), Some(310));
+        assert_eq!(parse_stat_ticks("42 (x"), None);
+    }
+
+    #[test]
+    fn own_process_has_cpu_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id().to_string();
+        std::fs::write(dir.path().join("cgroup.procs"), me).unwrap();
+        let busy: u64 = (0..3_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(31));
+        assert!(procs_cpu_nanos(dir.path()).is_some(), "{busy}");
+    }
+
+    #[test]
     fn v1_cpuacct_may_be_its_own_mount() {
         let (root, path) = split_v1(Path::new("/sys/fs/cgroup/cpu/nimbus/a")).unwrap();
-        assert_eq!((root.as_path(), path.as_path()), (Path::new("/sys/fs/cgroup"), Path::new("nimbus/a")));
+        assert_eq!(
+            (root.as_path(), path.as_path()),
+            (Path::new("/sys/fs/cgroup"), Path::new("nimbus/a"))
+        );
     }
 }

@@ -56,8 +56,8 @@ pub use resources::{
     Action, Change, Listed, ResourceError, Resources, Retry, Selector, update_meta, update_status,
 };
 pub use scaler::{MetricsSource, NoLoad, RevisionLoad, ScaleView, Scaler, ScalerConfig};
-pub use telemetry::ControllerMetrics;
 pub use store_resources::StoreResources;
+pub use telemetry::ControllerMetrics;
 
 #[cfg(test)]
 mod tests;

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::error::ControllerError;
 use crate::queue::WorkQueue;
-use crate::telemetry::{ControllerMetrics, ReconcileTimes};
 use crate::resources::{Action, Change, ResourceError, Retry};
+use crate::telemetry::{ControllerMetrics, ReconcileTimes};
 use crate::{configuration, gc, ingress, jobs, podautoscaler, revision, route, service};
 
 /// Identifies one object.

@@ -20,8 +20,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Bucket bounds, in seconds, for cold starts and their phases (1 ms … 5 min).
 pub const COLD_START_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-    300.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Bucket bounds, in seconds, for control-path work: reconciles, API requests, store writes
@@ -175,7 +174,10 @@ mod tests {
 
     #[test]
     fn snapshots_merge_bucket_by_bucket() {
-        let (a, b) = (Histogram::new(LATENCY_BUCKETS), Histogram::new(LATENCY_BUCKETS));
+        let (a, b) = (
+            Histogram::new(LATENCY_BUCKETS),
+            Histogram::new(LATENCY_BUCKETS),
+        );
         a.record(Duration::from_millis(3));
         b.record(Duration::from_millis(3));
         b.record(Duration::from_secs(100));
@@ -197,11 +199,23 @@ mod tests {
         registry.register_with_unit("wait", "Waits", Unit::Seconds, h.snapshot());
         let mut out = String::new();
         encode(&mut out, &registry).unwrap();
-        assert!(out.contains("# TYPE nimbus_wait_seconds histogram"), "{out}");
+        assert!(
+            out.contains("# TYPE nimbus_wait_seconds histogram"),
+            "{out}"
+        );
         assert!(out.contains("nimbus_wait_seconds_count 2"), "{out}");
-        assert!(out.contains("nimbus_wait_seconds_bucket{le=\"0.1\"} 1"), "{out}");
-        assert!(out.contains("nimbus_wait_seconds_bucket{le=\"1.0\"} 2"), "{out}");
-        assert!(out.contains("nimbus_wait_seconds_bucket{le=\"+Inf\"} 2"), "{out}");
+        assert!(
+            out.contains("nimbus_wait_seconds_bucket{le=\"0.1\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("nimbus_wait_seconds_bucket{le=\"1.0\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("nimbus_wait_seconds_bucket{le=\"+Inf\"} 2"),
+            "{out}"
+        );
     }
 
     #[test]

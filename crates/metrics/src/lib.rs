@@ -11,7 +11,6 @@ mod histogram;
 mod rows;
 
 pub use histogram::{
-    COLD_START_BUCKETS, CodeCounters, Histogram, HistogramSnapshot, LATENCY_BUCKETS,
-    SLOW_BUCKETS,
+    COLD_START_BUCKETS, CodeCounters, Histogram, HistogramSnapshot, LATENCY_BUCKETS, SLOW_BUCKETS,
 };
 pub use rows::Rows;

@@ -28,7 +28,9 @@ impl<L, M> Rows<L, M> {
     }
 }
 
-impl<L: EncodeLabelSet + std::fmt::Debug, M: EncodeMetric + TypedMetric> EncodeMetric for Rows<L, M> {
+impl<L: EncodeLabelSet + std::fmt::Debug, M: EncodeMetric + TypedMetric> EncodeMetric
+    for Rows<L, M>
+{
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         for (labels, value) in &self.0 {
             value.encode(encoder.encode_family(labels)?)?;
@@ -69,7 +71,10 @@ mod tests {
         registry.register("revision_requests", "Requests", rows);
         let mut out = String::new();
         encode(&mut out, &registry).unwrap();
-        assert!(out.contains("# TYPE nimbus_revision_requests counter"), "{out}");
+        assert!(
+            out.contains("# TYPE nimbus_revision_requests counter"),
+            "{out}"
+        );
         assert!(
             out.contains("nimbus_revision_requests_total{namespace=\"a\\\"b\",code=\"2xx\"} 7"),
             "{out}"

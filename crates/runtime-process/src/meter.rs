@@ -63,7 +63,9 @@ impl Supervisor {
     /// start's).
     pub(crate) fn revision_at_zero(&self) -> bool {
         let ready = |r: &mut RevisionState| r.instances.values().all(|s| s.endpoint.is_none());
-        self.shared.record(&self.spec.revision, ready).unwrap_or(false)
+        self.shared
+            .record(&self.spec.revision, ready)
+            .unwrap_or(false)
     }
 
     /// The instance's process runs after `took`; `cold`: record it as a cold start's phase.

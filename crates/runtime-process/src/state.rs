@@ -199,7 +199,11 @@ impl Shared {
 
     /// Bookkeeping that changes nothing published (metrics): `change` under the lock, no
     /// endpoint or status event afterwards.
-    pub fn record<R>(&self, key: &RevisionKey, change: impl FnOnce(&mut RevisionState) -> R) -> Option<R> {
+    pub fn record<R>(
+        &self,
+        key: &RevisionKey,
+        change: impl FnOnce(&mut RevisionState) -> R,
+    ) -> Option<R> {
         self.lock().map.get_mut(key).map(change)
     }
 

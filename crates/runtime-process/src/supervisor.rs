@@ -126,7 +126,10 @@ impl Supervisor {
             Ok(instance) => instance,
             Err(error) => return failed(Failure::start(&self.spec.revision, &error), None),
         };
-        let usage = instance.cgroup.as_ref().map(nimbus_cgroup::UsageReader::new);
+        let usage = instance
+            .cgroup
+            .as_ref()
+            .map(nimbus_cgroup::UsageReader::new);
         self.note_started(usage, cold, began.elapsed());
         let launched = cold.then(Instant::now);
         let outcome = self

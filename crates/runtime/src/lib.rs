@@ -20,8 +20,8 @@ mod task;
 pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
-pub use metrics::{InstanceUsage, RevisionMetrics};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
+pub use metrics::{InstanceUsage, RevisionMetrics};
 pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
