@@ -107,14 +107,9 @@ impl Prometheus {
 
     /// The instant vector `promql` evaluates to now (`/api/v1/query`).
     pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
-        let url = format!("{}/api/v1/query", self.url);
-        let resp: Value = reqwest::Client::new()
-            .get(url)
-            .query(&[("query", promql)])
-            .send()
-            .await?
-            .json()
-            .await?;
+        let base = format!("{}/api/v1/query", self.url);
+        let url = reqwest::Url::parse_with_params(&base, &[("query", promql)])?;
+        let resp: Value = reqwest::Client::new().get(url).send().await?.json().await?;
         if resp["status"] != "success" {
             bail!("query {promql} failed: {resp}");
         }
