@@ -191,4 +191,24 @@ async fn prometheus_scrapes_revision_instance_and_platform_series() {
         n >= 1.0
     })
     .await;
+
+    // An instance that exits is restarted, by reason; the request it dropped is a 5xx.
+    let app = nimbus_testkit::image::test_app_binary();
+    let container = format!("command: [\"{}\"]", app.display());
+    let min_one = [("autoscaling.knative.dev/min-scale", "1")];
+    let yaml = manifest::service(
+        "crashy",
+        &min_one,
+        "runtimeClassName: process\n",
+        &container,
+    );
+    nimbus.apply_ok(&yaml);
+    nimbus.wait_service_ready("crashy", WAIT).await.unwrap();
+    let dropped = client.get("crashy.default.localhost", "/exit?code=3").await;
+    assert!(dropped.is_err() || dropped.unwrap().status >= 500);
+    let crashy = r#"service="crashy",reason="ExitCode3""#;
+    let restarts = format!("nimbus_revision_instance_restarts_total{{{crashy}}}");
+    expect(&prom, &restarts, |n| n >= 1.0).await;
+    let errors = r#"nimbus_revision_requests_total{service="crashy",code="5xx"}"#;
+    expect(&prom, errors, |n| n >= 1.0).await;
 }
