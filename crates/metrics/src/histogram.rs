@@ -62,7 +62,8 @@ pub struct CodeCounters([AtomicU64; 5]);
 impl Histogram {
     /// An empty histogram over `bounds` (seconds, ascending).
     pub fn new(bounds: &'static [f64]) -> Self {
-        let micros = bounds.iter().map(|b| (b * 1e6) as u64).collect();
+        // Rounded: 0.0005 × 1e6 is 499.99… in floating point.
+        let micros = bounds.iter().map(|b| (b * 1e6).round() as u64).collect();
         let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         Self {
             bounds,
@@ -170,6 +171,13 @@ mod tests {
         assert_eq!(s.buckets, vec![(0.001, 1), (0.01, 1), (f64::INFINITY, 1)]);
         assert_eq!(s.count, 3);
         assert!((s.sum - 5.002001).abs() < 1e-9, "{}", s.sum);
+    }
+
+    #[test]
+    fn bounds_are_exact_in_microseconds() {
+        let h = Histogram::new(LATENCY_BUCKETS);
+        h.record(Duration::from_micros(500));
+        assert_eq!(h.snapshot().buckets[0], (0.0005, 1));
     }
 
     #[test]
