@@ -36,6 +36,7 @@ mod discovery;
 pub use nimbus_api::fields;
 mod list;
 pub mod logs;
+mod metrics;
 mod openapi;
 mod params;
 // Public for the fuzz targets in `fuzz/` only; not a stable API.
@@ -65,6 +66,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use body::MAX_BODY_BYTES;
 pub use discovery::KUBERNETES_MINOR;
 pub use list::ListParams;
+pub use metrics::{ApiMetrics, with_metrics};
 pub use params::{FieldValidation, WriteParams};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use state::{ApiState, Caller, DEFAULT_BOOKMARK_INTERVAL, PUBLIC_PATHS, WriteHook};

@@ -39,6 +39,7 @@ mod scaler;
 mod service;
 mod status;
 mod store_resources;
+mod telemetry;
 mod tracker;
 mod volumes;
 
@@ -54,8 +55,9 @@ pub use removals::Removal;
 pub use resources::{
     Action, Change, Listed, ResourceError, Resources, Retry, Selector, update_meta, update_status,
 };
-pub use scaler::{MetricsSource, NoLoad, RevisionLoad, Scaler, ScalerConfig};
+pub use scaler::{MetricsSource, NoLoad, RevisionLoad, ScaleView, Scaler, ScalerConfig};
 pub use store_resources::StoreResources;
+pub use telemetry::ControllerMetrics;
 
 #[cfg(test)]
 mod tests;

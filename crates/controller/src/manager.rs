@@ -22,6 +22,7 @@ use crate::context::Context;
 use crate::error::ControllerError;
 use crate::queue::WorkQueue;
 use crate::resources::{Action, Change, ResourceError, Retry};
+use crate::telemetry::{ControllerMetrics, ReconcileTimes};
 use crate::{configuration, gc, ingress, jobs, podautoscaler, revision, route, service};
 
 /// Identifies one object.
@@ -64,6 +65,7 @@ pub struct Controller {
     ctx: Arc<Context>,
     queue: Arc<WorkQueue>,
     failures: Arc<Mutex<HashMap<ObjectKey, u32>>>,
+    times: Arc<ReconcileTimes>,
 }
 
 impl Controller {
@@ -72,6 +74,15 @@ impl Controller {
             ctx: Arc::new(ctx),
             queue: Arc::new(WorkQueue::default()),
             failures: Arc::default(),
+            times: Arc::default(),
+        }
+    }
+
+    /// The work queue's depth and the reconcile durations so far, for `/metrics`.
+    pub fn metrics(&self) -> ControllerMetrics {
+        ControllerMetrics {
+            queue_depth: self.queue.len(),
+            reconcile: self.times.snapshot(),
         }
     }
 
@@ -79,8 +90,15 @@ impl Controller {
         &self.ctx
     }
 
-    /// Reconcile one object (or clean up after it if it no longer exists).
+    /// Reconcile one object (or clean up after it if it no longer exists), timed.
     pub async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ControllerError> {
+        let began = std::time::Instant::now();
+        let result = self.reconcile_untimed(key).await;
+        self.times.record(key.kind, began.elapsed());
+        result
+    }
+
+    async fn reconcile_untimed(&self, key: &ObjectKey) -> Result<Action, ControllerError> {
         let ctx = &*self.ctx;
         let obj = ctx
             .resources

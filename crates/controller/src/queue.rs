@@ -70,7 +70,6 @@ impl WorkQueue {
     }
 
     /// Keys waiting (not counting those being reconciled).
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().order.len()
     }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use nimbus_api::autoscaling::ScalingSpec;
 use nimbus_autoscaler::{Autoscaler, Decision, Sample};
+use nimbus_metrics::{COLD_START_BUCKETS, Histogram, HistogramSnapshot};
 use nimbus_runtime::{InstanceSpec, RevisionKey, Runtime};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -84,6 +85,26 @@ struct Target {
     readings: u32,
     last_requests: Option<u64>,
     last_record: Duration,
+    /// The latest decision, for `/metrics`.
+    last: Option<Decision>,
+    /// When a request first waited for the revision at zero, until a scale above zero is
+    /// handed to the runtime (the cold start's "decide" phase).
+    activated_at: Option<Duration>,
+    decide: Histogram,
+}
+
+/// What `/metrics` shows of one revision's scaling, read at scrape time.
+#[derive(Clone)]
+pub struct ScaleView {
+    /// The instance count last decided (the floor included).
+    pub desired: Option<u32>,
+    /// The autoscaler's latest decision: stable and panic values, panic mode.
+    pub decision: Option<Decision>,
+    /// Cold-start phase "decide": from a request waiting at zero to the runtime being told to
+    /// scale up.
+    pub decide: HistogramSnapshot,
+    /// The revision's runtime (for its status and instance figures, read outside the lock).
+    pub runtime: Arc<dyn Runtime>,
 }
 
 /// Owns one autoscaler per revision and applies its decisions.
@@ -164,6 +185,9 @@ impl Scaler {
                 readings: 0,
                 last_requests: None,
                 last_record: now,
+                last: None,
+                activated_at: None,
+                decide: Histogram::new(COLD_START_BUCKETS),
             });
             if target.autoscaler.spec() != &scaling {
                 let desired = target.desired.unwrap_or(0);
@@ -215,6 +239,18 @@ impl Scaler {
         self.lock().get(revision).and_then(|t| t.desired)
     }
 
+    /// Every registered revision's scaling, for `/metrics`.
+    pub fn views(&self) -> Vec<(RevisionKey, ScaleView)> {
+        let targets = self.lock();
+        let view = |t: &Target| ScaleView {
+            desired: t.desired,
+            decision: t.last,
+            decide: t.decide.snapshot(),
+            runtime: Arc::clone(&t.runtime),
+        };
+        targets.iter().map(|(k, t)| (k.clone(), view(t))).collect()
+    }
+
     /// A request is waiting for capacity on `revision` (called from the data path; cheap).
     ///
     /// When the revision's runtime applies a scale at once ([`Runtime::set_desired_now`]) the
@@ -237,11 +273,10 @@ impl Scaler {
         };
         let ready = t.runtime.status(key).map_or(0, |s| s.ready);
         t.autoscaler.activate(now);
-        let desired = t
-            .autoscaler
-            .decide(now, ready, t.reachable)
-            .desired
-            .max(self.floor(key));
+        note_activation(t, now, ready);
+        let decision = t.autoscaler.decide(now, ready, t.reachable);
+        let desired = decision.desired.max(self.floor(key));
+        t.last = Some(decision);
         if t.desired == Some(desired) {
             return true;
         }
@@ -250,6 +285,7 @@ impl Scaler {
         }
         tracing::debug!(revision = %key, desired, "scale on activation");
         t.desired = Some(desired);
+        note_decided(t, now, desired);
         true
     }
 
@@ -288,6 +324,8 @@ impl Scaler {
         let known = match self.lock().get_mut(key) {
             Some(t) => {
                 t.autoscaler.activate(now);
+                let ready = t.runtime.status(key).map_or(0, |s| s.ready);
+                note_activation(t, now, ready);
                 true
             }
             None => false,
@@ -359,6 +397,8 @@ impl Scaler {
             decision.desired = decision.desired.max(self.floor(key));
             let changed = t.desired != Some(decision.desired);
             t.desired = Some(decision.desired);
+            t.last = Some(decision);
+            note_decided(t, now, decision.desired);
             if changed {
                 tracing::debug!(revision = %key, desired = decision.desired, panicking = decision.panicking, "scale");
             }
@@ -398,6 +438,24 @@ impl Scaler {
         t.last_record = now;
         t.in_flight_sum = 0.0;
         t.readings = 0;
+    }
+}
+
+/// A request waits for `t`'s revision; at zero (no instance ready or asked for) that starts a
+/// cold start's "decide" phase, unless one is already running.
+fn note_activation(t: &mut Target, now: Duration, ready: u32) {
+    let at_zero = ready == 0 && t.desired.unwrap_or(0) == 0;
+    if at_zero && t.activated_at.is_none() {
+        t.activated_at = Some(now);
+    }
+}
+
+/// `desired` was handed to the runtime: ends the "decide" phase if it scales above zero.
+fn note_decided(t: &mut Target, now: Duration, desired: u32) {
+    if desired > 0
+        && let Some(at) = t.activated_at.take()
+    {
+        t.decide.record(now.saturating_sub(at));
     }
 }
 

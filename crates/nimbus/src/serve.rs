@@ -280,9 +280,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api_state = nimbus_apiserver::ApiState::new(store.clone())
         .with_token(token)
         .with_logs_root(nimbus_logs::logs_root(&args.data_dir));
-    let metrics = crate::metrics::routes(router.clone(), scaler.clone());
+    let api_metrics = Arc::new(nimbus_apiserver::ApiMetrics::default());
+    let metrics = crate::metrics::routes(crate::metrics::Sources {
+        router: router.clone(),
+        scaler: scaler.clone(),
+        controller: controller.clone(),
+        api: api_metrics.clone(),
+        store: store.clone(),
+    });
     let history = crate::console::history();
-    let app = nimbus_apiserver::app(api_state.clone())
+    let api_app = nimbus_apiserver::app(api_state.clone());
+    let app = nimbus_apiserver::with_metrics(api_app, api_metrics)
         .merge(crate::console::routes(history.clone(), api_state.clone()))
         .merge(nimbus_apiserver::authenticated(
             metrics.clone(),

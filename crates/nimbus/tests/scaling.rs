@@ -152,7 +152,7 @@ async fn scales_to_zero_and_back_with_the_cold_start_header() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"nimbus_revision_cold_starts_total{namespace="default",revision="idle-00001"} 1"#
+            r#"nimbus_revision_cold_starts_total{namespace="default",service="idle",configuration="idle",revision="idle-00001"} 1"#
         ),
         "{metrics}"
     );

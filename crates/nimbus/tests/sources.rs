@@ -265,7 +265,7 @@ async fn redis_stream_events_reach_a_function_at_zero_as_cloudevents() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"nimbus_revision_cold_starts_total{namespace="default",revision="fn-00001"} 1"#
+            r#"nimbus_revision_cold_starts_total{namespace="default",service="fn",configuration="fn",revision="fn-00001"} 1"#
         ),
         "{metrics}"
     );

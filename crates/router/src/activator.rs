@@ -122,7 +122,9 @@ impl Inner {
         let result = self
             .wait_loop(target, exclude, (changes, routes), deadline, waited)
             .await;
-        waited.total += started.elapsed();
+        let this_wait = started.elapsed();
+        target.capacity.stats.record_queue_wait(this_wait);
+        waited.total += this_wait;
         result.map_err(|failure| wait_error(target, budget, failure))
     }
 

@@ -73,4 +73,4 @@ pub use host::normalize_host;
 pub use host::request_host;
 pub use router::Router;
 pub use split::{pick_weighted, total_weight};
-pub use stats::{RevisionStats, StatsSnapshot};
+pub use stats::{DataPathSnapshot, RevisionStats, StatsSnapshot};

@@ -37,13 +37,31 @@ impl Inner {
     /// Runs every phase for one request.
     pub(crate) async fn proxy(
         &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         client: &Forwarding,
     ) -> Result<Response<Body>, ProxyError> {
         let route = self.resolve_route(&req)?;
         let target = route.pick_target();
         let deadline = Deadline::start(target.timeouts);
-        let in_flight = target.capacity.stats.start(); // record metrics: until the response ends
+        let answered = self.proxy_to(target, req, client, &deadline).await;
+        let status = match &answered {
+            Ok(resp) => resp.status(),
+            Err(err) => err.status(),
+        };
+        let stats = &target.capacity.stats;
+        stats.record_answer(status.as_u16(), deadline.elapsed()); // record metrics
+        answered
+    }
+
+    /// Phases 3 to 5 for the picked target.
+    async fn proxy_to(
+        &self,
+        target: &Target,
+        mut req: Request<Body>,
+        client: &Forwarding,
+        deadline: &Deadline,
+    ) -> Result<Response<Body>, ProxyError> {
+        let in_flight = target.capacity.stats.start(); // until the response ends
         let client_upgrade =
             headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let mut waited = Waited::default();
@@ -51,7 +69,7 @@ impl Inner {
             .wait_for_capacity(target, None, deadline.end(), &mut waited)
             .await?;
         let sent = self
-            .send(req, client, target, lease, &deadline, &mut waited)
+            .send(req, client, target, lease, deadline, &mut waited)
             .await;
         if waited.cold {
             target.capacity.stats.record_cold_start(waited.total);

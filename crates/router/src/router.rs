@@ -19,7 +19,7 @@ use crate::body::Body;
 use crate::config::RouterConfig;
 use crate::deferred::Deferrer;
 use crate::headers::Forwarding;
-use crate::stats::{RevisionStats, StatsSnapshot};
+use crate::stats::{DataPathSnapshot, RevisionStats, StatsSnapshot};
 use crate::table::Table;
 use crate::upstream::Upstream;
 
@@ -120,6 +120,16 @@ impl Router {
         table
             .all_stats()
             .map(|(k, s)| (k.clone(), s.snapshot()))
+            .collect()
+    }
+
+    /// Every routed revision's counters and data-path histograms, for `/metrics` (allocates:
+    /// call it at scrape time, not per request).
+    pub fn data_paths(&self) -> Vec<(RevisionKey, StatsSnapshot, DataPathSnapshot)> {
+        let table = self.inner.table.load();
+        table
+            .all_stats()
+            .map(|(k, s)| (k.clone(), s.snapshot(), s.data_path()))
             .collect()
     }
 

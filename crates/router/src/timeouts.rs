@@ -42,6 +42,7 @@ use crate::error::TimeoutKind;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline {
     timeouts: RequestTimeouts,
+    arrived: Instant,
     end: Instant,
 }
 
@@ -65,10 +66,17 @@ pub(crate) struct ResponseClock {
 impl Deadline {
     /// The deadline of a request arriving now.
     pub fn start(timeouts: RequestTimeouts) -> Self {
+        let arrived = Instant::now();
         Self {
             timeouts,
-            end: Instant::now() + timeouts.total,
+            arrived,
+            end: arrived + timeouts.total,
         }
+    }
+
+    /// How long ago the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.arrived.elapsed()
     }
 
     /// When the whole request must be over.

@@ -10,7 +10,7 @@ use nimbus_runtime::{RevisionKey, RevisionPhase};
 use crate::process::StartError;
 
 /// Kubernetes' reason for a container killed for memory.
-const OOM_KILLED: &str = "OOMKilled";
+pub(crate) const OOM_KILLED: &str = "OOMKilled";
 
 /// A failed instance, as reported in [`RevisionPhase::Failed`].
 #[derive(Clone, Debug, PartialEq, Eq)]

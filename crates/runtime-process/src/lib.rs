@@ -35,6 +35,7 @@ mod health;
 mod host;
 mod instance;
 mod launcher;
+mod meter;
 mod mount_ns;
 mod output;
 mod ports;

@@ -173,6 +173,10 @@ impl Runtime for ProcessRuntime {
         self.shared.status(revision)
     }
 
+    fn metrics(&self, revision: &RevisionKey) -> Option<nimbus_runtime::RevisionMetrics> {
+        self.shared.metrics(revision)
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.shared.events.subscribe()
     }
@@ -232,6 +236,7 @@ fn start_instance(shared: &Arc<Shared>, revision: &mut RevisionState) {
             failed: false,
             stop,
             task,
+            usage: None,
         },
     );
 }

@@ -21,6 +21,7 @@ use crate::cgroup_pool::{CgroupPool, SpareLimits};
 use crate::config::ProcessRuntimeConfig;
 use crate::failure::Failure;
 use crate::launcher::Launcher;
+use crate::meter::Meter;
 use crate::ports::PortAllocator;
 use crate::status::{self, Candidate, Observed, Readiness};
 
@@ -65,6 +66,8 @@ pub(crate) struct RevisionState {
     pub ever_ready: bool,
     /// The latest failure since an instance was last ready.
     pub last_failure: Option<Failure>,
+    /// Restarts, OOM kills and cold-start phases, for `/metrics`.
+    pub meter: Meter,
 }
 
 /// One live instance: its published endpoint (when ready) and its supervisor.
@@ -75,6 +78,8 @@ pub(crate) struct Slot {
     /// Dropping or sending on this tells the supervisor to stop.
     pub stop: oneshot::Sender<()>,
     pub task: JoinHandle<()>,
+    /// Reads its current attempt's cgroup accounting (none before it starts or without cgroups).
+    pub usage: Option<nimbus_cgroup::UsageReader>,
 }
 
 impl RevisionState {
@@ -87,6 +92,7 @@ impl RevisionState {
             next_ordinal: 1,
             ever_ready: false,
             last_failure: None,
+            meter: Meter::default(),
         }
     }
 
@@ -190,6 +196,16 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, Revisions> {
         self.revisions.lock().expect("runtime state poisoned")
+    }
+
+    /// Bookkeeping that changes nothing published (metrics): `change` under the lock, no
+    /// endpoint or status event afterwards.
+    pub fn record<R>(
+        &self,
+        key: &RevisionKey,
+        change: impl FnOnce(&mut RevisionState) -> R,
+    ) -> Option<R> {
+        self.lock().map.get_mut(key).map(change)
     }
 
     pub fn status(&self, key: &RevisionKey) -> Option<RevisionRuntimeStatus> {

@@ -34,7 +34,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(2);
 pub(crate) struct Supervisor {
     pub(crate) shared: Arc<Shared>,
     pub(crate) spec: Arc<InstanceSpec>,
-    ordinal: u64,
+    pub(crate) ordinal: u64,
     /// `<revision>-<ordinal>`: the endpoint id and the name in logs.
     pub(crate) id: String,
 }
@@ -93,6 +93,7 @@ impl Supervisor {
                 failures = 0;
             }
             failures += 1;
+            self.note_restart(&failure);
             let delay = backoff.delay(failures);
             // A crash after being ready shows as CrashLoopBackOff; a failed start keeps its cause.
             self.report_failed(if ready_for.is_some() {
@@ -111,6 +112,7 @@ impl Supervisor {
     /// socket-activated process is published at once when `first` (connections queue until it
     /// accepts).
     async fn attempt(&self, stop: &mut StopSignal, first: bool) -> Outcome {
+        let (began, cold) = (Instant::now(), self.revision_at_zero());
         let prepared = tokio::select! {
             biased;
             _ = &mut *stop => return Outcome::Stopped,
@@ -124,7 +126,15 @@ impl Supervisor {
             Ok(instance) => instance,
             Err(error) => return failed(Failure::start(&self.spec.revision, &error), None),
         };
-        let outcome = self.run_instance(&mut instance, &tail, stop, first).await;
+        let usage = instance
+            .cgroup
+            .as_ref()
+            .map(nimbus_cgroup::UsageReader::new);
+        self.note_started(usage, cold, began.elapsed());
+        let launched = cold.then(Instant::now);
+        let outcome = self
+            .run_instance(&mut instance, &tail, stop, (first, launched))
+            .await;
         self.release(instance).await;
         outcome
     }
@@ -134,7 +144,7 @@ impl Supervisor {
         instance: &mut Instance,
         tail: &OutputTail,
         stop: &mut StopSignal,
-        first: bool,
+        (first, launched): (bool, Option<Instant>),
     ) -> Outcome {
         let endpoint = self.endpoint(instance.target.addr());
         let early = first && matches!(instance.listen, Listen::Activated(_));
@@ -150,7 +160,12 @@ impl Supervisor {
         let timeout = self.spec.startup_timeout;
         let failure = match started {
             None => return self.stop(instance, early.then_some(&endpoint)).await,
-            Some(Ok(())) => return self.serve(instance, endpoint, tail, stop).await,
+            Some(Ok(())) => {
+                if let Some(launched) = launched {
+                    self.note_ready(launched.elapsed());
+                }
+                return self.serve(instance, endpoint, tail, stop).await;
+            }
             Some(Err(NotReady::Exited(status))) => {
                 let failure = Failure::exited_before_ready(status, port, &tail.lines());
                 return failed(self.oom_or(instance, failure, tail), None);

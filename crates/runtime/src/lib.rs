@@ -13,6 +13,7 @@
 mod endpoints;
 pub mod env;
 mod local;
+mod metrics;
 mod source;
 mod spec;
 mod task;
@@ -20,6 +21,7 @@ pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
+pub use metrics::{InstanceUsage, RevisionMetrics};
 pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
@@ -78,6 +80,14 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// What the runtime knows about the revision right now (`None` if it never saw it).
     fn status(&self, revision: &RevisionKey) -> Option<RevisionRuntimeStatus>;
+
+    /// What the runtime measured about the revision's instances (restarts, OOM kills,
+    /// cold-start phases, per-instance CPU and memory), for `/metrics`; `None` when it measures
+    /// nothing (the default) or never saw the revision. Called at scrape time, never per request.
+    fn metrics(&self, revision: &RevisionKey) -> Option<RevisionMetrics> {
+        let _ = revision;
+        None
+    }
 
     /// Subscribe to changes: every time a revision's status changes, its key is sent.
     /// Receivers that lag simply miss keys; they should then re-list via [`Runtime::status`].

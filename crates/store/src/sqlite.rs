@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use nimbus_api::{Kind, Object};
+use nimbus_metrics::{Histogram, HistogramSnapshot, SLOW_BUCKETS};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::broadcast;
@@ -65,6 +66,17 @@ pub struct Store {
     history: u64,
     /// Encodes bodies, sealing Secrets' values.
     sealer: Sealer,
+    /// How long write transactions take (waiting for the connection included), for `/metrics`.
+    writes: Histogram,
+}
+
+/// Records one write's duration into the store's histogram when dropped (on every return).
+struct WriteTimer<'a>(&'a Histogram, std::time::Instant);
+
+impl Drop for WriteTimer<'_> {
+    fn drop(&mut self) {
+        self.0.record(self.1.elapsed());
+    }
 }
 
 impl Store {
@@ -93,6 +105,7 @@ impl Store {
             events,
             history: EVENT_HISTORY,
             sealer: Sealer::new(key),
+            writes: Histogram::new(SLOW_BUCKETS),
         })
     }
 
@@ -101,6 +114,23 @@ impl Store {
     pub fn with_event_history(mut self, events: u64) -> Self {
         self.history = events.max(1);
         self
+    }
+
+    /// The database's size in bytes (`page_count × page_size`; the WAL not counted).
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or(0))
+    }
+
+    /// The durations of write transactions so far (create, update, status update, delete).
+    pub fn write_latency(&self) -> HistogramSnapshot {
+        self.writes.snapshot()
+    }
+
+    fn time_write(&self) -> WriteTimer<'_> {
+        WriteTimer(&self.writes, std::time::Instant::now())
     }
 
     /// Receive every change from now on.
@@ -200,6 +230,7 @@ impl Store {
     /// Create an object. Sets uid, resourceVersion, generation 1 and creationTimestamp; fills
     /// `metadata.name` from `generateName` when needed.
     pub fn create(&self, mut obj: Object) -> Result<Object, StoreError> {
+        let _timer = self.time_write();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let kind = obj.kind();
@@ -260,6 +291,7 @@ impl Store {
         obj: Object,
         merge: impl FnOnce(&Object, Object) -> Object,
     ) -> Result<Object, StoreError> {
+        let _timer = self.time_write();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let (kind, namespace, name) = (
@@ -315,6 +347,7 @@ impl Store {
         name: &str,
         uid: Option<&str>,
     ) -> Result<Object, StoreError> {
+        let _timer = self.time_write();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut obj = read(&tx, &self.sealer, kind, namespace, name)?

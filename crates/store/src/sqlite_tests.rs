@@ -360,3 +360,14 @@ fn secret_values_are_encrypted_in_the_file_and_read_back_after_a_restart() {
     );
     assert!(!error.contains(second), "{error}");
 }
+
+#[test]
+fn writes_are_timed_and_the_size_is_known() {
+    let store = Store::open_in_memory().unwrap();
+    assert_eq!(store.write_latency().count, 0);
+    let before = store.size_bytes().unwrap();
+    assert!(before > 0);
+    store.create(service("metrics-a", "x")).unwrap();
+    let _ = store.create(service("metrics-a", "x")); // a conflict is a write too
+    assert_eq!(store.write_latency().count, 2);
+}

@@ -9,6 +9,7 @@ pub mod host;
 pub mod image;
 pub mod kube;
 pub mod manifest;
+pub mod prometheus;
 pub mod runtime;
 pub mod traffic;
 
