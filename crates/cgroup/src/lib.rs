@@ -38,6 +38,7 @@ mod mountinfo;
 mod name;
 mod settings;
 mod subtree;
+mod usage;
 
 pub use cgroup::Cgroup;
 pub use cgroups::Cgroups;
@@ -49,3 +50,4 @@ pub use limits::{
     MIN_SHARES,
 };
 pub use mountinfo::mount_points;
+pub use usage::InstanceUsage;
