@@ -74,8 +74,12 @@ pub async fn run<F, Fut>(
     loop {
         tokio::select! {
             _ = sample.tick() => {
-                let (revisions, cgroups) = (readings.revisions(), readings.cgroups());
-                usage.observe(clock.now(), &revisions, &cgroups);
+                // Readings touch the store and cgroupfs: off the async threads.
+                let readings = readings.clone();
+                let read = tokio::task::spawn_blocking(move || (readings.revisions(), readings.cgroups()));
+                if let Ok((revisions, cgroups)) = read.await {
+                    usage.observe(clock.now(), &revisions, &cgroups);
+                }
             }
             _ = flush.tick() => {
                 flush_now(&usage).await;
