@@ -178,7 +178,7 @@ fn figures(r: &Value, currency: &str) -> Vec<String> {
             n("vcpuSecondsAllocated"),
             n("vcpuSecondsUsed")
         ),
-        format!("{:.1}/{:.1}", n("gibSecondsAllocated"), n("gibSecondsUsed")),
+        format!("{:.3}/{:.3}", n("gibSecondsAllocated"), n("gibSecondsUsed")),
         r["coldStarts"].to_string(),
         format!("{:.6} {currency}", n("cost")),
     ]
