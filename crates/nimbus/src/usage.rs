@@ -185,8 +185,9 @@ impl Budgets {
             };
             let cap = verdict.as_ref().is_some_and(|v| v.cap);
             self.cap(&service, cap.then_some(CAPPED_MAX_SCALE)).await;
-            if let Some(verdict) = verdict {
-                self.report(&service, &verdict, now);
+            match verdict {
+                Some(verdict) => self.report(&service, &verdict, now),
+                None => self.forget(&service),
             }
         }
     }
@@ -234,6 +235,26 @@ impl Budgets {
                 rev.metadata().name.as_deref().unwrap_or_default(),
             );
             self.scaler.set_ceiling(&key, ceiling).await;
+        }
+    }
+
+    /// Remove the `WithinBudget` condition of a service whose budget was removed.
+    fn forget(&self, service: &ServiceRef) {
+        let stored = self
+            .store
+            .get(Kind::Service, &service.namespace, &service.name);
+        let Ok(Some(Object::Service(mut svc))) = stored else {
+            return;
+        };
+        let Some(st) = svc.status.as_mut() else {
+            return;
+        };
+        let before = st.conditions.len();
+        st.conditions.retain(|c| c.type_ != CONDITION_WITHIN_BUDGET);
+        if st.conditions.len() != before
+            && let Err(e) = self.store.update_status(Object::Service(svc))
+        {
+            tracing::debug!(service = %service.name, error = %e, "budgets: condition not removed");
         }
     }
 
