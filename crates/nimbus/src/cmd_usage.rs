@@ -174,7 +174,7 @@ fn figures(r: &Value, currency: &str) -> Vec<String> {
         r["requests"].to_string(),
         format!("{:.1}", n("instanceSeconds")),
         format!(
-            "{:.1}/{:.1}",
+            "{:.3}/{:.3}",
             n("vcpuSecondsAllocated"),
             n("vcpuSecondsUsed")
         ),

@@ -126,6 +126,7 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
         "{table}"
     );
     println!("{table}");
+    println!("{}", nimbus.cli_ok(&["usage", "fn"]));
 
     // Flushed (one flush interval), then killed: nothing flushed is lost.
     wait_until(
