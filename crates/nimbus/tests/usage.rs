@@ -31,13 +31,16 @@ fn usage_json(nimbus: &Nimbus, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// Requests flushed to the usage database (read with SQLite, as after a crash).
-fn stored_requests(data_dir: &Path) -> u64 {
+/// Requests and instance-seconds flushed to the usage database (read with SQLite, as a crash
+/// would leave it).
+fn stored_totals(data_dir: &Path) -> (u64, f64) {
     let db = rusqlite::Connection::open(data_dir.join("usage.db")).unwrap();
-    db.query_row("SELECT COALESCE(SUM(requests), 0) FROM usage", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap() as u64
+    db.query_row(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(instance_seconds), 0) FROM usage",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, f64>(1)?)),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,11 +53,14 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
     let mut nimbus = Nimbus::start_in(Path::new(BIN), &data, &extra).expect("nimbus serve");
     nimbus.deploy(&service("fn", "500m", "1")).await;
     let client = RouterClient::new(&nimbus.http_addr);
-    for _ in 0..REQUESTS {
-        let reply = client.get(&host_of("fn"), "/").await.unwrap();
+    // The last request keeps the instance's CPU busy for 600 ms (half a CPU: ~300 ms used).
+    for i in 1..=REQUESTS {
+        let path = if i == REQUESTS { "/spin?ms=600" } else { "/" };
+        let reply = client.get(&host_of("fn"), path).await.unwrap();
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     let prices = prices.to_str().unwrap();
+    let cgroups = nimbus_testkit::host::have_cgroups();
 
     // JSON: every request, some instance time, costs from the file.
     let body = wait_until(
@@ -62,8 +68,10 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
         Duration::from_secs(30),
         async || {
             let body = usage_json(&nimbus, &["fn", "--prices", prices]);
+            let cpu_seen = !cgroups || body["total"]["vcpuSecondsUsed"].as_f64() >= Some(0.1);
             match body["total"]["requests"].as_u64() == Some(REQUESTS)
                 && body["total"]["instanceSeconds"].as_f64() > Some(1.0)
+                && cpu_seen
             {
                 true => Ok(body),
                 false => Err(body.to_string()),
@@ -90,8 +98,12 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
         f("vcpuSecondsUsed") >= 0.0 && f("gibSecondsUsed") >= 0.0,
         "{row}"
     );
-    if nimbus_testkit::host::have_cgroups() {
+    if cgroups {
         assert!(f("gibSecondsUsed") > 0.0, "cgroup memory is metered: {row}");
+        assert!(
+            f("vcpuSecondsUsed") >= 0.1,
+            "cgroup CPU time is metered: {row}"
+        );
     }
     assert_eq!(
         row["coldStarts"].as_u64(),
@@ -128,19 +140,17 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
     println!("{table}");
     println!("{}", nimbus.cli_ok(&["usage", "fn"]));
 
-    // Flushed (one flush interval), then killed: nothing flushed is lost.
-    wait_until(
-        "the requests are on disk",
-        Duration::from_secs(10),
-        async || match stored_requests(&data) {
-            REQUESTS => Ok(()),
-            n => Err(format!("{n} requests stored")),
+    // Flushed (every second here), then killed: what was flushed survives, and the server
+    // resumes metering on top of it.
+    let stored = wait_until(
+        "requests and instance time are on disk",
+        Duration::from_secs(20),
+        async || match stored_totals(&data) {
+            (REQUESTS, seconds) if seconds > 1.0 => Ok(seconds),
+            other => Err(format!("stored (requests, instance-seconds): {other:?}")),
         },
     )
     .await;
-    let before = usage_json(&nimbus, &["fn"])["total"]["instanceSeconds"]
-        .as_f64()
-        .unwrap();
     nimbus.kill();
     nimbus.restart().expect("nimbus serve again");
     let after = usage_json(&nimbus, &["fn", "--since", "1h"]);
@@ -150,8 +160,8 @@ async fn usage_is_metered_priced_and_survives_kill_9() {
         "{after}"
     );
     assert!(
-        after["total"]["instanceSeconds"].as_f64().unwrap() >= before - 1.0,
-        "{after}"
+        after["total"]["instanceSeconds"].as_f64().unwrap() >= stored,
+        "stored before the crash: {stored}; after: {after}"
     );
 
     // Presets price the same figures their way; a bad window is an error naming the flag.

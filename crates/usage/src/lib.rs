@@ -5,7 +5,7 @@
 //! requests, else [`Allocation::DEFAULT`]), and the CPU and memory its instance cgroups use —
 //! into per-revision, per-minute [`Figures`]. [`UsageDb`] keeps them in `<data-dir>/usage.db`
 //! (SQLite, WAL, `synchronous=FULL`), written in one transaction per flush, so a `kill -9`
-//! loses at most the figures of one flush interval. [`PriceTable`] turns figures into money
+//! loses at most the figures of one flush interval (and of a write in progress). [`PriceTable`] turns figures into money
 //! (a configurable table, and Lambda's and Cloud Run's price shapes as presets), [`budget`]
 //! decides which of a Service's monthly budget thresholds (50/90/100%) were crossed, and
 //! [`api`] serves it all on the API port (`/apis/usage.nimbus.dev/v1alpha1/usage`).
