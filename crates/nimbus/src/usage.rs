@@ -112,8 +112,14 @@ fn revision_id(key: &RevisionKey, service: &str) -> RevisionId {
 
 impl Readings for ServerReadings {
     fn revisions(&self) -> Vec<RevisionReading> {
-        self.router
-            .all_stats()
+        let stats = self.router.all_stats();
+        // Forget revisions no route names any more (a revision recreated under the same name
+        // is read again).
+        self.revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| stats.iter().any(|(k, _)| k == key));
+        stats
             .into_iter()
             .map(|(key, stats)| {
                 let (id, allocation) = self.revision(&key);
