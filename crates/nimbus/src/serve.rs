@@ -292,12 +292,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             flush_every: args.usage_flush_interval,
             ..Default::default()
         },
-        store.clone(),
-        router.clone(),
-        runtimes.registry.clone(),
-        runtimes.cgroups.clone(),
-        scaler.clone(),
-        Arc::new(nimbus_usage::budget::LogNotifier),
+        crate::usage::Wiring {
+            store: store.clone(),
+            router: router.clone(),
+            registry: runtimes.registry.clone(),
+            cgroups: runtimes.cgroups.clone(),
+            scaler: scaler.clone(),
+            notifier: Arc::new(nimbus_usage::budget::LogNotifier),
+        },
         stopped(stop_rx.clone()),
     )?;
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;

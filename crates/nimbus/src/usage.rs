@@ -29,36 +29,42 @@ use nimbus_usage::{
 /// The condition a budgeted Service carries (severity Info: it never makes it un-Ready).
 pub const CONDITION_WITHIN_BUDGET: &str = "WithinBudget";
 
+/// What metering reads and what budgets act on.
+pub struct Wiring {
+    pub store: Arc<Store>,
+    pub router: Router,
+    pub registry: EndpointRegistry,
+    /// The instance cgroups (`None`: no used CPU and memory).
+    pub cgroups: Option<nimbus_cgroup::Cgroups>,
+    pub scaler: Arc<Scaler>,
+    /// Told about budget threshold crossings.
+    pub notifier: Arc<dyn BudgetNotifier>,
+}
+
 /// Open `<data-dir>/usage.db` and start metering; returns the shared usage (for the API) and
 /// the loop's task, which flushes a last time when `shutdown` resolves.
-#[allow(clippy::too_many_arguments)]
 pub fn start(
     data_dir: &Path,
     prices: PriceTable,
     config: SamplerConfig,
-    store: Arc<Store>,
-    router: Router,
-    registry: EndpointRegistry,
-    cgroups: Option<nimbus_cgroup::Cgroups>,
-    scaler: Arc<Scaler>,
-    notifier: Arc<dyn BudgetNotifier>,
+    wiring: Wiring,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Arc<Usage>, tokio::task::JoinHandle<()>)> {
     let path = data_dir.join("usage.db");
     let db = UsageDb::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let usage = Usage::new(db, prices);
     let readings = Arc::new(ServerReadings {
-        store: store.clone(),
-        router,
-        registry,
-        cgroups,
+        store: wiring.store.clone(),
+        router: wiring.router,
+        registry: wiring.registry,
+        cgroups: wiring.cgroups,
         revisions: Mutex::new(HashMap::new()),
     });
     let budgets = Arc::new(Budgets {
-        store,
+        store: wiring.store,
         usage: usage.clone(),
-        scaler,
-        notifier,
+        scaler: wiring.scaler,
+        notifier: wiring.notifier,
     });
     let task = tokio::spawn(nimbus_usage::sampler::run(
         usage.clone(),
