@@ -9,6 +9,7 @@
 //! one definition of "valid".
 
 pub mod autoscaling;
+pub mod budget;
 pub mod conditions;
 pub mod constants;
 pub mod core;

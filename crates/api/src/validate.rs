@@ -51,6 +51,12 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
             ) {
                 v.0.extend(errors);
             }
+            if let Err(errors) = crate::budget::Budget::from_annotations(
+                s.metadata.annotations.as_ref(),
+                "metadata.annotations",
+            ) {
+                v.0.extend(errors);
+            }
             validate_revision_names_fit(&mut v, parent, &s.spec.template);
             validate_template(&mut v, "spec.template", &s.spec.template, parent);
             validate_traffic(&mut v, "spec.traffic", &s.spec.traffic, parent, false);

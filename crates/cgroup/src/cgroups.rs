@@ -11,7 +11,7 @@ use crate::cgroup::Cgroup;
 use crate::kill::{self, KILL_DEADLINE};
 use crate::layout::{self, Hierarchy};
 use crate::mountinfo::{self, CgroupMount};
-use crate::{CgroupError, CgroupVersion, Limits, fsio, name, subtree};
+use crate::{CgroupError, CgroupVersion, Controller, Limits, fsio, name, subtree};
 
 /// How often `create` retries when a concurrent `remove` pruned an intermediate directory.
 const CREATE_ATTEMPTS: usize = 5;
@@ -115,6 +115,11 @@ impl Cgroups {
         let dirs = self.parent_dirs();
         kill::kill_tree(&dirs, KILL_DEADLINE);
         first_error(dirs.iter().map(|dir| kill::remove_tree(dir)))
+    }
+
+    /// The hierarchy hosting `controller`.
+    pub(crate) fn hierarchy_of(&self, controller: Controller) -> Option<&Hierarchy> {
+        self.hierarchies.iter().find(|h| h.hosts(controller))
     }
 
     fn parent_dirs(&self) -> Vec<PathBuf> {

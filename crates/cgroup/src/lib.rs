@@ -50,4 +50,5 @@ pub use limits::{
     MIN_SHARES,
 };
 pub use mountinfo::mount_points;
+pub use usage::InstanceUsage;
 pub use usage::UsageReader;

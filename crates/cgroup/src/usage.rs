@@ -1,10 +1,14 @@
-//! [`UsageReader`]: an instance's CPU time and memory use, read from its cgroup's accounting
-//! files without owning the cgroup (the supervisor keeps that; `/metrics` reads at scrape time).
+//! Resource accounting of instance cgroups, read-only (it never creates, moves or removes
+//! anything): [`UsageReader`], one instance's CPU time and memory use, read from its cgroup's
+//! accounting files without owning the cgroup (the supervisor keeps that; `/metrics` reads at
+//! scrape time); and [`Cgroups::usage`], every instance cgroup below the parent at once, for
+//! metering (`nimbus-usage`).
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroups::Cgroups;
 use crate::fsio::{read_key, read_number};
-use crate::{Cgroup, CgroupVersion, Controller};
+use crate::{Cgroup, CgroupVersion, Controller, kill};
 
 /// Reads one cgroup's CPU and memory accounting. Cheap to clone; reading a cgroup that is gone
 /// gives `None`.
@@ -109,6 +113,69 @@ fn split_v1(cpu_dir: &Path) -> Option<(PathBuf, PathBuf)> {
     None
 }
 
+// === impl Cgroups ===
+
+/// One instance cgroup's counters at the time it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceUsage {
+    /// The cgroup's name below the parent (what [`Cgroups::create`] was given).
+    pub name: String,
+    /// CPU time used since the cgroup was created, in microseconds (`None`: unreadable).
+    pub cpu_usec: Option<u64>,
+    /// Memory in use now, in bytes (page cache included, as the kernel charges it).
+    pub memory_bytes: Option<u64>,
+}
+
+impl Cgroups {
+    /// The counters of every leaf cgroup below the parent (each instance's, and spares'), read
+    /// now. Cgroups that disappear while being read are left out.
+    pub fn usage(&self) -> Vec<InstanceUsage> {
+        let Some(memory) = self.hierarchy_of(Controller::Memory) else {
+            return Vec::new();
+        };
+        let base = memory.root.join(self.parent());
+        let mut leaves = Vec::new();
+        collect_leaves(&base, &mut leaves);
+        leaves
+            .iter()
+            .filter_map(|dir| dir.strip_prefix(&base).ok())
+            .filter_map(|rel| rel.to_str())
+            .map(|name| self.usage_of(name))
+            .collect()
+    }
+
+    fn usage_of(&self, name: &str) -> InstanceUsage {
+        let reader = self
+            .dir_of(Controller::Cpu, name)
+            .zip(self.dir_of(Controller::Memory, name))
+            .map(|(cpu, memory)| UsageReader { cpu, memory });
+        InstanceUsage {
+            name: name.to_owned(),
+            cpu_usec: reader
+                .as_ref()
+                .and_then(UsageReader::cpu_seconds)
+                .map(|s| (s * 1e6) as u64),
+            memory_bytes: reader.as_ref().and_then(UsageReader::memory_bytes),
+        }
+    }
+
+    fn dir_of(&self, controller: Controller, name: &str) -> Option<(PathBuf, CgroupVersion)> {
+        let h = self.hierarchy_of(controller)?;
+        Some((h.root.join(self.parent()).join(name), h.version))
+    }
+}
+
+/// The cgroups below `dir` that have no cgroup below them.
+fn collect_leaves(dir: &Path, leaves: &mut Vec<PathBuf>) {
+    for child in kill::subdirs(dir) {
+        if kill::subdirs(&child).is_empty() {
+            leaves.push(child);
+        } else {
+            collect_leaves(&child, leaves);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +240,29 @@ mod tests {
             (root.as_path(), path.as_path()),
             (Path::new("/sys/fs/cgroup"), Path::new("nimbus/a"))
         );
+    }
+
+    #[test]
+    fn leaves_are_the_deepest_directories() {
+        let root = std::env::temp_dir().join(format!("nimbus-cgroup-usage-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("tag/default/a-1")).unwrap();
+        std::fs::create_dir_all(root.join("tag/default/b-2")).unwrap();
+        std::fs::create_dir_all(root.join("lone")).unwrap();
+        let mut leaves = Vec::new();
+        collect_leaves(&root, &mut leaves);
+        leaves.sort();
+        let names: Vec<_> = leaves
+            .iter()
+            .map(|l| l.strip_prefix(&root).unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                PathBuf::from("lone"),
+                PathBuf::from("tag/default/a-1"),
+                PathBuf::from("tag/default/b-2")
+            ]
+        );
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

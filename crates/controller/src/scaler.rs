@@ -15,6 +15,10 @@
 //! floor ([`Scaler::set_floor`]): one decision for HTTP and events together, the revision runs
 //! `max(HTTP autoscaler's decision, floor)`, so the HTTP autoscaler's scale to zero never
 //! removes instances the event triggers still want.
+//!
+//! A budget (`nimbus-usage`) may cap a revision ([`Scaler::set_ceiling`]): the revision then
+//! runs `min(max(decision, floor), ceiling)`, whatever its `max-scale` annotation says, without
+//! its spec being edited.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -123,6 +127,8 @@ pub struct Scaler {
     /// Event-driven floors per revision ([`Scaler::set_floor`]); kept for revisions not
     /// registered yet too.
     floors: Mutex<HashMap<RevisionKey, u32>>,
+    /// Budget caps per revision ([`Scaler::set_ceiling`]).
+    ceilings: Mutex<HashMap<RevisionKey, u32>>,
 }
 
 impl Scaler {
@@ -138,6 +144,7 @@ impl Scaler {
             decisions: broadcast::channel(1024).0,
             pending: Mutex::new(HashMap::new()),
             floors: Mutex::new(HashMap::new()),
+            ceilings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -234,6 +241,34 @@ impl Scaler {
         floors.get(revision).copied().unwrap_or(0)
     }
 
+    /// Cap `revision` at `ceiling` instances (`None`: no cap), over the autoscaler's decision
+    /// and the floor. Applied at once when it changes.
+    pub async fn set_ceiling(&self, revision: &RevisionKey, ceiling: Option<u32>) {
+        let changed = {
+            let mut ceilings = self.ceilings.lock().unwrap_or_else(|p| p.into_inner());
+            let before = match ceiling {
+                None => ceilings.remove(revision),
+                Some(n) => ceilings.insert(revision.clone(), n),
+            };
+            before != ceiling
+        };
+        if changed {
+            self.decide_one(revision, false).await;
+        }
+    }
+
+    /// The budget cap of `revision`, if any.
+    pub fn ceiling(&self, revision: &RevisionKey) -> Option<u32> {
+        let ceilings = self.ceilings.lock().unwrap_or_else(|p| p.into_inner());
+        ceilings.get(revision).copied()
+    }
+
+    /// `desired` raised to the floor and lowered to the ceiling.
+    fn bounded(&self, revision: &RevisionKey, desired: u32) -> u32 {
+        let desired = desired.max(self.floor(revision));
+        self.ceiling(revision).map_or(desired, |c| desired.min(c))
+    }
+
     /// The last decided instance count of a revision.
     pub fn desired(&self, revision: &RevisionKey) -> Option<u32> {
         self.lock().get(revision).and_then(|t| t.desired)
@@ -275,7 +310,7 @@ impl Scaler {
         t.autoscaler.activate(now);
         note_activation(t, now, ready);
         let decision = t.autoscaler.decide(now, ready, t.reachable);
-        let desired = decision.desired.max(self.floor(key));
+        let desired = self.bounded(key, decision.desired);
         t.last = Some(decision);
         if t.desired == Some(desired) {
             return true;
@@ -394,7 +429,7 @@ impl Scaler {
                 self.record(key, t, now);
             }
             let mut decision = t.autoscaler.decide(now, ready, t.reachable);
-            decision.desired = decision.desired.max(self.floor(key));
+            decision.desired = self.bounded(key, decision.desired);
             let changed = t.desired != Some(decision.desired);
             t.desired = Some(decision.desired);
             t.last = Some(decision);

@@ -229,3 +229,19 @@ async fn a_floor_set_before_registration_applies_when_the_revision_registers() {
         .await;
     assert_eq!(runtime.last(), 2);
 }
+
+/// A budget cap bounds the decision and the floor, and lifting it restores them.
+#[tokio::test(start_paused = true)]
+async fn a_ceiling_caps_load_and_floor_until_lifted() {
+    let (scaler, load, runtime) = setup(10.0).await;
+    load.0.store(50, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(runtime.last(), 8, "HTTP load wants 8");
+    scaler.set_ceiling(&spec().revision, Some(1)).await;
+    assert_eq!(runtime.last(), 1, "the cap applies at once");
+    scaler.set_floor(&spec().revision, 3).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(runtime.last(), 1, "the cap wins over the floor");
+    scaler.set_ceiling(&spec().revision, None).await;
+    assert_eq!(runtime.last(), 8, "lifted: back to HTTP's decision");
+}

@@ -13,6 +13,7 @@ mod cmd_install;
 mod cmd_invoke;
 mod cmd_job;
 mod cmd_logs;
+mod cmd_usage;
 mod config_source;
 mod console;
 mod datadir;
@@ -24,6 +25,7 @@ mod metrics;
 mod runtimes;
 mod serve;
 mod sources;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -168,6 +170,9 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Usage and cost per service and revision: requests, instance-, vCPU- and GiB-seconds
+    /// (allocated/used), cold starts, priced with a preset or a price file.
+    Usage(cmd_usage::UsageArgs),
     /// Kubernetes mode: run the reconcilers and the autoscaler against a cluster.
     Operator(cluster::OperatorArgs),
     /// Kubernetes mode: run the router/activator against a cluster.
@@ -270,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             client,
         } => cmd_export::run(&client, &name, output.as_deref()).await,
+        Command::Usage(args) => cmd_usage::run(&args).await,
         Command::Operator(args) => cluster::operator(args).await,
         Command::Router(args) => cluster::router(args).await,
         Command::Install(args) => cmd_install::run(args).await,

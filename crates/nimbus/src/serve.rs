@@ -92,6 +92,14 @@ pub struct ServeArgs {
     /// (decimal or 0x…); give each server of a host its own.
     #[arg(long, default_value = "0x10000000")]
     pub container_userns_base: nimbus_runtime_container::HostIdRange,
+    /// The price table usage and budgets are priced with: a preset (cloud-run, lambda) or a
+    /// YAML/JSON file (see `nimbus usage --help`).
+    #[arg(long, default_value = "cloud-run")]
+    pub prices: String,
+    /// How often metered usage is written to <data-dir>/usage.db (and budgets checked): at
+    /// most this much is lost if the server is killed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub usage_flush_interval: Duration,
 }
 
 /// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
@@ -275,6 +283,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         invocations.clone(),
     )));
     let controller = Controller::new(ctx);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Cost metering and budgets (nimbus-usage). TODO(lead): give an Event-emitting
+    // `BudgetNotifier` here once the events recorder is merged.
+    let prices = nimbus_usage::PriceTable::resolve(&args.prices).context("--prices")?;
+    let (usage, usage_task) = crate::usage::start(
+        &args.data_dir,
+        prices,
+        nimbus_usage::sampler::SamplerConfig {
+            flush_every: args.usage_flush_interval,
+            ..Default::default()
+        },
+        crate::usage::Wiring {
+            store: store.clone(),
+            router: router.clone(),
+            registry: runtimes.registry.clone(),
+            cgroups: runtimes.cgroups.clone(),
+            scaler: scaler.clone(),
+            notifier: Arc::new(nimbus_usage::budget::LogNotifier),
+        },
+        stopped(stop_rx.clone()),
+    )?;
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
     let tls = nimbus_apiserver::TlsIdentity::load_or_create(&args.data_dir, api_addr)?;
     let api_state = nimbus_apiserver::ApiState::new(store.clone())
@@ -298,6 +327,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ))
         .merge(nimbus_apiserver::authenticated(
             nimbus_invocations::api::routes(invocations),
+            api_state.clone(),
+        ))
+        .merge(nimbus_apiserver::authenticated(
+            nimbus_usage::api::routes(usage),
             api_state,
         ));
     // Opt-in: /metrics without the token, on an address of its own (for scrapers).
@@ -306,7 +339,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let router_task = tokio::spawn({
         let router = router.clone();
         let stop = stopped(stop_rx.clone());
@@ -369,6 +401,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = controller_task.await;
     let _ = scaler_task.await;
     let _ = keda_task.await;
+    let _ = usage_task.await;
     runtimes.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = router_task.await;

@@ -383,9 +383,33 @@ impl CgroupPool {
     }
 }
 
+/// The revision an instance cgroup belongs to, from its name below the cgroup parent
+/// (`<tag>/<namespace>/<revision>-<n>`, as [`CgroupPool`] names them); `None` for other names.
+/// For metering, which reads the cgroups' counters without holding them.
+pub fn revision_of_cgroup(name: &str) -> Option<RevisionKey> {
+    let mut parts = name.split('/');
+    let (_tag, namespace, leaf) = (parts.next()?, parts.next()?, parts.next()?);
+    let (revision, n) = leaf.rsplit_once('-')?;
+    let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    (parts.next().is_none() && numbered && !revision.is_empty())
+        .then(|| RevisionKey::new(namespace, revision))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_names_lead_back_to_their_revision() {
+        let key = revision_of_cgroup("123-0/default/hello-00001-7").unwrap();
+        assert_eq!(
+            (key.namespace.as_str(), key.name.as_str()),
+            ("default", "hello-00001")
+        );
+        assert!(revision_of_cgroup("123-0/default/hello-x").is_none());
+        assert!(revision_of_cgroup("nimbus-probe-1-0").is_none());
+        assert!(revision_of_cgroup("a/b/c-1/d").is_none());
+    }
 
     /// A pool under the default parent, or `None` without cgroups (not root, no cgroupfs).
     fn pool() -> Option<Arc<CgroupPool>> {

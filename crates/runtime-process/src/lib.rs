@@ -49,6 +49,7 @@ mod stub;
 mod supervisor;
 mod task;
 
+pub use cgroup_pool::revision_of_cgroup;
 pub use config::{ProcessRuntimeConfig, RestartBackoff};
 pub use host::HostLauncher;
 pub use launcher::{ExecSpec, LaunchContext, LaunchError, Launcher};

@@ -46,6 +46,7 @@ pub fn handle(state: &State, method: &str, target: &str) -> Response {
         "/env" => env(),
         "/contract" => Response::json(contract::report()),
         "/alloc" => alloc(state, query),
+        "/spin" => spin(query),
         "/forkbomb" => forkbomb(),
         "/healthz" => healthz(state),
         "/healthz/fail" => {
@@ -219,6 +220,19 @@ fn alloc(state: &State, query: &str) -> Response {
     )
 }
 
+/// Keep a CPU busy for `ms` milliseconds of wall time (metering tests: CPU used).
+fn spin(query: &str) -> Response {
+    let Some(ms) = param(query, "ms").and_then(|v| v.parse::<u64>().ok()) else {
+        return Response::text(400, "usage: /spin?ms=N\n");
+    };
+    let until = Instant::now() + Duration::from_millis(ms.min(60_000));
+    let mut turns: u64 = 0;
+    while Instant::now() < until {
+        turns = std::hint::black_box(turns.wrapping_add(1));
+    }
+    Response::text(200, format!("spun {ms} ms ({turns} turns)\n"))
+}
+
 /// Start copies of this binary (`sleep-forever`) until that fails or the cap is reached, then
 /// kill them all again so the app keeps serving; answers how many were running at once.
 fn forkbomb() -> Response {
@@ -374,5 +388,14 @@ mod tests {
         assert_eq!(handle(&s, "GET", "/alloc?mb=2").status, 200);
         assert_eq!(s.held.lock().unwrap().len(), 2);
         assert_eq!(handle(&s, "GET", "/alloc").status, 400);
+    }
+
+    #[test]
+    fn spin_keeps_busy_for_its_time() {
+        let s = State::new();
+        let started = Instant::now();
+        assert_eq!(handle(&s, "GET", "/spin?ms=20").status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert_eq!(handle(&s, "GET", "/spin").status, 400);
     }
 }
