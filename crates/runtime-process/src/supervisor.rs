@@ -124,6 +124,10 @@ impl Supervisor {
             Ok(instance) => instance,
             Err(error) => return failed(Failure::start(&self.spec.revision, &error), None),
         };
+        let milestone = nimbus_runtime::Milestone::Launched;
+        self.shared
+            .registry
+            .note_start(&self.spec.revision, milestone);
         let outcome = self.run_instance(&mut instance, &tail, stop, first).await;
         self.release(instance).await;
         outcome
