@@ -22,6 +22,7 @@ mod metrics;
 mod runtimes;
 mod serve;
 mod sources;
+mod traces;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -92,6 +92,8 @@ pub struct ServeArgs {
     /// (decimal or 0x…); give each server of a host its own.
     #[arg(long, default_value = "0x10000000")]
     pub container_userns_base: nimbus_runtime_container::HostIdRange,
+    #[command(flatten)]
+    pub traces: crate::traces::TraceArgs,
 }
 
 /// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
@@ -237,7 +239,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.container_user_namespaces(),
     )?;
     runtimes.set_config_source(Arc::new(crate::config_source::StoreConfig(store.clone())));
-    let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
+    let traces = crate::traces::start(&args.traces)?;
+    let tracer = traces.as_ref().map(nimbus_traces::Traces::tracer);
+    let router = Router::with_tracer(runtimes.registry.clone(), RouterConfig::default(), tracer);
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
         ScalerConfig {
@@ -356,6 +360,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
     })
     .await;
+    crate::traces::shutdown(traces).await;
     // The lock is released only now that every instance is stopped.
     drop(data_dir);
     Ok(())
