@@ -264,8 +264,8 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
         registry.clone(),
     ));
     let traces = crate::traces::start(&args.traces)?;
-    let tracer = traces.as_ref().map(nimbus_traces::Traces::tracer);
-    let router = Router::with_tracer(registry, RouterConfig::default(), tracer);
+    let tracing = traces.as_ref().map(nimbus_traces::Traces::tracing);
+    let router = Router::with_tracing(registry, RouterConfig::default(), tracing);
     let operators = match args.operators.is_empty() {
         true => Peers::Service {
             namespace: args.cluster.system_namespace.clone(),

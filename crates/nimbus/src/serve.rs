@@ -240,8 +240,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     runtimes.set_config_source(Arc::new(crate::config_source::StoreConfig(store.clone())));
     let traces = crate::traces::start(&args.traces)?;
-    let tracer = traces.as_ref().map(nimbus_traces::Traces::tracer);
-    let router = Router::with_tracer(runtimes.registry.clone(), RouterConfig::default(), tracer);
+    let tracing = traces.as_ref().map(nimbus_traces::Traces::tracing);
+    let router = Router::with_tracing(runtimes.registry.clone(), RouterConfig::default(), tracing);
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
         ScalerConfig {

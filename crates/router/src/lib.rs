@@ -35,7 +35,7 @@
 //!  ends; queued; cold starts (and the x-nimbus-cold-start response header)
 //! ```
 //!
-//! With a tracer ([`Router::with_tracer`]) a sampled request also gets OpenTelemetry spans
+//! With tracing on ([`Router::with_tracing`]) a sampled request also gets OpenTelemetry spans
 //! for these phases (`trace.rs`) and the instance a `traceparent` naming its call's span.
 //!
 //! Clients may speak HTTP/1.1 (including `Upgrade`, e.g. WebSocket) or HTTP/2 cleartext with

@@ -42,9 +42,9 @@ impl Inner {
         req: Request<Body>,
         client: &Forwarding,
     ) -> Result<Response<Body>, ProxyError> {
-        let trace = match &self.tracer {
+        let trace = match &self.tracing {
             None => None,
-            Some(tracer) => RequestTrace::start(tracer, &req),
+            Some(tracing) => RequestTrace::start(tracing, &req),
         };
         let result = self.phases(req, client, trace.as_ref()).await;
         if let Some(trace) = trace {

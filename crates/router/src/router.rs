@@ -41,7 +41,7 @@ pub(crate) struct Inner {
     /// Where `Prefer: respond-async` requests go (none: they are proxied as usual).
     pub deferrer: ArcSwapOption<Arc<dyn Deferrer>>,
     /// Makes the spans of sampled requests; `None`: tracing is off (no span is made).
-    pub tracer: Option<nimbus_traces::Tracer>,
+    pub tracing: Option<nimbus_traces::Tracing>,
 }
 
 // === impl Router ===
@@ -49,15 +49,15 @@ pub(crate) struct Inner {
 impl Router {
     /// A router serving nothing yet, sending traffic to the instances published in `endpoints`.
     pub fn new(endpoints: EndpointRegistry, config: RouterConfig) -> Self {
-        Self::with_tracer(endpoints, config, None)
+        Self::with_tracing(endpoints, config, None)
     }
 
-    /// [`Router::new`], making OpenTelemetry spans of the requests `tracer`'s sampler keeps
+    /// [`Router::new`], making OpenTelemetry spans of the requests `tracing`'s sampler keeps
     /// (`None`: no tracing, and no cost for it on the data path).
-    pub fn with_tracer(
+    pub fn with_tracing(
         endpoints: EndpointRegistry,
         config: RouterConfig,
-        tracer: Option<nimbus_traces::Tracer>,
+        tracing: Option<nimbus_traces::Tracing>,
     ) -> Self {
         let inner = Inner {
             table: ArcSwap::default(),
@@ -68,7 +68,7 @@ impl Router {
             config,
             activator: ArcSwapOption::empty(),
             deferrer: ArcSwapOption::empty(),
-            tracer,
+            tracing,
         };
         Self {
             inner: Arc::new(inner),

@@ -1,6 +1,6 @@
-//! A request's OpenTelemetry spans, made only when the router has a tracer and the sampler
-//! keeps the request (an untraced request costs one branch; one sampled out, the sampler's
-//! call and no attribute):
+//! A request's OpenTelemetry spans, made only when tracing is on and the sampler keeps the
+//! request (tracing off costs one branch; a request sampled out by ratio 0, a `traceparent`
+//! lookup; one sampled out by another ratio, the SDK sampler's call and no attribute):
 //!
 //! ```text
 //!  routing (server: method, url.path, server.address/port, status, nimbus.revision,
@@ -25,7 +25,7 @@ use nimbus_traces::opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
 };
 use nimbus_traces::opentelemetry::{Context, KeyValue};
-use nimbus_traces::{TRACEPARENT, TraceParent, Tracer, names, traceparent_value};
+use nimbus_traces::{TRACEPARENT, TraceParent, Tracer, Tracing, names, traceparent_value};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -47,12 +47,18 @@ pub(crate) struct InstanceCall(SdkSpan);
 
 impl RequestTrace {
     /// Starts the request's `routing` span, continuing the client's `traceparent` when it has
-    /// a valid one. `None` when the sampler drops the request.
-    pub fn start<B>(tracer: &Tracer, req: &Request<B>) -> Option<Self> {
-        let parent = match TraceParent::remote_context(req.headers()) {
+    /// a valid one. `None` when the sampler drops the request (asked only when it might keep
+    /// it: with ratio 0 a request without a sampled caller costs a header lookup).
+    pub fn start<B>(tracing: &Tracing, req: &Request<B>) -> Option<Self> {
+        let remote = TraceParent::remote_context(req.headers());
+        if !tracing.may_sample(remote.as_ref()) {
+            return None;
+        }
+        let parent = match remote {
             Some(remote) => Context::new().with_remote_span_context(remote),
             None => Context::new(),
         };
+        let tracer = &tracing.tracer;
         let mut span = tracer
             .span_builder(names::ROUTING)
             .with_kind(SpanKind::Server)
@@ -72,7 +78,7 @@ impl RequestTrace {
         let span = self.cx.span();
         span.set_attribute(KeyValue::new(names::NIMBUS_REVISION, revision.name.clone()));
         span.set_attribute(KeyValue::new(
-            "k8s.namespace.name",
+            names::K8S_NAMESPACE_NAME,
             revision.namespace.clone(),
         ));
     }

@@ -15,8 +15,8 @@ use nimbus_runtime::{
     Endpoint, EndpointRegistry, LocalBody, LocalHandle, LocalResponse, LocalService, Milestone,
     RevisionEndpoints, RevisionKey,
 };
-use nimbus_traces::names;
 use nimbus_traces::opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use nimbus_traces::{Sampling, Tracing, names};
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData};
 use support::*;
@@ -48,14 +48,30 @@ struct Traced {
     _provider: SdkTracerProvider,
 }
 
-fn traced(sampler: Sampler) -> Traced {
+/// A router tracing with the SDK sampler of this ratio into an in-memory exporter.
+fn traced(ratio: f64, parent_based: bool) -> Traced {
     let exporter = InMemorySpanExporter::default();
+    let own = if ratio > 0.0 {
+        Sampler::TraceIdRatioBased(ratio)
+    } else {
+        Sampler::AlwaysOff
+    };
+    let sampler = match parent_based {
+        true => Sampler::ParentBased(Box::new(own)),
+        false => own,
+    };
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_simple_exporter(exporter.clone())
         .build();
-    let tracer = provider.tracer("test");
-    let router = Router::with_tracer(EndpointRegistry::new(), test_config(), Some(tracer));
+    let tracing = Tracing {
+        tracer: provider.tracer("test"),
+        sampling: Sampling {
+            ratio,
+            parent_based,
+        },
+    };
+    let router = Router::with_tracing(EndpointRegistry::new(), test_config(), Some(tracing));
     router.apply(ingress("fn", HOST, &[(REV, 100)], Duration::from_secs(5)));
     Traced {
         router,
@@ -116,7 +132,7 @@ fn attr(span: &SpanData, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_request_continues_the_clients_trace_and_the_instance_gets_the_call_span() {
-    let t = traced(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
+    let t = traced(0.0, true);
     publish(t.router.endpoints());
     let incoming = format!("00-{TRACE}-{PARENT}-01");
     let (status, body) = call(&t.router, get(Some(&incoming))).await;
@@ -158,7 +174,7 @@ async fn a_request_continues_the_clients_trace_and_the_instance_gets_the_call_sp
 
 #[tokio::test]
 async fn spans_hold_no_query_and_no_header_value() {
-    let t = traced(Sampler::AlwaysOn);
+    let t = traced(1.0, false);
     publish(t.router.endpoints());
     call(&t.router, get(None)).await;
     let spans = t.exporter.get_finished_spans().unwrap();
@@ -172,7 +188,7 @@ async fn spans_hold_no_query_and_no_header_value() {
 
 #[tokio::test]
 async fn a_sampled_out_request_makes_no_span_and_keeps_the_clients_traceparent() {
-    let t = traced(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
+    let t = traced(0.0, true);
     publish(t.router.endpoints());
     let incoming = format!("00-{TRACE}-{PARENT}-00");
     let (_, body) = call(&t.router, get(Some(&incoming))).await;
@@ -184,7 +200,7 @@ async fn a_sampled_out_request_makes_no_span_and_keeps_the_clients_traceparent()
 
 #[tokio::test]
 async fn a_cold_start_has_its_wait_and_phases_in_order() {
-    let t = traced(Sampler::AlwaysOn);
+    let t = traced(1.0, false);
     let endpoints = t.router.endpoints().clone();
     // The activator plays the scaler and the runtime: it begins an instance at once, whose
     // process starts 30 ms later and is ready 30 ms after that.
@@ -245,7 +261,7 @@ async fn a_cold_start_has_its_wait_and_phases_in_order() {
 
 #[tokio::test]
 async fn an_unknown_host_is_a_404_server_span() {
-    let t = traced(Sampler::AlwaysOn);
+    let t = traced(1.0, false);
     let req = Request::get("/")
         .header("host", "nobody.example")
         .body(Body::empty());

@@ -4,9 +4,10 @@
 //! `OTEL_SERVICE_NAME`), the SDK pipeline exporting spans by OTLP/HTTP protobuf (`export.rs`),
 //! and the names of the spans and attributes the router records ([`names`]).
 //!
-//! It never decides what a span covers: the router makes its spans with the [`Tracer`] it is
-//! given (none when tracing is off, so an untraced request makes no span object). It records
-//! no request body and no header value.
+//! It never decides what a span covers: the router makes its spans with the [`Tracing`] it is
+//! given (none when tracing is off, so an untraced request makes no span object, and a
+//! request the sampler is sure to drop makes no call into the SDK). It records no request body
+//! and no header value.
 
 mod config;
 mod context;
@@ -17,7 +18,7 @@ pub use config::{
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, Sampling, TRACES_PATH, TracesConfig,
 };
 pub use context::{TRACEPARENT, TRACESTATE, TraceParent, TraceParentError, traceparent_value};
-pub use export::{ExportError, Tracer, Traces};
+pub use export::{ExportError, Tracer, Traces, Tracing};
 /// The OpenTelemetry API the router makes spans with (the same release as the SDK here).
 pub use opentelemetry;
 
@@ -44,6 +45,7 @@ pub mod names {
     pub const URL_PATH: &str = "url.path";
     pub const SERVER_ADDRESS: &str = "server.address";
     pub const SERVER_PORT: &str = "server.port";
+    pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
     pub const NIMBUS_REVISION: &str = "nimbus.revision";
     pub const NIMBUS_COLD_START: &str = "nimbus.cold_start";
     pub const NIMBUS_INSTANCE: &str = "nimbus.instance";
