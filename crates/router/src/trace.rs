@@ -240,3 +240,54 @@ impl Clock {
         self.wall - self.instant.saturating_duration_since(at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(uri: &str, host: Option<&str>) -> Vec<(String, String)> {
+        let mut req = Request::get(uri);
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let req = req.body(()).unwrap();
+        let kvs = request_attributes(&req);
+        kvs.iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect()
+    }
+
+    fn get<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        let found = attrs.iter().find(|(k, _)| k == key);
+        found.map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn host_and_port_are_split_and_the_query_is_left_out() {
+        let a = attributes("/a/b?secret=1", Some("Fn.Example:8080"));
+        assert_eq!(get(&a, names::URL_PATH), Some("/a/b"));
+        assert_eq!(get(&a, names::SERVER_ADDRESS), Some("fn.example"));
+        assert_eq!(get(&a, names::SERVER_PORT), Some("8080"));
+        assert!(!format!("{a:?}").contains("secret"));
+    }
+
+    #[test]
+    fn ipv6_hosts_keep_their_brackets_and_a_missing_port_is_no_attribute() {
+        let a = attributes("/", Some("[::1]:9000"));
+        assert_eq!(get(&a, names::SERVER_ADDRESS), Some("[::1]"));
+        assert_eq!(get(&a, names::SERVER_PORT), Some("9000"));
+        let a = attributes("http://fn.example/x", None);
+        assert_eq!(get(&a, names::SERVER_ADDRESS), Some("fn.example"));
+        assert_eq!(get(&a, names::SERVER_PORT), None);
+        let a = attributes("/", None);
+        assert_eq!(get(&a, names::SERVER_ADDRESS), None);
+    }
+
+    #[test]
+    fn only_server_errors_fail_a_server_span_and_client_errors_a_client_span() {
+        assert!(status_of(StatusCode::NOT_FOUND, true).1.is_none());
+        assert!(status_of(StatusCode::BAD_GATEWAY, true).1.is_some());
+        assert!(status_of(StatusCode::NOT_FOUND, false).1.is_some());
+        assert!(status_of(StatusCode::OK, false).1.is_none());
+    }
+}
