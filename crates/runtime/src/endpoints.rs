@@ -212,6 +212,22 @@ mod tests {
     }
 
     #[test]
+    fn a_new_start_replaces_the_last_ones_milestones() {
+        let reg = EndpointRegistry::new();
+        let key = RevisionKey::new("default", "hello-00001");
+        assert_eq!(reg.start_milestones(&key), StartMilestones::default());
+        reg.note_start(&key, Milestone::Scheduled);
+        reg.note_start(&key, Milestone::Launched);
+        let first = reg.start_milestones(&key);
+        assert!(first.scheduled.unwrap() <= first.launched.unwrap());
+        reg.note_start(&key, Milestone::Scheduled);
+        let second = reg.start_milestones(&key);
+        assert!(second.scheduled >= first.scheduled && second.launched.is_none());
+        reg.forget_starts(&key);
+        assert_eq!(reg.start_milestones(&key), StartMilestones::default());
+    }
+
+    #[test]
     fn set_get_and_clear() {
         let reg = EndpointRegistry::new();
         let key = RevisionKey::new("default", "hello-00001");
