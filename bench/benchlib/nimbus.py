@@ -54,12 +54,13 @@ class Instance:
     revision: str
 
 
-def start(procs: Processes, bin: Path, dir: Path, timeout_s: float = 20) -> Nimbus:
-    """`nimbus serve` with its data in `dir/nimbus-data`; Wasm components are read from under
-    `dir` (`--wasm-dir`)."""
+def start(procs: Processes, bin: Path, dir: Path, timeout_s: float = 20,
+          extra: tuple[str, ...] = ()) -> Nimbus:
+    """`nimbus serve` (with `extra` flags) with its data in `dir/nimbus-data`; Wasm components
+    are read from under `dir` (`--wasm-dir`)."""
     log = dir / "nimbus.log"
     argv = [str(bin), "serve", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0",
-            "--data-dir", str(dir / "nimbus-data"), "--wasm-dir", str(dir)]
+            "--data-dir", str(dir / "nimbus-data"), "--wasm-dir", str(dir), *extra]
     child = procs.start("nimbus serve", argv, log)
     addrs = _wait_for_addrs(child, log, timeout_s)
     return Nimbus(child, addrs["router"], addrs["api"])

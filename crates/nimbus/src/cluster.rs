@@ -96,6 +96,8 @@ pub struct RouterArgs {
     /// `nimbus-operator`, port `metrics`).
     #[arg(long = "operator")]
     pub operators: Vec<String>,
+    #[command(flatten)]
+    pub traces: crate::traces::TraceArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -325,7 +327,9 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
         client.clone(),
         registry.clone(),
     ));
-    let router = Router::new(registry, RouterConfig::default());
+    let traces = crate::traces::start(&args.traces)?;
+    let tracing = traces.as_ref().map(nimbus_traces::Traces::tracing);
+    let router = Router::with_tracing(registry, RouterConfig::default(), tracing);
     let operators = match args.operators.is_empty() {
         true => Peers::Service {
             namespace: args.cluster.system_namespace.clone(),
@@ -365,6 +369,7 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = controller.await;
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    crate::traces::shutdown(traces).await;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ mod metrics;
 mod runtimes;
 mod serve;
 mod sources;
+mod traces;
 mod usage;
 
 use std::path::PathBuf;

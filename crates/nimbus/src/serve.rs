@@ -100,6 +100,8 @@ pub struct ServeArgs {
     /// most this much is lost if the server is killed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub usage_flush_interval: Duration,
+    #[command(flatten)]
+    pub traces: crate::traces::TraceArgs,
 }
 
 /// A setting that may be `disabled` (Knative's config-gc word); `None` when it is.
@@ -245,7 +247,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.container_user_namespaces(),
     )?;
     runtimes.set_config_source(Arc::new(crate::config_source::StoreConfig(store.clone())));
-    let router = Router::new(runtimes.registry.clone(), RouterConfig::default());
+    let traces = crate::traces::start(&args.traces)?;
+    let tracing = traces.as_ref().map(nimbus_traces::Traces::tracing);
+    let router = Router::with_tracing(runtimes.registry.clone(), RouterConfig::default(), tracing);
     let scaler = Scaler::new(
         Arc::new(RouterMetrics(router.clone())),
         ScalerConfig {
@@ -408,6 +412,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
     })
     .await;
+    crate::traces::shutdown(traces).await;
     // The lock is released only now that every instance is stopped.
     drop(data_dir);
     Ok(())

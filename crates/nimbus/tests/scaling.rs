@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nimbus_testkit::{Nimbus, RouterClient, manifest};
 
@@ -32,42 +32,6 @@ async fn start_with(yaml: &str, name: &str) -> (Nimbus, RouterClient) {
     )
     .await
     .unwrap()
-}
-
-/// The revision's (actual, desired) replicas from its status.
-async fn replicas(nimbus: &Nimbus, revision: &str) -> (i64, i64) {
-    let rev = nimbus
-        .api_get(&format!(
-            "/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}"
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let s = &rev["status"];
-    (
-        s["actualReplicas"].as_i64().unwrap_or(-1),
-        s["desiredReplicas"].as_i64().unwrap_or(-1),
-    )
-}
-
-async fn wait_replicas(
-    nimbus: &Nimbus,
-    revision: &str,
-    timeout: Duration,
-    ok: impl Fn(i64, i64) -> bool,
-) -> (i64, i64) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = replicas(nimbus, revision).await;
-        if ok(r.0, r.1) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{revision}: replicas {r:?} never satisfied the condition"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `clients` concurrent loops GETting `path` until `stop`; returns (ok, failed) counts.
@@ -121,13 +85,11 @@ async fn scales_to_zero_and_back_with_the_cold_start_header() {
         warm.headers.get("x-nimbus-cold-start").is_none(),
         "a warm request has no cold-start header"
     );
-    wait_replicas(
-        &nimbus,
-        "idle-00001",
-        Duration::from_secs(40),
-        |actual, desired| actual == 0 && desired == 0,
-    )
-    .await;
+    nimbus
+        .wait_replicas("idle-00001", Duration::from_secs(40), |actual, desired| {
+            actual == 0 && desired == 0
+        })
+        .await;
     let table = nimbus.cli_ok(&["get", "revisions"]);
     assert!(table.contains("idle-00001"), "{table}");
     let cold = client.get(host, "/").await.unwrap();
@@ -171,10 +133,11 @@ async fn a_burst_scales_up_and_back_down() {
         50,
         stop.clone(),
     );
-    let (_, desired) = wait_replicas(&nimbus, "burst-00001", Duration::from_secs(30), |a, d| {
-        d >= 7 && a >= 7
-    })
-    .await;
+    let (_, desired) = nimbus
+        .wait_replicas("burst-00001", Duration::from_secs(30), |a, d| {
+            d >= 7 && a >= 7
+        })
+        .await;
     assert!(desired <= 12, "scaled far past the expected 8: {desired}");
     stop.store(true, Ordering::SeqCst);
     let (ok, failures) = running.await.unwrap();
@@ -185,10 +148,11 @@ async fn a_burst_scales_up_and_back_down() {
         failures.first()
     );
     assert!(ok > 0);
-    wait_replicas(&nimbus, "burst-00001", Duration::from_secs(40), |a, d| {
-        d <= 1 && a <= 1
-    })
-    .await;
+    nimbus
+        .wait_replicas("burst-00001", Duration::from_secs(40), |a, d| {
+            d <= 1 && a <= 1
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -223,18 +187,18 @@ async fn scale_down_under_steady_load_loses_nothing() {
     // scale up with a burst …
     let burst_stop = Arc::new(AtomicBool::new(false));
     let burst = load(&client, host, "/sleep?ms=200", 40, burst_stop.clone());
-    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(30), |a, _| {
-        a >= 4
-    })
-    .await;
+    nimbus
+        .wait_replicas("steady-00001", Duration::from_secs(30), |a, _| a >= 4)
+        .await;
     // … then keep a light steady load running while the burst ends and instances are removed
     let steady_stop = Arc::new(AtomicBool::new(false));
     let steady = load(&client, host, "/sleep?ms=50", 3, steady_stop.clone());
     burst_stop.store(true, Ordering::SeqCst);
-    wait_replicas(&nimbus, "steady-00001", Duration::from_secs(40), |a, d| {
-        d <= 2 && a <= 2
-    })
-    .await;
+    nimbus
+        .wait_replicas("steady-00001", Duration::from_secs(40), |a, d| {
+            d <= 2 && a <= 2
+        })
+        .await;
     steady_stop.store(true, Ordering::SeqCst);
     for (what, handle) in [("burst", burst), ("steady", steady)] {
         let (ok, failures) = handle.await.unwrap();

@@ -35,6 +35,9 @@
 //!  ends; queued; cold starts (and the x-nimbus-cold-start response header)
 //! ```
 //!
+//! With tracing on ([`Router::with_tracing`]) a sampled request also gets OpenTelemetry spans
+//! for these phases (`trace.rs`) and the instance a `traceparent` naming its call's span.
+//!
 //! Clients may speak HTTP/1.1 (including `Upgrade`, e.g. WebSocket) or HTTP/2 cleartext with
 //! prior knowledge, on the same port. Instances are reached over pooled keep-alive HTTP/1.1
 //! (each instance's pool lives in its capacity slot, `pool.rs`) or a shared h2c connection, as
@@ -58,6 +61,7 @@ mod split;
 mod stats;
 mod table;
 mod timeouts;
+mod trace;
 mod upgrade;
 mod upstream;
 mod workers;

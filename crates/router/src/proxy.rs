@@ -26,6 +26,7 @@ use crate::pool::Pooled;
 use crate::router::Inner;
 use crate::table::{Route, Target};
 use crate::timeouts::{Deadline, ResponseClock};
+use crate::trace::RequestTrace;
 use crate::upgrade::splice_response;
 use crate::upstream::SendError;
 
@@ -34,16 +35,35 @@ static COLD_START: HeaderName = HeaderName::from_static(COLD_START_HEADER);
 // === impl Inner (the phases) ===
 
 impl Inner {
-    /// Runs every phase for one request.
+    /// Runs every phase for one request, traced when the router has a tracer and its sampler
+    /// keeps the request.
     pub(crate) async fn proxy(
         &self,
         req: Request<Body>,
         client: &Forwarding,
     ) -> Result<Response<Body>, ProxyError> {
+        let trace = match &self.tracing {
+            None => None,
+            Some(tracing) => RequestTrace::start(tracing, &req),
+        };
+        let result = self.phases(req, client, trace.as_ref()).await;
+        if let Some(trace) = trace {
+            trace.end(&result);
+        }
+        result
+    }
+
+    /// The phases, in order (`trace`: the request's spans, when it is traced).
+    async fn phases(
+        &self,
+        req: Request<Body>,
+        client: &Forwarding,
+        trace: Option<&RequestTrace>,
+    ) -> Result<Response<Body>, ProxyError> {
         let route = self.resolve_route(&req)?;
         let target = route.pick_target();
         let deadline = Deadline::start(target.timeouts);
-        let answered = self.proxy_to(target, req, client, &deadline).await;
+        let answered = self.proxy_to(target, req, client, &deadline, trace).await;
         let status = match &answered {
             Ok(resp) => resp.status(),
             Err(err) => err.status(),
@@ -60,17 +80,26 @@ impl Inner {
         mut req: Request<Body>,
         client: &Forwarding,
         deadline: &Deadline,
+        trace: Option<&RequestTrace>,
     ) -> Result<Response<Body>, ProxyError> {
         let in_flight = target.capacity.stats.start(); // until the response ends
         let client_upgrade =
             headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let mut waited = Waited::default();
-        let lease = self
+        let leased = self
             .wait_for_capacity(target, None, deadline.end(), &mut waited)
-            .await?;
+            .await;
+        if let Some(trace) = trace {
+            self.trace_wait(trace, target, &waited);
+        }
+        let lease = leased?;
+        let call = trace.map(|trace| trace.instance_call(&mut req, lease.endpoint()));
         let sent = self
             .send(req, client, target, lease, deadline, &mut waited)
             .await;
+        if let Some(call) = call {
+            call.end(sent.as_ref().ok().map(|(answer, _)| answer.resp.status()));
+        }
         if waited.cold {
             target.capacity.stats.record_cold_start(waited.total);
         }
@@ -81,6 +110,17 @@ impl Inner {
             resp.headers_mut().insert(&COLD_START, value);
         }
         Ok(resp)
+    }
+
+    /// Records the request's revision and its wait for capacity (with a cold start's phases,
+    /// as the runtime noted them) in its trace.
+    fn trace_wait(&self, trace: &RequestTrace, target: &Target, waited: &Waited) {
+        trace.revision(&target.revision);
+        let milestones = match waited.cold {
+            true => self.endpoints.start_milestones(&target.revision),
+            false => Default::default(),
+        };
+        trace.waited(waited.total, waited.cold, milestones);
     }
 
     /// The namespace and name of the Route serving the request's host, and the host.

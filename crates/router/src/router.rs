@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     pub activator: ArcSwapOption<Arc<dyn Activator>>,
     /// Where `Prefer: respond-async` requests go (none: they are proxied as usual).
     pub deferrer: ArcSwapOption<Arc<dyn Deferrer>>,
+    /// Makes the spans of sampled requests; `None`: tracing is off (no span is made).
+    pub tracing: Option<nimbus_traces::Tracing>,
 }
 
 // === impl Router ===
@@ -47,6 +49,16 @@ pub(crate) struct Inner {
 impl Router {
     /// A router serving nothing yet, sending traffic to the instances published in `endpoints`.
     pub fn new(endpoints: EndpointRegistry, config: RouterConfig) -> Self {
+        Self::with_tracing(endpoints, config, None)
+    }
+
+    /// [`Router::new`], making OpenTelemetry spans of the requests `tracing`'s sampler keeps
+    /// (`None`: no tracing, and no cost for it on the data path).
+    pub fn with_tracing(
+        endpoints: EndpointRegistry,
+        config: RouterConfig,
+        tracing: Option<nimbus_traces::Tracing>,
+    ) -> Self {
         let inner = Inner {
             table: ArcSwap::default(),
             routes: tokio::sync::watch::Sender::new(0),
@@ -56,6 +68,7 @@ impl Router {
             config,
             activator: ArcSwapOption::empty(),
             deferrer: ArcSwapOption::empty(),
+            tracing,
         };
         Self {
             inner: Arc::new(inner),

@@ -228,6 +228,10 @@ fn reconcile(
 fn start_instance(shared: &Arc<Shared>, revision: &mut RevisionState) {
     let ordinal = revision.next_ordinal;
     revision.next_ordinal += 1;
+    let milestone = nimbus_runtime::Milestone::Scheduled;
+    shared
+        .registry
+        .note_start(&revision.spec.revision, milestone);
     let (stop, task) = Supervisor::spawn(Arc::clone(shared), Arc::clone(&revision.spec), ordinal);
     revision.instances.insert(
         ordinal,

@@ -264,6 +264,7 @@ impl Shared {
             .collect();
         for (key, _) in &taken {
             self.registry.set(key, RevisionEndpoints::default());
+            self.registry.forget_starts(key);
             let _ = self.events.send(RuntimeEvent {
                 revision: key.clone(),
             });

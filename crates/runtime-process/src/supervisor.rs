@@ -131,6 +131,10 @@ impl Supervisor {
             .as_ref()
             .map(nimbus_cgroup::UsageReader::new);
         self.note_started(usage, cold, began.elapsed());
+        let milestone = nimbus_runtime::Milestone::Launched;
+        self.shared
+            .registry
+            .note_start(&self.spec.revision, milestone);
         let launched = cold.then(Instant::now);
         let outcome = self
             .run_instance(&mut instance, &tail, stop, (first, launched))

@@ -163,6 +163,8 @@ impl RevisionState {
                 let ordinal = self.next_ordinal;
                 let id = self.instance_id(ordinal);
                 let log = self.logs.as_ref().map(|logs| logs.instance(id.clone()));
+                let (revision, registry) = (&self.spec.revision, &shared.registry);
+                registry.note_start(revision, nimbus_runtime::Milestone::Scheduled);
                 // Its own directory per start: a revision deleted and made again reuses ids,
                 // and an old instance's last request may still hold its directory.
                 let start = shared
@@ -182,6 +184,7 @@ impl RevisionState {
                 self.config_error = None;
                 self.instances
                     .insert(ordinal, Instance::start(Arc::clone(app), started));
+                registry.note_start(revision, nimbus_runtime::Milestone::Launched);
                 self.next_ordinal += 1;
                 self.ever_ready = true;
                 tracing::debug!(instance = %id, "wasm instance started");
@@ -291,6 +294,7 @@ impl Shared {
         for key in keys {
             if let Some(revision) = revisions.map.remove(&key) {
                 self.registry.set(&key, RevisionEndpoints::default());
+                self.registry.forget_starts(&key);
                 let _ = self.events.send(RuntimeEvent { revision: key });
                 taken.push(revision);
             }

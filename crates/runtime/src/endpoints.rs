@@ -1,12 +1,15 @@
 //! The ready-endpoint registry: written by runtimes, read by the router on every request.
 //!
 //! Reads are lock-free (`arc-swap`); writes copy the map, which is fine because endpoints change
-//! orders of magnitude less often than requests arrive.
+//! orders of magnitude less often than requests arrive. Runtimes also note here when they
+//! began an instance and when its process started ([`StartMilestones`]): the phases of a
+//! cold start a traced request reports.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -96,6 +99,24 @@ type Map = HashMap<RevisionKey, Arc<RevisionEndpoints>>;
 pub struct EndpointRegistry {
     map: Arc<ArcSwap<Map>>,
     changed: Arc<watch::Sender<u64>>,
+    milestones: Arc<Mutex<HashMap<RevisionKey, StartMilestones>>>,
+}
+
+/// A step of an instance's start a runtime notes ([`EndpointRegistry::note_start`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// The runtime was asked for the instance and began it (the scale decision is applied).
+    Scheduled,
+    /// The instance's process (or component instance) started; readiness comes next.
+    Launched,
+}
+
+/// When a revision's latest instance start passed each [`Milestone`] (the cold-start phases
+/// decide → start → ready, whose end is the instance's publication).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StartMilestones {
+    pub scheduled: Option<Instant>,
+    pub launched: Option<Instant>,
 }
 
 impl Default for EndpointRegistry {
@@ -110,7 +131,46 @@ impl EndpointRegistry {
         Self {
             map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             changed: Arc::new(tx),
+            milestones: Arc::default(),
         }
+    }
+
+    /// Notes that an instance of `revision` passed `milestone` now (instance starts only:
+    /// never on the request path).
+    pub fn note_start(&self, revision: &RevisionKey, milestone: Milestone) {
+        let mut all = self
+            .milestones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let noted = all.entry(revision.clone()).or_default();
+        let now = Some(Instant::now());
+        match milestone {
+            Milestone::Scheduled => {
+                *noted = StartMilestones {
+                    scheduled: now,
+                    launched: None,
+                }
+            }
+            Milestone::Launched => noted.launched = now,
+        }
+    }
+
+    /// The milestones of `revision`'s latest instance start (read by traced cold starts).
+    pub fn start_milestones(&self, revision: &RevisionKey) -> StartMilestones {
+        let all = self
+            .milestones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.get(revision).copied().unwrap_or_default()
+    }
+
+    /// Forgets the milestones of a revision the runtime no longer runs.
+    pub fn forget_starts(&self, revision: &RevisionKey) {
+        let mut all = self
+            .milestones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.remove(revision);
     }
 
     /// The ready endpoints of a revision (empty when it has none or is unknown).
@@ -149,6 +209,22 @@ mod tests {
             ([127, 0, 0, 1], port).into(),
             Protocol::Http1,
         )
+    }
+
+    #[test]
+    fn a_new_start_replaces_the_last_ones_milestones() {
+        let reg = EndpointRegistry::new();
+        let key = RevisionKey::new("default", "hello-00001");
+        assert_eq!(reg.start_milestones(&key), StartMilestones::default());
+        reg.note_start(&key, Milestone::Scheduled);
+        reg.note_start(&key, Milestone::Launched);
+        let first = reg.start_milestones(&key);
+        assert!(first.scheduled.unwrap() <= first.launched.unwrap());
+        reg.note_start(&key, Milestone::Scheduled);
+        let second = reg.start_milestones(&key);
+        assert!(second.scheduled >= first.scheduled && second.launched.is_none());
+        reg.forget_starts(&key);
+        assert_eq!(reg.start_milestones(&key), StartMilestones::default());
     }
 
     #[test]

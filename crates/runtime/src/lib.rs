@@ -19,7 +19,9 @@ mod spec;
 mod task;
 pub mod volumes;
 
-pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
+pub use endpoints::{
+    Endpoint, EndpointRegistry, Milestone, Protocol, RevisionEndpoints, StartMilestones, Transport,
+};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
 pub use metrics::{InstanceUsage, RevisionMetrics};
 pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};

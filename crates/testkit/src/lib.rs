@@ -9,6 +9,7 @@ pub mod host;
 pub mod image;
 pub mod kube;
 pub mod manifest;
+pub mod otlp;
 pub mod prometheus;
 pub mod runtime;
 pub mod traffic;
@@ -371,6 +372,42 @@ impl Nimbus {
         ))
         .await?
         .with_context(|| format!("service {name} not found"))
+    }
+
+    /// A revision's (actual, desired) replicas from its status (-1 when not reported).
+    pub async fn replicas(&self, revision: &str) -> anyhow::Result<(i64, i64)> {
+        let path = format!("/apis/serving.knative.dev/v1/namespaces/default/revisions/{revision}");
+        let rev = self
+            .api_get(&path)
+            .await?
+            .with_context(|| format!("revision {revision} not found"))?;
+        let s = &rev["status"];
+        Ok((
+            s["actualReplicas"].as_i64().unwrap_or(-1),
+            s["desiredReplicas"].as_i64().unwrap_or(-1),
+        ))
+    }
+
+    /// Polls the revision's (actual, desired) replicas until `ok` holds for them; panics
+    /// with the last ones after `timeout`.
+    pub async fn wait_replicas(
+        &self,
+        revision: &str,
+        timeout: Duration,
+        ok: impl Fn(i64, i64) -> bool,
+    ) -> (i64, i64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.replicas(revision).await.unwrap();
+            if ok(r.0, r.1) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{revision}: replicas {r:?} never satisfied the condition"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Wait until the service has observed its generation and is Ready=True (or fail with its

@@ -74,6 +74,7 @@ pub fn serve(stream: TcpStream, state: &State) {
     log_line(&format!("{method} {target}"));
     let response = match target.strip_prefix("/event?") {
         Some(query) => routes::event(query, &headers, &body),
+        None if target.split('?').next() == Some("/headers") => routes::headers(&headers),
         None => routes::handle(state, &method, &target),
     };
     write_response(stream, &response);

@@ -3,7 +3,7 @@
 //! connection and answers with `Connection: close`. Its endpoints report what the runtime
 //! contract tests check (`/contract`, `/env`), misbehave on demand (`/alloc`, `/forkbomb`,
 //! `/exit`, `/status?<code>`), detect concurrent requests (`/overlap`), read and write files
-//! (`/file`, `/write`: mounted volumes), count deliveries (`/record`, `/event`: CloudEvents) and model health
+//! (`/file`, `/write`: mounted volumes), count deliveries (`/record`, `/event`: CloudEvents), echo request headers (`/headers`) and model health
 //! (`/healthz`, `/ready`). Run as `test-app task` it is a Job's task instead: it prints its task
 //! variables and exits with `$EXIT_CODE` (default 0) after `$SLEEP_SECONDS` (default 0), or
 //! with 3 on the first attempt of task `$FAIL_FIRST_ATTEMPT_OF`. It

@@ -73,6 +73,13 @@ fn hello() -> Response {
     }
 }
 
+/// `/headers`: the request's header fields as it got them, `name: value` a line (names in
+/// lowercase), e.g. to see the `traceparent` the router sent.
+pub fn headers(headers: &[(String, String)]) -> Response {
+    let lines: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+    Response::text(200, lines)
+}
+
 fn env() -> Response {
     let mut vars: Vec<String> = std::env::vars_os()
         .map(|(k, v)| format!("{}={}\n", k.to_string_lossy(), v.to_string_lossy()))
