@@ -310,15 +310,19 @@ function requestFigures(samples, intervalSeconds) {
   const minuteAgo = samples.find((s) => s.time >= last.time - 60000) || last;
   const span = (last.time - minuteAgo.time) / 1000;
   const rate = span > 0 ? (last.requests - minuteAgo.requests) / span : 0;
-  const lat = last.latency;
+  // Percentiles are of one sampling interval: show the latest interval that had requests.
+  const measured = samples.slice().reverse().find((s) => s.latency);
+  const lat = measured ? measured.latency : null;
+  const when = measured && measured !== last
+    ? " (" + Math.round((last.time - measured.time) / 1000) + " s ago)" : "";
   return el("dl", { class: "facts" },
     el("dt", {}, "Requests"), el("dd", { id: "revision-requests" }, number(last.requests, 0) + " since the server started"),
     el("dt", {}, "Rate"), el("dd", {}, number(rate, 2) + " / s (last minute)"),
     el("dt", {}, "In flight"), el("dd", {}, number(last.inFlight, 0)),
     el("dt", {}, "Cold starts"), el("dd", { id: "revision-cold-starts" }, number(last.coldStarts, 0)),
     el("dt", {}, "Latency p50 / p95 / p99"), el("dd", {}, lat
-      ? number(lat.p50, 1) + " / " + number(lat.p95, 1) + " / " + number(lat.p99, 1) + " ms"
-      : "not measured by this server"),
+      ? number(lat.p50, 1) + " / " + number(lat.p95, 1) + " / " + number(lat.p99, 1) + " ms" + when
+      : "no requests in the last hour"),
     el("dt", {}, "Sampled every"), el("dd", {}, number(intervalSeconds, 0) + " s"));
 }
 

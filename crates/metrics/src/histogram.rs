@@ -117,6 +117,53 @@ impl HistogramSnapshot {
     }
 }
 
+impl HistogramSnapshot {
+    /// The observations made after `earlier` (a snapshot of the same histogram taken before);
+    /// a bucket that went down (a reset) counts as empty.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &(bound, n))| {
+                let before = earlier.buckets.get(i).map_or(0, |b| b.1);
+                (bound, n.saturating_sub(before))
+            })
+            .collect();
+        HistogramSnapshot {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            sum: (self.sum - earlier.sum).max(0.0),
+            buckets,
+        }
+    }
+
+    /// The `q`-quantile (0..=1) in seconds, estimated as Prometheus's `histogram_quantile`
+    /// does: linearly within the bucket it falls in (the lowest from 0; one in the `+Inf`
+    /// bucket is the highest finite bound). `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for &(upper, n) in &self.buckets {
+            if n > 0 && (below + n) as f64 >= rank {
+                if upper.is_infinite() {
+                    return Some(lower);
+                }
+                let within = (rank - below as f64) / n as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            below += n;
+            if upper.is_finite() {
+                lower = upper;
+            }
+        }
+        Some(lower)
+    }
+}
+
 impl TypedMetric for HistogramSnapshot {
     const TYPE: MetricType = MetricType::Histogram;
 }
@@ -233,5 +280,26 @@ mod tests {
             c.record(status);
         }
         assert_eq!(c.snapshot(), [1, 2, 1, 1, 3]);
+    }
+
+    #[test]
+    fn quantiles_of_what_came_since_an_earlier_snapshot() {
+        let h = Histogram::new(LATENCY_BUCKETS);
+        h.record(Duration::from_secs(20));
+        let earlier = h.snapshot();
+        for _ in 0..90 {
+            h.record(Duration::from_micros(700)); // the 0.5–1 ms bucket
+        }
+        for _ in 0..10 {
+            h.record(Duration::from_millis(200)); // the 0.1–0.25 s bucket
+        }
+        let recent = h.snapshot().since(&earlier);
+        assert_eq!(recent.count, 100, "the 20 s one came before");
+        let p50 = recent.quantile(0.5).unwrap();
+        assert!((0.0005..=0.001).contains(&p50), "{p50}");
+        let p99 = recent.quantile(0.99).unwrap();
+        assert!((0.1..=0.25).contains(&p99), "{p99}");
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), None);
+        assert_eq!(h.snapshot().since(&h.snapshot()).quantile(0.5), None);
     }
 }
