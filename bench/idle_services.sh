@@ -19,7 +19,7 @@ start() {
   rm -rf "$DIR/data"
   "$NIMBUS" serve --data-dir "$DIR/data" --http-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 >"$DIR/log" 2>&1 &
   echo $! >"$DIR/pid"
-  until grep -q "nimbus: ready" "$DIR/log"; do sleep 0.2; done
+  until grep -qs "nimbus: ready" "$DIR/log"; do sleep 0.2; done
 }
 descendants() { for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done; }
 measure() {
