@@ -33,6 +33,7 @@
 mod body;
 mod conn;
 mod discovery;
+mod event_table;
 pub use nimbus_api::fields;
 mod list;
 pub mod logs;
@@ -50,6 +51,7 @@ mod state;
 mod status;
 mod table;
 pub mod tls;
+mod view;
 mod watch;
 
 use std::future::Future;
