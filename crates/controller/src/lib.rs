@@ -31,6 +31,7 @@ mod labeler;
 mod manager;
 mod podautoscaler;
 mod queue;
+pub mod recorder;
 mod removals;
 mod resources;
 mod revision;
@@ -50,6 +51,7 @@ pub use jobs::execution::as_revision as task_revision;
 pub use jobs::job::new_execution;
 pub use jobs::{EventSink, ScheduledDelivery};
 pub use manager::{Controller, ObjectKey};
+pub use recorder::{EventConfig, Note, Recorder};
 pub use removals::Removal;
 pub use resources::{
     Action, Change, Listed, ResourceError, Resources, Retry, Selector, update_meta, update_status,
