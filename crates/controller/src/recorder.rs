@@ -278,12 +278,43 @@ impl Writer {
         loop {
             tokio::select! {
                 note = rx.recv() => match note {
-                    Some(note) => self.write(note).await,
+                    Some(note) => self.handle(note).await,
                     None => return,
                 },
                 _ = tick(&mut sweep) => self.sweep().await,
             }
         }
+    }
+
+    /// Write `note`; a note about an object of a Service (its Revisions, Route,
+    /// Configuration: the `serving.knative.dev/service` label) is also written on the Service,
+    /// naming the object, so `kubectl describe ksvc` shows why its revisions changed.
+    async fn handle(&mut self, mut note: Note) {
+        if note.regarding.kind.as_deref() == Some(Kind::Service.as_str()) {
+            return self.write(note).await;
+        }
+        let service = match self.fill_uid(&mut note).await {
+            Some(obj) => service_of(&obj, &note),
+            None => None,
+        };
+        self.write(note).await;
+        if let Some(mut also) = service {
+            if self.fill_uid(&mut also).await.is_some() {
+                self.write(also).await;
+            }
+        }
+    }
+
+    /// Complete the note's reference from the object (its uid); the object, when it exists.
+    async fn fill_uid(&self, note: &mut Note) -> Option<Object> {
+        let r = &mut note.regarding;
+        let kind = Kind::parse(r.kind.as_deref()?)?;
+        let (ns, name) = (r.namespace.as_deref()?, r.name.as_deref()?);
+        let obj = self.resources.get(kind, ns, name).await.ok().flatten()?;
+        if r.uid.is_none() {
+            r.uid.clone_from(&obj.metadata().uid);
+        }
+        Some(obj)
     }
 
     async fn write(&mut self, note: Note) {
@@ -298,7 +329,11 @@ impl Writer {
             Some(s) if seconds(s.last, now) < window => repeat(&s.event, now),
             _ => self.first(&note, now),
         };
-        match self.resources.apply(Object::Event(event), FIELD_MANAGER).await {
+        match self
+            .resources
+            .apply(Object::Event(event), FIELD_MANAGER)
+            .await
+        {
             Ok(Object::Event(written)) => {
                 self.remember(key, written, now);
             }
@@ -428,6 +463,23 @@ impl NoteKey {
     }
 }
 
+/// The same note about the Service `obj` belongs to, naming the object.
+fn service_of(obj: &Object, note: &Note) -> Option<Note> {
+    let labels = obj.metadata().labels.as_ref()?;
+    let service = labels.get(nimbus_api::constants::LABEL_SERVICE)?;
+    let kind = obj.kind().as_str().to_ascii_lowercase();
+    let mut also = Note::named(
+        Kind::Service,
+        obj.namespace(),
+        service,
+        note.type_,
+        &note.reason,
+        format!("{kind} {}: {}", obj.name(), note.message),
+    );
+    also.action.clone_from(&note.action);
+    Some(also)
+}
+
 /// `event` seen once more at `now`.
 fn repeat(event: &Event, now: Timestamp) -> Event {
     let mut next = event.clone();
@@ -449,7 +501,10 @@ fn repeat(event: &Event, now: Timestamp) -> Event {
 
 /// When an event last happened: its series, else `lastTimestamp`, `eventTime`, creation.
 pub fn last_seen(e: &Event) -> Option<Timestamp> {
-    let series = e.series.as_ref().and_then(|s| s.last_observed_time.as_ref());
+    let series = e
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref());
     series
         .map(|t| t.0)
         .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
