@@ -209,16 +209,8 @@ pub(crate) fn since(time: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> S
     let Some(created) = created else {
         return "<unknown>".into();
     };
-    let secs = (now - created.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86400 => format!("{}h", s / 3600),
-        s if s < 365 * 86400 => format!("{}d", s / 86400),
-        s => format!("{}y", s / (365 * 86400)),
-    }
+    let secs = (now - created.with_timezone(&chrono::Utc)).num_seconds();
+    nimbus_api::duration::short_age(secs)
 }
 
 fn definition(column: &PrinterColumn) -> Value {

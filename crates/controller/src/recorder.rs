@@ -298,10 +298,10 @@ impl Writer {
             None => None,
         };
         self.write(note).await;
-        if let Some(mut also) = service {
-            if self.fill_uid(&mut also).await.is_some() {
-                self.write(also).await;
-            }
+        if let Some(mut also) = service
+            && self.fill_uid(&mut also).await.is_some()
+        {
+            self.write(also).await;
         }
     }
 
@@ -395,10 +395,15 @@ impl Writer {
             type_: Some(note.type_.into()),
             event_time: Some(MicroTime(now)),
             series: None,
-            action: Some(note.action.clone()).filter(|a| !a.is_empty()),
+            // The kube-apiserver requires an action on events with an eventTime.
+            action: Some(if note.action.is_empty() {
+                note.reason.clone()
+            } else {
+                note.action.clone()
+            }),
             related: None,
             reporting_component: Some(self.config.component.clone()),
-            reporting_instance: Some(self.config.instance.clone()),
+            reporting_instance: Some(self.config.instance.clone()).filter(|i| !i.is_empty()),
         }
     }
 

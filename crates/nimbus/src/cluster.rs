@@ -135,8 +135,21 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     runtime.ready().await;
     let runtimes: HashMap<Backend, Arc<dyn Runtime>> =
         [(Backend::Oci, runtime as Arc<dyn Runtime>)].into();
+    let resources: Arc<dyn nimbus_controller::Resources> =
+        Arc::new(KubeResources::new(client.clone()));
+    // The kube-apiserver ages events out itself (`--event-ttl`): no sweeper here.
+    let (recorder, _events) = nimbus_controller::Recorder::start(
+        resources.clone(),
+        Arc::new(nimbus_controller::SystemClock),
+        nimbus_controller::EventConfig {
+            component: "nimbus-operator".into(),
+            instance: hostname(),
+            sweep_every: None,
+            ..nimbus_controller::EventConfig::default()
+        },
+    );
     let ctx = Context::new(
-        Arc::new(KubeResources::new(client.clone())),
+        resources,
         runtimes,
         None,
         ControllerConfig {
@@ -148,7 +161,8 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             ..ControllerConfig::default()
         },
         scaler.clone(),
-    );
+    )
+    .with_recorder(recorder);
     println!("nimbus operator: leading; reconciling");
     let stop = async {
         tokio::select! {
@@ -243,7 +257,7 @@ impl Leadership {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "nimbus".into())

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// How often the autoscaler decides (Knative: 2s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub autoscaler_tick: Duration,
+    /// How long a Kubernetes Event is kept after it last happened (the kube-apiserver's
+    /// `--event-ttl`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub event_ttl: Duration,
     /// Revision GC (Knative's config-gc `retain-since-create-time`): a non-active revision is
     /// kept at least this long after it was created; `disabled` turns the rule off.
     #[arg(long, default_value = "48h", value_parser = parse_optional_duration)]
@@ -257,8 +261,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deliver,
         &args.domain,
     );
+    let resources: Arc<dyn nimbus_controller::Resources> = Arc::new(StoreResources(store.clone()));
+    let (recorder, _events) = nimbus_controller::Recorder::start(
+        resources.clone(),
+        Arc::new(nimbus_controller::SystemClock),
+        nimbus_controller::EventConfig {
+            instance: crate::cluster::hostname(),
+            ttl: args.event_ttl,
+            ..nimbus_controller::EventConfig::default()
+        },
+    );
     let ctx = Context::new(
-        Arc::new(StoreResources(store.clone())),
+        resources,
         runtimes.by_backend(),
         Some(Arc::new(RouterIngress(router.clone()))),
         ControllerConfig {
@@ -271,7 +285,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_event_sink(Arc::new(crate::invocations::ScheduledEvents(
         invocations.clone(),
-    )));
+    )))
+    .with_recorder(recorder);
     let controller = Controller::new(ctx);
     let token = crate::kubeconfig::load_or_create_token(&args.data_dir)?;
     let tls = nimbus_apiserver::TlsIdentity::load_or_create(&args.data_dir, api_addr)?;
