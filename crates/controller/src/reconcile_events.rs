@@ -89,18 +89,23 @@ pub fn traffic_shifted(
     ))
 }
 
-/// `hello-00001 50%, hello-00002 50% (tag canary)`.
+/// `hello-00001 50%, hello-00002 50% (tag canary)`; entries not resolved to a revision yet
+/// are left out.
 fn split(traffic: &[TrafficTarget]) -> String {
     let entry = |t: &TrafficTarget| {
-        let name = t.revision_name.as_deref().unwrap_or("?");
+        let name = t.revision_name.as_deref()?;
         let tag = t
             .tag
             .as_deref()
             .map(|t| format!(" (tag {t})"))
             .unwrap_or_default();
-        format!("{name} {}%{tag}", t.percent.unwrap_or(0))
+        Some(format!("{name} {}%{tag}", t.percent.unwrap_or(0)))
     };
-    traffic.iter().map(entry).collect::<Vec<_>>().join(", ")
+    traffic
+        .iter()
+        .filter_map(entry)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

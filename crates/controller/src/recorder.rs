@@ -168,6 +168,32 @@ impl Recorder {
     }
 }
 
+/// Instances' notices (OOM kills, liveness failures, restarts) as Events on their revision.
+impl nimbus_runtime::InstanceNotices for Recorder {
+    fn notice(
+        &self,
+        revision: &nimbus_runtime::RevisionKey,
+        notice: nimbus_runtime::InstanceNotice,
+    ) {
+        let type_ = if notice.warning {
+            TYPE_WARNING
+        } else {
+            TYPE_NORMAL
+        };
+        let (ns, name) = (&revision.namespace, &revision.name);
+        let mut note = Note::named(
+            Kind::Revision,
+            ns,
+            name,
+            type_,
+            &notice.reason,
+            notice.message,
+        );
+        note.action = "Restart".into();
+        self.record(note);
+    }
+}
+
 // === impl Note ===
 
 impl Note {

@@ -114,6 +114,13 @@ impl Runtimes {
         let _ = self.oci.set_load_probe(probe);
     }
 
+    /// Instances' OOM kills, liveness failures and restarts become Events (host processes and
+    /// containers; a Wasm instance lives per request and has none of these).
+    pub fn set_notices(&self, notices: Arc<dyn nimbus_runtime::InstanceNotices>) {
+        let _ = self.process.set_notices(Arc::clone(&notices));
+        let _ = self.oci.set_notices(notices);
+    }
+
     /// Stop every instance of every runtime, gracefully, then remove the server's cgroups.
     pub async fn shutdown(&self) {
         tokio::join!(

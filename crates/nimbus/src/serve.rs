@@ -271,6 +271,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..nimbus_controller::EventConfig::default()
         },
     );
+    runtimes.set_notices(Arc::new(recorder.clone()));
     let ctx = Context::new(
         resources,
         runtimes.by_backend(),

@@ -136,6 +136,13 @@ async fn every_decision_is_an_event_kubectl_describe_shows() {
     assert_eq!(failed["type"], "Warning");
     assert!(message(&failed).starts_with("ExitCode"), "{failed}");
 
+    // The runtime's restarts, as the kubelet reports them.
+    let backoff = wait_event(&nimbus, "Revision", "why-00002", "BackOff").await;
+    assert!(
+        message(&backoff).starts_with("Back-off restarting failed instance (ExitCode2)"),
+        "{backoff}"
+    );
+
     // The service carries its objects' events too (what kubectl describe ksvc lists).
     let on_service = wait_event(&nimbus, "Service", "why", "RevisionFailed").await;
     assert!(

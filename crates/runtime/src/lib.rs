@@ -13,6 +13,7 @@
 mod endpoints;
 pub mod env;
 mod local;
+mod notices;
 mod source;
 mod spec;
 mod task;
@@ -20,6 +21,7 @@ pub mod volumes;
 
 pub use endpoints::{Endpoint, EndpointRegistry, Protocol, RevisionEndpoints, Transport};
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
+pub use notices::{InstanceNotice, InstanceNotices};
 pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to
