@@ -510,15 +510,7 @@ impl Written {
             warnings,
         }
     }
-}
 
-impl IntoResponse for Written {
-    fn into_response(self) -> Response {
-        self.into_response_in(View::Stored)
-    }
-}
-
-impl Written {
     /// The response, the object seen through `view`.
     fn into_response_in(self, view: View) -> Response {
         let mut resp = (self.code, Json(view.json(&self.object))).into_response();
@@ -529,5 +521,11 @@ impl Written {
             }
         }
         resp
+    }
+}
+
+impl IntoResponse for Written {
+    fn into_response(self) -> Response {
+        self.into_response_in(View::Stored)
     }
 }
