@@ -218,6 +218,9 @@ async fn every_decision_is_an_event_kubectl_describe_shows() {
         ours.contains("RevisionFailed") && ours.contains("ColdStart"),
         "{ours}"
     );
+    let listed = nimbus.cli_ok(&["get", "events"]);
+    assert!(listed.starts_with("LAST SEEN"), "{listed}");
+    assert!(listed.contains("revision/why-00002"), "{listed}");
     let revision = nimbus.cli_ok(&["describe", "rev", "why-00001"]);
     assert!(revision.contains("ScaledToZero"), "{revision}");
 }
