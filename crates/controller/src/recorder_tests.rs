@@ -148,3 +148,42 @@ async fn a_full_queue_drops_and_counts_without_waiting() {
     assert_eq!(recorder.counts().dropped.load(Ordering::Relaxed), 1);
     Recorder::disabled().normal(&svc, "ScaledUp", "Scale", "nowhere".into());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_revisions_event_is_also_on_its_service_with_uids() {
+    let (recorder, store) = start(EventConfig::default());
+    let svc = store.create(service()).unwrap();
+    let rev = serde_json::json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "metadata": {"name": "hello-00001", "namespace": "default",
+                     "labels": {"serving.knative.dev/service": "hello"}},
+        "spec": {"containers": [{"image": "x"}]}
+    });
+    let rev = store
+        .create(Object::from_json(Kind::Revision, rev).unwrap())
+        .unwrap();
+    let note = Note::named(
+        Kind::Revision,
+        "default",
+        "hello-00001",
+        TYPE_NORMAL,
+        "ColdStart",
+        "cold start took 5 ms".into(),
+    );
+    recorder.record(note);
+    settle().await;
+    let all = events(&store);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let on = |kind: &str| {
+        all.iter()
+            .find(|e| e.involved_object.kind.as_deref() == Some(kind))
+            .unwrap()
+    };
+    assert_eq!(on("Revision").involved_object.uid, rev.metadata().uid);
+    assert_eq!(on("Service").involved_object.uid, svc.metadata().uid);
+    assert_eq!(
+        on("Service").message.as_deref(),
+        Some("revision hello-00001: cold start took 5 ms")
+    );
+    assert_eq!(on("Service").action.as_deref(), Some("ColdStart"));
+}
