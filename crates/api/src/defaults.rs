@@ -32,6 +32,7 @@ pub fn apply_defaults(obj: &mut Object) {
         Object::ScaledObject(so) => crate::keda::default_scaled_object(so),
         Object::TriggerAuthentication(_) => {}
         Object::PodAutoscaler(_) | Object::Ingress(_) | Object::ConfigMap(_) => {}
+        Object::Event(_) => {}
         Object::Job(j) => default_execution_spec(&mut j.spec.template.spec),
         Object::Execution(e) => default_execution_spec(&mut e.spec),
         Object::Schedule(s) => default_schedule(&mut s.spec),

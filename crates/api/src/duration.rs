@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// How long ago, as kubectl prints ages: `42s`, `5m`, `3h`, `2d`, `1y` (negative: `0s`).
+pub fn short_age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s if s < 365 * 86400 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (365 * 86400)),
+    }
+}
+
 /// Parse a Go duration. Negative values and unknown units are errors.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

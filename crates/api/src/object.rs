@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::core::{ConfigMap, Secret};
+use crate::events::Event;
 use crate::jobs::{Execution, Job, Schedule};
 use crate::keda::{ScaledObject, TriggerAuthentication};
 use crate::kingress::KIngress;
@@ -49,6 +50,8 @@ pub enum Kind {
     RedisListSource,
     /// `sources.nimbus.dev/v1alpha1` NatsJetStreamSource.
     NatsJetStreamSource,
+    /// Core `v1` Event (also served as `events.k8s.io/v1`).
+    Event,
 }
 
 /// `items` without repeats, in order.
@@ -63,7 +66,7 @@ fn distinct<const N: usize>(items: [&'static str; N]) -> Vec<&'static str> {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Service,
         Kind::Configuration,
         Kind::Revision,
@@ -81,6 +84,7 @@ impl Kind {
         Kind::RabbitmqSource,
         Kind::RedisListSource,
         Kind::NatsJetStreamSource,
+        Kind::Event,
     ];
 
     /// `Service`, `Configuration`, ...
@@ -103,6 +107,7 @@ impl Kind {
             Kind::RabbitmqSource => RabbitmqSource::KIND,
             Kind::RedisListSource => RedisListSource::KIND,
             Kind::NatsJetStreamSource => NatsJetStreamSource::KIND,
+            Kind::Event => Event::KIND,
         }
     }
 
@@ -126,6 +131,7 @@ impl Kind {
             Kind::RabbitmqSource => RabbitmqSource::PLURAL,
             Kind::RedisListSource => RedisListSource::PLURAL,
             Kind::NatsJetStreamSource => NatsJetStreamSource::PLURAL,
+            Kind::Event => Event::PLURAL,
         }
     }
 
@@ -134,7 +140,7 @@ impl Kind {
         match self {
             Kind::PodAutoscaler => crate::podautoscaler::GROUP,
             Kind::Ingress => crate::kingress::GROUP,
-            Kind::Secret | Kind::ConfigMap => crate::core::GROUP,
+            Kind::Secret | Kind::ConfigMap | Kind::Event => crate::core::GROUP,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::GROUP,
             Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::GROUP,
             Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_GROUP,
@@ -158,7 +164,7 @@ impl Kind {
         match self {
             Kind::PodAutoscaler => crate::podautoscaler::API_VERSION,
             Kind::Ingress => crate::kingress::API_VERSION,
-            Kind::Secret | Kind::ConfigMap => crate::core::API_VERSION,
+            Kind::Secret | Kind::ConfigMap | Kind::Event => crate::core::API_VERSION,
             Kind::Job | Kind::Execution | Kind::Schedule => crate::jobs::API_VERSION,
             Kind::ScaledObject | Kind::TriggerAuthentication => crate::keda::API_VERSION,
             Kind::RedisStreamSource | Kind::RabbitmqSource => crate::sources::KNATIVE_API_VERSION,
@@ -208,6 +214,7 @@ impl Kind {
             Kind::RabbitmqSource => &["rmqsource"],
             Kind::RedisListSource => &["redislist"],
             Kind::NatsJetStreamSource => &["jetstreamsource"],
+            Kind::Event => &["ev"],
         }
     }
 
@@ -216,7 +223,7 @@ impl Kind {
         match self {
             Kind::PodAutoscaler => &["knative-internal", "autoscaling"],
             Kind::Ingress => &["knative-internal", "networking"],
-            Kind::Secret | Kind::ConfigMap => &[],
+            Kind::Secret | Kind::ConfigMap | Kind::Event => &[],
             Kind::Job | Kind::Execution | Kind::Schedule => &["all", "nimbus", "jobs"],
             Kind::ScaledObject | Kind::TriggerAuthentication => &["keda"],
             // As Knative Eventing's source CRDs declare them.
@@ -251,10 +258,10 @@ impl Kind {
         )
     }
 
-    /// Whether this is a core `v1` kind (Secret, ConfigMap): served under `/api/v1`, never a
-    /// CRD, reconciled by no controller of Nimbus's.
+    /// Whether this is a core `v1` kind (Secret, ConfigMap, Event): served under `/api/v1`,
+    /// never a CRD, reconciled by no controller of Nimbus's.
     pub fn is_core(self) -> bool {
-        matches!(self, Kind::Secret | Kind::ConfigMap)
+        matches!(self, Kind::Secret | Kind::ConfigMap | Kind::Event)
     }
 
     /// Whether this is one of KEDA's kinds (`keda.sh`): on a cluster KEDA itself installs
@@ -313,6 +320,7 @@ impl Kind {
             "natsjetstreamsource" | "natsjetstreamsources" | "jetstreamsource" => {
                 Some(Kind::NatsJetStreamSource)
             }
+            "event" | "events" | "ev" => Some(Kind::Event),
             _ => None,
         };
         found.or_else(|| {
@@ -353,6 +361,7 @@ pub enum Object {
     RabbitmqSource(RabbitmqSource),
     RedisListSource(RedisListSource),
     NatsJetStreamSource(NatsJetStreamSource),
+    Event(Event),
 }
 
 macro_rules! each {
@@ -375,6 +384,7 @@ macro_rules! each {
             Object::RabbitmqSource($o) => $e,
             Object::RedisListSource($o) => $e,
             Object::NatsJetStreamSource($o) => $e,
+            Object::Event($o) => $e,
         }
     };
 }
@@ -399,6 +409,7 @@ impl Object {
             Object::RabbitmqSource(_) => Kind::RabbitmqSource,
             Object::RedisListSource(_) => Kind::RedisListSource,
             Object::NatsJetStreamSource(_) => Kind::NatsJetStreamSource,
+            Object::Event(_) => Kind::Event,
         }
     }
 
@@ -501,7 +512,7 @@ impl Object {
             Object::RabbitmqSource(o) => o.status = None,
             Object::RedisListSource(o) => o.status = None,
             Object::NatsJetStreamSource(o) => o.status = None,
-            Object::Secret(_) | Object::ConfigMap(_) => {}
+            Object::Secret(_) | Object::ConfigMap(_) | Object::Event(_) => {}
         }
     }
 
@@ -546,6 +557,7 @@ impl Object {
             Kind::NatsJetStreamSource => {
                 Object::NatsJetStreamSource(serde_json::from_value(value)?)
             }
+            Kind::Event => Object::Event(serde_json::from_value(value)?),
         })
     }
 }

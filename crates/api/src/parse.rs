@@ -93,6 +93,7 @@ pub fn decode_object_lenient(
         Kind::Ingress => Object::Ingress(decode_typed(&value)?),
         Kind::Secret => Object::Secret(decode_typed(&value).map_err(hide_values)?),
         Kind::ConfigMap => Object::ConfigMap(decode_typed(&value)?),
+        Kind::Event => Object::Event(decode_typed(&value)?),
         Kind::Job => Object::Job(decode_typed(&value)?),
         Kind::Execution => Object::Execution(decode_typed(&value)?),
         Kind::Schedule => Object::Schedule(decode_typed(&value)?),

@@ -54,6 +54,9 @@ pub fn columns(kind: Kind) -> &'static [PrinterColumn] {
         Kind::Ingress => &[READY, REASON],
         Kind::Secret => &[SECRET_TYPE, SECRET_DATA],
         Kind::ConfigMap => &[CONFIG_MAP_DATA],
+        // kubectl's own columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE) are rendered by the
+        // API server's event table; a CRD never carries them.
+        Kind::Event => &[],
         Kind::Job => &[TASKS, LATEST_EXECUTION, READY, REASON],
         Kind::Execution => &[
             JOB,

@@ -32,6 +32,7 @@ pub fn add_kind(generator: &mut SchemaGenerator, kind: Kind) {
         Kind::Ingress => generator.subschema_for::<crate::KIngress>(),
         Kind::Secret => generator.subschema_for::<crate::Secret>(),
         Kind::ConfigMap => generator.subschema_for::<crate::ConfigMap>(),
+        Kind::Event => generator.subschema_for::<crate::Event>(),
         Kind::Job => generator.subschema_for::<crate::jobs::Job>(),
         Kind::Execution => generator.subschema_for::<crate::jobs::Execution>(),
         Kind::Schedule => generator.subschema_for::<crate::jobs::Schedule>(),

@@ -72,7 +72,7 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Route(r) => validate_traffic(&mut v, "spec.traffic", &r.spec.traffic, parent, true),
         // Written by Nimbus's own controllers; their specs are not user input.
         Object::PodAutoscaler(_) | Object::Ingress(_) => {}
-        Object::Secret(_) | Object::ConfigMap(_) => {}
+        Object::Secret(_) | Object::ConfigMap(_) | Object::Event(_) => {}
         Object::Job(j) => jobs::validate_job(&mut v, j),
         Object::Execution(e) => jobs::validate_execution(&mut v, e),
         Object::Schedule(s) => jobs::validate_schedule(&mut v, s),

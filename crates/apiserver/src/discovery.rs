@@ -8,11 +8,12 @@
 //! Only the legacy (unaggregated) documents are served. kubectl 1.32 first asks `/api` and
 //! `/apis` for the aggregated `apidiscovery.k8s.io/v2` format and falls back to these when the
 //! answer's `Content-Type` is plain `application/json`. The core group (`/api/v1`) serves
-//! Secrets and ConfigMaps only, without a `status` subresource.
+//! Secrets, ConfigMaps and Events only, without a `status` subresource.
 
 use axum::Json;
 use axum::extract::Path;
 use nimbus_api::Kind;
+use nimbus_api::events::{EVENTS_API_VERSION, EVENTS_GROUP};
 use serde_json::{Value, json};
 
 use crate::status::ApiError;
@@ -58,15 +59,16 @@ pub async fn core_resources(Path(version): Path<String>) -> Result<Json<Value>, 
     }
 }
 
-/// GET `/apis`: every group, in [`Kind::ALL`] order (`serving.knative.dev` first).
+/// GET `/apis`: every group, in [`Kind::ALL`] order (`serving.knative.dev` first), then
+/// `events.k8s.io` (the second version of the core Events).
 pub async fn groups() -> Json<Value> {
-    let groups: Vec<Value> = Kind::groups().into_iter().map(group).collect();
+    let groups: Vec<Value> = all_groups().into_iter().map(group).collect();
     Json(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
 }
 
 /// GET `/apis/{group}`.
 pub async fn api_group(Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    match Kind::groups().into_iter().find(|g| *g == name) {
+    match all_groups().into_iter().find(|g| *g == name) {
         Some(g) => Ok(Json(group(g))),
         None => Err(ApiError::no_such_path()),
     }
@@ -77,19 +79,40 @@ pub async fn api_resources(
     Path((group, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let api_version = format!("{group}/{version}");
+    if api_version == EVENTS_API_VERSION {
+        return Ok(Json(events_resource_list()));
+    }
     match Kind::of_api_version(&api_version).next() {
         Some(kind) => Ok(Json(resource_list(kind.api_version()))),
         None => Err(ApiError::no_such_path()),
     }
 }
 
+/// The named groups: the kinds' and `events.k8s.io`.
+fn all_groups() -> Vec<&'static str> {
+    let mut groups = Kind::groups();
+    groups.push(EVENTS_GROUP);
+    groups
+}
+
+/// `events.k8s.io/v1`'s resources: the core Events seen in that version.
+fn events_resource_list() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": EVENTS_API_VERSION,
+        "resources": resources_of(Kind::Event),
+    })
+}
+
 /// A group's `APIGroup`: each group serves one version.
 fn group(name: &str) -> Value {
     let kind = Kind::ALL.into_iter().find(|k| k.group() == name);
-    let version = kind.map_or(
-        json!({}),
-        |k| json!({ "groupVersion": k.api_version(), "version": k.version() }),
-    );
+    let version = match kind {
+        _ if name == EVENTS_GROUP => json!({ "groupVersion": EVENTS_API_VERSION, "version": "v1" }),
+        Some(k) => json!({ "groupVersion": k.api_version(), "version": k.version() }),
+        None => json!({}),
+    };
     json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
@@ -181,8 +204,12 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["secrets", "configmaps"]);
+        assert_eq!(names, ["secrets", "configmaps", "events"]);
         assert_eq!(resources[1]["shortNames"], json!(["cm"]));
         assert!(!Kind::groups().contains(&""));
+        let events = events_resource_list();
+        assert_eq!(events["resources"][0]["name"], "events");
+        assert_eq!(events["groupVersion"], "events.k8s.io/v1");
+        assert!(all_groups().contains(&"events.k8s.io"));
     }
 }

@@ -24,7 +24,8 @@
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}` | GET list / watch, POST create |
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` | GET, PUT, PATCH (merge, JSON, apply), DELETE |
 //! | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/status` | GET, PUT, PATCH (merge, JSON) |
-//! | `/api/v1[/namespaces/{ns}]/{secrets,configmaps}[/{name}]` | as above, without `status` |
+//! | `/api/v1[/namespaces/{ns}]/{secrets,configmaps,events}[/{name}]` | as above, without `status` |
+//! | `/apis/events.k8s.io/v1[/namespaces/{ns}]/events[/{name}]` | the same Events as `events.k8s.io/v1` (see `view.rs`): GET, POST, DELETE |
 //! | `{API_PREFIX}/namespaces/{ns}/services/{name}/log`, `.../revisions/{name}/log` | GET: instance logs (see [`logs`]) |
 //!
 //! GETs answer a `meta.k8s.io` `Table` when asked (`kubectl get`); writes take `fieldManager`,
@@ -33,6 +34,7 @@
 mod body;
 mod conn;
 mod discovery;
+mod event_table;
 pub use nimbus_api::fields;
 mod list;
 pub mod logs;
@@ -51,6 +53,7 @@ mod state;
 mod status;
 mod table;
 pub mod tls;
+mod view;
 mod watch;
 
 use std::future::Future;

@@ -56,7 +56,11 @@ struct ContinueToken {
 /// GET `/{plural}` (across namespaces) and `/namespaces/{ns}/{plural}`.
 pub async fn list_or_watch(
     State(state): State<ApiState>,
-    CollectionPath { kind, namespace }: CollectionPath,
+    CollectionPath {
+        kind,
+        view,
+        namespace,
+    }: CollectionPath,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -67,8 +71,12 @@ pub async fn list_or_watch(
         namespace,
         selector: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        fields: FieldSelector::parse(params.field_selector.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        fields: FieldSelector::parse(
+            kind,
+            &view.field_selector(params.field_selector.as_deref().unwrap_or("")),
+        )
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        view,
     };
     if params.watch.as_deref().is_some_and(is_true) {
         return watch::respond(&state, filter, &params, format);
@@ -113,9 +121,10 @@ fn list(
         ),
         _ => None,
     };
-    let items: Vec<Value> = page.iter().map(|o| o.to_json()).collect();
     let rv = rv.to_string();
     if let Format::Table { version, include } = format {
+        // Rows are rendered from the stored shape.
+        let items: Vec<Value> = page.iter().map(|o| o.to_json()).collect();
         return Ok(table::table(
             filter.kind,
             version,
@@ -125,13 +134,14 @@ fn list(
             next.as_deref(),
         ));
     }
+    let items: Vec<Value> = page.iter().map(|o| filter.view.json(o)).collect();
     let mut metadata = json!({ "resourceVersion": rv });
     if let Some(next) = next {
         metadata["continue"] = json!(next);
         metadata["remainingItemCount"] = json!(rest.len());
     }
     Ok(json!({
-        "apiVersion": filter.kind.api_version(),
+        "apiVersion": filter.view.api_version(filter.kind),
         "kind": list_kind(filter.kind),
         "metadata": metadata,
         "items": items,

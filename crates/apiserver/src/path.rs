@@ -12,6 +12,7 @@ use nimbus_api::Kind;
 use serde::Deserialize;
 
 use crate::status::ApiError;
+use crate::view::View;
 
 /// `/apis/{group}/{version}`: the prefix of every resource path of a named group.
 pub const RESOURCES: &str = "/apis/{group}/{version}";
@@ -22,6 +23,8 @@ pub const CORE_RESOURCES: &str = "/api/{version}";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectionPath {
     pub kind: Kind,
+    /// The version the path names (Events: core `v1` or `events.k8s.io/v1`).
+    pub view: View,
     /// `None`: across all namespaces.
     pub namespace: Option<String>,
 }
@@ -30,6 +33,7 @@ pub struct CollectionPath {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemPath {
     pub kind: Kind,
+    pub view: View,
     pub namespace: String,
     pub name: String,
 }
@@ -56,9 +60,8 @@ impl Params {
         Ok(params)
     }
 
-    fn kind(&self) -> Result<Kind, ApiError> {
-        Kind::of_resource(&self.group, &self.version, &self.plural)
-            .ok_or_else(ApiError::no_such_path)
+    fn kind(&self) -> Result<(Kind, View), ApiError> {
+        View::resolve(&self.group, &self.version, &self.plural).ok_or_else(ApiError::no_such_path)
     }
 }
 
@@ -69,8 +72,10 @@ impl<S: Send + Sync> FromRequestParts<S> for CollectionPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let params = Params::extract(parts, state).await?;
+        let (kind, view) = params.kind()?;
         Ok(Self {
-            kind: params.kind()?,
+            kind,
+            view,
             namespace: params.ns,
         })
     }
@@ -83,10 +88,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let params = Params::extract(parts, state).await?;
-        let kind = params.kind()?;
+        let (kind, view) = params.kind()?;
         match (params.ns, params.name) {
             (Some(namespace), Some(name)) => Ok(Self {
                 kind,
+                view,
                 namespace,
                 name,
             }),

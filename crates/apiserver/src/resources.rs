@@ -28,6 +28,7 @@ use crate::stamp;
 use crate::state::{ApiState, Caller};
 use crate::status::{ApiError, Details};
 use crate::table::Format;
+use crate::view::View;
 
 /// How often a patch is retried when another write slipped in between its read and its write.
 const PATCH_ATTEMPTS: usize = 5;
@@ -65,7 +66,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     // POST is routed only under `namespaces/{ns}`, so the namespace is always there.
     let (kind, namespace) = (at.kind, at.namespace.unwrap_or_default());
-    let mut value = body::parse(&headers, body)?;
+    let mut value = at.view.to_stored(body::parse(&headers, body)?)?;
     body::set_namespace(&mut value, &namespace)?;
     let w = Writer::new(&state, caller, params, &headers);
     let (mut obj, warnings) = w.decode(kind, value)?;
@@ -73,7 +74,7 @@ pub async fn create(
     let entries = fields::track_update(&json!({}), &obj.to_json(), vec![], &w.manager, &now());
     set_managed(&mut obj, &entries)?;
     let object = w.create(obj)?;
-    Ok(Written::new(StatusCode::CREATED, object, warnings).into_response())
+    Ok(Written::new(StatusCode::CREATED, object, warnings).into_response_in(at.view))
 }
 
 /// GET `/namespaces/{ns}/{plural}/{name}` (and `.../status`), as an object or a Table.
@@ -85,7 +86,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let format = Format::negotiate(&headers, params.include_object.as_deref())?;
     let obj = state.store.must_get(at.kind, &at.namespace, &at.name)?;
-    Ok(Json(format.render(&obj)).into_response())
+    Ok(Json(format.render(&obj, at.view)).into_response())
 }
 
 /// PUT `/namespaces/{ns}/{plural}/{name}`: replace spec and metadata; status is kept.
@@ -97,6 +98,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    at.view.check_update()?;
     let value = body_for(&at, &headers, body)?;
     let w = Writer::new(&state, caller, params, &headers);
     let stored = state.store.must_get(at.kind, &at.namespace, &at.name)?;
@@ -126,6 +128,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    at.view.check_update()?;
     let patch_type = patch::patch_type(&headers, at.kind)?;
     let body = body.map_err(body::rejected)?;
     let w = Writer::new(&state, caller, params, &headers);
@@ -165,17 +168,14 @@ pub async fn delete(
     State(state): State<ApiState>,
     at: ItemPath,
     params: WriteParams,
-) -> Result<Json<Object>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     if params.dry_run()? {
-        return Ok(Json(state.store.must_get(
-            at.kind,
-            &at.namespace,
-            &at.name,
-        )?));
+        let obj = state.store.must_get(at.kind, &at.namespace, &at.name)?;
+        return Ok(Json(at.view.json(&obj)));
     }
     let deleted = state.store.delete(at.kind, &at.namespace, &at.name)?;
     state.written(&deleted);
-    Ok(Json(deleted))
+    Ok(Json(at.view.json(&deleted)))
 }
 
 /// Parse a PUT body whose namespace and name the URL fixes.
@@ -510,11 +510,10 @@ impl Written {
             warnings,
         }
     }
-}
 
-impl IntoResponse for Written {
-    fn into_response(self) -> Response {
-        let mut resp = (self.code, Json(self.object)).into_response();
+    /// The response, the object seen through `view`.
+    fn into_response_in(self, view: View) -> Response {
+        let mut resp = (self.code, Json(view.json(&self.object))).into_response();
         for w in &self.warnings {
             let text = format!("299 - {}", Value::String(w.clone()));
             if let Ok(v) = HeaderValue::from_str(&text) {
@@ -522,5 +521,11 @@ impl IntoResponse for Written {
             }
         }
         resp
+    }
+}
+
+impl IntoResponse for Written {
+    fn into_response(self) -> Response {
+        self.into_response_in(View::Stored)
     }
 }

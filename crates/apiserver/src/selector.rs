@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use nimbus_api::events::FIELD_LABELS;
+use nimbus_api::{Kind, Object};
+
 /// A parsed selector: every requirement must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
@@ -97,47 +100,52 @@ fn key(text: &str) -> Option<String> {
     (!k.is_empty() && !k.contains(['=', '!', ' '])).then(|| k.to_string())
 }
 
-/// A parsed field selector: `metadata.name=x,metadata.namespace!=y`.
+/// A parsed field selector: `metadata.name=x,metadata.namespace!=y`; on Events also the
+/// fields the kube-apiserver lets kubectl select on (`involvedObject.name=x,type=Warning`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSelector {
-    requirements: Vec<(MetaField, bool, String)>,
+    requirements: Vec<(Field, bool, String)>,
 }
 
 /// The fields a field selector may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum MetaField {
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Field {
     Name,
     Namespace,
+    /// An Event's selectable field, by its core `v1` path.
+    Event(String),
 }
 
 // === impl FieldSelector ===
 
 impl FieldSelector {
-    /// Parse `field=value`, `field==value` and `field!=value` terms; the empty string selects
-    /// everything.
-    pub fn parse(text: &str) -> Result<Self, SelectorError> {
+    /// Parse `field=value`, `field==value` and `field!=value` terms for objects of `kind`;
+    /// the empty string selects everything.
+    pub fn parse(kind: Kind, text: &str) -> Result<Self, SelectorError> {
         let requirements = text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(parse_field_term)
+            .map(|term| parse_field_term(kind, term))
             .collect::<Result<_, _>>()?;
         Ok(Self { requirements })
     }
 
-    /// Whether an object with this name and namespace is selected.
-    pub fn matches(&self, name: &str, namespace: &str) -> bool {
+    /// Whether `obj` is selected.
+    pub fn matches(&self, obj: &Object) -> bool {
         self.requirements.iter().all(|(field, equal, value)| {
-            let actual = match field {
-                MetaField::Name => name,
-                MetaField::Namespace => namespace,
+            let actual = match (field, obj) {
+                (Field::Name, _) => obj.name().to_string(),
+                (Field::Namespace, _) => obj.namespace().to_string(),
+                (Field::Event(path), Object::Event(e)) => e.field(path).unwrap_or_default(),
+                (Field::Event(_), _) => String::new(),
             };
-            (actual == value) == *equal
+            (actual == *value) == *equal
         })
     }
 }
 
-fn parse_field_term(text: &str) -> Result<(MetaField, bool, String), SelectorError> {
+fn parse_field_term(kind: Kind, text: &str) -> Result<(Field, bool, String), SelectorError> {
     let err = |reason| SelectorError {
         requirement: text.to_string(),
         reason,
@@ -150,8 +158,16 @@ fn parse_field_term(text: &str) -> Result<(MetaField, bool, String), SelectorErr
         return Err(err("expected field=value or field!=value"));
     };
     let field = match field.trim() {
-        "metadata.name" => MetaField::Name,
-        "metadata.namespace" => MetaField::Namespace,
+        "metadata.name" => Field::Name,
+        "metadata.namespace" => Field::Namespace,
+        f if kind == Kind::Event && FIELD_LABELS.contains(&f) => Field::Event(f.to_string()),
+        _ if kind == Kind::Event => {
+            return Err(err(
+                "field label not supported; use metadata.name, metadata.namespace, \
+                 involvedObject.{kind,namespace,name,uid,apiVersion,resourceVersion,fieldPath}, \
+                 reason, reportingComponent, source or type",
+            ));
+        }
         _ => {
             return Err(err(
                 "field label not supported; use metadata.name or metadata.namespace",
@@ -197,17 +213,44 @@ mod tests {
         assert!(!sel("a").matches(None));
     }
 
+    fn object(kind: Kind, name: &str, namespace: &str, rest: serde_json::Value) -> Object {
+        let mut v = serde_json::json!({"metadata": {"name": name, "namespace": namespace}});
+        if let (Some(o), Some(r)) = (v.as_object_mut(), rest.as_object()) {
+            o.extend(r.clone());
+        }
+        Object::from_json(kind, v).unwrap()
+    }
+
     #[test]
     fn field_selectors_on_name_and_namespace() {
-        let f = FieldSelector::parse("metadata.name=hello").unwrap();
-        assert!(f.matches("hello", "default"));
-        assert!(!f.matches("other", "default"));
-        let f = FieldSelector::parse("metadata.namespace!=kube-system,metadata.name==a").unwrap();
-        assert!(f.matches("a", "default"));
-        assert!(!f.matches("a", "kube-system"));
-        assert!(FieldSelector::parse("").unwrap().matches("x", "y"));
-        assert!(FieldSelector::parse("spec.x=1").is_err());
-        assert!(FieldSelector::parse("metadata.name").is_err());
+        let cm = |name, ns| object(Kind::ConfigMap, name, ns, serde_json::json!({}));
+        let parse = |s| FieldSelector::parse(Kind::ConfigMap, s);
+        let f = parse("metadata.name=hello").unwrap();
+        assert!(f.matches(&cm("hello", "default")));
+        assert!(!f.matches(&cm("other", "default")));
+        let f = parse("metadata.namespace!=kube-system,metadata.name==a").unwrap();
+        assert!(f.matches(&cm("a", "default")));
+        assert!(!f.matches(&cm("a", "kube-system")));
+        assert!(parse("").unwrap().matches(&cm("x", "y")));
+        assert!(parse("spec.x=1").is_err());
+        assert!(parse("metadata.name").is_err());
+        assert!(parse("involvedObject.name=x").is_err());
+    }
+
+    #[test]
+    fn field_selectors_kubectl_describe_sends_for_events() {
+        let about = serde_json::json!({"involvedObject": {
+            "kind": "Service", "name": "hello", "namespace": "default", "uid": "u1"},
+            "type": "Warning", "reason": "RevisionFailed"});
+        let ev = object(Kind::Event, "hello.1", "default", about);
+        let parse = |s| FieldSelector::parse(Kind::Event, s).unwrap();
+        let describe = "involvedObject.name=hello,involvedObject.namespace=default,\
+                        involvedObject.kind=Service,involvedObject.uid=u1";
+        assert!(parse(describe).matches(&ev));
+        assert!(parse("type=Warning,reason=RevisionFailed").matches(&ev));
+        assert!(!parse("involvedObject.kind=Revision").matches(&ev));
+        assert!(parse("type!=Normal").matches(&ev));
+        assert!(FieldSelector::parse(Kind::Event, "note=x").is_err());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use nimbus_api::printer::{self, PrinterColumn, Source};
 use nimbus_api::{Kind, Object};
 use serde_json::{Value, json};
 
+use crate::event_table;
 use crate::status::ApiError;
+use crate::view::View;
 
 /// How to answer a GET: plain objects, or a Table of a given `meta.k8s.io` version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,9 +77,9 @@ impl Format {
     }
 
     /// Render one object (a GET of a single resource, or a watch event).
-    pub fn render(self, obj: &Object) -> Value {
+    pub fn render(self, obj: &Object, view: View) -> Value {
         match self {
-            Format::Object => obj.to_json(),
+            Format::Object => view.json(obj),
             Format::Table { version, include } => {
                 let rv = obj.metadata().resource_version.as_deref();
                 table(obj.kind(), version, include, &[obj.to_json()], rv, None)
@@ -125,9 +127,12 @@ pub fn table(
     let columns = columns(kind);
     let mut definitions: Vec<Value> = columns.iter().map(definition).collect();
     // Kubernetes prints AGE for the core kinds; KEDA's CRDs declare it too.
-    let with_age = kind.is_core() || kind.is_keda();
+    let with_age = (kind.is_core() || kind.is_keda()) && kind != Kind::Event;
     if with_age {
         definitions.push(AGE.clone());
+    }
+    if kind == Kind::Event {
+        definitions = event_table::definitions();
     }
     let now = chrono::Utc::now();
     let rows: Vec<Value> = items
@@ -136,6 +141,9 @@ pub fn table(
             let mut cells: Vec<Value> = columns.iter().map(|c| c.cell(obj)).collect();
             if with_age {
                 cells.push(age(obj, now));
+            }
+            if kind == Kind::Event {
+                cells = event_table::cells(obj, now);
             }
             let mut row = json!({ "cells": cells });
             if let Some(o) = include.row_object(obj) {
@@ -191,22 +199,18 @@ static AGE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
 fn age(obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Value {
     let created = obj
         .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        .and_then(Value::as_str);
+    json!(since(created, now))
+}
+
+/// The time from RFC 3339 `time` until `now` as kubectl's short durations, or `<unknown>`.
+pub(crate) fn since(time: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let created = time.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
     let Some(created) = created else {
-        return json!("<unknown>");
+        return "<unknown>".into();
     };
-    let secs = (now - created.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    let text = match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86400 => format!("{}h", s / 3600),
-        s if s < 365 * 86400 => format!("{}d", s / 86400),
-        s => format!("{}y", s / (365 * 86400)),
-    };
-    json!(text)
+    let secs = (now - created.with_timezone(&chrono::Utc)).num_seconds();
+    nimbus_api::duration::short_age(secs)
 }
 
 fn definition(column: &PrinterColumn) -> Value {
@@ -303,7 +307,7 @@ mod tests {
             version: "v1",
             include: Include::None,
         }
-        .render(&rev);
+        .render(&rev, View::Stored);
         assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), 7);
         assert_eq!(
             t["rows"][0]["cells"],

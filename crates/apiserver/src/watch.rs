@@ -34,6 +34,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::table::Format;
+use crate::view::View;
 
 /// Which objects a list or watch returns.
 #[derive(Clone, Debug)]
@@ -43,6 +44,8 @@ pub struct WatchFilter {
     pub namespace: Option<String>,
     pub selector: LabelSelector,
     pub fields: FieldSelector,
+    /// The version objects are shown in.
+    pub view: View,
 }
 
 impl WatchFilter {
@@ -54,7 +57,7 @@ impl WatchFilter {
                 .as_deref()
                 .is_none_or(|ns| ns == obj.namespace())
             && self.selector.matches(obj.metadata().labels.as_ref())
-            && self.fields.matches(obj.name(), obj.namespace())
+            && self.fields.matches(obj)
     }
 }
 
@@ -206,7 +209,7 @@ impl Cursor {
     }
 
     fn render(&self, obj: &Object) -> Value {
-        self.options.format.render(obj)
+        self.options.format.render(obj, self.filter.view)
     }
 
     /// A `BOOKMARK` at the last resourceVersion sent.

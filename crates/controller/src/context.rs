@@ -100,6 +100,8 @@ pub struct Context {
     pub(crate) executor: Arc<crate::jobs::Executor>,
     /// Where Schedules send their events (`None`: schedules with an event fail to run).
     pub(crate) event_sink: Option<Arc<dyn crate::jobs::EventSink>>,
+    /// Where Kubernetes Events go (disabled unless [`Context::with_recorder`]).
+    pub recorder: crate::recorder::Recorder,
 }
 
 impl Context {
@@ -122,6 +124,21 @@ impl Context {
             gc_schedule: GcSchedule::default(),
             executor: Arc::default(),
             event_sink: None,
+            recorder: crate::recorder::Recorder::disabled(),
+        }
+    }
+
+    /// Record Kubernetes Events through `recorder` (the scaler's too).
+    pub fn with_recorder(mut self, recorder: crate::recorder::Recorder) -> Self {
+        self.scaler.set_recorder(recorder.clone());
+        self.recorder = recorder;
+        self
+    }
+
+    /// Record `note`, if any (never waits).
+    pub(crate) fn record(&self, note: Option<crate::recorder::Note>) {
+        if let Some(note) = note {
+            self.recorder.record(note);
         }
     }
 

@@ -74,7 +74,8 @@ fn dependents(owner: Kind) -> &'static [(Kind, &'static str)] {
         | Kind::RedisStreamSource
         | Kind::RabbitmqSource
         | Kind::RedisListSource
-        | Kind::NatsJetStreamSource => &[],
+        | Kind::NatsJetStreamSource
+        | Kind::Event => &[],
     }
 }
 

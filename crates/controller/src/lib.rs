@@ -31,11 +31,14 @@ mod labeler;
 mod manager;
 mod podautoscaler;
 mod queue;
+mod reconcile_events;
+pub mod recorder;
 mod removals;
 mod resources;
 mod revision;
 mod route;
 mod scaler;
+mod scaler_events;
 mod service;
 mod status;
 mod store_resources;
@@ -51,6 +54,7 @@ pub use jobs::execution::as_revision as task_revision;
 pub use jobs::job::new_execution;
 pub use jobs::{EventSink, ScheduledDelivery};
 pub use manager::{Controller, ObjectKey};
+pub use recorder::{EventConfig, Note, Recorder};
 pub use removals::Removal;
 pub use resources::{
     Action, Change, Listed, ResourceError, Resources, Retry, Selector, update_meta, update_status,

@@ -400,7 +400,7 @@ pub(crate) fn keys_for(ctx: &Context, obj: &Object) -> Vec<ObjectKey> {
         Kind::Ingress => label(LABEL_ROUTE).map(|r| (Kind::Route, r)),
         Kind::Execution => label(nimbus_api::jobs::LABEL_JOB).map(|j| (Kind::Job, j)),
         Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Job | Kind::Schedule => None,
-        Kind::ScaledObject | Kind::TriggerAuthentication => None,
+        Kind::ScaledObject | Kind::TriggerAuthentication | Kind::Event => None,
         // Event sources are run by `nimbus-sources`, not reconciled here.
         Kind::RedisStreamSource
         | Kind::RabbitmqSource

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::ControllerError;
+use crate::reconcile_events;
 use crate::removals::Removal;
 use crate::resources::{Action, update_meta, update_status};
 use crate::status::{cond, label, owner_ref, set_all};
@@ -298,5 +299,7 @@ async fn write_status(
         },
     )
     .await?;
+    let note = reconcile_events::revision_ready(rev, rev.status.as_ref(), &status);
+    ctx.record(note);
     Ok(())
 }

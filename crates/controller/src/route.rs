@@ -25,6 +25,7 @@ use crate::context::Context;
 use crate::error::ControllerError;
 use crate::labeler;
 use crate::manager::ObjectKey;
+use crate::reconcile_events;
 use crate::resources::{Action, update_meta, update_status};
 use crate::status::{cond, label, owner_ref, set_all};
 
@@ -423,5 +424,7 @@ async fn write_status(
         },
     )
     .await?;
+    let note = reconcile_events::traffic_shifted(route, route.status.as_ref(), &status);
+    ctx.record(note);
     Ok(())
 }

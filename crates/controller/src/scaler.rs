@@ -31,6 +31,12 @@ use nimbus_runtime::{InstanceSpec, RevisionKey, Runtime};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use crate::recorder::{Note, Recorder};
+use crate::scaler_events;
+
+/// How long a cold start is waited for before it is no longer reported.
+const COLD_START_GIVE_UP: Duration = Duration::from_secs(600);
+
 /// A revision's load as the data path sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RevisionLoad {
@@ -95,6 +101,9 @@ struct Target {
     /// handed to the runtime (the cold start's "decide" phase).
     activated_at: Option<Duration>,
     decide: Histogram,
+    /// When the revision was activated at zero, until its first instance is ready (the
+    /// cold start an Event reports).
+    cold_since: Option<Duration>,
 }
 
 /// What `/metrics` shows of one revision's scaling, read at scrape time.
@@ -129,6 +138,8 @@ pub struct Scaler {
     floors: Mutex<HashMap<RevisionKey, u32>>,
     /// Budget caps per revision ([`Scaler::set_ceiling`]).
     ceilings: Mutex<HashMap<RevisionKey, u32>>,
+    /// Where scale changes and cold starts are reported ([`Scaler::set_recorder`]).
+    recorder: std::sync::OnceLock<Recorder>,
 }
 
 impl Scaler {
@@ -145,7 +156,20 @@ impl Scaler {
             pending: Mutex::new(HashMap::new()),
             floors: Mutex::new(HashMap::new()),
             ceilings: Mutex::new(HashMap::new()),
+            recorder: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Report scale changes and cold starts as Events through `recorder` (once; later calls
+    /// are ignored).
+    pub fn set_recorder(&self, recorder: Recorder) {
+        let _ = self.recorder.set(recorder);
+    }
+
+    fn note(&self, note: Option<Note>) {
+        if let (Some(r), Some(note)) = (self.recorder.get(), note) {
+            r.record(note);
+        }
     }
 
     /// Revisions whose decided scale changed (sent from the scaler's loop, at most every
@@ -195,6 +219,7 @@ impl Scaler {
                 last: None,
                 activated_at: None,
                 decide: Histogram::new(COLD_START_BUCKETS),
+                cold_since: None,
             });
             if target.autoscaler.spec() != &scaling {
                 let desired = target.desired.unwrap_or(0);
@@ -309,6 +334,9 @@ impl Scaler {
         let ready = t.runtime.status(key).map_or(0, |s| s.ready);
         t.autoscaler.activate(now);
         note_activation(t, now, ready);
+        if ready == 0 {
+            t.cold_since.get_or_insert(now);
+        }
         let decision = t.autoscaler.decide(now, ready, t.reachable);
         let desired = self.bounded(key, decision.desired);
         t.last = Some(decision);
@@ -319,6 +347,15 @@ impl Scaler {
             return false;
         }
         tracing::debug!(revision = %key, desired, "scale on activation");
+        let from = t.desired.unwrap_or(0);
+        let spec = t.autoscaler.spec();
+        self.note(scaler_events::scaled(
+            key,
+            from,
+            &decision,
+            spec,
+            "on a request",
+        ));
         t.desired = Some(desired);
         note_decided(t, now, desired);
         true
@@ -361,6 +398,9 @@ impl Scaler {
                 t.autoscaler.activate(now);
                 let ready = t.runtime.status(key).map_or(0, |s| s.ready);
                 note_activation(t, now, ready);
+                if ready == 0 {
+                    t.cold_since.get_or_insert(now);
+                }
                 true
             }
             None => false,
@@ -399,12 +439,27 @@ impl Scaler {
     }
 
     fn sample_all(&self) {
+        let now = self.now();
         let mut targets = self.lock();
         for (key, t) in targets.iter_mut() {
             if let Some(load) = self.metrics.load(key) {
                 t.in_flight_sum += load.in_flight as f64;
                 t.readings += 1;
             }
+            self.end_cold_start(key, t, now);
+        }
+    }
+
+    /// Report a cold start once the revision activated at zero has a ready instance (one
+    /// never ready within [`COLD_START_GIVE_UP`] is forgotten: its failure is reported).
+    fn end_cold_start(&self, key: &RevisionKey, t: &mut Target, now: Duration) {
+        let Some(since) = t.cold_since else { return };
+        let took = now.saturating_sub(since);
+        if t.runtime.status(key).is_some_and(|s| s.ready > 0) {
+            t.cold_since = None;
+            self.note(Some(scaler_events::cold_start(key, took)));
+        } else if took > COLD_START_GIVE_UP {
+            t.cold_since = None;
         }
     }
 
@@ -431,6 +486,16 @@ impl Scaler {
             let mut decision = t.autoscaler.decide(now, ready, t.reachable);
             decision.desired = self.bounded(key, decision.desired);
             let changed = t.desired != Some(decision.desired);
+            if let (true, Some(from)) = (changed, t.desired) {
+                let spec = t.autoscaler.spec();
+                self.note(scaler_events::scaled(
+                    key,
+                    from,
+                    &decision,
+                    spec,
+                    "by the autoscaler",
+                ));
+            }
             t.desired = Some(decision.desired);
             t.last = Some(decision);
             note_decided(t, now, decision.desired);

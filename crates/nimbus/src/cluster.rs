@@ -157,6 +157,17 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         false => Peers::Urls(args.router_http.clone()),
     };
     let deliver: Arc<dyn Deliver> = RouterDelivery::new(client.clone(), delivery)?;
+    // The kube-apiserver ages events out itself (`--event-ttl`): no sweeper here.
+    let (recorder, _events) = nimbus_controller::Recorder::start(
+        resources.clone(),
+        Arc::new(nimbus_controller::SystemClock),
+        nimbus_controller::EventConfig {
+            component: "nimbus-operator".into(),
+            instance: hostname(),
+            sweep_every: None,
+            ..nimbus_controller::EventConfig::default()
+        },
+    );
     let ctx = Context::new(
         Arc::clone(&resources),
         runtimes,
@@ -174,7 +185,8 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     .with_event_sink(Arc::new(ClusterEvents {
         deliver: Arc::clone(&deliver),
         domain: args.domain.clone(),
-    }));
+    }))
+    .with_recorder(recorder);
     // The optional kinds run here only where their CRDs are Nimbus's (else KEDA, or Knative
     // Eventing's sources, own them).
     let ours = optional_kinds(&client).await;
@@ -309,7 +321,7 @@ impl Leadership {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "nimbus".into())

@@ -59,6 +59,11 @@ pub async fn run(
                 eprintln!("No resources found in {} namespace.", opts.namespace);
                 return Ok(());
             }
+            if kind == Kind::Event {
+                let now = chrono::Utc::now().timestamp();
+                print!("{}", crate::cmd_describe::events_table(&objects, now));
+                return Ok(());
+            }
             print!("{}", table(kind, &objects, all));
         }
         Some("yaml") => print!("{}", to_yaml(shown(objects, out), name.is_some())?),

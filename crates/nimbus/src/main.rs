@@ -6,6 +6,7 @@ mod cluster;
 mod cluster_delivery;
 mod cmd_apply;
 mod cmd_deploy;
+mod cmd_describe;
 mod cmd_export;
 mod cmd_get;
 mod cmd_image;
@@ -100,6 +101,14 @@ enum Command {
         /// Print Secrets' values in `-o yaml|json` (redacted by default).
         #[arg(long)]
         show_secrets: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show a resource's details, conditions and the Events about it (like kubectl describe).
+    Describe {
+        /// services (ksvc), revisions (rev), routes, configurations, ...
+        kind: String,
+        name: String,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -247,6 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd_get::run(&client, &kind, name.as_deref(), output, all_namespaces).await
         }
         Command::Delete { kind, name, client } => cmd_get::delete(&client, &kind, &name).await,
+        Command::Describe { kind, name, client } => cmd_describe::run(&client, &kind, &name).await,
         Command::Deploy(args) => cmd_deploy::run(args).await,
         Command::Image { command, data_dir } => cmd_image::run(&data_dir, command).await,
         Command::Registry {

@@ -25,6 +25,8 @@ pub struct Runtimes {
     pub registry: EndpointRegistry,
     /// The server's cgroups, shared by the process and OCI runtimes (`None`: no limits).
     pub cgroups: Option<Cgroups>,
+    /// The OCI runtime's launcher (reports images pulled).
+    oci_launcher: Arc<OciLauncher>,
 }
 
 impl Runtimes {
@@ -65,11 +67,13 @@ impl Runtimes {
         oci_config.pull_progress = Arc::new(LogProgress);
         oci_config.network = container_network;
         oci_config.user_namespaces = container_userns;
-        let launcher = OciLauncher::new(Arc::new(store), oci_config);
-        launcher.check().context("--container-user-namespaces")?;
+        let oci_launcher = Arc::new(OciLauncher::new(Arc::new(store), oci_config));
+        oci_launcher
+            .check()
+            .context("--container-user-namespaces")?;
         let oci = ProcessRuntime::with_launcher(
             config,
-            Arc::new(launcher),
+            oci_launcher.clone(),
             registry.clone(),
             cgroups.clone(),
         );
@@ -88,6 +92,7 @@ impl Runtimes {
             wasm,
             registry,
             cgroups,
+            oci_launcher,
         })
     }
 
@@ -112,6 +117,14 @@ impl Runtimes {
     pub fn set_load_probe(&self, probe: Arc<dyn LoadProbe>) {
         let _ = self.process.set_load_probe(Arc::clone(&probe));
         let _ = self.oci.set_load_probe(probe);
+    }
+
+    /// Instances' OOM kills, liveness failures and restarts become Events (host processes and
+    /// containers; a Wasm instance lives per request and has none of these).
+    pub fn set_notices(&self, notices: Arc<dyn nimbus_runtime::InstanceNotices>) {
+        let _ = self.process.set_notices(Arc::clone(&notices));
+        let _ = self.oci.set_notices(Arc::clone(&notices));
+        let _ = self.oci_launcher.set_notices(notices);
     }
 
     /// Stop every instance of every runtime, gracefully, then remove the server's cgroups.

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// How often the autoscaler decides (Knative: 2s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub autoscaler_tick: Duration,
+    /// How long a Kubernetes Event is kept after it last happened (the kube-apiserver's
+    /// `--event-ttl`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub event_ttl: Duration,
     /// Revision GC (Knative's config-gc `retain-since-create-time`): a non-active revision is
     /// kept at least this long after it was created; `disabled` turns the rule off.
     #[arg(long, default_value = "48h", value_parser = parse_optional_duration)]
@@ -271,6 +275,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deliver,
         &args.domain,
     );
+    let resources: Arc<dyn nimbus_controller::Resources> = Arc::new(StoreResources(store.clone()));
+    let (recorder, _events) = nimbus_controller::Recorder::start(
+        resources.clone(),
+        Arc::new(nimbus_controller::SystemClock),
+        nimbus_controller::EventConfig {
+            instance: crate::cluster::hostname(),
+            ttl: args.event_ttl,
+            ..nimbus_controller::EventConfig::default()
+        },
+    );
+    runtimes.set_notices(Arc::new(recorder.clone()));
     let ctx = Context::new(
         resources,
         runtimes.by_backend(),
@@ -285,7 +300,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_event_sink(Arc::new(crate::invocations::ScheduledEvents(
         invocations.clone(),
-    )));
+    )))
+    .with_recorder(recorder);
     let controller = Controller::new(ctx);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Cost metering and budgets (nimbus-usage). TODO(lead): give an Event-emitting

@@ -66,6 +66,22 @@ fn host(name: &str) -> String {
     format!("{name}.default.localhost")
 }
 
+/// The message of an Event with `reason` about `revision`, once there is one.
+async fn wait_event(nimbus: &Nimbus, revision: &str, reason: &str) -> String {
+    let path = format!(
+        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D{revision}%2Creason%3D{reason}"
+    );
+    let what = format!("a {reason} event on {revision}");
+    nimbus_testkit::api::wait_until(&what, Duration::from_secs(60), async || {
+        let list = nimbus.api_get(&path).await.map_err(|e| e.to_string())?;
+        let first = list.and_then(|l| l["items"].get(0).cloned());
+        first
+            .and_then(|e| e["message"].as_str().map(str::to_string))
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_from_a_registry_is_deployed_by_reference_with_the_runtime_contract() {
     if !can_run() {
@@ -267,6 +283,11 @@ async fn a_container_memory_hog_is_oom_killed() {
     let _ = client.get(&host("hog"), "/alloc?mb=200").await;
     let message = wait_reason(&nimbus, "hog", "OOMKilled").await;
     assert!(message.contains("memory limit"), "{message}");
+    // The kubelet's events on the revision: its image pulled, then the kill and the back-off.
+    for reason in ["Pulled", "OOMKilled", "BackOff"] {
+        let found = wait_event(&nimbus, "hog-00001", reason).await;
+        assert!(!found.is_empty(), "{reason}");
+    }
     let reply = client
         .get_until(&host("hog"), "/", Duration::from_secs(60), |r| {
             r.status == 200

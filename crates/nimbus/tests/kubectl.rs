@@ -475,10 +475,19 @@ fn discovery(k: &Kubectl) {
             "{resources}"
         );
     }
-    // The header, Knative's six kinds, the core group's secrets and configmaps, and KEDA's
-    // scaledobjects and triggerauthentications, the four sources, and Nimbus's jobs, executions and
-    // schedules.
-    assert_eq!(resources.lines().count(), 18, "{resources}");
+    // The header, Knative's six kinds, the core group's secrets, configmaps and events, and
+    // KEDA's scaledobjects and triggerauthentications, the four sources, Nimbus's jobs,
+    // executions and schedules, and events again as events.k8s.io/v1.
+    assert_eq!(resources.lines().count(), 20, "{resources}");
+    let events: Vec<&str> = resources
+        .lines()
+        .filter(|l| l.starts_with("events "))
+        .collect();
+    assert_eq!(events.len(), 2, "{resources}");
+    assert!(
+        events.iter().any(|l| l.contains("events.k8s.io/v1")),
+        "{resources}"
+    );
     assert_eq!(
         row(&resources, "scaledobjects"),
         [

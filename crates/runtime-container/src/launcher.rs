@@ -38,6 +38,8 @@ pub struct OciLauncher {
     runc: Runc,
     /// Per revision: the reference as the manifest wrote it, and the image it resolved to.
     images: Mutex<HashMap<RevisionKey, (String, Arc<Image>)>>,
+    /// Where a revision's image being ready (`Pulled`) is reported; set once.
+    notices: std::sync::OnceLock<Arc<dyn nimbus_runtime::InstanceNotices>>,
     overlay_warned: AtomicBool,
     cgroup_v2: bool,
     /// The containers' network (`None`: all share the host's).
@@ -78,6 +80,7 @@ impl OciLauncher {
             pinned: Mutex::default(),
             config,
             images: Mutex::default(),
+            notices: std::sync::OnceLock::new(),
             overlay_warned: AtomicBool::new(false),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
         }
@@ -87,6 +90,12 @@ impl OciLauncher {
     pub fn with_image(&self, revision: RevisionKey, reference: &str, image: Image) {
         self.cache()
             .insert(revision, (reference.to_owned(), Arc::new(image)));
+    }
+
+    /// Report each revision's image, once pulled or found in the store, to `notices` (the
+    /// kubelet's `Pulled` event). Set once; a second call returns `false`.
+    pub fn set_notices(&self, notices: Arc<dyn nimbus_runtime::InstanceNotices>) -> bool {
+        self.notices.set(notices).is_ok()
     }
 
     /// The configuration it was made with.
@@ -145,7 +154,11 @@ impl OciLauncher {
         }
         let reference = spec.image.as_deref().ok_or(ContainerError::NoImage)?;
         let store = self.store.as_ref().ok_or_else(|| not_prepared(spec))?;
+        let started = std::time::Instant::now();
         let image = store.ensure(reference, &*self.config.pull_progress).await?;
+        if let Some(notices) = self.notices.get() {
+            notices.notice(&spec.revision, pulled(reference, &image, started.elapsed()));
+        }
         self.with_image(spec.revision.clone(), reference, image);
         self.cached(spec).ok_or_else(|| not_prepared(spec))
     }
@@ -360,6 +373,23 @@ impl Launcher for OciLauncher {
         let attachments = self.attachments();
         let (attachment, port) = attachments.get(&ctx.id)?;
         Some(SocketAddr::from((attachment.addr, *port)))
+    }
+}
+
+/// The kubelet's `Pulled`: the image is in the store (pulled now, or already there).
+fn pulled(
+    reference: &str,
+    image: &Image,
+    took: std::time::Duration,
+) -> nimbus_runtime::InstanceNotice {
+    nimbus_runtime::InstanceNotice {
+        warning: false,
+        reason: "Pulled".into(),
+        message: format!(
+            "image \"{reference}\" ({}) ready in {} ms (pulled, or already in the image store)",
+            image.digest,
+            took.as_millis()
+        ),
     }
 }
 

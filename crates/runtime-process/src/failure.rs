@@ -5,7 +5,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use nimbus_runtime::{RevisionKey, RevisionPhase};
+use nimbus_runtime::{InstanceNotice, RevisionKey, RevisionPhase};
 
 use crate::process::StartError;
 
@@ -97,6 +97,28 @@ impl Failure {
             reason: "LivenessProbeFailed".to_owned(),
             message: format!("instance {instance}: {why}; restarting it"),
         }
+    }
+
+    /// The failure as the kubelet reports it in Events: `OOMKilled` or `Unhealthy` for its
+    /// cause, then `BackOff` (its message names the reason, so repeats of one failure count up
+    /// on one event).
+    pub fn notices(&self, delay: Duration) -> Vec<InstanceNotice> {
+        let cause = match self.reason.as_str() {
+            OOM_KILLED => Some(OOM_KILLED),
+            "LivenessProbeFailed" => Some("Unhealthy"),
+            _ => None,
+        };
+        let mut out: Vec<InstanceNotice> = cause
+            .map(|reason| InstanceNotice::warning(reason, self.message.clone()))
+            .into_iter()
+            .collect();
+        let message = format!(
+            "Back-off restarting failed instance ({}); next start in {}s",
+            self.reason,
+            delay.as_secs()
+        );
+        out.push(InstanceNotice::warning("BackOff", message));
+        out
     }
 
     /// This failure, while waiting `delay` to restart a crashed instance. An OOM kill keeps its
@@ -195,5 +217,26 @@ mod tests {
             f.message,
             "instance r-1: process exited with code 1 after becoming ready; no output (ExitCode1); restarting in 2s"
         );
+    }
+
+    #[test]
+    fn notices_as_the_kubelet_reports_them() {
+        let oom = Failure::oom_killed("i-1", Some(64 << 20), &[]);
+        let reasons: Vec<String> = oom
+            .notices(Duration::from_secs(10))
+            .into_iter()
+            .map(|n| n.reason)
+            .collect();
+        assert_eq!(reasons, ["OOMKilled", "BackOff"]);
+        let live = Failure::liveness("i-1", "HTTP 500");
+        let notices = live.notices(Duration::from_secs(20));
+        assert_eq!(notices[0].reason, "Unhealthy");
+        assert!(
+            notices[1]
+                .message
+                .contains("(LivenessProbeFailed); next start in 20s")
+        );
+        let timeout = Failure::startup_timeout(&RevisionKey::new("d", "r"), 1, Duration::ZERO, &[]);
+        assert_eq!(timeout.notices(Duration::ZERO).len(), 1);
     }
 }

@@ -90,6 +90,12 @@ impl ProcessRuntime {
         self.shared.config_source.set(source).is_ok()
     }
 
+    /// Report instances' OOM kills, liveness failures and restarts to `notices` (Kubernetes
+    /// Events in the binary). Set once; a second call is ignored and returns `false`.
+    pub fn set_notices(&self, notices: Arc<dyn nimbus_runtime::InstanceNotices>) -> bool {
+        self.shared.notices.set(notices).is_ok()
+    }
+
     /// Requests in flight per published endpoint id of `revision` (empty without a probe).
     /// Asked before taking the state lock, so the probe never runs under it.
     fn in_flight(&self, revision: &RevisionKey) -> HashMap<String, usize> {

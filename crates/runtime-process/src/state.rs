@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub load_probe: OnceLock<Arc<dyn LoadProbe>>,
     /// Where Secret and ConfigMap values are read at each start; set once, after construction.
     pub config_source: OnceLock<Arc<dyn nimbus_runtime::env::ConfigSource>>,
+    /// Where OOM kills, liveness failures and restarts are reported; set once.
+    pub notices: OnceLock<Arc<dyn nimbus_runtime::InstanceNotices>>,
     /// How instances are started (host process, container).
     pub launcher: Arc<dyn Launcher>,
     /// Distinguishes this runtime's cgroups and scratch directories from other runtimes'.
@@ -190,6 +192,7 @@ impl Shared {
             events: broadcast::channel(EVENT_BUFFER).0,
             load_probe: OnceLock::new(),
             config_source: OnceLock::new(),
+            notices: OnceLock::new(),
             revisions: Mutex::default(),
         }
     }

@@ -95,6 +95,7 @@ impl Supervisor {
             failures += 1;
             self.note_restart(&failure);
             let delay = backoff.delay(failures);
+            self.notify(&failure, delay);
             // A crash after being ready shows as CrashLoopBackOff; a failed start keeps its cause.
             self.report_failed(if ready_for.is_some() {
                 failure.backing_off(delay)
@@ -347,6 +348,15 @@ impl Supervisor {
                 slot.endpoint = None;
             }
         });
+    }
+
+    /// Report the failure to the runtime's notices, if any (see [`Failure::notices`]).
+    fn notify(&self, failure: &Failure, delay: Duration) {
+        if let Some(notices) = self.shared.notices.get() {
+            for notice in failure.notices(delay) {
+                notices.notice(&self.spec.revision, notice);
+            }
+        }
     }
 
     /// Mark this instance failed (not ready) and record why.

@@ -14,6 +14,7 @@ mod endpoints;
 pub mod env;
 mod local;
 mod metrics;
+mod notices;
 mod source;
 mod spec;
 mod task;
@@ -24,6 +25,7 @@ pub use endpoints::{
 };
 pub use local::{BoxError, LocalBody, LocalHandle, LocalResponse, LocalService};
 pub use metrics::{InstanceUsage, RevisionMetrics};
+pub use notices::{InstanceNotice, InstanceNotices};
 pub use task::{DEFAULT_TASK_GRACE, TaskEnd, TaskOutcome, TaskRun, cancelled};
 
 /// Tells a runtime how busy an endpoint is, so a scale-down can wait for in-flight requests to

@@ -16,6 +16,7 @@ pub(super) fn validate(v: &mut Errors, obj: &Object) {
     match obj {
         Object::Secret(s) => validate_secret(v, s),
         Object::ConfigMap(c) => validate_config_map(v, c),
+        Object::Event(e) => validate_event(v, e),
         _ => {}
     }
 }
@@ -64,6 +65,40 @@ fn validate_config_map(v: &mut Errors, c: &ConfigMap) {
         );
     }
 }
+
+/// The kube-apiserver's rules for events (`ValidateEvent`): what it is about, a known type,
+/// the note's length.
+fn validate_event(v: &mut Errors, e: &crate::events::Event) {
+    let r = &e.involved_object;
+    for (field, value) in [("kind", &r.kind), ("name", &r.name)] {
+        if value.as_deref().unwrap_or("").is_empty() {
+            v.add(
+                format!("involvedObject.{field}"),
+                "is required: the object the event is about",
+            );
+        }
+    }
+    let (ns, obj_ns) = (e.metadata.namespace.as_deref(), r.namespace.as_deref());
+    if obj_ns.is_some_and(|o| !o.is_empty() && Some(o) != ns) {
+        v.add(
+            "involvedObject.namespace",
+            "does not match the event's namespace; create the event in the object's namespace",
+        );
+    }
+    let known = [crate::events::TYPE_NORMAL, crate::events::TYPE_WARNING];
+    if let Some(t) = e.type_.as_deref().filter(|t| !known.contains(t)) {
+        v.add(
+            "type",
+            format!("{t:?} is not supported; use Normal or Warning"),
+        );
+    }
+    if e.message.as_ref().is_some_and(|m| m.len() > NOTE_MAX_BYTES) {
+        v.add("message", format!("must be at most {NOTE_MAX_BYTES} bytes"));
+    }
+}
+
+/// The longest note an event may carry (the kube-apiserver's `NoteLengthLimit`).
+pub const NOTE_MAX_BYTES: usize = 1024;
 
 /// Check every key; the bytes keys and values take together.
 fn validate_keys<'a>(

@@ -25,7 +25,7 @@ async fn discovery_lists_the_core_group() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["secrets", "configmaps"]);
+    assert_eq!(names, ["secrets", "configmaps", "events"]);
     assert_eq!(
         call(&app, Method::GET, "/api/v2", None).await.0,
         StatusCode::NOT_FOUND

@@ -100,7 +100,8 @@ async fn discovery_lists_three_groups_each_with_its_resources() {
             "run.nimbus.dev",
             "keda.sh",
             "sources.knative.dev",
-            "sources.nimbus.dev"
+            "sources.nimbus.dev",
+            "events.k8s.io"
         ]
     );
     let expected = [

@@ -5,6 +5,7 @@ mod core;
 mod crud;
 mod discovery;
 mod errors;
+mod events;
 mod groups;
 mod immutable;
 mod paging;
