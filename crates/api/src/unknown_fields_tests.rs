@@ -395,6 +395,9 @@ fn every_kind_has_a_valid_example_without_unknown_fields() {
             .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
         assert_eq!(decoded.unknown_fields, [], "{kind}");
         assert_eq!(undeclared_fields(kind, &value), [], "{kind}");
+        // what the server stores and serves back (defaults filled in) decodes again
+        let stored = decoded.object.to_json();
+        assert_eq!(undeclared_fields(kind, &stored), [], "{kind}: {stored:#}");
     }
 }
 
