@@ -3,8 +3,12 @@
 //! YAML (and JSON, which the YAML parser also reads) is first read into a tree that remembers where
 //! every key and value sits, then converted to JSON and decoded into the typed resources with
 //! `serde_path_to_error`, so every error can be reported with its field path *and* its line.
-//! Unknown fields are found by comparing the input with the re-serialised typed value: that catches
-//! them inside k8s-openapi's types too, which silently ignore unknown keys.
+//! Unknown fields are found by walking the input along the JSON schema the API serves for its kind
+//! (`crate::schema`, through `$ref`s, `allOf`/`anyOf`/`oneOf` and the properties of `flatten`ed
+//! structs and k8s-openapi's types), as Kubernetes prunes a CRD's input along its structural schema:
+//! a key the schema does not declare is unknown whatever its value, `[]` and `{}` included.
+//! Comparing the input with the re-serialised typed value also reports any non-empty key the typed
+//! value dropped, should a type and its schema ever disagree.
 
 use std::collections::HashMap;
 
@@ -105,8 +109,14 @@ pub fn decode_object_lenient(
         Kind::NatsJetStreamSource => Object::NatsJetStreamSource(decode_typed(&value)?),
     };
     let mut obj = obj;
-    let mut unknown = Vec::new();
-    unknown_fields(&value, &obj.to_json(), "", &mut unknown);
+    let mut unknown = undeclared_fields(kind, &value);
+    let mut dropped = Vec::new();
+    unknown_fields(&value, &obj.to_json(), "", &mut dropped);
+    for e in dropped {
+        if !unknown.iter().any(|u| u.path == e.path) {
+            unknown.push(e);
+        }
+    }
     crate::defaults::apply_defaults(&mut obj);
     let invalid = validate(&obj);
     if invalid.is_empty() {
@@ -203,10 +213,7 @@ fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<Fiel
                     format!("{path}.{k}")
                 };
                 match dec.get(k) {
-                    None if !is_empty_value(v) => out.push(FieldError::new(
-                        p,
-                        "unknown field; check its spelling and indentation",
-                    )),
+                    None if !is_empty_value(v) => out.push(unknown_field(p)),
                     Some(d) => unknown_fields(v, d, &p, out),
                     None => {}
                 }
@@ -215,6 +222,155 @@ fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<Fiel
         (Value::Array(inp), Value::Array(dec)) => {
             for (i, (v, d)) in inp.iter().zip(dec).enumerate() {
                 unknown_fields(v, d, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The error for a key the schema does not declare, worded as Kubernetes words it.
+fn unknown_field(path: String) -> FieldError {
+    FieldError::new(
+        path,
+        "field not declared in schema (unknown field); check its spelling and indentation",
+    )
+}
+
+/// Every key of `value` that `kind`'s served schema does not declare, at any depth.
+#[cfg(feature = "schemars")]
+pub fn undeclared_fields(kind: Kind, value: &Value) -> Vec<FieldError> {
+    use std::sync::OnceLock;
+    static DEFINITIONS: OnceLock<serde_json::Map<String, Value>> = OnceLock::new();
+    let defs = DEFINITIONS.get_or_init(crate::schema::definitions);
+    let root = crate::schema::definition_name(kind, kind.as_str());
+    let mut out = Vec::new();
+    if let Some(schema) = defs.get(&root) {
+        walk_schema(defs, schema, value, "", &mut out);
+    }
+    out
+}
+
+/// Without the schemas (the `schemars` feature, on by default) only the comparison with the
+/// re-serialised value finds unknown fields.
+#[cfg(not(feature = "schemars"))]
+pub fn undeclared_fields(_kind: Kind, _value: &Value) -> Vec<FieldError> {
+    Vec::new()
+}
+
+/// What a schema says about an object's keys: the declared ones, and what any other key is.
+#[cfg(feature = "schemars")]
+#[derive(Default)]
+struct Shape<'a> {
+    properties: Vec<&'a serde_json::Map<String, Value>>,
+    /// The schema of undeclared keys (a map's values); `None` when they are unknown fields.
+    additional: Option<&'a Value>,
+    /// Any key is accepted and nothing below is checked (free-form JSON).
+    open: bool,
+    items: Vec<&'a Value>,
+}
+
+#[cfg(feature = "schemars")]
+const ANY: Value = Value::Bool(true);
+
+#[cfg(feature = "schemars")]
+fn collect_shape<'a>(
+    defs: &'a serde_json::Map<String, Value>,
+    schema: &'a Value,
+    shape: &mut Shape<'a>,
+    depth: usize,
+) {
+    let Value::Object(map) = schema else {
+        // `true` (anything) or `false`
+        shape.open |= schema == &Value::Bool(true);
+        return;
+    };
+    if depth > 32 {
+        shape.open = true;
+        return;
+    }
+    let mut declares = false;
+    if let Some(Value::String(r)) = map.get("$ref") {
+        declares = true;
+        match r
+            .strip_prefix(crate::schema::REF_PREFIX)
+            .and_then(|n| defs.get(n))
+        {
+            Some(target) => collect_shape(defs, target, shape, depth + 1),
+            None => shape.open = true,
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(list)) = map.get(key) {
+            declares = true;
+            for s in list {
+                collect_shape(defs, s, shape, depth + 1);
+            }
+        }
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        declares = true;
+        shape.properties.push(props);
+    }
+    match map.get("additionalProperties") {
+        Some(Value::Bool(false)) | None => {}
+        Some(Value::Bool(true)) => shape.additional = Some(&ANY),
+        Some(s) => shape.additional = Some(s),
+    }
+    if map.contains_key("additionalProperties") || map.contains_key("patternProperties") {
+        declares = true;
+        if map.contains_key("patternProperties") {
+            shape.open = true;
+        }
+    }
+    if let Some(items) = map.get("items") {
+        shape.items.push(items);
+    }
+    // A schema that says nothing about keys (`{}`, `type: object` alone, a `serde_json::Value`
+    // field) or keeps them (`x-kubernetes-preserve-unknown-fields`) accepts any.
+    if map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        || (!declares && !map.contains_key("type") && !map.contains_key("enum"))
+        || (!declares && map.get("type") == Some(&Value::String("object".into())))
+    {
+        shape.open = true;
+    }
+}
+
+#[cfg(feature = "schemars")]
+fn walk_schema(
+    defs: &serde_json::Map<String, Value>,
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    out: &mut Vec<FieldError>,
+) {
+    let mut shape = Shape::default();
+    collect_shape(defs, schema, &mut shape, 0);
+    if shape.open {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let declared = shape.properties.iter().find_map(|props| props.get(k));
+                match (declared, shape.additional) {
+                    (Some(s), _) => walk_schema(defs, s, v, &p, out),
+                    (None, Some(s)) => walk_schema(defs, s, v, &p, out),
+                    (None, None) => out.push(unknown_field(p)),
+                }
+            }
+        }
+        Value::Array(list) if !shape.items.is_empty() => {
+            let items = match shape.items.as_slice() {
+                [one] => (*one).clone(),
+                all => serde_json::json!({ "allOf": all }),
+            };
+            for (i, v) in list.iter().enumerate() {
+                walk_schema(defs, &items, v, &format!("{path}[{i}]"), out);
             }
         }
         _ => {}
@@ -432,3 +588,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+#[cfg(all(test, feature = "schemars"))]
+#[path = "unknown_fields_tests.rs"]
+mod unknown_fields_tests;

@@ -124,8 +124,21 @@ fn unknown_fields_are_reported_with_path_and_line() {
     );
     assert!(errs[0].message.contains("unknown field"));
     assert_eq!(errs[0].location.unwrap().line, 23);
+    // an unknown key is unknown whatever its value, empty ones included (as in Kubernetes)...
     let text = KNATIVE_SERVICE.replace("  traffic:", "  trafic: []\n  traffic:");
-    // empty unknown values are tolerated (kubectl emits `foo: {}`), non-empty are not
+    assert_eq!(errors(&text)[0].path, "spec.trafic");
+    // ...while empty values of known fields (kubectl emits `resources: {}`) are fine
+    let text = KNATIVE_SERVICE.replace("  traffic:", "  template2: null\n  traffic:");
+    assert_eq!(errors(&text)[0].path, "spec.template2");
+    let text = KNATIVE_SERVICE
+        .replace(
+            "          env:",
+            "          volumeMounts: []\n          env:",
+        )
+        .replace(
+            "  labels:",
+            "  annotations: {}\n  creationTimestamp: null\n  labels:",
+        );
     assert!(parse_manifests("x", &text).is_ok());
     let text = KNATIVE_SERVICE.replace("  traffic:", "  trafic: [1]\n  traffic:");
     assert_eq!(errors(&text)[0].path, "spec.trafic");

@@ -69,6 +69,28 @@ async fn bad_manifests_are_rejected_with_locations_and_change_nothing() {
             ),
             &["spec.template.spec.containers[0].comand", "unknown field"],
         ),
+        // issue #17: empty values of unknown keys are unknown fields too, at every level
+        (
+            "unknown empty field in the pod spec",
+            process_svc("a", "/bin/true", "", "", "").replace(
+                "      containers:",
+                "      containerz: []\n      containers:",
+            ),
+            &[
+                "spec.template.spec.containerz",
+                "field not declared in schema",
+                "<stdin> (document 1):",
+            ],
+        ),
+        (
+            "unknown empty field in a container",
+            process_svc("a", "/bin/true", "", "", "")
+                .replace("          env:", "          enviroment: []\n          env:"),
+            &[
+                "spec.template.spec.containers[0].enviroment",
+                "field not declared in schema",
+            ],
+        ),
         (
             "percents",
             process_svc("a", "/bin/true", "", "", "")

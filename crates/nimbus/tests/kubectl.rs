@@ -632,6 +632,29 @@ fn bad_input(k: &Kubectl, v1: &str) {
         "{err}"
     );
     assert!(k.fails(&["get", "ksvc", "typo"], None).contains("NotFound"));
+    // issue #17: an unknown key with an empty value, below a container and in the pod spec,
+    // refused under --validate=strict (the server's fieldValidation=Strict), warned under warn
+    let empty = manifest("typo", "x", "").replace("args:", "enviroment: []\n          args:");
+    let err = k.fails(&["apply", "--validate=strict", "-f", "-"], Some(&empty));
+    assert!(
+        err.contains("spec.template.spec.containers[0].enviroment"),
+        "{err}"
+    );
+    let empty =
+        manifest("typo", "x", "").replace("containers:", "containerz: []\n      containers:");
+    let err = k.fails(&["apply", "--validate=strict", "-f", "-"], Some(&empty));
+    assert!(err.contains("spec.template.spec.containerz"), "{err}");
+    let out = k.run(
+        &["apply", "--validate=warn", "--dry-run=server", "-f", "-"],
+        Some(&empty),
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.template.spec.containerz\""),
+        "{stdout}{stderr}"
+    );
+    assert!(k.fails(&["get", "ksvc", "typo"], None).contains("NotFound"));
 
     let wrong = manifest(
         "wrong",
