@@ -59,7 +59,6 @@ pub struct Event {
     pub metadata: ObjectMeta,
     /// The object this event is about.
     #[serde(default)]
-    #[cfg_attr(feature = "schemars", schemars(schema_with = "any_object"))]
     pub involved_object: ObjectReference,
     /// A short UpperCamelCase reason (`ScaledUp`, `Pulled`, `BackOff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,7 +68,6 @@ pub struct Event {
     pub message: Option<String>,
     /// Who reported it (deprecated in favour of `reportingComponent`, still what kubectl shows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schemars", schemars(schema_with = "any_object_opt"))]
     pub source: Option<EventSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schemars", schemars(schema_with = "date_time"))]
@@ -87,13 +85,11 @@ pub struct Event {
     #[cfg_attr(feature = "schemars", schemars(schema_with = "date_time"))]
     pub event_time: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schemars", schemars(schema_with = "any_object_opt"))]
     pub series: Option<EventSeries>,
     /// What was done (`Scale`, `Pull`, `Start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schemars", schemars(schema_with = "any_object_opt"))]
     pub related: Option<ObjectReference>,
     /// The controller that emitted it (`nimbus.dev/autoscaler`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,16 +205,6 @@ const V1_NAMES: &[(&str, &str)] = &[
     ("reportingComponent", "reportingController"),
     ("reportingInstance", "reportingInstance"),
 ];
-
-#[cfg(feature = "schemars")]
-fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
-}
-
-#[cfg(feature = "schemars")]
-fn any_object_opt(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    any_object(g)
-}
 
 #[cfg(feature = "schemars")]
 fn date_time(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

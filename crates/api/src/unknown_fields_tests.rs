@@ -28,6 +28,7 @@ fn examples() -> Vec<(Kind, &'static str)> {
         (Kind::RabbitmqSource, RABBITMQ_SOURCE),
         (Kind::RedisListSource, REDIS_LIST_SOURCE),
         (Kind::NatsJetStreamSource, NATS_JET_STREAM_SOURCE),
+        (Kind::Event, EVENT),
     ]
 }
 
@@ -306,6 +307,27 @@ spec:
   parallelism: 2
   sink:
     ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: hello}
+"#;
+
+const EVENT: &str = r#"
+apiVersion: v1
+kind: Event
+metadata: {name: hello.1800f2c3a1b2c3d4, namespace: default}
+involvedObject:
+  apiVersion: serving.knative.dev/v1
+  kind: Service
+  name: hello
+  namespace: default
+  uid: 6c0f8a52-0d1f-4c8e-9d8a-1f2e3d4c5b6a
+reason: ScaledUp
+message: "scaled hello-00001 from 1 to 3"
+source: {component: nimbus-autoscaler, host: node-1}
+firstTimestamp: "2026-12-08T01:00:00Z"
+lastTimestamp: "2026-12-08T01:05:00Z"
+count: 2
+type: Normal
+reportingComponent: nimbus-autoscaler
+reportingInstance: node-1
 "#;
 
 fn json_of(yaml: &str) -> Value {
