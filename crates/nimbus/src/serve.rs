@@ -301,11 +301,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .with_event_sink(Arc::new(crate::invocations::ScheduledEvents(
         invocations.clone(),
     )))
-    .with_recorder(recorder);
+    .with_recorder(recorder.clone());
     let controller = Controller::new(ctx);
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Cost metering and budgets (nimbus-usage). TODO(lead): give an Event-emitting
-    // `BudgetNotifier` here once the events recorder is merged.
+    // Cost metering and budgets (nimbus-usage); budget crossings become Events.
     let prices = nimbus_usage::PriceTable::resolve(&args.prices).context("--prices")?;
     let (usage, usage_task) = crate::usage::start(
         &args.data_dir,
@@ -320,7 +319,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             registry: runtimes.registry.clone(),
             cgroups: runtimes.cgroups.clone(),
             scaler: scaler.clone(),
-            notifier: Arc::new(nimbus_usage::budget::LogNotifier),
+            notifier: Arc::new(crate::usage::BudgetEvents {
+                recorder,
+                store: store.clone(),
+            }),
         },
         stopped(stop_rx.clone()),
     )?;

@@ -300,3 +300,35 @@ impl Budgets {
         }
     }
 }
+
+/// Budget crossings as Events on the Service (and a log line): `BudgetThresholdReached`
+/// (`Normal` at 50%, `Warning` at 90%) and `BudgetExceeded` (`Warning`) at 100%.
+pub struct BudgetEvents {
+    pub recorder: nimbus_controller::Recorder,
+    pub store: Arc<Store>,
+}
+
+impl BudgetNotifier for BudgetEvents {
+    fn crossed(&self, service: &ServiceRef, verdict: &Verdict, message: &str) {
+        nimbus_usage::budget::LogNotifier.crossed(service, verdict, message);
+        let Ok(Some(obj)) = self
+            .store
+            .get(Kind::Service, &service.namespace, &service.name)
+        else {
+            return;
+        };
+        let threshold = verdict.crossed.unwrap_or(verdict.level);
+        let (type_, reason) = match threshold {
+            100.. => ("Warning", "BudgetExceeded"),
+            90.. => ("Warning", "BudgetThresholdReached"),
+            _ => ("Normal", "BudgetThresholdReached"),
+        };
+        self.recorder.record(nimbus_controller::Note::about(
+            &obj,
+            type_,
+            reason,
+            "Meter",
+            message.to_owned(),
+        ));
+    }
+}

@@ -211,6 +211,24 @@ async fn a_budget_trips_reports_and_caps_scale() {
     })
     .await;
     assert!(tripped.contains("scale capped at 1"), "{tripped}");
+    // The crossing is an Event on the Service too (`kubectl describe ksvc spender`).
+    let selector =
+        "involvedObject.kind%3DService%2CinvolvedObject.name%3Dspender%2Creason%3DBudgetExceeded";
+    let event = wait_until(
+        "a BudgetExceeded event",
+        Duration::from_secs(30),
+        async || {
+            let path = format!("/api/v1/namespaces/default/events?fieldSelector={selector}");
+            let list = nimbus.api_get(&path).await.map_err(|e| e.to_string())?;
+            let items = list.map(|l| l["items"].clone()).unwrap_or(Value::Null);
+            items
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .ok_or_else(|| format!("{items}"))
+        },
+    )
+    .await;
+    assert_eq!(event["type"], "Warning", "{event}");
     let revision = |want: u64| {
         let nimbus = &nimbus;
         async move {
