@@ -73,6 +73,8 @@ pub async fn run<F, Fut>(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            // A sample due at the same time as a flush goes first, so the flush holds it.
+            biased;
             _ = sample.tick() => {
                 // Readings touch the store and cgroupfs: off the async threads.
                 let readings = readings.clone();
