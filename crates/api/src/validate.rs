@@ -32,6 +32,16 @@ pub const RESERVED_ENV: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_
 /// Ports Knative reserves for its own components; a user container may not listen on them.
 pub const RESERVED_PORTS: [i32; 5] = [8012, 8013, 8022, 9090, 9091];
 
+/// Why Nimbus refuses `obj`, as one line (`path: why; path: why`), or `None` when it is
+/// valid: for objects no admission webhook checked (a cluster's), reported in their status.
+pub fn refusal(obj: &Object) -> Option<String> {
+    let errors = validate(obj);
+    (!errors.is_empty()).then(|| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        errors.join("; ")
+    })
+}
+
 /// Validate any object. Empty when valid.
 pub fn validate(obj: &Object) -> Vec<FieldError> {
     let mut v = Errors::default();

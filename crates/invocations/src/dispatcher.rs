@@ -495,18 +495,13 @@ pub fn retry_after(headers: &[(String, String)], now_ms: i64) -> Option<Duration
 /// The HTTP request of attempt `number`: the stored one, with the invocation's own id and
 /// attempt number (replacing any a client sent).
 fn request_of(inv: &Invocation, number: u32) -> Result<http::Request<Bytes>, http::Error> {
-    let mut builder = http::Request::builder()
-        .method(inv.request.method.as_str())
-        .uri(inv.request.target.as_str());
-    for (name, value) in &inv.request.headers {
-        if !name.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-    }
-    builder
-        .header(INVOCATION_ID_HEADER, inv.id.as_str())
-        .header(ATTEMPT_HEADER, number.to_string())
-        .body(inv.request.body.clone())
+    let mut req = inv
+        .request
+        .to_http(|name| !name.to_ascii_lowercase().starts_with(RESERVED_PREFIX))?;
+    let headers = req.headers_mut();
+    headers.insert(INVOCATION_ID_HEADER, http::HeaderValue::from_str(&inv.id)?);
+    headers.insert(ATTEMPT_HEADER, http::HeaderValue::from(number));
+    Ok(req)
 }
 
 /// The invocation that delivers `inv`'s record to `destination` (Lambda's invocation record,

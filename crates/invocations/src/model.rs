@@ -88,6 +88,22 @@ pub struct StoredRequest {
     pub size: usize,
 }
 
+impl StoredRequest {
+    /// The HTTP request, with the stored headers `keep` accepts (by name).
+    pub fn to_http(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<http::Request<Bytes>, http::Error> {
+        let mut builder = http::Request::builder()
+            .method(self.method.as_str())
+            .uri(self.target.as_str());
+        for (name, value) in self.headers.iter().filter(|(n, _)| keep(n)) {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder.body(self.body.clone())
+    }
+}
+
 /// A response kept with its invocation (the body cut at [`MAX_STORED_RESPONSE`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -137,11 +137,7 @@ impl Keda {
         let ns = namespace(&so).to_string();
         // On a cluster no admission webhook refused what Nimbus does not implement: an
         // invalid ScaledObject scales nothing and says why, as an unknown target does.
-        let errors = nimbus_api::validate::validate(&Object::ScaledObject(so.clone()));
-        let invalid = (!errors.is_empty()).then(|| {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            errors.join("; ")
-        });
+        let invalid = nimbus_api::validate::refusal(&Object::ScaledObject(so.clone()));
         let target = match &invalid {
             None => self.target(&ns, &so.spec.scale_target_ref.name).await,
             Some(why) => Err(why.clone()),

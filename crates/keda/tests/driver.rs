@@ -75,6 +75,19 @@ spec:
     )
 }
 
+/// A store holding Service `worker`, a scaler, and the loop over them.
+fn driver() -> (Arc<Store>, Arc<Scaler>, Arc<Keda>) {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let scaler = Scaler::new(Arc::new(NoLoad), ScalerConfig::default());
+    let keda = Keda::new(
+        Arc::new(StoreResources(store.clone())),
+        scaler.clone(),
+        KedaConfig::default(),
+    );
+    service(&store);
+    (store, scaler, keda)
+}
+
 fn status(store: &Store) -> serde_json::Value {
     store
         .get(Kind::ScaledObject, "default", "so")
@@ -96,14 +109,7 @@ fn condition(status: &serde_json::Value, type_: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn floors_go_to_every_routed_revision_and_one_failing_trigger_is_reported() {
-    let store = Arc::new(Store::open_in_memory().unwrap());
-    let scaler = Scaler::new(Arc::new(NoLoad), ScalerConfig::default());
-    let keda = Keda::new(
-        Arc::new(StoreResources(store.clone())),
-        scaler.clone(),
-        KedaConfig::default(),
-    );
-    service(&store);
+    let (store, scaler, keda) = driver();
     store.create(object(&scaled_object())).unwrap();
     keda.poll_due().await;
 
@@ -174,14 +180,7 @@ async fn a_missing_service_is_reported_and_nothing_is_scaled() {
 /// in the status, and scales nothing.
 #[tokio::test]
 async fn a_scaled_object_nimbus_refuses_scales_nothing_and_says_why() {
-    let store = Arc::new(Store::open_in_memory().unwrap());
-    let scaler = Scaler::new(Arc::new(NoLoad), ScalerConfig::default());
-    let keda = Keda::new(
-        Arc::new(StoreResources(store.clone())),
-        scaler.clone(),
-        KedaConfig::default(),
-    );
-    service(&store);
+    let (store, scaler, keda) = driver();
     // As a cluster stores it: past no validation of Nimbus's.
     let mut value = object(&scaled_object()).to_json();
     value["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6});

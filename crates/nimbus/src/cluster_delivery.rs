@@ -122,15 +122,7 @@ impl EventSink for ClusterEvents {
                 target: &target,
                 retry: &retry,
             };
-            let request = || {
-                let mut builder = http::Request::builder()
-                    .method(stored.method.as_str())
-                    .uri(stored.target.as_str());
-                for (name, value) in &stored.headers {
-                    builder = builder.header(name.as_str(), value.as_str());
-                }
-                builder.body(stored.body.clone())
-            };
+            let request = || stored.to_http(|_| true);
             if let (Err(why), _) = nimbus_sources::deliver::send(to, &event.id, request).await {
                 tracing::error!(
                     namespace,

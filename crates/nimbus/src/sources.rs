@@ -118,17 +118,9 @@ async fn sync(
                 name: obj.name().to_owned(),
             };
             // On a cluster no admission webhook ran Nimbus's validation: run it here.
-            let errors = nimbus_api::validate::validate(&obj);
-            let resolved = match errors.is_empty() {
-                true => resolve(resources, &obj, &key, domain).await,
-                false => Err((
-                    "InvalidSpec".to_owned(),
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )),
+            let resolved = match nimbus_api::validate::refusal(&obj) {
+                None => resolve(resources, &obj, &key, domain).await,
+                Some(why) => Err(("InvalidSpec".to_owned(), why)),
             };
             match resolved {
                 Ok((config, sink_uri)) => {
